@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: MIT
+# A thin wrapper over CMake (like neovim's): `make run`, `make test`.
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+PYTHON      ?= /usr/bin/python3
+CMAKE_FLAGS ?=
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test test-unit test-api test-asan asan bench clean format check-style
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Serves on http://127.0.0.1:8000 with var/tokend.db and var/keys/.
+run: build
+	@mkdir -p var
+	$(BUILD)/tokend serve --demo
+
+test: build
+	@scripts/check-style
+	@cd $(BUILD) && ctest --output-on-failure
+	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+	@$(MAKE) --no-print-directory test-asan
+
+# The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTOKEND_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		TOKEND_BIN=$(CURDIR)/$(BUILD_ASAN)/tokend TOKEND_SANITIZED=1 \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+
+test-unit: build
+	@cd $(BUILD) && ctest --output-on-failure
+
+test-api: build
+	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+
+format:
+	@clang-format -i src/*.c src/*/*.c src/*/*.h include/tokend/*.h
+
+check-style:
+	@scripts/check-style
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

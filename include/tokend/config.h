@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is the contract of the configuration module: one declarative
+ * table of options (src/config/config.c) read from built-in defaults, then an
+ * INI file, then TOKEND_<SECTION>_<KEY> environment variables, then command
+ * line flags, each later source overriding the earlier.
+ */
+#ifndef TOKEND_CONFIG_H
+#define TOKEND_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 512
+
+struct config {
+	/* [server] */
+	char listen[CONFIG_STR_MAX];   /* host:port; port 0 picks a free one */
+	long threads;                  /* MHD thread pool size; 0 = CPUs */
+	long max_connections;          /* total open connections */
+	long per_ip_connections;       /* per client address; 0 = unlimited */
+	long idle_timeout;             /* seconds a connection may idle */
+	long request_timeout;          /* seconds to receive a whole body */
+	long max_body;                 /* request body bytes (413 beyond) */
+	long max_header;               /* request line + header bytes (431) */
+	long max_json_depth;           /* nesting of arrays/objects */
+	long max_string;               /* bytes in one string field */
+	/* [log] */
+	char log_level[16];            /* debug | info | warn | error */
+	long access_log;               /* 1 = one line per request */
+	/* [database] */
+	char database[CONFIG_STR_MAX]; /* SQLite file path */
+	long busy_timeout_ms;          /* SQLite busy_timeout */
+	/* [keys] */
+	char key_dir[CONFIG_STR_MAX];  /* signing keys, never in the DB */
+	char algorithm[16];            /* HS256 */
+	/* [tokens] */
+	long access_lifetime;          /* seconds */
+	long refresh_lifetime;         /* seconds */
+	/* [password] */
+	long pbkdf2_iterations;        /* for new hashes and re-hashing */
+	long hash_workers;             /* hashing threads; 0 = CPUs */
+	long hash_queue;               /* waiting logins before 503 */
+	long hash_deadline_ms;         /* a queued login older than this: 503 */
+};
+
+/* Fills cfg with the built-in defaults. */
+void config_defaults(struct config *cfg);
+
+/*
+ * Reads the INI file at path into cfg (over what cfg holds). On failure
+ * writes "file:line: section.key: reason" (or "file: reason") to errbuf and
+ * returns TOKEND_EINVAL (bad key or value) or TOKEND_EIO (unreadable file).
+ */
+int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t errlen);
+
+/*
+ * Applies every TOKEND_<SECTION>_<KEY> variable of the environment; an
+ * unknown TOKEND_ variable or bad value gives TOKEND_EINVAL with
+ * "env TOKEND_X: reason" in errbuf. TOKEND_CONFIG is ignored here.
+ */
+int config_load_env(struct config *cfg, char *errbuf, size_t errlen);
+
+/*
+ * Sets one option by "section.key" as if read from a file; origin names the
+ * source in error messages (e.g. "--listen"). Returns 0 or TOKEND_EINVAL.
+ */
+int config_set(struct config *cfg, const char *section, const char *key,
+	       const char *value, const char *origin, char *errbuf, size_t errlen);
+
+/*
+ * Splits a listen address "host:port" or "[v6]:port" (numeric host) into
+ * host (without brackets) and port. Returns 0 or TOKEND_EINVAL.
+ */
+int config_listen_split(const char *listen, char *host, size_t hostlen, unsigned *port);
+
+/* Writes every option as "section.key = value" lines to fp. */
+void config_dump(const struct config *cfg, FILE *fp);
+
+#endif

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is the contract between the HTTP layer and the route handlers.
+ * A handler receives a request context and fills a result; it never calls
+ * libmicrohttpd, never writes SQL and never picks an HTTP status: it returns
+ * 0 (the route's success status) or a negative enum tokend_err, which
+ * src/http/response.c maps to a status.
+ */
+#ifndef TOKEND_HANDLERS_H
+#define TOKEND_HANDLERS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+struct app;
+
+#define HANDLER_MAX_PARAMS 2
+#define HANDLER_PARAM_MAX 64
+
+struct handler_ctx {
+	const struct app *app;
+	const char *method;
+	const char *path;
+	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX]; /* {captures} of the pattern */
+	const json_t *body;          /* decoded body; an empty object when none */
+	const char *authorization;   /* the header, or NULL; never log it */
+	const char *remote;          /* client address, for logs */
+};
+
+struct handler_result {
+	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
+	bool no_store;     /* carries credentials: Cache-Control: no-store */
+	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
+};
+
+typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* POST /api/auth/jwt/ — obtain a pair. Slow (password hash): offloaded. */
+int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res);
+
+#endif

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is the contract of the logger: levelled lines on stderr, each
+ * written with one write(2) so that lines from different threads never mix.
+ * Callers must never pass a password, a token or an Authorization header.
+ */
+#ifndef TOKEND_LOG_H
+#define TOKEND_LOG_H
+
+#include <stdint.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Parses "debug|info|warn|error"; returns -1 for anything else. */
+int log_level_parse(const char *name);
+void log_set_level(enum log_level level);
+void log_set_access(int enabled);
+
+/* printf-style; appends the newline. */
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/*
+ * One access-log line: time, remote address, method, path, status,
+ * microseconds and response bytes. Control and non-ASCII bytes of method and
+ * path are escaped as \xHH and the path is cut at 256 bytes.
+ */
+void log_access(const char *remote, const char *method, const char *path,
+		unsigned status, uint64_t micros, uint64_t bytes);
+
+#endif

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is the contract of password hashing: Django-compatible
+ * "pbkdf2_sha256$<iterations>$<salt>$<base64 hash>" strings computed with
+ * OpenSSL's PBKDF2-HMAC-SHA256. These calls are slow on purpose (about
+ * 110 ms at 600,000 iterations): never call them on an HTTP thread.
+ */
+#ifndef TOKEND_PASSWORD_H
+#define TOKEND_PASSWORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PASSWORD_DEFAULT_ITERATIONS 600000L
+#define PASSWORD_MAX_ITERATIONS 100000000L /* refuse absurd imported counts */
+#define PASSWORD_HASH_MAX 256              /* longest encoded hash accepted */
+#define PASSWORD_SALT_LEN 22               /* as Django's get_random_string(22) */
+
+/*
+ * Hashes password (len bytes) with a fresh 22-character salt from the CSPRNG
+ * into out. Returns 0, TOKEND_EINVAL (bad iterations or outlen too small) or
+ * TOKEND_ECRYPTO.
+ */
+int password_hash(const char *password, size_t len, long iterations, char *out, size_t outlen);
+
+/*
+ * Checks password against an encoded hash in constant time. Returns true on
+ * a match. A malformed or unsupported encoded hash never matches. When
+ * needs_rehash is not NULL it is set to true if the hash matched but was made
+ * with fewer than min_iterations.
+ */
+bool password_verify(const char *password, size_t len, const char *encoded,
+		     long min_iterations, bool *needs_rehash);
+
+/*
+ * Spends the same work as a password_verify() at iterations, and always
+ * fails: used for unknown users so timing does not reveal which exist.
+ */
+void password_verify_dummy(const char *password, size_t len, long iterations);
+
+#endif

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header gathers the small helpers every module uses: base64url,
+ * CSPRNG bytes, UUIDs and RFC 3339 times.
+ */
+#ifndef TOKEND_UTIL_H
+#define TOKEND_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define UUID_STR_LEN 37 /* 36 characters and the NUL */
+#define RFC3339_LEN 21  /* "2026-11-28T01:02:03Z" and the NUL */
+
+/*
+ * Encodes len bytes of in as unpadded base64url into out (outlen must be at
+ * least 4 * ceil(len / 3) + 1). Returns the encoded length, or 0 if out is
+ * too small.
+ */
+size_t util_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen);
+
+/*
+ * Decodes unpadded base64url text (strict: no padding, no other alphabet,
+ * no non-zero trailing bits). Returns the decoded length in *outlen, or
+ * TOKEND_EINVAL for bad input and TOKEND_ENOMEM if out is too small.
+ */
+int util_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap,
+		       size_t *outlen);
+
+/* Fills buf with len bytes from the OS CSPRNG. Returns 0 or TOKEND_ECRYPTO. */
+int util_random(void *buf, size_t len);
+
+/* Writes a new random (v4) lowercase UUID into out. Returns 0 or an error. */
+int util_uuid_new(char out[UUID_STR_LEN]);
+
+/* True when s is a lowercase canonical 8-4-4-4-12 UUID. */
+bool util_uuid_valid(const char *s);
+
+/* Formats t (UTC) as RFC 3339 with Z into out. */
+void util_time_rfc3339(int64_t t, char out[RFC3339_LEN]);
+
+/* Seconds since the epoch. */
+int64_t util_now(void);
+
+/* Monotonic microseconds, for durations. */
+uint64_t util_mono_us(void);
+
+/* True when the len bytes of s are well-formed UTF-8 (no overlongs or surrogates). */
+bool util_utf8_valid(const char *s, size_t len);
+
+/* Number of online CPUs, at least 1. */
+long util_ncpus(void);
+
+#endif

@@ -1,0 +1,42 @@
+-- SPDX-License-Identifier: MIT
+-- 001: users, teams, memberships, and the refresh tokens of each login.
+-- Times are Unix seconds (UTC). UUIDs are lowercase canonical text.
+
+CREATE TABLE users (
+    uuid        TEXT PRIMARY KEY NOT NULL,
+    username    TEXT NOT NULL UNIQUE,
+    password    TEXT NOT NULL,              -- pbkdf2_sha256$<iter>$<salt>$<hash>
+    is_active   INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    last_login  INTEGER                     -- NULL: never
+);
+
+CREATE TABLE teams (
+    uuid        TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE team_members (
+    team_uuid   TEXT NOT NULL REFERENCES teams (uuid) ON DELETE CASCADE,
+    user_uuid   TEXT NOT NULL REFERENCES users (uuid) ON DELETE CASCADE,
+    role        TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('member', 'admin')),
+    PRIMARY KEY (team_uuid, user_uuid)
+) WITHOUT ROWID;
+
+CREATE INDEX team_members_by_user ON team_members (user_uuid);
+
+-- Every refresh token issued, by jti (never the token string). family is the
+-- jti of the login that started the chain; used_at is set when rotated.
+CREATE TABLE refresh_tokens (
+    jti         TEXT PRIMARY KEY NOT NULL,
+    family      TEXT NOT NULL,
+    user_uuid   TEXT NOT NULL REFERENCES users (uuid) ON DELETE CASCADE,
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER
+);
+
+CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);
+CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+CREATE INDEX refresh_tokens_by_user ON refresh_tokens (user_uuid);

@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements configuration: one declarative table of options
+ * (name, type, bounds, default, help), read in order from the defaults, an
+ * INI file (libinih), TOKEND_<SECTION>_<KEY> environment variables and
+ * command-line flags. config/tokend.conf documents the same table.
+ */
+#include "tokend/config.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tokend/err.h"
+#include "tokend/log.h"
+
+enum opt_type { OPT_STR, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN };
+
+struct option_def {
+	const char *section;
+	const char *key;
+	enum opt_type type;
+	long min, max;
+	size_t offset;
+	size_t size; /* for strings */
+	const char *def;
+};
+
+#define STR(sec, k, field, d) \
+	{ sec, k, OPT_STR, 0, 0, offsetof(struct config, field), \
+	  sizeof(((struct config *)0)->field), d }
+#define INT(sec, k, field, lo, hi, d) \
+	{ sec, k, OPT_INT, lo, hi, offsetof(struct config, field), 0, d }
+#define TYPED(sec, k, type, field, d) \
+	{ sec, k, type, 0, 0, offsetof(struct config, field), \
+	  sizeof(((struct config *)0)->field), d }
+
+static const struct option_def options[] = {
+	TYPED("server", "listen", OPT_LISTEN, listen, "127.0.0.1:8000"),
+	INT("server", "threads", threads, 0, 1024, "0"),
+	INT("server", "max_connections", max_connections, 1, 1000000, "1024"),
+	INT("server", "per_ip_connections", per_ip_connections, 0, 1000000, "0"),
+	INT("server", "idle_timeout", idle_timeout, 1, 86400, "30"),
+	INT("server", "request_timeout", request_timeout, 1, 86400, "30"),
+	INT("server", "max_body", max_body, 1, 64L << 20, "65536"),
+	INT("server", "max_header", max_header, 1024, 1L << 20, "16384"),
+	INT("server", "max_json_depth", max_json_depth, 1, 1000, "32"),
+	INT("server", "max_string", max_string, 1, 1L << 20, "4096"),
+	TYPED("log", "level", OPT_LEVEL, log_level, "info"),
+	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true"},
+	STR("database", "path", database, "var/tokend.db"),
+	INT("database", "busy_timeout_ms", busy_timeout_ms, 0, 600000, "5000"),
+	STR("keys", "dir", key_dir, "var/keys"),
+	TYPED("keys", "algorithm", OPT_ALG, algorithm, "HS256"),
+	INT("tokens", "access_lifetime", access_lifetime, 1, 366L * 86400, "300"),
+	INT("tokens", "refresh_lifetime", refresh_lifetime, 1, 3660L * 86400, "86400"),
+	INT("password", "pbkdf2_iterations", pbkdf2_iterations, 1, 100000000, "600000"),
+	INT("password", "hash_workers", hash_workers, 0, 1024, "0"),
+	INT("password", "hash_queue", hash_queue, 1, 1000000, "64"),
+	INT("password", "hash_deadline_ms", hash_deadline_ms, 1, 3600000, "10000"),
+};
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const struct option_def *option_find(const char *section, const char *key)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
+			return &options[i];
+	return NULL;
+}
+
+int config_listen_split(const char *listen, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon;
+	const char *h = listen;
+	size_t hlen;
+	unsigned char addr[16];
+	char *end;
+	long p;
+
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (close == NULL || close[1] != ':')
+			return TOKEND_EINVAL;
+		h = listen + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return TOKEND_EINVAL;
+		hlen = (size_t)(colon - listen);
+	}
+	if (hlen == 0 || hlen >= hostlen)
+		return TOKEND_EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+		return TOKEND_EINVAL;
+	if (!isdigit((unsigned char)colon[1]))
+		return TOKEND_EINVAL;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || p < 0 || p > 65535)
+		return TOKEND_EINVAL;
+	*port = (unsigned)p;
+	return 0;
+}
+
+static int parse_bool(const char *v, long *out)
+{
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
+
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return TOKEND_EINVAL;
+}
+
+/* Stores value into the field of opt; reason gets why it was refused. */
+static int option_apply(struct config *cfg, const struct option_def *opt, const char *value,
+			char *reason, size_t rlen)
+{
+	char *field = (char *)cfg + opt->offset;
+	long n;
+	char *end;
+	char host[64];
+	unsigned port;
+
+	switch (opt->type) {
+	case OPT_INT:
+		errno = 0;
+		n = strtol(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0') {
+			snprintf(reason, rlen, "not an integer: \"%.64s\"", value);
+			return TOKEND_EINVAL;
+		}
+		if (n < opt->min || n > opt->max) {
+			snprintf(reason, rlen, "%ld is out of range [%ld, %ld]", n, opt->min,
+				 opt->max);
+			return TOKEND_EINVAL;
+		}
+		memcpy(field, &n, sizeof(n));
+		return 0;
+	case OPT_BOOL:
+		if (parse_bool(value, &n) != 0) {
+			snprintf(reason, rlen, "not a boolean (true/false): \"%.64s\"", value);
+			return TOKEND_EINVAL;
+		}
+		memcpy(field, &n, sizeof(n));
+		return 0;
+	case OPT_LEVEL:
+		if (log_level_parse(value) < 0) {
+			snprintf(reason, rlen, "must be debug, info, warn or error");
+			return TOKEND_EINVAL;
+		}
+		break;
+	case OPT_ALG:
+		if (strcmp(value, "HS256") != 0) {
+			snprintf(reason, rlen, "unsupported algorithm \"%.32s\" (HS256)", value);
+			return TOKEND_EINVAL;
+		}
+		break;
+	case OPT_LISTEN:
+		if (config_listen_split(value, host, sizeof(host), &port) != 0) {
+			snprintf(reason, rlen,
+				 "not a numeric ADDRESS:PORT (e.g. 127.0.0.1:8000, [::1]:8000): "
+				 "\"%.64s\"",
+				 value);
+			return TOKEND_EINVAL;
+		}
+		break;
+	case OPT_STR:
+		if (value[0] == '\0') {
+			snprintf(reason, rlen, "must not be empty");
+			return TOKEND_EINVAL;
+		}
+		break;
+	}
+	if (strlen(value) >= opt->size) {
+		snprintf(reason, rlen, "longer than %zu bytes", opt->size - 1);
+		return TOKEND_EINVAL;
+	}
+	memcpy(field, value, strlen(value) + 1);
+	return 0;
+}
+
+void config_defaults(struct config *cfg)
+{
+	char reason[128];
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		int rc = option_apply(cfg, &options[i], options[i].def, reason, sizeof(reason));
+		assert(rc == 0); /* a bad default in the table is our bug */
+		(void)rc;
+	}
+}
+
+int config_set(struct config *cfg, const char *section, const char *key, const char *value,
+	       const char *origin, char *errbuf, size_t errlen)
+{
+	const struct option_def *opt = option_find(section, key);
+	char reason[192];
+
+	if (opt == NULL) {
+		snprintf(errbuf, errlen, "%s: %s.%s: unknown key", origin, section, key);
+		return TOKEND_EINVAL;
+	}
+	if (option_apply(cfg, opt, value, reason, sizeof(reason)) != 0) {
+		snprintf(errbuf, errlen, "%s: %s.%s: %s", origin, section, key, reason);
+		return TOKEND_EINVAL;
+	}
+	return 0;
+}
+
+struct ini_ctx {
+	struct config *cfg;
+	char err[256];
+	int failed;
+};
+
+static int ini_on_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct ini_ctx *ctx = user;
+	const struct option_def *opt;
+	char reason[192];
+
+	if (ctx->failed)
+		return 1;
+	opt = option_find(section, name);
+	if (opt == NULL) {
+		snprintf(ctx->err, sizeof(ctx->err), "%s.%s: unknown key", section, name);
+		ctx->failed = 1;
+		return 0;
+	}
+	if (option_apply(ctx->cfg, opt, value, reason, sizeof(reason)) != 0) {
+		snprintf(ctx->err, sizeof(ctx->err), "%s.%s: %s", section, name, reason);
+		ctx->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t errlen)
+{
+	struct ini_ctx ctx = {.cfg = cfg};
+	struct config tmp = *cfg;
+	int rc;
+
+	ctx.cfg = &tmp;
+	rc = ini_parse(path, ini_on_line, &ctx);
+	if (rc == -1) {
+		snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return TOKEND_EIO;
+	}
+	if (rc == -2) {
+		snprintf(errbuf, errlen, "%s: out of memory", path);
+		return TOKEND_ENOMEM;
+	}
+	if (rc > 0) {
+		if (ctx.failed)
+			snprintf(errbuf, errlen, "%s:%d: %s", path, rc, ctx.err);
+		else
+			snprintf(errbuf, errlen, "%s:%d: syntax error", path, rc);
+		return TOKEND_EINVAL;
+	}
+	*cfg = tmp;
+	return 0;
+}
+
+extern char **environ;
+
+int config_load_env(struct config *cfg, char *errbuf, size_t errlen)
+{
+	static const char prefix[] = "TOKEND_";
+
+	for (char **e = environ; *e != NULL; e++) {
+		const char *eq = strchr(*e, '=');
+		char name[128];
+		char section[64];
+		size_t nlen;
+		const struct option_def *opt = NULL;
+		char origin[160];
+
+		if (strncmp(*e, prefix, sizeof(prefix) - 1) != 0 || eq == NULL)
+			continue;
+		nlen = (size_t)(eq - *e);
+		if (nlen >= sizeof(name))
+			nlen = sizeof(name) - 1;
+		memcpy(name, *e, nlen);
+		name[nlen] = '\0';
+		/* Not options: where to find the config, and test hooks. */
+		if (strcmp(name, "TOKEND_CONFIG") == 0 || strcmp(name, "TOKEND_BIN") == 0)
+			continue;
+		for (size_t i = 0; i < N_OPTIONS && opt == NULL; i++) {
+			char want[128];
+			size_t k;
+			snprintf(want, sizeof(want), "TOKEND_%s_%s", options[i].section,
+				 options[i].key);
+			for (k = 0; want[k] != '\0'; k++)
+				want[k] = (char)toupper((unsigned char)want[k]);
+			if (strcmp(want, name) == 0)
+				opt = &options[i];
+		}
+		snprintf(origin, sizeof(origin), "env %s", name);
+		if (opt == NULL) {
+			snprintf(errbuf, errlen, "%s: unknown configuration variable", origin);
+			return TOKEND_EINVAL;
+		}
+		snprintf(section, sizeof(section), "%s", opt->section);
+		if (config_set(cfg, section, opt->key, eq + 1, origin, errbuf, errlen) != 0)
+			return TOKEND_EINVAL;
+	}
+	return 0;
+}
+
+void config_dump(const struct config *cfg, FILE *fp)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const char *field = (const char *)cfg + options[i].offset;
+		long n;
+
+		fprintf(fp, "%s.%s = ", options[i].section, options[i].key);
+		switch (options[i].type) {
+		case OPT_INT:
+			memcpy(&n, field, sizeof(n));
+			fprintf(fp, "%ld\n", n);
+			break;
+		case OPT_BOOL:
+			memcpy(&n, field, sizeof(n));
+			fprintf(fp, "%s\n", n ? "true" : "false");
+			break;
+		default:
+			fprintf(fp, "%s\n", field);
+			break;
+		}
+	}
+}

@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements request-body decoding (JSON and
+ * application/x-www-form-urlencoded, both into jansson values) and the DRF
+ * field validation messages of API.md. It never sees libmicrohttpd.
+ */
+#include "tokend/body.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tokend/err.h"
+#include "tokend/util.h"
+
+/* Compares the media type (before ';', trimmed) of ct with want. */
+static bool media_is(const char *ct, const char *want, const char **params)
+{
+	size_t n = strlen(want);
+
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, want, n) != 0)
+		return false;
+	ct += n;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (*ct != '\0' && *ct != ';')
+		return false;
+	*params = ct;
+	return true;
+}
+
+/* True when params (";a=b; charset=x") name no charset or UTF-8. */
+static bool charset_is_utf8(const char *params)
+{
+	const char *p = params;
+
+	while ((p = strchr(p, ';')) != NULL) {
+		const char *v;
+		size_t len;
+
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncasecmp(p, "charset", 7) != 0)
+			continue;
+		v = p + 7;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v != '=')
+			return false;
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v == '"')
+			v++;
+		len = strcspn(v, "\"; \t");
+		if (!((len == 5 && strncasecmp(v, "utf-8", 5) == 0) ||
+		      (len == 4 && strncasecmp(v, "utf8", 4) == 0)))
+			return false;
+	}
+	return true;
+}
+
+enum body_type body_type_of(const char *content_type)
+{
+	const char *params;
+
+	if (content_type == NULL || content_type[0] == '\0')
+		return BODY_JSON;
+	if (media_is(content_type, "application/json", &params))
+		return charset_is_utf8(params) ? BODY_JSON : BODY_UNSUPPORTED;
+	if (media_is(content_type, "application/x-www-form-urlencoded", &params))
+		return charset_is_utf8(params) ? BODY_FORM : BODY_UNSUPPORTED;
+	return BODY_UNSUPPORTED;
+}
+
+static json_t *detail(const char *msg)
+{
+	return json_pack("{s:s}", "detail", msg);
+}
+
+/*
+ * Rejects nesting deeper than max_depth before jansson sees the text, so the
+ * limit is ours (and jansson's recursion is never deep).
+ */
+static bool json_depth_ok(const char *s, size_t len, long max_depth)
+{
+	long depth = 0;
+	bool in_str = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max_depth)
+				return false;
+		} else if (c == ']' || c == '}') {
+			depth--;
+		}
+	}
+	return true;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Percent-decodes [s, s+len) into out (at least len bytes); '+' is a space. */
+static int form_unescape(const char *s, size_t len, char *out, size_t *outlen)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '+') {
+			out[o++] = ' ';
+		} else if (s[i] == '%') {
+			int hi, lo;
+			if (len - i < 3)
+				return TOKEND_EINVAL;
+			hi = hexval(s[i + 1]);
+			lo = hexval(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return TOKEND_EINVAL;
+			out[o++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	if (!util_utf8_valid(out, o))
+		return TOKEND_EINVAL;
+	*outlen = o;
+	return 0;
+}
+
+int body_form_decode(const char *data, size_t len, json_t **out)
+{
+	json_t *obj = json_object();
+	char *buf = malloc(len + 1);
+	char *key = malloc(len + 1);
+	size_t pos = 0;
+	int rc = TOKEND_ENOMEM;
+
+	if (obj == NULL || buf == NULL || key == NULL)
+		goto out;
+	rc = TOKEND_EINVAL;
+	while (pos < len) {
+		const char *pair = data + pos;
+		const char *amp = memchr(pair, '&', len - pos);
+		size_t plen = amp ? (size_t)(amp - pair) : len - pos;
+		const char *eq = memchr(pair, '=', plen);
+		size_t klen = eq ? (size_t)(eq - pair) : plen;
+		size_t kout, vout = 0;
+		json_t *v;
+
+		pos += plen + 1;
+		if (plen == 0)
+			continue;
+		if (form_unescape(pair, klen, key, &kout) != 0)
+			goto out;
+		if (memchr(key, '\0', kout) != NULL)
+			goto out; /* a key with NUL cannot be an object key */
+		key[kout] = '\0';
+		if (eq != NULL && form_unescape(eq + 1, plen - klen - 1, buf, &vout) != 0)
+			goto out;
+		v = json_stringn_nocheck(buf, vout);
+		if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+			rc = TOKEND_ENOMEM;
+			goto out;
+		}
+	}
+	*out = obj;
+	obj = NULL;
+	rc = 0;
+out:
+	json_decref(obj);
+	free(buf);
+	free(key);
+	return rc;
+}
+
+int body_decode(enum body_type type, const char *data, size_t len, long max_depth,
+		json_t **out, json_t **err)
+{
+	json_error_t jerr;
+	char msg[256];
+	json_t *v;
+
+	*out = NULL;
+	*err = NULL;
+	if (len == 0) {
+		*out = json_object();
+		return *out ? 0 : TOKEND_ENOMEM;
+	}
+	if (type == BODY_FORM) {
+		int rc = body_form_decode(data, len, out);
+		if (rc == TOKEND_EINVAL)
+			*err = detail("Form parse error - invalid percent-encoding or UTF-8");
+		return rc;
+	}
+	if (!json_depth_ok(data, len, max_depth)) {
+		snprintf(msg, sizeof(msg), "JSON parse error - nesting deeper than %ld", max_depth);
+		*err = detail(msg);
+		return TOKEND_EINVAL;
+	}
+	/* jansson rejects invalid UTF-8 and \u0000 (no JSON_ALLOW_NUL). */
+	v = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
+	if (v == NULL) {
+		snprintf(msg, sizeof(msg), "JSON parse error - %s", jerr.text);
+		*err = detail(msg);
+		return TOKEND_EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static const char *python_type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_ARRAY: return "list";
+	case JSON_INTEGER: return "int";
+	case JSON_REAL: return "float";
+	case JSON_STRING: return "str";
+	case JSON_TRUE:
+	case JSON_FALSE: return "bool";
+	case JSON_NULL: return "NoneType";
+	default: return "dict";
+	}
+}
+
+int body_require_object(const json_t *body, json_t **err)
+{
+	char msg[96];
+
+	if (json_is_object(body))
+		return 0;
+	snprintf(msg, sizeof(msg), "Invalid data. Expected a dictionary, but got %s.",
+		 python_type_name(body));
+	*err = json_pack("{s:[s]}", "non_field_errors", msg);
+	return TOKEND_EINVAL;
+}
+
+static void add_error(json_t *errors, const char *name, const char *msg)
+{
+	json_object_set_new(errors, name, json_pack("[s]", msg));
+}
+
+const char *body_string_field(const json_t *body, const char *name, bool trim, size_t max,
+			      json_t *errors, size_t *len)
+{
+	const json_t *v = json_object_get(body, name);
+	const char *s;
+	size_t n;
+	char msg[96];
+
+	if (v == NULL) {
+		add_error(errors, name, "This field is required.");
+		return NULL;
+	}
+	if (json_is_null(v)) {
+		add_error(errors, name, "This field may not be null.");
+		return NULL;
+	}
+	if (!json_is_string(v)) {
+		add_error(errors, name, "Not a valid string.");
+		return NULL;
+	}
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (memchr(s, '\0', n) != NULL) {
+		add_error(errors, name, "Null characters are not allowed.");
+		return NULL;
+	}
+	if (n > max) {
+		snprintf(msg, sizeof(msg), "Ensure this field has no more than %zu characters.",
+			 max);
+		add_error(errors, name, msg);
+		return NULL;
+	}
+	if (trim) {
+		while (n > 0 && isspace((unsigned char)*s)) {
+			s++;
+			n--;
+		}
+		while (n > 0 && isspace((unsigned char)s[n - 1]))
+			n--;
+	}
+	if (n == 0) {
+		add_error(errors, name, "This field may not be blank.");
+		return NULL;
+	}
+	*len = n;
+	return s;
+}

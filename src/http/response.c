@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements HTTP responses: the one mapping from enum
+ * tokend_err to a status, the default JSON bodies for errors the router and
+ * the framing checks raise, and the headers of API.md and RFC 6749 5.1.
+ */
+#include "http/response.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokend/err.h"
+
+unsigned response_status_for(int rc, unsigned ok_status)
+{
+	switch (rc) {
+	case TOKEND_OK: return ok_status;
+	case TOKEND_EINVAL: return MHD_HTTP_BAD_REQUEST;
+	case TOKEND_EBADREQ: return MHD_HTTP_BAD_REQUEST;
+	case TOKEND_EAUTH: return MHD_HTTP_UNAUTHORIZED;
+	case TOKEND_EFORBIDDEN: return MHD_HTTP_FORBIDDEN;
+	case TOKEND_ENOTFOUND: return MHD_HTTP_NOT_FOUND;
+	case TOKEND_EMETHOD: return MHD_HTTP_METHOD_NOT_ALLOWED;
+	case TOKEND_ETIMEOUT: return MHD_HTTP_REQUEST_TIMEOUT;
+	case TOKEND_ECONFLICT: return MHD_HTTP_CONFLICT;
+	case TOKEND_EEXISTS: return MHD_HTTP_CONFLICT;
+	case TOKEND_ETOOBIG: return MHD_HTTP_CONTENT_TOO_LARGE;
+	case TOKEND_EMEDIA: return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+	case TOKEND_EHEADER: return MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+	case TOKEND_ENOTIMPL: return MHD_HTTP_NOT_IMPLEMENTED;
+	case TOKEND_EBUSY: return MHD_HTTP_SERVICE_UNAVAILABLE;
+	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+static json_t *default_body(int rc, const struct response_meta *meta)
+{
+	char msg[256];
+
+	switch (rc) {
+	case TOKEND_ENOTFOUND:
+		return json_pack("{s:s}", "detail", "Not found.");
+	case TOKEND_EMETHOD:
+		snprintf(msg, sizeof(msg), "Method \"%.32s\" not allowed.",
+			 meta->method ? meta->method : "");
+		return json_pack("{s:s}", "detail", msg);
+	case TOKEND_ETOOBIG:
+		snprintf(msg, sizeof(msg), "Request body exceeds the limit of %ld bytes.",
+			 meta->limit);
+		return json_pack("{s:s}", "detail", msg);
+	case TOKEND_EMEDIA:
+		snprintf(msg, sizeof(msg), "Unsupported media type \"%.128s\" in request.",
+			 meta->media ? meta->media : "");
+		return json_pack("{s:s}", "detail", msg);
+	case TOKEND_EHEADER:
+		return json_pack("{s:s}", "detail", "Request header fields too large.");
+	case TOKEND_EBADREQ:
+		return json_pack("{s:s}", "detail",
+				 "Bad request: Content-Length together with Transfer-Encoding.");
+	case TOKEND_ENOTIMPL:
+		return json_pack("{s:s}", "detail", "Unsupported Transfer-Encoding.");
+	case TOKEND_ETIMEOUT:
+		return json_pack("{s:s}", "detail", "Request timed out.");
+	case TOKEND_EBUSY:
+		return json_pack("{s:s, s:s}", "detail", "Server busy, try again later.", "code",
+				 "busy");
+	case TOKEND_EAUTH:
+		return json_pack("{s:s}", "detail",
+				 "Authentication credentials were not provided.");
+	default:
+		return json_pack("{s:s}", "detail", "A server error occurred.");
+	}
+}
+
+struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_result *res,
+				    const struct response_meta *meta, unsigned *status,
+				    size_t *bytes)
+{
+	struct MHD_Response *r;
+	json_t *body = res->body;
+	char *text;
+	char num[24];
+	size_t len;
+
+	res->body = NULL;
+	*status = response_status_for(rc, ok_status);
+	if (*status == MHD_HTTP_INTERNAL_SERVER_ERROR) {
+		/* Never leak internals: replace whatever was built. */
+		json_decref(body);
+		body = NULL;
+	}
+	if (body == NULL)
+		body = default_body(rc, meta);
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL)
+		return NULL;
+	len = strlen(text);
+	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(text);
+		return NULL;
+	}
+	*bytes = len;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	if (res->no_store) {
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+		MHD_add_response_header(r, MHD_HTTP_HEADER_PRAGMA, "no-cache");
+	}
+	if (*status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"api\"");
+	if (*status == MHD_HTTP_METHOD_NOT_ALLOWED && meta->allow != NULL)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, meta->allow);
+	if (*status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+		snprintf(num, sizeof(num), "%d", res->retry_after > 0 ? res->retry_after : 1);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
+	}
+	if (meta->close)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	return r;
+}

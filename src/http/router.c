@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the route table: each entry says method, pattern,
+ * handler, success status, whether it needs authentication, whether it is
+ * slow (run on the worker pool) and its body limit.
+ */
+#include "tokend/router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tokend/err.h"
+
+static const struct route routes[] = {
+	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, true, 0},
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/*
+ * Matches path against pattern segment by segment; a trailing slash is
+ * optional on the path, an empty segment anywhere else never matches.
+ */
+static bool pattern_match(const char *pattern, const char *path,
+			  char params[][HANDLER_PARAM_MAX])
+{
+	size_t np = 0;
+
+	while (*pattern != '\0') {
+		if (*pattern == '{') {
+			const char *close = strchr(pattern, '}');
+			size_t seg = strcspn(path, "/");
+			if (close == NULL || seg == 0 || seg >= HANDLER_PARAM_MAX ||
+			    np >= HANDLER_MAX_PARAMS)
+				return false;
+			if (params != NULL) {
+				memcpy(params[np], path, seg);
+				params[np][seg] = '\0';
+			}
+			np++;
+			path += seg;
+			pattern = close + 1;
+			continue;
+		}
+		if (*pattern != *path) {
+			/* "/api/auth/jwt" matches "/api/auth/jwt/". */
+			return *path == '\0' && pattern[0] == '/' && pattern[1] == '\0';
+		}
+		pattern++;
+		path++;
+	}
+	return *path == '\0';
+}
+
+const struct route *router_match(const char *method, const char *path,
+				 char params[][HANDLER_PARAM_MAX], char *allow, size_t allowlen,
+				 int *err)
+{
+	bool path_known = false;
+	size_t used = 0;
+
+	if (allowlen > 0)
+		allow[0] = '\0';
+	for (size_t i = 0; i < N_ROUTES; i++) {
+		if (!pattern_match(routes[i].pattern, path, NULL))
+			continue;
+		if (strcmp(routes[i].method, method) == 0) {
+			pattern_match(routes[i].pattern, path, params);
+			*err = 0;
+			return &routes[i];
+		}
+		path_known = true;
+		if (used < allowlen) {
+			int n = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "",
+					 routes[i].method);
+			if (n > 0)
+				used += (size_t)n;
+		}
+	}
+	*err = path_known ? TOKEND_EMETHOD : TOKEND_ENOTFOUND;
+	return NULL;
+}

@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the HTTP server on libmicrohttpd's internal thread
+ * pool (epoll). It enforces the limits of API.md while reading (header
+ * block, body size counted as it arrives, a whole-request deadline against
+ * dripped bodies), rejects the framing libmicrohttpd 0.9.75 mishandles
+ * (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
+ * the request, decodes its body and runs its handler: inline for cheap
+ * routes, on the bounded worker pool with the connection suspended for slow
+ * ones. Responses are queued on the second handler call or later, never the
+ * first, except to answer bad framing (which closes the connection).
+ */
+#include "tokend/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/response.h"
+#include "tokend/app.h"
+#include "tokend/body.h"
+#include "tokend/err.h"
+#include "tokend/log.h"
+#include "tokend/router.h"
+#include "tokend/util.h"
+#include "tokend/workpool.h"
+
+/* Discarding a refused chunked body stops (connection closed) past this many
+ * times its limit, so a client cannot keep a thread busy forever. */
+#define DISCARD_FACTOR 16
+
+struct server {
+	const struct app *app;
+	struct MHD_Daemon *daemon;
+	struct workpool *pool;
+	atomic_long inflight;   /* requests between first call and completion */
+	atomic_bool stopping;   /* queued slow work answers 503 */
+};
+
+enum req_state { REQ_READING, REQ_SUSPENDED, REQ_DONE };
+
+/*
+ * One request, from the first access-handler call to the completion
+ * callback, which frees it (hung off MHD's req_cls).
+ */
+struct request {
+	struct server *srv;
+	struct MHD_Connection *conn;
+	uint64_t start_us;
+	enum req_state state;
+	char method[16];
+	char path[257];                 /* cut for the log; routing uses MHD's url */
+	char remote[INET6_ADDRSTRLEN];
+	const struct route *route;
+	int err;                        /* an error found before the handler */
+	bool close;                     /* bad framing: answer, then close */
+	char allow[64];
+	const char *media;              /* refused Content-Type (MHD-owned) */
+	enum body_type btype;
+	long limit;                     /* body bytes allowed */
+	char *body;                     /* received body, owned */
+	size_t len, cap;
+	size_t discarded;
+	struct handler_ctx ctx;
+	struct handler_result res;      /* filled by the handler */
+	int rc;                         /* the handler's return */
+	unsigned status;                /* sent, for the log; 0 = none */
+	size_t bytes;
+};
+
+static void request_free(struct request *req)
+{
+	free(req->body);
+	json_decref((json_t *)req->ctx.body);
+	json_decref(req->res.body);
+	free(req);
+}
+
+static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	snprintf(out, outlen, "-");
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+			  (socklen_t)outlen);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+			  out, (socklen_t)outlen);
+}
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				  const char *value)
+{
+	size_t *total = cls;
+
+	(void)kind;
+	*total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+	return MHD_YES;
+}
+
+static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
+{
+	struct response_meta meta = {
+		.method = req->method,
+		.allow = req->allow,
+		.media = req->media,
+		.limit = req->limit,
+		.close = req->close,
+	};
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	req->state = REQ_DONE;
+	r = response_build(rc, ok_status, &req->res, &meta, &req->status, &req->bytes);
+	if (r == NULL) {
+		req->status = 500;
+		return MHD_NO;
+	}
+	ret = MHD_queue_response(req->conn, req->status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Checks what can be checked from the request line and headers alone. */
+static void first_checks(struct request *req, const char *url)
+{
+	const struct app *app = req->srv->app;
+	struct MHD_Connection *conn = req->conn;
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t header_bytes = strlen(req->method) + strlen(url) + 12;
+	bool has_body;
+	int err;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, sum_header, &header_bytes);
+	if (header_bytes > (size_t)app->cfg.max_header) {
+		req->err = TOKEND_EHEADER;
+		req->close = true;
+		return;
+	}
+	if (te != NULL) {
+		if (cl != NULL) {
+			req->err = TOKEND_EBADREQ; /* request smuggling */
+			req->close = true;
+			return;
+		}
+		if (strcasecmp(te, "chunked") != 0) {
+			req->err = TOKEND_ENOTIMPL;
+			req->close = true;
+			return;
+		}
+	}
+	req->route = router_match(req->method, url, req->ctx.params, req->allow,
+				  sizeof(req->allow), &err);
+	req->limit = req->route && req->route->body_limit ? req->route->body_limit
+							   : app->cfg.max_body;
+	if (cl != NULL) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (errno == 0 && *end == '\0' && n > (unsigned long long)req->limit) {
+			req->err = TOKEND_ETOOBIG; /* answered before reading the body */
+			req->close = true;
+			return;
+		}
+	}
+	if (req->route == NULL) {
+		req->err = err;
+		return;
+	}
+	has_body = te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
+	req->btype = body_type_of(ct);
+	if (has_body && req->btype == BODY_UNSUPPORTED) {
+		req->err = TOKEND_EMEDIA;
+		req->media = ct;
+	}
+}
+
+/* Runs the handler; fills req->rc and req->res. */
+static void run_handler(struct request *req)
+{
+	req->rc = req->route->fn(&req->ctx, &req->res);
+}
+
+/* Worker-pool job for slow routes; resumes the connection when done. */
+static void slow_job(void *arg, int expired)
+{
+	struct request *req = arg;
+
+	if (expired || atomic_load(&req->srv->stopping)) {
+		req->rc = TOKEND_EBUSY;
+		req->res.retry_after = 1;
+	} else {
+		run_handler(req);
+	}
+	/* The last touch of req here: after resume the completion may free it. */
+	MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result dispatch(struct request *req)
+{
+	json_t *err_body = NULL;
+	json_t *body = NULL;
+	int rc;
+
+	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
+			 req->srv->app->cfg.max_json_depth, &body, &err_body);
+	if (rc != 0) {
+		req->res.body = err_body;
+		return queue(req, rc, 0);
+	}
+	req->ctx.body = body;
+	req->ctx.authorization = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!req->route->offload) {
+		run_handler(req);
+		return queue(req, req->rc, req->route->ok_status);
+	}
+	req->state = REQ_SUSPENDED;
+	MHD_suspend_connection(req->conn);
+	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
+		req->rc = TOKEND_EBUSY;
+		req->res.retry_after = 1;
+		MHD_resume_connection(req->conn);
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **req_cls)
+{
+	struct server *srv = cls;
+	struct request *req = *req_cls;
+	const struct app *app = srv->app;
+
+	(void)version;
+	if (req == NULL) {
+		req = calloc(1, sizeof(*req));
+		if (req == NULL)
+			return MHD_NO;
+		*req_cls = req;
+		atomic_fetch_add(&srv->inflight, 1);
+		req->srv = srv;
+		req->conn = conn;
+		req->start_us = util_mono_us();
+		snprintf(req->method, sizeof(req->method), "%s", method);
+		snprintf(req->path, sizeof(req->path), "%s", url);
+		remote_of(conn, req->remote, sizeof(req->remote));
+		req->ctx.app = app;
+		req->ctx.method = req->method;
+		req->ctx.path = req->path;
+		req->ctx.remote = req->remote;
+		first_checks(req, url);
+		if (req->close)
+			return queue(req, req->err, 0);
+		return MHD_YES;
+	}
+	if (req->state == REQ_SUSPENDED) /* resumed by the worker */
+		return queue(req, req->rc, req->route->ok_status);
+	if (req->state == REQ_DONE)
+		return MHD_YES;
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (util_mono_us() - req->start_us > (uint64_t)app->cfg.request_timeout * 1000000u) {
+			req->status = 408; /* for the log: too slow, connection closed */
+			return MHD_NO;
+		}
+		if (req->err != 0) {
+			req->discarded += n;
+			return req->discarded > (size_t)req->limit * DISCARD_FACTOR ? MHD_NO
+										    : MHD_YES;
+		}
+		if (req->len + n > (size_t)req->limit) {
+			req->err = TOKEND_ETOOBIG;
+			free(req->body);
+			req->body = NULL;
+			req->len = 0;
+			req->discarded = n;
+			return MHD_YES;
+		}
+		if (req->len + n > req->cap) {
+			size_t cap = req->cap ? req->cap : 1024;
+			char *p;
+			while (cap < req->len + n)
+				cap *= 2;
+			if (cap > (size_t)req->limit)
+				cap = (size_t)req->limit;
+			p = realloc(req->body, cap);
+			if (p == NULL)
+				return MHD_NO;
+			req->body = p;
+			req->cap = cap;
+		}
+		memcpy(req->body + req->len, upload_data, n);
+		req->len += n;
+		return MHD_YES;
+	}
+	if (req->err != 0)
+		return queue(req, req->err, 0);
+	return dispatch(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct server *srv = cls;
+	struct request *req = *req_cls;
+
+	(void)conn;
+	(void)toe;
+	if (req == NULL)
+		return;
+	log_access(req->remote, req->method, req->path, req->status,
+		   util_mono_us() - req->start_us, req->bytes);
+	request_free(req);
+	*req_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/* Paths are matched as received: "%2F" or "%00" never become "/" or NUL. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	log_debug("http: %s", buf);
+}
+
+int server_start(const struct app *app, struct server **out, unsigned *port, char *errbuf,
+		 size_t errlen)
+{
+	const struct config *cfg = &app->cfg;
+	struct server *srv;
+	struct sockaddr_storage ss;
+	char host[64];
+	unsigned p;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	long threads = cfg->threads > 0 ? cfg->threads : util_ncpus();
+	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
+	const union MHD_DaemonInfo *di;
+	sigset_t all, old;
+
+	*out = NULL;
+	memset(&ss, 0, sizeof(ss));
+	if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
+		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
+		return TOKEND_EINVAL;
+	}
+	if (strchr(host, ':') != NULL) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)p);
+		inet_pton(AF_INET6, host, &a6->sin6_addr);
+		flags |= MHD_USE_IPv6;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)p);
+		inet_pton(AF_INET, host, &a4->sin_addr);
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return TOKEND_ENOMEM;
+	srv->app = app;
+	srv->pool = workpool_new(workers, cfg->hash_queue, cfg->hash_deadline_ms);
+	if (srv->pool == NULL) {
+		free(srv);
+		snprintf(errbuf, errlen, "cannot start %ld hashing workers", workers);
+		return TOKEND_ENOMEM;
+	}
+	/* MHD's threads inherit a mask with every signal blocked: main sigwaits. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	srv->daemon = MHD_start_daemon(
+		flags, (uint16_t)p, NULL, NULL, on_request, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header + 48 * 1024,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (srv->daemon == NULL) {
+		snprintf(errbuf, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+		workpool_free(&srv->pool);
+		free(srv);
+		return TOKEND_EIO;
+	}
+	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	*port = di ? di->port : p;
+	*out = srv;
+	return 0;
+}
+
+void server_stop(struct server **srvp, long grace_ms)
+{
+	struct server *srv = srvp ? *srvp : NULL;
+	uint64_t deadline;
+	MHD_socket lsock;
+
+	if (srv == NULL)
+		return;
+	/* 1. Stop accepting. 2. Slow work still queued answers 503 and every
+	 * suspended connection is resumed. 3. In-flight requests finish. Only
+	 * then stop: MHD aborts if a connection is still suspended. */
+	lsock = MHD_quiesce_daemon(srv->daemon);
+	atomic_store(&srv->stopping, true);
+	workpool_free(&srv->pool);
+	deadline = util_mono_us() + (uint64_t)grace_ms * 1000u;
+	while (atomic_load(&srv->inflight) > 0 && util_mono_us() < deadline) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (atomic_load(&srv->inflight) > 0)
+		log_warn("http: stopping with %ld requests unfinished",
+			 (long)atomic_load(&srv->inflight));
+	MHD_stop_daemon(srv->daemon);
+	if (lsock != MHD_INVALID_SOCKET)
+		close(lsock);
+	free(srv);
+	*srvp = NULL;
+}

@@ -1,0 +1,653 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements store.h on SQLite. It is the only includer of
+ * sqlite3.h. Each calling thread gets its own connection (a shared one would
+ * share one transaction, ../shared/PITFALLS.md), opened on first use with
+ * WAL, synchronous=NORMAL, foreign keys and a busy timeout; its prepared
+ * statements are kept for the connection's life. Read-then-write work runs
+ * in BEGIN IMMEDIATE transactions.
+ */
+#include "tokend/store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/migrations.h"
+#include "tokend/err.h"
+#include "tokend/log.h"
+
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_USER_ADD,
+	S_USER_BY_NAME,
+	S_USER_SET_PW,
+	S_USER_SET_ACTIVE,
+	S_USER_DELETE,
+	S_USER_COUNT,
+	S_USER_LIST,
+	S_TEAM_ADD,
+	S_TEAM_GET,
+	S_TEAM_LIST,
+	S_MEMBER_ADD,
+	S_MEMBER_REMOVE,
+	S_USER_UUID_BY_NAME,
+	S_REFRESH_ADD,
+	S_LOGIN_TOUCH,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_USER_ADD] = "INSERT INTO users (uuid, username, password, is_active, created_at) "
+		       "VALUES (?1, ?2, ?3, 1, ?4)",
+	[S_USER_BY_NAME] = "SELECT uuid, username, password, is_active, created_at, "
+			   "coalesce(last_login, 0) FROM users WHERE username = ?1",
+	[S_USER_SET_PW] = "UPDATE users SET password = ?2 WHERE uuid = ?1",
+	[S_USER_SET_ACTIVE] = "UPDATE users SET is_active = ?2 WHERE username = ?1",
+	[S_USER_DELETE] = "DELETE FROM users WHERE username = ?1",
+	[S_USER_COUNT] = "SELECT count(*) FROM users",
+	[S_USER_LIST] = "SELECT uuid, username, '', is_active, created_at, "
+			"coalesce(last_login, 0) FROM users ORDER BY username",
+	[S_TEAM_ADD] = "INSERT INTO teams (uuid, name, created_at) VALUES (?1, ?2, ?3)",
+	[S_TEAM_GET] = "SELECT t.uuid, t.name, t.created_at, "
+		       "(SELECT count(*) FROM team_members m WHERE m.team_uuid = t.uuid) "
+		       "FROM teams t WHERE t.uuid = ?1 OR t.name = ?1 "
+		       "ORDER BY t.uuid = ?1 DESC LIMIT 1",
+	[S_TEAM_LIST] = "SELECT t.uuid, t.name, t.created_at, "
+			"(SELECT count(*) FROM team_members m WHERE m.team_uuid = t.uuid) "
+			"FROM teams t ORDER BY t.name",
+	[S_MEMBER_ADD] = "INSERT INTO team_members (team_uuid, user_uuid, role) "
+			 "VALUES (?1, ?2, ?3) "
+			 "ON CONFLICT (team_uuid, user_uuid) DO UPDATE SET role = excluded.role",
+	[S_MEMBER_REMOVE] = "DELETE FROM team_members WHERE team_uuid = ?1 AND user_uuid = ?2",
+	[S_USER_UUID_BY_NAME] = "SELECT uuid FROM users WHERE username = ?1",
+	[S_REFRESH_ADD] = "INSERT INTO refresh_tokens (jti, family, user_uuid, issued_at, "
+			  "expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_LOGIN_TOUCH] = "UPDATE users SET last_login = ?2 WHERE uuid = ?1",
+};
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmts[S_COUNT];
+	struct store *owner;
+	struct conn *next; /* in owner->conns */
+};
+
+struct store {
+	char *path;
+	long busy_timeout_ms;
+	pthread_key_t key;        /* this thread's struct conn */
+	pthread_mutex_t lock;     /* guards conns */
+	struct conn *conns;       /* every open connection */
+};
+
+static void conn_free(struct conn *c)
+{
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(c->stmts[i]);
+	sqlite3_close_v2(c->db);
+	free(c);
+}
+
+/* pthread key destructor: a thread that ends closes its connection. */
+static void conn_release(void *p)
+{
+	struct conn *c = p;
+	struct store *st = c->owner;
+	struct conn **pp;
+
+	pthread_mutex_lock(&st->lock);
+	for (pp = &st->conns; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	conn_free(c);
+}
+
+static int conn_open(struct store *st, struct conn **out, char *errbuf, size_t errlen)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	char *msg = NULL;
+	int rc;
+
+	if (c == NULL)
+		return TOKEND_ENOMEM;
+	c->owner = st;
+	rc = sqlite3_open_v2(st->path, &c->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errlen, "%s: %s", st->path,
+			 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+		conn_free(c);
+		return TOKEND_EDB;
+	}
+	sqlite3_busy_timeout(c->db, (int)st->busy_timeout_ms);
+	rc = sqlite3_exec(c->db,
+			  "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+			  "PRAGMA foreign_keys = ON;",
+			  NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		snprintf(errbuf, errlen, "%s: %s", st->path, msg ? msg : sqlite3_errstr(rc));
+		sqlite3_free(msg);
+		conn_free(c);
+		return TOKEND_EDB;
+	}
+	pthread_mutex_lock(&st->lock);
+	c->next = st->conns;
+	st->conns = c;
+	pthread_mutex_unlock(&st->lock);
+	*out = c;
+	return 0;
+}
+
+/* This thread's connection, opened on first use; NULL on failure (logged). */
+static struct conn *conn_get(struct store *st)
+{
+	struct conn *c = pthread_getspecific(st->key);
+	char err[256];
+
+	if (c != NULL)
+		return c;
+	if (conn_open(st, &c, err, sizeof(err)) != 0) {
+		log_error("store: %s", err);
+		return NULL;
+	}
+	pthread_setspecific(st->key, c);
+	return c;
+}
+
+/* The prepared statement id, reset and unbound; NULL on failure (logged). */
+static sqlite3_stmt *stmt(struct conn *c, enum stmt_id id)
+{
+	sqlite3_stmt *s = c->stmts[id];
+
+	if (s == NULL) {
+		if (sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s,
+				       NULL) != SQLITE_OK) {
+			log_error("store: prepare: %s", sqlite3_errmsg(c->db));
+			return NULL;
+		}
+		c->stmts[id] = s;
+	}
+	return s;
+}
+
+static void stmt_done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+static int db_error(struct conn *c, const char *what)
+{
+	log_error("store: %s: %s", what, sqlite3_errmsg(c->db));
+	return TOKEND_EDB;
+}
+
+/* Runs a statement that returns no rows. */
+static int exec_stmt(struct conn *c, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	int ext = sqlite3_extended_errcode(c->db);
+
+	stmt_done(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+		return TOKEND_EEXISTS;
+	if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+		return TOKEND_ENOTFOUND;
+	return db_error(c, what);
+}
+
+static int tx_begin(struct conn *c)
+{
+	sqlite3_stmt *s = stmt(c, S_BEGIN);
+
+	return s ? exec_stmt(c, s, "begin") : TOKEND_EDB;
+}
+
+static int tx_end(struct conn *c, int rc)
+{
+	sqlite3_stmt *s = stmt(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	if (rc == 0)
+		return exec_stmt(c, s, "commit");
+	(void)exec_stmt(c, s, "rollback");
+	return rc;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+static void copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	snprintf(out, outlen, "%s", t ? (const char *)t : "");
+}
+
+int store_open(const char *path, long busy_timeout_ms, struct store **out, char *errbuf,
+	       size_t errlen)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	struct conn *c;
+	int rc;
+
+	*out = NULL;
+	if (st == NULL)
+		return TOKEND_ENOMEM;
+	st->path = strdup(path);
+	st->busy_timeout_ms = busy_timeout_ms;
+	if (st->path == NULL || pthread_key_create(&st->key, conn_release) != 0) {
+		free(st->path);
+		free(st);
+		return TOKEND_ENOMEM;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	rc = conn_open(st, &c, errbuf, errlen);
+	if (rc != 0) {
+		store_close(&st);
+		return rc;
+	}
+	pthread_setspecific(st->key, c);
+	*out = st;
+	return 0;
+}
+
+void store_close(struct store **stp)
+{
+	struct store *st = stp ? *stp : NULL;
+
+	if (st == NULL)
+		return;
+	/* Other threads have ended by now; close what they and we left. */
+	pthread_setspecific(st->key, NULL);
+	while (st->conns != NULL) {
+		struct conn *c = st->conns;
+		st->conns = c->next;
+		conn_free(c);
+	}
+	pthread_key_delete(st->key);
+	pthread_mutex_destroy(&st->lock);
+	free(st->path);
+	free(st);
+	*stp = NULL;
+}
+
+static int user_version(struct conn *c, int *v)
+{
+	sqlite3_stmt *s;
+	int rc = TOKEND_EDB;
+
+	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return db_error(c, "user_version");
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		*v = sqlite3_column_int(s, 0);
+		rc = 0;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, size_t errlen)
+{
+	struct conn *c = conn_get(st);
+	int v = 0;
+	int latest = store_migration_count
+			     ? store_migrations[store_migration_count - 1].version
+			     : 0;
+
+	if (c == NULL || user_version(c, &v) != 0) {
+		snprintf(errbuf, errlen, "%s: cannot read schema version", st->path);
+		return TOKEND_EDB;
+	}
+	if (fresh != NULL)
+		*fresh = v == 0;
+	if (v > latest) {
+		snprintf(errbuf, errlen,
+			 "%s: schema version %d is newer than this tokend knows (%d)", st->path,
+			 v, latest);
+		return TOKEND_EDB;
+	}
+	for (unsigned i = 0; i < store_migration_count; i++) {
+		const struct store_migration *m = &store_migrations[i];
+		char pragma[64];
+		char *msg = NULL;
+
+		if (m->version <= v)
+			continue;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+		if (tx_begin(c) != 0 || sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(c->db, pragma, NULL, NULL, &msg) != SQLITE_OK) {
+			snprintf(errbuf, errlen, "%s: migration %s failed: %s", st->path, m->name,
+				 msg ? msg : sqlite3_errmsg(c->db));
+			sqlite3_free(msg);
+			tx_end(c, TOKEND_EDB);
+			return TOKEND_EDB;
+		}
+		if (tx_end(c, 0) != 0) {
+			snprintf(errbuf, errlen, "%s: migration %s: commit failed", st->path,
+				 m->name);
+			return TOKEND_EDB;
+		}
+		log_info("store: applied migration %s", m->name);
+		v = m->version;
+	}
+	if (version != NULL)
+		*version = v;
+	return 0;
+}
+
+int store_user_add(struct store *st, const char *username, const char *hash,
+		   char uuid_out[UUID_STR_LEN])
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_ADD) : NULL;
+	char uuid[UUID_STR_LEN];
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	util_uuid_new(uuid);
+	bind_text(s, 1, uuid);
+	bind_text(s, 2, username);
+	bind_text(s, 3, hash);
+	sqlite3_bind_int64(s, 4, util_now());
+	rc = exec_stmt(c, s, "user add");
+	if (rc == 0 && uuid_out != NULL)
+		memcpy(uuid_out, uuid, UUID_STR_LEN);
+	return rc;
+}
+
+static void user_from_row(sqlite3_stmt *s, struct store_user *u)
+{
+	copy_col(s, 0, u->uuid, sizeof(u->uuid));
+	copy_col(s, 1, u->username, sizeof(u->username));
+	copy_col(s, 2, u->password, sizeof(u->password));
+	u->is_active = sqlite3_column_int(s, 3) != 0;
+	u->created_at = sqlite3_column_int64(s, 4);
+	u->last_login = sqlite3_column_int64(s, 5);
+}
+
+int store_user_get_by_name(struct store *st, const char *username, struct store_user *out)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_BY_NAME) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, username);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		user_from_row(s, out);
+	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "user get");
+}
+
+/* Runs an UPDATE/DELETE; no row changed is TOKEND_ENOTFOUND. */
+static int exec_changes(struct conn *c, sqlite3_stmt *s, const char *what)
+{
+	int rc = exec_stmt(c, s, what);
+
+	if (rc == 0 && sqlite3_changes(c->db) == 0)
+		return TOKEND_ENOTFOUND;
+	return rc;
+}
+
+int store_user_set_password(struct store *st, const char *uuid, const char *hash)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_SET_PW) : NULL;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, uuid);
+	bind_text(s, 2, hash);
+	return exec_changes(c, s, "user passwd");
+}
+
+int store_user_set_active(struct store *st, const char *username, bool active)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_SET_ACTIVE) : NULL;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, username);
+	sqlite3_bind_int(s, 2, active ? 1 : 0);
+	return exec_changes(c, s, "user set active");
+}
+
+int store_user_delete(struct store *st, const char *username)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_DELETE) : NULL;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, username);
+	return exec_changes(c, s, "user delete");
+}
+
+int store_user_count(struct store *st, long *count)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_COUNT) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*count = (long)sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	return rc == SQLITE_ROW ? 0 : db_error(c, "user count");
+}
+
+int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
+		    void *arg)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_USER_LIST) : NULL;
+	struct store_user u;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&u, 0, sizeof(u));
+		user_from_row(s, &u);
+		if (fn(&u, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : db_error(c, "user list");
+}
+
+int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LEN])
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_TEAM_ADD) : NULL;
+	char uuid[UUID_STR_LEN];
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	util_uuid_new(uuid);
+	bind_text(s, 1, uuid);
+	bind_text(s, 2, name);
+	sqlite3_bind_int64(s, 3, util_now());
+	rc = exec_stmt(c, s, "team add");
+	if (rc == 0 && uuid_out != NULL)
+		memcpy(uuid_out, uuid, UUID_STR_LEN);
+	return rc;
+}
+
+static void team_from_row(sqlite3_stmt *s, struct store_team *t)
+{
+	copy_col(s, 0, t->uuid, sizeof(t->uuid));
+	copy_col(s, 1, t->name, sizeof(t->name));
+	t->created_at = sqlite3_column_int64(s, 2);
+	t->members = (long)sqlite3_column_int64(s, 3);
+}
+
+int store_team_get(struct store *st, const char *team_ref, struct store_team *out)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_TEAM_GET) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, team_ref);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		team_from_row(s, out);
+	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "team get");
+}
+
+int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg),
+		    void *arg)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_TEAM_LIST) : NULL;
+	struct store_team t;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		team_from_row(s, &t);
+		if (fn(&t, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	stmt_done(s);
+	return rc == SQLITE_DONE ? 0 : db_error(c, "team list");
+}
+
+static int user_uuid_by_name(struct conn *c, const char *username, char out[UUID_STR_LEN])
+{
+	sqlite3_stmt *s = stmt(c, S_USER_UUID_BY_NAME);
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, username);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		copy_col(s, 0, out, UUID_STR_LEN);
+	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "user uuid");
+}
+
+/* Resolves team and user, then runs member statement id on them. */
+static int member_change(struct store *st, const char *team_ref, const char *username,
+			 const char *role, enum stmt_id id)
+{
+	struct conn *c = conn_get(st);
+	struct store_team team;
+	char user[UUID_STR_LEN];
+	sqlite3_stmt *s;
+	int rc;
+
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = tx_begin(c);
+	if (rc != 0)
+		return rc;
+	rc = store_team_get(st, team_ref, &team);
+	if (rc == 0)
+		rc = user_uuid_by_name(c, username, user);
+	if (rc == 0) {
+		s = stmt(c, id);
+		if (s == NULL) {
+			rc = TOKEND_EDB;
+		} else {
+			bind_text(s, 1, team.uuid);
+			bind_text(s, 2, user);
+			if (role != NULL)
+				bind_text(s, 3, role);
+			rc = role ? exec_stmt(c, s, "member add")
+				  : exec_changes(c, s, "member remove");
+		}
+	}
+	return tx_end(c, rc);
+}
+
+int store_team_add_member(struct store *st, const char *team_ref, const char *username,
+			  const char *role)
+{
+	if (strcmp(role, "member") != 0 && strcmp(role, "admin") != 0)
+		return TOKEND_EINVAL;
+	return member_change(st, team_ref, username, role, S_MEMBER_ADD);
+}
+
+int store_team_remove_member(struct store *st, const char *team_ref, const char *username)
+{
+	return member_change(st, team_ref, username, NULL, S_MEMBER_REMOVE);
+}
+
+int store_login_record(struct store *st, const char *user_uuid, const char *refresh_jti,
+		       const char *family, int64_t issued_at, int64_t expires_at)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s;
+	int rc;
+
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = tx_begin(c);
+	if (rc != 0)
+		return rc;
+	s = stmt(c, S_LOGIN_TOUCH);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	bind_text(s, 1, user_uuid);
+	sqlite3_bind_int64(s, 2, issued_at);
+	rc = exec_changes(c, s, "login touch");
+	if (rc != 0)
+		goto out;
+	s = stmt(c, S_REFRESH_ADD);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	bind_text(s, 1, refresh_jti);
+	bind_text(s, 2, family);
+	bind_text(s, 3, user_uuid);
+	sqlite3_bind_int64(s, 4, issued_at);
+	sqlite3_bind_int64(s, 5, expires_at);
+	rc = exec_stmt(c, s, "refresh add");
+out:
+	return tx_end(c, rc);
+}

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the small shared helpers of util.h: strict
+ * base64url, CSPRNG bytes, UUIDs, RFC 3339 times and UTF-8 validation.
+ */
+#include "tokend/util.h"
+
+#include <openssl/rand.h>
+#include <string.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include "tokend/err.h"
+
+static const char b64url_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t util_b64url_encode(const unsigned char *in, size_t len, char *out, size_t outlen)
+{
+	size_t need = (len / 3) * 4 + (len % 3 ? len % 3 + 1 : 0);
+	size_t o = 0;
+	size_t i;
+
+	if (outlen < need + 1)
+		return 0;
+	for (i = 0; i + 2 < len; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+		out[o++] = b64url_alphabet[(v >> 6) & 63];
+		out[o++] = b64url_alphabet[v & 63];
+	}
+	if (len - i == 1) {
+		unsigned v = (unsigned)in[i] << 16;
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+	} else if (len - i == 2) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
+		out[o++] = b64url_alphabet[(v >> 18) & 63];
+		out[o++] = b64url_alphabet[(v >> 12) & 63];
+		out[o++] = b64url_alphabet[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int b64url_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	return -1;
+}
+
+int util_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap,
+		       size_t *outlen)
+{
+	unsigned acc = 0;
+	unsigned bits = 0;
+	size_t o = 0;
+
+	if (len % 4 == 1)
+		return TOKEND_EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		int v = b64url_value((unsigned char)in[i]);
+		if (v < 0)
+			return TOKEND_EINVAL;
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (o >= outcap)
+				return TOKEND_ENOMEM;
+			out[o++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	/* Leftover bits must be zero: one encoding per byte string. */
+	if (acc != 0)
+		return TOKEND_EINVAL;
+	*outlen = o;
+	return 0;
+}
+
+int util_random(void *buf, size_t len)
+{
+	if (len > 0x7fffffff || RAND_bytes(buf, (int)len) != 1)
+		return TOKEND_ECRYPTO;
+	return 0;
+}
+
+int util_uuid_new(char out[UUID_STR_LEN])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+	return 0;
+}
+
+bool util_uuid_valid(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (s == NULL || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return false;
+		} else if (s[i] == '\0' || strchr(hex, s[i]) == NULL) {
+			return false;
+		}
+	}
+	return true;
+}
+
+void util_time_rfc3339(int64_t t, char out[RFC3339_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, RFC3339_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		memcpy(out, "1970-01-01T00:00:00Z", RFC3339_LEN);
+}
+
+int64_t util_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+uint64_t util_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+bool util_utf8_valid(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		unsigned cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1fu;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0fu;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07u;
+		} else {
+			return false;
+		}
+		if (len - i <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3fu);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+long util_ncpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? n : 1;
+}
