@@ -6,7 +6,7 @@ PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-asan asan bench clean format check-style
+.PHONY: all deps build run test test-unit test-api test-asan fuzz clean format check-style
 
 all: build
 
@@ -27,6 +27,7 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 	@$(MAKE) --no-print-directory test-asan
+	@fuzz/run 10
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
@@ -44,6 +45,11 @@ test-unit: build
 test-api: build
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 
+# libFuzzer drivers (clang), each for FUZZ_SECONDS on its corpus.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@fuzz/run $(FUZZ_SECONDS)
+
 format:
 	@clang-format -i src/*.c src/*/*.c src/*/*.h include/tokend/*.h
 
@@ -51,4 +57,4 @@ check-style:
 	@scripts/check-style
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz

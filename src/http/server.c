@@ -374,8 +374,15 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
 	const union MHD_DaemonInfo *di;
 	sigset_t all, old;
+	/* MHD keeps the header block and a node per header in one pool per
+	 * connection; past it MHD answers 431 itself, in HTML. Six times the
+	 * limit leaves room for 1,000 small headers, so our check (JSON) is the
+	 * one that speaks below that. */
+	size_t pool_bytes = (size_t)cfg->max_header * 6;
 
 	*out = NULL;
+	if (pool_bytes < 64 * 1024)
+		pool_bytes = 64 * 1024;
 	memset(&ss, 0, sizeof(ss));
 	if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
 		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
@@ -413,7 +420,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->max_header + 48 * 1024,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
