@@ -1,20 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This header is the contract of JWT minting and of the signing keys. Keys
- * live in files of a key directory (0700), one per key, named
- * "<kid>.<alg>.key" (0600); an HS256 file holds 64 random bytes as base64url
- * text on one line, and the HMAC key is the decoded bytes. Keys never enter
- * the database. src/crypto/jwtsign.c is the only includer of jwt.h.
+ * This header is the contract of JWT minting and checking and of the signing
+ * keys. Keys live in files of a key directory (0700), one per key, named
+ * "<kid>.<alg>.key" (0600): an HS256 file holds 64 random bytes as base64url
+ * text on one line (the HMAC key is the decoded bytes); an RS256 or ES256
+ * file holds a PEM private key, parsed once at load into an EVP_PKEY. The
+ * file "current" names the kid that signs. Keys never enter the database.
+ * src/crypto/ is the only place that includes jwt.h or touches key bytes.
+ *
+ * Every function here is thread-safe; jwtsign_keys_reload() swaps the whole
+ * key set atomically while minting and checking go on.
  */
 #ifndef TOKEND_JWTSIGN_H
 #define TOKEND_JWTSIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tokend/util.h"
 
 #define JWTSIGN_KID_LEN 16     /* hex characters of a key id */
 #define JWTSIGN_HS_KEY_BYTES 64
 #define JWTSIGN_MAX_TOKEN 8192 /* longest token ever decoded */
+#define JWTSIGN_MAX_KEYS 64
 
 struct jwtsign_keys; /* opaque: the loaded keys and which one signs */
 
@@ -28,29 +37,114 @@ struct jwtsign_claims {
 	int64_t exp;
 };
 
+/* What a checked token says. */
+struct jwtsign_token {
+	char kid[JWTSIGN_KID_LEN + 1];
+	char token_type[8];
+	char jti[UUID_STR_LEN];
+	char user_id[UUID_STR_LEN];
+	char team_uuid[UUID_STR_LEN]; /* "" unless token_type is "api" */
+	int64_t iat;
+	int64_t exp;
+};
+
+/* What checking requires beyond the signature. */
+struct jwtsign_policy {
+	int64_t now;
+	long leeway;          /* seconds of clock skew forgiven */
+	const char *issuer;   /* required "iss" when not NULL/"" */
+	const char *audience; /* required in "aud" when not NULL/"" */
+};
+
+/* One key, as `tokend key list` shows it. */
+struct jwtsign_key_info {
+	char kid[JWTSIGN_KID_LEN + 1];
+	char alg[8];
+	int64_t created; /* the file's mtime */
+	bool current;
+};
+
+/* True for "HS256", "RS256" and "ES256". */
+bool jwtsign_alg_supported(const char *alg);
+
 /*
- * Loads every key file of dir for algorithm alg (only "HS256" for now). When
- * none exists and create is true, makes dir (0700) and a new key (0600).
- * The signing key is the most recently modified one. On success *out owns
- * the keys (free with jwtsign_keys_free). Errors: TOKEND_ENOTFOUND (no key
- * and !create), TOKEND_EINVAL (bad algorithm, malformed or short key file,
- * unsafe permissions), TOKEND_EIO, TOKEND_ECRYPTO. errbuf gets a message.
+ * Loads every key file of dir. When there is none and create is true, makes
+ * dir (0700) and a first key of algorithm alg (0600) and makes it current.
+ * The signing key is the one "current" names, else the newest file. On
+ * success *out owns the keys (jwtsign_keys_free). Errors: TOKEND_ENOTFOUND
+ * (no key and !create), TOKEND_EINVAL (bad algorithm, malformed or short key,
+ * a key file readable by others), TOKEND_EIO, TOKEND_ECRYPTO; errbuf says
+ * which file and why.
  */
 int jwtsign_keys_load(const char *dir, const char *alg, int create,
 		      struct jwtsign_keys **out, char *errbuf, size_t errlen);
 
+/* Sets the "iss" / "aud" claims of minted tokens (NULL or "" = none). */
+int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *aud);
+
+/*
+ * Re-reads the key directory and, if it loads cleanly, swaps the key set
+ * atomically; on error the old set stays and errbuf says why.
+ */
+int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen);
+
 /* Frees the keys (wiping secrets) and clears *keys; accepts NULL. */
 void jwtsign_keys_free(struct jwtsign_keys **keys);
 
-/* The kid of the signing key (valid while keys lives). */
+/* The kid of the signing key; valid until the next reload. */
 const char *jwtsign_current_kid(const struct jwtsign_keys *keys);
 
+/* Lists the loaded keys into out (up to max); returns how many. */
+size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out, size_t max);
+
 /*
- * Mints a signed JWT with claims c and the signing key (header: alg, typ,
- * kid). On success *token is a malloc'd string the caller frees. Returns 0,
+ * Creates a new key of alg in dir and makes it current (the "current" file
+ * is replaced atomically). kid_out gets its kid. A running server picks it up
+ * on SIGHUP. Errors: TOKEND_EINVAL, TOKEND_EIO, TOKEND_ECRYPTO.
+ */
+int jwtsign_key_rotate(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],
+		       char *errbuf, size_t errlen);
+
+/*
+ * Deletes the key file of kid from dir. Refuses the current key
+ * (TOKEND_ECONFLICT). TOKEND_ENOTFOUND if there is no such key.
+ */
+int jwtsign_key_retire(const char *dir, const char *kid, char *errbuf, size_t errlen);
+
+/*
+ * Mints a signed JWT with claims c and the signing key (header: alg, kid,
+ * typ). On success *token is a malloc'd string the caller frees. Returns 0,
  * TOKEND_ENOMEM or TOKEND_ECRYPTO.
  */
 int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c,
 		 char **token);
+
+/*
+ * Mints with the key kid (not necessarily current): re-creating a stored API
+ * token. TOKEND_ENOTFOUND when that key is gone.
+ */
+int jwtsign_mint_with(const struct jwtsign_keys *keys, const char *kid,
+		      const struct jwtsign_claims *c, char **token);
+
+/*
+ * Checks token (len bytes): at most JWTSIGN_MAX_TOKEN bytes, three
+ * base64url parts, header and payload JSON objects without duplicate keys,
+ * a known kid whose algorithm equals the header's alg, a valid signature
+ * (constant-time), exp required and not passed, nbf and iat not in the
+ * future (both beyond the leeway), token_type one of ours, jti and user_id
+ * UUIDs, team_uuid for API tokens, and iss/aud when the policy asks.
+ * Returns 0 and fills out, or TOKEND_EAUTH; reason (if not NULL) gets a
+ * short constant phrase for messages.
+ */
+int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len,
+		  const struct jwtsign_policy *policy, struct jwtsign_token *out,
+		  const char **reason);
+
+/*
+ * Returns the JWKS document (RFC 7517) of the public keys as a malloc'd JSON
+ * string: {"keys": [...]} with kid, kty, alg, use; HS256 keys are never
+ * published. NULL when out of memory.
+ */
+char *jwtsign_jwks(const struct jwtsign_keys *keys);
 
 #endif

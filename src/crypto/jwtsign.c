@@ -1,264 +1,464 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements the signing keys (files of a key directory, never
- * the database) and JWT minting with libjwt. It is the only includer of
- * jwt.h. libjwt's pitfalls (../shared/PITFALLS.md) are kept here: a key is
- * never empty or short, and the kid always goes in the header.
+ * This module implements JWT minting, checking and the JWKS document. It is
+ * the only includer of jwt.h: HS256 tokens are minted with libjwt. RS256 and
+ * ES256 tokens are minted with the EVP_PKEY parsed once at load (libjwt
+ * parses the PEM on every call, 250-350 us). Checking is ours for every
+ * algorithm, because libjwt 1.10 verifies "none" with an empty key, accepts
+ * algorithm confusion, lets duplicate claims through and crashes on huge
+ * tokens (../shared/PITFALLS.md): the length is capped before decoding, the
+ * key is chosen by kid and must be of the header's alg, JSON is parsed with
+ * JSON_REJECT_DUPLICATES, and MACs are compared with CRYPTO_memcmp.
  */
 #include "tokend/jwtsign.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <stdio.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <strings.h>
 
+#include "crypto/keys.h"
 #include "tokend/err.h"
-#include "tokend/util.h"
 
-#define KEYS_MAX 64
-#define KEY_FILE_MAX 4096
+#define SEG_MAX JWTSIGN_MAX_TOKEN /* decoded part never exceeds the token */
+#define ES256_SIG 64
 
-struct key {
-	char kid[JWTSIGN_KID_LEN + 1];
-	unsigned char secret[JWTSIGN_HS_KEY_BYTES];
-	size_t secret_len;
-	time_t mtime;
-};
-
-struct jwtsign_keys {
-	struct key keys[KEYS_MAX];
-	size_t count;
-	size_t current; /* index of the signing key */
-};
-
-static bool kid_valid(const char *s, size_t len)
+/* Serialises claims exactly as libjwt does (sorted keys, compact). */
+static char *claims_json(const struct jwtsign_keys *ks, const struct jwtsign_claims *c)
 {
-	if (len != JWTSIGN_KID_LEN)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return true;
+	json_t *o = json_object();
+	char *s = NULL;
+
+	if (o == NULL)
+		return NULL;
+	if ((c->token_type && json_object_set_new(o, "token_type", json_string(c->token_type))) ||
+	    (c->jti && json_object_set_new(o, "jti", json_string(c->jti))) ||
+	    (c->user_id && json_object_set_new(o, "user_id", json_string(c->user_id))) ||
+	    (c->team_uuid && json_object_set_new(o, "team_uuid", json_string(c->team_uuid))) ||
+	    json_object_set_new(o, "iat", json_integer((json_int_t)c->iat)) ||
+	    json_object_set_new(o, "exp", json_integer((json_int_t)c->exp)) ||
+	    (ks->iss[0] && json_object_set_new(o, "iss", json_string(ks->iss))) ||
+	    (ks->aud[0] && json_object_set_new(o, "aud", json_string(ks->aud))))
+		goto out;
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+	json_decref(o);
+	return s;
 }
 
-/* Reads and decodes one HS256 key file into k. */
-static int key_read(int dirfd, const char *name, struct key *k, char *errbuf, size_t errlen)
+static int mint_hs256(const struct key *k, const char *claims, char **token)
 {
-	char text[KEY_FILE_MAX];
-	struct stat st;
-	ssize_t n;
-	size_t len;
-	int fd;
-	int rc = TOKEND_EINVAL;
+	jwt_t *jwt = NULL;
+	int rc = TOKEND_ECRYPTO;
 
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		snprintf(errbuf, errlen, "%s: cannot open: %s", name, strerror(errno));
-		return TOKEND_EIO;
+	if (jwt_new(&jwt) != 0)
+		return TOKEND_ENOMEM;
+	/* Never an empty key: libjwt would then sign with "none". */
+	if (k->secret_len >= 32 &&
+	    jwt_set_alg(jwt, JWT_ALG_HS256, k->secret, (int)k->secret_len) == 0 &&
+	    jwt_add_header(jwt, "kid", k->kid) == 0 && jwt_add_grants_json(jwt, claims) == 0) {
+		*token = jwt_encode_str(jwt);
+		rc = *token ? 0 : TOKEND_ENOMEM;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(errbuf, errlen, "%s: not a regular file", name);
-		goto out;
-	}
-	if ((st.st_mode & 077) != 0) {
-		snprintf(errbuf, errlen, "%s: readable by others (mode %03o); chmod 600 it", name,
-			 (unsigned)(st.st_mode & 0777));
-		goto out;
-	}
-	n = read(fd, text, sizeof(text) - 1);
-	if (n < 0) {
-		snprintf(errbuf, errlen, "%s: cannot read: %s", name, strerror(errno));
-		rc = TOKEND_EIO;
-		goto out;
-	}
-	len = (size_t)n;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-		len--;
-	if (util_b64url_decode(text, len, k->secret, sizeof(k->secret), &k->secret_len) != 0 ||
-	    k->secret_len < 32) {
-		snprintf(errbuf, errlen,
-			 "%s: not one line of base64url holding at least 32 key bytes", name);
-		goto out;
-	}
-	memcpy(k->kid, name, JWTSIGN_KID_LEN);
-	k->kid[JWTSIGN_KID_LEN] = '\0';
-	k->mtime = st.st_mtime;
-	rc = 0;
-out:
-	OPENSSL_cleanse(text, sizeof(text));
-	close(fd);
+	jwt_free(jwt);
 	return rc;
 }
 
-/* Creates a new HS256 key file in dirfd; fills k. */
-static int key_create(int dirfd, struct key *k, char *errbuf, size_t errlen)
+/* Converts a DER ECDSA signature to the JOSE r||s form. */
+static int ecdsa_der_to_raw(const unsigned char *der, size_t len, unsigned char raw[ES256_SIG])
 {
-	unsigned char id[JWTSIGN_KID_LEN / 2];
-	char text[JWTSIGN_HS_KEY_BYTES * 2];
-	char name[64];
-	size_t len;
-	int fd;
+	const unsigned char *p = der;
+	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)len);
+	const BIGNUM *r, *s;
+	int rc = TOKEND_ECRYPTO;
+
+	if (sig == NULL)
+		return rc;
+	ECDSA_SIG_get0(sig, &r, &s);
+	if (BN_bn2binpad(r, raw, 32) == 32 && BN_bn2binpad(s, raw + 32, 32) == 32)
+		rc = 0;
+	ECDSA_SIG_free(sig);
+	return rc;
+}
+
+/* Signs data with an RS256/ES256 key into sig (JOSE form). */
+static int pkey_sign(const struct key *k, const char *data, size_t len, unsigned char *sig,
+		     size_t *siglen)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char der[600];
+	size_t dlen = sizeof(der);
+	int rc = TOKEND_ECRYPTO;
+
+	if (ctx == NULL)
+		return TOKEND_ENOMEM;
+	if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) != 1 ||
+	    EVP_DigestSign(ctx, der, &dlen, (const unsigned char *)data, len) != 1)
+		goto out;
+	if (k->alg == KEY_ES256) {
+		rc = ecdsa_der_to_raw(der, dlen, sig);
+		*siglen = ES256_SIG;
+	} else {
+		memcpy(sig, der, dlen);
+		*siglen = dlen;
+		rc = 0;
+	}
+out:
+	EVP_MD_CTX_free(ctx);
+	return rc;
+}
+
+static int mint_pkey(const struct key *k, const char *claims, char **token)
+{
+	char header[128];
+	size_t hlen = strlen(claims);
+	size_t cap = (sizeof(header) + hlen) * 4 / 3 + 1200;
+	unsigned char sig[600];
+	size_t siglen = 0;
+	char *out = malloc(cap);
+	size_t n;
 	int rc;
 
-	rc = util_random(id, sizeof(id));
-	if (rc == 0)
-		rc = util_random(k->secret, JWTSIGN_HS_KEY_BYTES);
+	if (out == NULL)
+		return TOKEND_ENOMEM;
+	snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
+		 keys_alg_name(k->alg), k->kid);
+	n = util_b64url_encode((const unsigned char *)header, strlen(header), out, cap);
+	out[n++] = '.';
+	n += util_b64url_encode((const unsigned char *)claims, hlen, out + n, cap - n);
+	rc = pkey_sign(k, out, n, sig, &siglen);
 	if (rc != 0) {
-		snprintf(errbuf, errlen, "no random bytes for a key");
+		free(out);
 		return rc;
 	}
-	for (size_t i = 0; i < sizeof(id); i++)
-		snprintf(k->kid + 2 * i, 3, "%02x", id[i]);
-	k->secret_len = JWTSIGN_HS_KEY_BYTES;
-	snprintf(name, sizeof(name), "%s.HS256.key", k->kid);
-	len = util_b64url_encode(k->secret, k->secret_len, text, sizeof(text) - 1);
-	text[len++] = '\n';
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(errbuf, errlen, "%s: cannot create: %s", name, strerror(errno));
-		rc = TOKEND_EIO;
-		goto out;
-	}
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
-		snprintf(errbuf, errlen, "%s: cannot write: %s", name, strerror(errno));
-		rc = TOKEND_EIO;
-	}
-	close(fd);
-	k->mtime = time(NULL);
-out:
-	OPENSSL_cleanse(text, sizeof(text));
-	return rc;
+	out[n++] = '.';
+	util_b64url_encode(sig, siglen, out + n, cap - n);
+	*token = out;
+	return 0;
 }
 
-int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsign_keys **out,
-		      char *errbuf, size_t errlen)
+static int mint_key(const struct jwtsign_keys *ks, const struct key *k,
+		    const struct jwtsign_claims *c, char **token)
 {
-	struct jwtsign_keys *ks = NULL;
-	DIR *d = NULL;
-	struct dirent *de;
-	char msg[256];
+	char *claims = claims_json(ks, c);
 	int rc;
 
-	*out = NULL;
-	if (strcmp(alg, "HS256") != 0) {
-		snprintf(errbuf, errlen, "unsupported algorithm \"%s\"", alg);
-		return TOKEND_EINVAL;
-	}
-	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(errbuf, errlen, "%s: cannot create key directory: %s", dir,
-			 strerror(errno));
-		return TOKEND_EIO;
-	}
-	ks = calloc(1, sizeof(*ks));
-	if (ks == NULL)
+	*token = NULL;
+	if (claims == NULL)
 		return TOKEND_ENOMEM;
-	d = opendir(dir);
-	if (d == NULL) {
-		snprintf(errbuf, errlen, "%s: cannot open key directory: %s", dir, strerror(errno));
-		rc = errno == ENOENT ? TOKEND_ENOTFOUND : TOKEND_EIO;
-		goto fail;
-	}
-	while ((de = readdir(d)) != NULL) {
-		const char *dot = strchr(de->d_name, '.');
-		if (dot == NULL || strcmp(dot, ".HS256.key") != 0)
-			continue;
-		if (!kid_valid(de->d_name, (size_t)(dot - de->d_name)))
-			continue;
-		if (ks->count == KEYS_MAX) {
-			snprintf(errbuf, errlen, "%s: more than %d keys", dir, KEYS_MAX);
-			rc = TOKEND_EINVAL;
-			goto fail;
-		}
-		rc = key_read(dirfd(d), de->d_name, &ks->keys[ks->count], msg, sizeof(msg));
-		if (rc != 0) {
-			snprintf(errbuf, errlen, "%s/%s", dir, msg);
-			goto fail;
-		}
-		ks->count++;
-	}
-	if (ks->count == 0) {
-		if (!create) {
-			snprintf(errbuf, errlen, "%s: no HS256 key", dir);
-			rc = TOKEND_ENOTFOUND;
-			goto fail;
-		}
-		rc = key_create(dirfd(d), &ks->keys[0], msg, sizeof(msg));
-		if (rc != 0) {
-			snprintf(errbuf, errlen, "%s/%s", dir, msg);
-			goto fail;
-		}
-		ks->count = 1;
-	}
-	/* The newest key signs; ties go to the greater kid, for determinism. */
-	for (size_t i = 1; i < ks->count; i++) {
-		const struct key *a = &ks->keys[i];
-		const struct key *b = &ks->keys[ks->current];
-		if (a->mtime > b->mtime || (a->mtime == b->mtime && strcmp(a->kid, b->kid) > 0))
-			ks->current = i;
-	}
-	closedir(d);
-	*out = ks;
-	return 0;
-fail:
-	if (d != NULL)
-		closedir(d);
-	jwtsign_keys_free(&ks);
+	rc = k->alg == KEY_HS256 ? mint_hs256(k, claims, token) : mint_pkey(k, claims, token);
+	free(claims);
 	return rc;
-}
-
-void jwtsign_keys_free(struct jwtsign_keys **keys)
-{
-	if (keys == NULL || *keys == NULL)
-		return;
-	OPENSSL_cleanse(*keys, sizeof(**keys));
-	free(*keys);
-	*keys = NULL;
-}
-
-const char *jwtsign_current_kid(const struct jwtsign_keys *keys)
-{
-	return keys->keys[keys->current].kid;
 }
 
 int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c, char **token)
 {
-	const struct key *k = &keys->keys[keys->current];
-	jwt_t *jwt = NULL;
-	json_t *claims;
-	char *claims_text = NULL;
-	int rc = TOKEND_ENOMEM;
+	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys; /* the lock only */
+	int rc;
+
+	pthread_rwlock_rdlock(&ks->lock);
+	rc = mint_key(ks, &ks->set->keys[ks->set->current], c, token);
+	pthread_rwlock_unlock(&ks->lock);
+	return rc;
+}
+
+int jwtsign_mint_with(const struct jwtsign_keys *keys, const char *kid,
+		      const struct jwtsign_claims *c, char **token)
+{
+	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
+	const struct key *k;
+	int rc = TOKEND_ENOTFOUND;
 
 	*token = NULL;
-	claims = json_pack("{s:s, s:I, s:I, s:s, s:s}", "token_type", c->token_type, "exp",
-			   (json_int_t)c->exp, "iat", (json_int_t)c->iat, "jti", c->jti,
-			   "user_id", c->user_id);
-	if (claims == NULL)
-		goto out;
-	if (c->team_uuid != NULL &&
-	    json_object_set_new(claims, "team_uuid", json_string(c->team_uuid)) != 0)
-		goto out;
-	claims_text = json_dumps(claims, JSON_COMPACT);
-	if (claims_text == NULL || jwt_new(&jwt) != 0)
-		goto out;
-	rc = TOKEND_ECRYPTO;
-	/* A key is never empty here: libjwt would sign with "none". */
-	if (k->secret_len < 32 ||
-	    jwt_set_alg(jwt, JWT_ALG_HS256, k->secret, (int)k->secret_len) != 0 ||
-	    jwt_add_header(jwt, "kid", k->kid) != 0 || jwt_add_grants_json(jwt, claims_text) != 0)
-		goto out;
-	*token = jwt_encode_str(jwt);
-	if (*token != NULL)
-		rc = 0;
-out:
-	jwt_free(jwt);
-	free(claims_text);
-	json_decref(claims);
+	pthread_rwlock_rdlock(&ks->lock);
+	k = keys_find(ks->set, kid);
+	if (k != NULL)
+		rc = mint_key(ks, k, c, token);
+	pthread_rwlock_unlock(&ks->lock);
 	return rc;
+}
+
+/* Verifies the signature part of a token against signing input [0, len). */
+static bool sig_ok(const struct key *k, const char *input, size_t len,
+		   const unsigned char *sig, size_t siglen)
+{
+	bool ok = false;
+
+	if (k->alg == KEY_HS256) {
+		unsigned char mac[EVP_MAX_MD_SIZE];
+		unsigned maclen = 0;
+		if (HMAC(EVP_sha256(), k->secret, (int)k->secret_len, (const unsigned char *)input,
+			 len, mac, &maclen) != NULL &&
+		    maclen == siglen)
+			ok = CRYPTO_memcmp(mac, sig, maclen) == 0;
+		OPENSSL_cleanse(mac, sizeof(mac));
+		return ok;
+	}
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char der[128];
+	const unsigned char *vsig = sig;
+	size_t vlen = siglen;
+
+	if (ctx == NULL)
+		return false;
+	if (k->alg == KEY_ES256) {
+		/* JOSE r||s to DER; any other length is simply invalid. */
+		ECDSA_SIG *es = siglen == ES256_SIG ? ECDSA_SIG_new() : NULL;
+		BIGNUM *r = es ? BN_bin2bn(sig, 32, NULL) : NULL;
+		BIGNUM *s = es ? BN_bin2bn(sig + 32, 32, NULL) : NULL;
+		unsigned char *p = der;
+		int n;
+		if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
+			BN_free(r);
+			BN_free(s);
+			ECDSA_SIG_free(es);
+			goto out;
+		}
+		n = i2d_ECDSA_SIG(es, NULL) <= (int)sizeof(der) ? i2d_ECDSA_SIG(es, &p) : -1;
+		ECDSA_SIG_free(es);
+		if (n <= 0)
+			goto out;
+		vsig = der;
+		vlen = (size_t)n;
+	}
+	ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
+	     EVP_DigestVerify(ctx, vsig, vlen, (const unsigned char *)input, len) == 1;
+out:
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+/* Decodes one base64url part into JSON (object, no duplicate keys). */
+static json_t *part_json(const char *s, size_t len)
+{
+	unsigned char buf[SEG_MAX];
+	size_t n;
+	json_t *v;
+
+	if (util_b64url_decode(s, len, buf, sizeof(buf), &n) != 0)
+		return NULL;
+	v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
+	if (v != NULL && !json_is_object(v)) {
+		json_decref(v);
+		v = NULL;
+	}
+	return v;
+}
+
+static bool copy_uuid(const json_t *o, const char *name, char out[UUID_STR_LEN])
+{
+	const char *s = json_string_value(json_object_get(o, name));
+
+	if (s == NULL || !util_uuid_valid(s))
+		return false;
+	memcpy(out, s, UUID_STR_LEN);
+	return true;
+}
+
+/* Reads an integer NumericDate claim; false when absent or not an integer. */
+static bool int_claim(const json_t *o, const char *name, int64_t *out, bool required)
+{
+	const json_t *v = json_object_get(o, name);
+
+	if (v == NULL)
+		return !required;
+	if (!json_is_integer(v))
+		return false;
+	*out = (int64_t)json_integer_value(v);
+	return true;
+}
+
+static const char *claims_check(const json_t *p, const struct jwtsign_policy *pol,
+				struct jwtsign_token *out)
+{
+	const char *type = json_string_value(json_object_get(p, "token_type"));
+	int64_t nbf = 0;
+
+	if (type == NULL || (strcmp(type, "access") != 0 && strcmp(type, "refresh") != 0 &&
+			     strcmp(type, "api") != 0))
+		return "Token has no valid type";
+	snprintf(out->token_type, sizeof(out->token_type), "%s", type);
+	if (!int_claim(p, "exp", &out->exp, true))
+		return "Token has no valid exp claim";
+	if (!int_claim(p, "iat", &out->iat, true))
+		return "Token has no valid iat claim";
+	if (!int_claim(p, "nbf", &nbf, false))
+		return "Token has no valid nbf claim";
+	if (out->exp <= pol->now - pol->leeway)
+		return "Token is expired";
+	if (out->iat > pol->now + pol->leeway || nbf > pol->now + pol->leeway)
+		return "Token is not yet valid";
+	if (!copy_uuid(p, "jti", out->jti) || !copy_uuid(p, "user_id", out->user_id))
+		return "Token has no valid jti or user_id";
+	out->team_uuid[0] = '\0';
+	if (strcmp(type, "api") == 0 && !copy_uuid(p, "team_uuid", out->team_uuid))
+		return "Token has no valid team_uuid";
+	if (pol->issuer && pol->issuer[0]) {
+		const char *iss = json_string_value(json_object_get(p, "iss"));
+		if (iss == NULL || strcmp(iss, pol->issuer) != 0)
+			return "Token has a wrong issuer";
+	}
+	if (pol->audience && pol->audience[0]) {
+		const json_t *aud = json_object_get(p, "aud");
+		bool found = json_is_string(aud) && strcmp(json_string_value(aud), pol->audience) == 0;
+		size_t i;
+		const json_t *v;
+		if (json_is_array(aud))
+			json_array_foreach(aud, i, v) found = found || (json_is_string(v) &&
+						strcmp(json_string_value(v), pol->audience) == 0);
+		if (!found)
+			return "Token has a wrong audience";
+	}
+	return NULL;
+}
+
+int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len,
+		  const struct jwtsign_policy *policy, struct jwtsign_token *out,
+		  const char **reason)
+{
+	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
+	const char *dot1, *dot2;
+	json_t *header = NULL, *payload = NULL;
+	unsigned char sig[600];
+	size_t siglen;
+	const char *alg, *kid, *typ;
+	const char *why = "Token is invalid";
+	const struct key *k;
+	bool locked = false;
+
+	memset(out, 0, sizeof(*out));
+	/* Length first: libjwt-style decoders fall over on huge input. */
+	if (len == 0 || len > JWTSIGN_MAX_TOKEN || memchr(token, '\0', len) != NULL)
+		goto fail;
+	dot1 = memchr(token, '.', len);
+	dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL) {
+		why = "Token must have three parts";
+		goto fail;
+	}
+	header = part_json(token, (size_t)(dot1 - token));
+	if (header == NULL) {
+		why = "Token header is not a JSON object";
+		goto fail;
+	}
+	alg = json_string_value(json_object_get(header, "alg"));
+	kid = json_string_value(json_object_get(header, "kid"));
+	typ = json_string_value(json_object_get(header, "typ"));
+	if (json_object_get(header, "typ") != NULL && (typ == NULL || strcasecmp(typ, "JWT") != 0)) {
+		why = "Token has a wrong typ";
+		goto fail;
+	}
+	if (alg == NULL || kid == NULL) {
+		why = "Token header lacks alg or kid";
+		goto fail;
+	}
+	if (util_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig, sizeof(sig),
+			       &siglen) != 0) {
+		why = "Token signature is malformed";
+		goto fail;
+	}
+	pthread_rwlock_rdlock(&ks->lock);
+	locked = true;
+	/* The key comes from kid, never from alg; then alg must be the key's. */
+	k = keys_find(ks->set, kid);
+	if (k == NULL) {
+		why = "Token is signed by an unknown key";
+		goto fail;
+	}
+	if (strcmp(alg, keys_alg_name(k->alg)) != 0) {
+		why = "Token algorithm does not match its key";
+		goto fail;
+	}
+	if (!sig_ok(k, token, (size_t)(dot2 - token), sig, siglen)) {
+		why = "Token signature is invalid";
+		goto fail;
+	}
+	memcpy(out->kid, k->kid, sizeof(out->kid));
+	pthread_rwlock_unlock(&ks->lock);
+	locked = false;
+	payload = part_json(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	if (payload == NULL) {
+		why = "Token payload is not a JSON object";
+		goto fail;
+	}
+	why = claims_check(payload, policy, out);
+	if (why != NULL)
+		goto fail;
+	json_decref(header);
+	json_decref(payload);
+	if (reason)
+		*reason = NULL;
+	return 0;
+fail:
+	if (locked)
+		pthread_rwlock_unlock(&ks->lock);
+	json_decref(header);
+	json_decref(payload);
+	if (reason)
+		*reason = why;
+	return TOKEND_EAUTH;
+}
+
+/* Adds the base64url of a big-endian BIGNUM param of pkey under name. */
+static int jwk_bn(json_t *jwk, const char *name, const EVP_PKEY *pkey, const char *param,
+		  int pad)
+{
+	BIGNUM *bn = NULL;
+	unsigned char buf[1024];
+	char b64[1400];
+	int n;
+
+	if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1)
+		return -1;
+	n = pad ? BN_bn2binpad(bn, buf, pad) : BN_bn2bin(bn, buf);
+	BN_free(bn);
+	if (n <= 0 || (size_t)n > sizeof(buf))
+		return -1;
+	util_b64url_encode(buf, (size_t)n, b64, sizeof(b64));
+	return json_object_set_new(jwk, name, json_string(b64));
+}
+
+char *jwtsign_jwks(const struct jwtsign_keys *keys)
+{
+	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
+	json_t *doc = json_pack("{s:[]}", "keys");
+	json_t *arr = json_object_get(doc, "keys");
+	char *out = NULL;
+
+	if (doc == NULL)
+		return NULL;
+	pthread_rwlock_rdlock(&ks->lock);
+	for (size_t i = 0; i < ks->set->count; i++) {
+		const struct key *k = &ks->set->keys[i];
+		json_t *jwk;
+		int bad;
+		if (k->alg == KEY_HS256)
+			continue; /* a shared secret is never published */
+		jwk = json_pack("{s:s, s:s, s:s}", "kid", k->kid, "alg", keys_alg_name(k->alg),
+				"use", "sig");
+		if (jwk == NULL)
+			goto out;
+		if (k->alg == KEY_RS256)
+			bad = json_object_set_new(jwk, "kty", json_string("RSA")) ||
+			      jwk_bn(jwk, "n", k->pkey, OSSL_PKEY_PARAM_RSA_N, 0) ||
+			      jwk_bn(jwk, "e", k->pkey, OSSL_PKEY_PARAM_RSA_E, 0);
+		else
+			bad = json_object_set_new(jwk, "kty", json_string("EC")) ||
+			      json_object_set_new(jwk, "crv", json_string("P-256")) ||
+			      jwk_bn(jwk, "x", k->pkey, OSSL_PKEY_PARAM_EC_PUB_X, 32) ||
+			      jwk_bn(jwk, "y", k->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, 32);
+		if (bad || json_array_append_new(arr, jwk) != 0)
+			goto out;
+	}
+	out = json_dumps(doc, JSON_COMPACT);
+out:
+	pthread_rwlock_unlock(&ks->lock);
+	json_decref(doc);
+	return out;
 }

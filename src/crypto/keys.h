@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is private to src/crypto/: the in-memory key set shared by
+ * the key-file code (keys.c) and the minting/checking code (jwtsign.c).
+ */
+#ifndef TOKEND_CRYPTO_KEYS_H
+#define TOKEND_CRYPTO_KEYS_H
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "tokend/jwtsign.h"
+
+enum key_alg { KEY_HS256, KEY_RS256, KEY_ES256 };
+
+struct key {
+	char kid[JWTSIGN_KID_LEN + 1];
+	enum key_alg alg;
+	unsigned char secret[JWTSIGN_HS_KEY_BYTES]; /* HS256 */
+	size_t secret_len;
+	EVP_PKEY *pkey; /* RS256 / ES256, parsed once */
+	time_t mtime;
+};
+
+/* One immutable generation of keys; replaced whole on reload. */
+struct keyset {
+	struct key keys[JWTSIGN_MAX_KEYS];
+	size_t count;
+	size_t current;
+};
+
+struct jwtsign_keys {
+	pthread_rwlock_t lock; /* readers mint/check; reload swaps set */
+	struct keyset *set;
+	char dir[512];
+	char alg[8];
+	char current_kid[JWTSIGN_KID_LEN + 1];
+	char iss[256];
+	char aud[256];
+};
+
+/* Names of enum key_alg. */
+const char *keys_alg_name(enum key_alg alg);
+
+/* The key of kid in set, or NULL. */
+const struct key *keys_find(const struct keyset *set, const char *kid);
+
+/* Builds a key set from dir (see jwtsign_keys_load). */
+int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out,
+		  char *errbuf, size_t errlen);
+
+/* Frees a key set, wiping secrets; accepts NULL. */
+void keys_set_free(struct keyset *set);
+
+#endif
