@@ -57,7 +57,8 @@ int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t 
 /*
  * Applies every TOKEND_<SECTION>_<KEY> variable of the environment; an
  * unknown TOKEND_ variable or bad value gives TOKEND_EINVAL with
- * "env TOKEND_X: reason" in errbuf. TOKEND_CONFIG is ignored here.
+ * "env TOKEND_X: reason" in errbuf. TOKEND_CONFIG and TOKEND_BIN (the test
+ * suites' pointer to the binary) are not options and are ignored here.
  */
 int config_load_env(struct config *cfg, char *errbuf, size_t errlen);
 

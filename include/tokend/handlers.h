@@ -27,15 +27,23 @@ struct handler_ctx {
 	const char *remote;          /* client address, for logs */
 };
 
+struct handler_result;
+typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
+
 struct handler_result {
 	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
 	bool no_store;     /* carries credentials: Cache-Control: no-store */
 	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
+	/*
+	 * Set by a handler that returns 0 but has slow work left (a password
+	 * hash): the HTTP layer suspends the connection and calls it on the
+	 * worker pool with the same ctx; its return is the final one. Cheap
+	 * refusals (field errors) thus never wait for a worker.
+	 */
+	handler_fn slow;
 };
 
-typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
-
-/* POST /api/auth/jwt/ — obtain a pair. Slow (password hash): offloaded. */
+/* POST /api/auth/jwt/ — obtain a pair; the password hash is slow work. */
 int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res);
 
 #endif

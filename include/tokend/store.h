@@ -21,7 +21,7 @@ struct store; /* opaque */
 struct store_user {
 	char uuid[UUID_STR_LEN];
 	char username[STORE_NAME_MAX + 1];
-	char password[256]; /* the encoded hash; wiped by the caller after use */
+	char password[257]; /* the encoded hash (PASSWORD_HASH_MAX); wiped after use */
 	bool is_active;
 	int64_t created_at;
 	int64_t last_login; /* 0 = never */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "tokend/err.h"
 #include "tokend/log.h"
@@ -261,9 +262,15 @@ int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t 
 {
 	struct ini_ctx ctx = {.cfg = cfg};
 	struct config tmp = *cfg;
+	struct stat st;
 	int rc;
 
 	ctx.cfg = &tmp;
+	/* fopen() opens a directory, and inih then reads it as empty. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		snprintf(errbuf, errlen, "%s: not a regular file", path);
+		return TOKEND_EIO;
+	}
 	rc = ini_parse(path, ini_on_line, &ctx);
 	if (rc == -1) {
 		snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));

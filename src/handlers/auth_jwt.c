@@ -6,6 +6,7 @@
  * user is refused only after the hash, so body and timing never tell which
  * usernames exist.
  */
+#include <assert.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,36 +72,34 @@ static void upgrade_hash(const struct app *app, const struct store_user *u, cons
 	OPENSSL_cleanse(hash, sizeof(hash));
 }
 
-int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res)
+/* Reads username and password; NULL username after adding field errors. */
+static const char *login_fields(const struct handler_ctx *ctx, json_t *errors, size_t *namelen,
+				const char **pw, size_t *pwlen)
+{
+	size_t max = (size_t)ctx->app->cfg.max_string;
+	const char *name = body_string_field(ctx->body, "username", true, max, errors, namelen);
+
+	*pw = body_string_field(ctx->body, "password", false, max, errors, pwlen);
+	return *pw ? name : NULL;
+}
+
+/* The slow part of login, on the worker pool: lookup, hash, tokens. */
+static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
 	json_t *errors = json_object();
-	const char *name;
-	const char *pw;
+	const char *name, *pw;
 	size_t namelen = 0, pwlen = 0;
 	char username[STORE_NAME_MAX + 1];
 	struct store_user user;
-	bool found = false;
-	bool ok = false;
-	bool rehash = false;
-	int rc;
+	bool found = false, ok = false, rehash = false;
+	int rc = TOKEND_ENOMEM;
 
 	memset(&user, 0, sizeof(user));
 	if (errors == NULL)
-		return TOKEND_ENOMEM;
-	rc = body_require_object(ctx->body, &res->body);
-	if (rc != 0)
-		goto out;
-	name = body_string_field(ctx->body, "username", true, (size_t)app->cfg.max_string,
-				 errors, &namelen);
-	pw = body_string_field(ctx->body, "password", false, (size_t)app->cfg.max_string,
-			       errors, &pwlen);
-	if (json_object_size(errors) > 0) {
-		res->body = errors;
-		errors = NULL;
-		rc = TOKEND_EINVAL;
-		goto out;
-	}
+		return rc;
+	name = login_fields(ctx, errors, &namelen, &pw, &pwlen);
+	assert(name != NULL); /* validated by handler_jwt_obtain */
 	if (namelen <= STORE_NAME_MAX) {
 		memcpy(username, name, namelen);
 		username[namelen] = '\0';
@@ -109,6 +108,7 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 			goto out;
 		found = rc == 0;
 	}
+	/* Unknown users cost the same hash; inactive ones are refused after it. */
 	if (found)
 		ok = password_verify(pw, pwlen, user.password, app->cfg.pbkdf2_iterations, &rehash);
 	else
@@ -130,4 +130,26 @@ out:
 	OPENSSL_cleanse(&user, sizeof(user));
 	json_decref(errors);
 	return rc;
+}
+
+int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	json_t *errors;
+	const char *pw;
+	size_t namelen = 0, pwlen = 0;
+	int rc;
+
+	rc = body_require_object(ctx->body, &res->body);
+	if (rc != 0)
+		return rc;
+	errors = json_object();
+	if (errors == NULL)
+		return TOKEND_ENOMEM;
+	if (login_fields(ctx, errors, &namelen, &pw, &pwlen) == NULL) {
+		res->body = errors;
+		return TOKEND_EINVAL;
+	}
+	json_decref(errors);
+	res->slow = jwt_obtain_slow;
+	return 0;
 }

@@ -287,12 +287,6 @@ const char *body_string_field(const json_t *body, const char *name, bool trim, s
 		add_error(errors, name, "Null characters are not allowed.");
 		return NULL;
 	}
-	if (n > max) {
-		snprintf(msg, sizeof(msg), "Ensure this field has no more than %zu characters.",
-			 max);
-		add_error(errors, name, msg);
-		return NULL;
-	}
 	if (trim) {
 		while (n > 0 && isspace((unsigned char)*s)) {
 			s++;
@@ -303,6 +297,12 @@ const char *body_string_field(const json_t *body, const char *name, bool trim, s
 	}
 	if (n == 0) {
 		add_error(errors, name, "This field may not be blank.");
+		return NULL;
+	}
+	if (n > max) { /* after trimming, as DRF's CharField */
+		snprintf(msg, sizeof(msg), "Ensure this field has no more than %zu characters.",
+			 max);
+		add_error(errors, name, msg);
 		return NULL;
 	}
 	*len = n;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the route table: each entry says method, pattern,
- * handler, success status, whether it needs authentication, whether it is
- * slow (run on the worker pool) and its body limit.
+ * handler, success status, whether it needs authentication and its body
+ * limit.
  */
 #include "tokend/router.h"
 
@@ -12,7 +12,7 @@
 #include "tokend/err.h"
 
 static const struct route routes[] = {
-	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, true, 0},
+	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, 0},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

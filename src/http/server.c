@@ -5,9 +5,9 @@
  * block, body size counted as it arrives, a whole-request deadline against
  * dripped bodies), rejects the framing libmicrohttpd 0.9.75 mishandles
  * (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
- * the request, decodes its body and runs its handler: inline for cheap
- * routes, on the bounded worker pool with the connection suspended for slow
- * ones. Responses are queued on the second handler call or later, never the
+ * the request, decodes its body and runs its handler inline; a handler
+ * with slow work left (a password hash) has it run on the bounded worker
+ * pool with the connection suspended. Responses are queued on the second handler call or later, never the
  * first, except to answer bad framing (which closes the connection).
  */
 #include "tokend/server.h"
@@ -194,22 +194,18 @@ static void first_checks(struct request *req, const char *url)
 	}
 }
 
-/* Runs the handler; fills req->rc and req->res. */
-static void run_handler(struct request *req)
-{
-	req->rc = req->route->fn(&req->ctx, &req->res);
-}
-
-/* Worker-pool job for slow routes; resumes the connection when done. */
+/* Worker-pool job for a handler's slow part; resumes the connection. */
 static void slow_job(void *arg, int expired)
 {
 	struct request *req = arg;
+	handler_fn slow = req->res.slow;
 
+	req->res.slow = NULL;
 	if (expired || atomic_load(&req->srv->stopping)) {
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
 	} else {
-		run_handler(req);
+		req->rc = slow(&req->ctx, &req->res);
 	}
 	/* The last touch of req here: after resume the completion may free it. */
 	MHD_resume_connection(req->conn);
@@ -230,13 +226,13 @@ static enum MHD_Result dispatch(struct request *req)
 	req->ctx.body = body;
 	req->ctx.authorization = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_AUTHORIZATION);
-	if (!req->route->offload) {
-		run_handler(req);
+	req->rc = req->route->fn(&req->ctx, &req->res);
+	if (req->rc != 0 || req->res.slow == NULL)
 		return queue(req, req->rc, req->route->ok_status);
-	}
 	req->state = REQ_SUSPENDED;
 	MHD_suspend_connection(req->conn);
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
+		req->res.slow = NULL;
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
 		MHD_resume_connection(req->conn);
@@ -374,11 +370,12 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
 	const union MHD_DaemonInfo *di;
 	sigset_t all, old;
-	/* MHD keeps the header block and a node per header in one pool per
-	 * connection; past it MHD answers 431 itself, in HTML. Six times the
-	 * limit leaves room for 1,000 small headers, so our check (JSON) is the
-	 * one that speaks below that. */
-	size_t pool_bytes = (size_t)cfg->max_header * 6;
+	/* MHD keeps the header block and a node (~60 bytes) per header in one
+	 * pool per connection, and past it answers 431 itself, in HTML. Sixteen
+	 * times the limit lets our JSON 431 speak for any block of headers up to
+	 * several times the limit. The pool is mmap'ed: untouched pages cost no
+	 * memory. */
+	size_t pool_bytes = (size_t)cfg->max_header * 16;
 
 	*out = NULL;
 	if (pool_bytes < 64 * 1024)
