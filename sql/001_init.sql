@@ -27,14 +27,22 @@ CREATE TABLE team_members (
 CREATE INDEX team_members_by_user ON team_members (user_uuid);
 
 -- Every refresh token issued, by jti (never the token string). family is the
--- jti of the login that started the chain; used_at is set when rotated.
+-- jti of the login that started the chain. used_at is set when the token is
+-- rotated (it is then blacklisted) and replaced_by names its successor;
+-- revoked marks a whole family after a reuse. kid and access_jti let a
+-- rotation be replayed byte for byte inside the grace window, and tell
+-- `tokend key retire` whether a key still has live tokens.
 CREATE TABLE refresh_tokens (
-    jti         TEXT PRIMARY KEY NOT NULL,
-    family      TEXT NOT NULL,
-    user_uuid   TEXT NOT NULL REFERENCES users (uuid) ON DELETE CASCADE,
-    issued_at   INTEGER NOT NULL,
-    expires_at  INTEGER NOT NULL,
-    used_at     INTEGER
+    jti          TEXT PRIMARY KEY NOT NULL,
+    family       TEXT NOT NULL,
+    user_uuid    TEXT NOT NULL REFERENCES users (uuid) ON DELETE CASCADE,
+    kid          TEXT NOT NULL,
+    access_jti   TEXT NOT NULL,
+    issued_at    INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    used_at      INTEGER,
+    replaced_by  TEXT,
+    revoked      INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
 );
 
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);

@@ -33,10 +33,16 @@ struct config {
 	long busy_timeout_ms;          /* SQLite busy_timeout */
 	/* [keys] */
 	char key_dir[CONFIG_STR_MAX];  /* signing keys, never in the DB */
-	char algorithm[16];            /* HS256 */
+	char algorithm[16];            /* of keys created: HS256 | RS256 | ES256 */
 	/* [tokens] */
 	long access_lifetime;          /* seconds */
 	long refresh_lifetime;         /* seconds */
+	long leeway;                   /* seconds of clock skew forgiven */
+	char issuer[256];              /* "iss" minted and required; "" = none */
+	char audience[256];            /* "aud" minted and required; "" = none */
+	long refresh_grace;            /* seconds a rotated token may be replayed */
+	long purge_interval;           /* seconds between sweeps of expired rows */
+	long purge_batch;              /* rows deleted per sweep transaction */
 	/* [password] */
 	long pbkdf2_iterations;        /* for new hashes and re-hashing */
 	long hash_workers;             /* hashing threads; 0 = CPUs */

@@ -46,4 +46,13 @@ struct handler_result {
 /* POST /api/auth/jwt/ — obtain a pair; the password hash is slow work. */
 int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res);
 
+/* POST /api/auth/jwt/refresh/ — rotate a refresh token (reuse revokes its family). */
+int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* POST /api/auth/jwt/verify/ — is this a live token of ours? */
+int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* GET /.well-known/jwks.json — the public keys (RS256/ES256) as a JWKS. */
+int handler_jwks(const struct handler_ctx *ctx, struct handler_result *res);
+
 #endif

@@ -35,6 +35,7 @@ struct jwtsign_claims {
 	const char *team_uuid;  /* API tokens only */
 	int64_t iat;
 	int64_t exp;
+	const char *kid;        /* the key to sign with; NULL = the current one */
 };
 
 /* What a checked token says. */
@@ -91,8 +92,11 @@ int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen);
 /* Frees the keys (wiping secrets) and clears *keys; accepts NULL. */
 void jwtsign_keys_free(struct jwtsign_keys **keys);
 
-/* The kid of the signing key; valid until the next reload. */
+/* The kid of the signing key; valid until the next reload (for logs). */
 const char *jwtsign_current_kid(const struct jwtsign_keys *keys);
+
+/* Copies the kid of the signing key into out, safe against a reload. */
+void jwtsign_signing_kid(struct jwtsign_keys *keys, char out[JWTSIGN_KID_LEN + 1]);
 
 /* Lists the loaded keys into out (up to max); returns how many. */
 size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out, size_t max);
@@ -112,19 +116,14 @@ int jwtsign_key_rotate(const char *dir, const char *alg, char kid_out[JWTSIGN_KI
 int jwtsign_key_retire(const char *dir, const char *kid, char *errbuf, size_t errlen);
 
 /*
- * Mints a signed JWT with claims c and the signing key (header: alg, kid,
- * typ). On success *token is a malloc'd string the caller frees. Returns 0,
- * TOKEND_ENOMEM or TOKEND_ECRYPTO.
+ * Mints a signed JWT with claims c and the key c->kid, else the current key
+ * (header: alg, kid, typ). HS256 and RS256 are deterministic: the same
+ * claims and key give the same string. On success *token is a malloc'd
+ * string the caller frees. Returns 0, TOKEND_ENOMEM, TOKEND_ECRYPTO, or
+ * TOKEND_ENOTFOUND when c->kid is not loaded.
  */
 int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c,
 		 char **token);
-
-/*
- * Mints with the key kid (not necessarily current): re-creating a stored API
- * token. TOKEND_ENOTFOUND when that key is gone.
- */
-int jwtsign_mint_with(const struct jwtsign_keys *keys, const char *kid,
-		      const struct jwtsign_claims *c, char **token);
 
 /*
  * Checks token (len bytes): at most JWTSIGN_MAX_TOKEN bytes, three

@@ -75,12 +75,60 @@ int store_team_add_member(struct store *st, const char *team_ref, const char *us
 			  const char *role);
 int store_team_remove_member(struct store *st, const char *team_ref, const char *username);
 
+/* A refresh token as recorded: never the token string, only its claims. */
+struct store_refresh {
+	char jti[UUID_STR_LEN];
+	char family[UUID_STR_LEN];     /* jti of the login's first refresh token */
+	char user_uuid[UUID_STR_LEN];
+	char kid[20];                  /* the key that signed it */
+	char access_jti[UUID_STR_LEN]; /* the access token minted with it */
+	int64_t issued_at;
+	int64_t expires_at;
+};
+
 /*
- * A successful login, in one transaction: records the new refresh token
- * (jti, family = its login, expiry) as outstanding and sets last_login.
+ * A successful login, in one transaction: records the new refresh token r
+ * as outstanding and sets the user's last_login to r->issued_at.
  * Errors: TOKEND_ENOTFOUND when the user vanished meanwhile, TOKEND_EDB.
  */
-int store_login_record(struct store *st, const char *user_uuid, const char *refresh_jti,
-		       const char *family, int64_t issued_at, int64_t expires_at);
+int store_login_record(struct store *st, const struct store_refresh *r);
+
+enum store_rotation {
+	STORE_ROTATED,  /* old is blacklisted, next recorded */
+	STORE_REPLAYED, /* old was rotated within the grace window: *replay is its successor */
+	STORE_REUSED,   /* old was already used: its whole family is now revoked */
+	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
+	STORE_INACTIVE, /* the user is disabled: nothing changed */
+};
+
+/*
+ * Rotates the refresh token old_jti of user_uuid to next, in one BEGIN
+ * IMMEDIATE transaction, so of two concurrent rotations exactly one wins and
+ * the other sees a used token. next->family is filled from the old row. A
+ * used token presented again revokes its family, unless it was rotated at
+ * most grace seconds ago and its successor is still unused: then *replay
+ * gets that successor so the caller can answer as before.
+ */
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
+			 int64_t now, long grace, struct store_refresh *next,
+			 struct store_refresh *replay, enum store_rotation *outcome);
+
+/* *live = the refresh token jti is recorded, unused and not revoked (one indexed lookup). */
+int store_refresh_live(struct store *st, const char *jti, bool *live);
+
+/*
+ * Deletes at most limit refresh-token rows that expired before `before`
+ * (outstanding and blacklisted alike: an expired token fails its exp check
+ * anyway). *deleted gets how many.
+ */
+int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted);
+
+/*
+ * *in_use = a token signed by kid may still be valid at now: an unused,
+ * unrevoked, unexpired refresh token, or an access token minted with a
+ * refresh token less than access_lifetime seconds ago.
+ */
+int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
+		     bool *in_use);
 
 #endif

@@ -31,6 +31,8 @@ static const char usage[] =
 	"  migrate   apply database migrations\n"
 	"  user      add, passwd, disable, enable, delete, list users\n"
 	"  team      add, list teams; add-member, remove-member\n"
+	"  key       list, rotate, retire signing keys\n"
+	"  purge     delete expired refresh-token rows\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE     INI configuration (default: built-in defaults)\n"
@@ -228,6 +230,10 @@ int cli_main(int argc, char **argv)
 		return cli_user(&cli, argc - i, argv + i);
 	if (strcmp(argv[i], "team") == 0)
 		return cli_team(&cli, argc - i, argv + i);
+	if (strcmp(argv[i], "key") == 0)
+		return cli_key(&cli, argc - i, argv + i);
+	if (strcmp(argv[i], "purge") == 0)
+		return cli_purge(&cli, argc - i, argv + i);
 	cli_err("unknown command \"%s\" (see tokend --help)", argv[i]);
 	return EXIT_USAGE;
 }

@@ -48,6 +48,8 @@ int cli_serve(struct cli *cli, int argc, char **argv);
 int cli_migrate(struct cli *cli, int argc, char **argv);
 int cli_user(struct cli *cli, int argc, char **argv);
 int cli_team(struct cli *cli, int argc, char **argv);
+int cli_key(struct cli *cli, int argc, char **argv);
+int cli_purge(struct cli *cli, int argc, char **argv);
 
 /* Creates the demo user and team on a fresh database (tokend serve --demo). */
 int cli_demo_create(struct cli *cli, struct store *st, char *password, size_t pwlen,

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements `tokend serve` and `tokend migrate`: start-up in
- * order (store, migrations, keys, server), the demo account of a fresh
- * database, and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP is
- * reserved for key reload.
+ * order (store, migrations, keys, server, sweeper), the demo account of a
+ * fresh database, and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP
+ * reloads the signing keys.
  */
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -73,16 +74,85 @@ static void print_demo(const char *host, unsigned port, const char *password,
 	fflush(stdout);
 }
 
-/* Waits for SIGINT/SIGTERM; SIGHUP is acknowledged and ignored for now. */
-static void wait_for_stop(const sigset_t *set)
+/*
+ * The sweeper: every purge_interval seconds deletes expired refresh-token
+ * rows, purge_batch per transaction, so the table never grows without
+ * bound and no sweep holds the write lock for long.
+ */
+struct sweeper {
+	const struct app *app;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+};
+
+static void *sweeper_main(void *p)
 {
+	struct sweeper *sw = p;
+	const struct config *cfg = &sw->app->cfg;
+
+	pthread_mutex_lock(&sw->lock);
+	while (!sw->stop) {
+		struct timespec until;
+		long n = 0, total = 0;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += cfg->purge_interval;
+		while (!sw->stop && pthread_cond_timedwait(&sw->wake, &sw->lock, &until) == 0)
+			;
+		if (sw->stop)
+			break;
+		pthread_mutex_unlock(&sw->lock);
+		do {
+			rc = store_refresh_purge(sw->app->store, util_now(), cfg->purge_batch, &n);
+			total += n;
+		} while (rc == 0 && n == cfg->purge_batch && !sw->stop);
+		if (total > 0)
+			log_info("sweeper: purged %ld expired refresh tokens", total);
+		pthread_mutex_lock(&sw->lock);
+	}
+	pthread_mutex_unlock(&sw->lock);
+	return NULL;
+}
+
+static int sweeper_start(struct sweeper *sw, const struct app *app)
+{
+	memset(sw, 0, sizeof(*sw));
+	sw->app = app;
+	pthread_mutex_init(&sw->lock, NULL);
+	pthread_cond_init(&sw->wake, NULL);
+	return pthread_create(&sw->thread, NULL, sweeper_main, sw) == 0 ? 0 : TOKEND_ENOMEM;
+}
+
+static void sweeper_stop(struct sweeper *sw)
+{
+	pthread_mutex_lock(&sw->lock);
+	sw->stop = true;
+	pthread_cond_signal(&sw->wake);
+	pthread_mutex_unlock(&sw->lock);
+	pthread_join(sw->thread, NULL);
+	pthread_mutex_destroy(&sw->lock);
+	pthread_cond_destroy(&sw->wake);
+}
+
+/* Waits for SIGINT/SIGTERM; SIGHUP reloads the signing keys. */
+static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
+{
+	char err[512];
+
 	for (;;) {
 		int sig = 0;
 
 		if (sigwait(set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_info("SIGHUP received: reserved for key reload; nothing to do");
+			if (jwtsign_keys_reload(keys, err, sizeof(err)) == 0)
+				log_info("SIGHUP: keys reloaded; signing with %s",
+					 jwtsign_current_kid(keys));
+			else
+				log_error("SIGHUP: keys not reloaded, the old ones stay: %s", err);
 			continue;
 		}
 		log_info("%s received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -103,6 +173,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	char host[64];
 	unsigned port = 0, unused;
 	sigset_t set;
+	struct sweeper sweeper;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -152,7 +223,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	if (cli_store_open(cli, &st, &fresh) != 0)
 		goto out;
 	if (jwtsign_keys_load(app.cfg.key_dir, app.cfg.algorithm, 1, &keys, err, sizeof(err)) !=
-	    0) {
+		    0 ||
+	    jwtsign_set_issuer(keys, app.cfg.issuer, app.cfg.audience) != 0) {
 		cli_err("%s", err);
 		goto out;
 	}
@@ -167,6 +239,11 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		cli_err("%s", err);
 		goto out;
 	}
+	if (sweeper_start(&sweeper, &app) != 0) {
+		cli_err("cannot start the sweeper thread");
+		server_stop(&srv, SHUTDOWN_GRACE_MS);
+		goto out;
+	}
 	config_listen_split(app.cfg.listen, host, sizeof(host), &unused);
 	log_info("signing with key %s (%s); database %s", jwtsign_current_kid(keys),
 		 app.cfg.algorithm, app.cfg.database);
@@ -174,7 +251,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		 strchr(host, ':') ? "]" : "", port);
 	if (password[0] != '\0')
 		print_demo(host, port, password, team);
-	wait_for_stop(&set);
+	wait_for_stop(&set, keys);
+	sweeper_stop(&sweeper);
 	server_stop(&srv, SHUTDOWN_GRACE_MS);
 	log_info("stopped");
 	rc = 0;

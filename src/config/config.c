@@ -19,9 +19,10 @@
 #include <sys/stat.h>
 
 #include "tokend/err.h"
+#include "tokend/jwtsign.h"
 #include "tokend/log.h"
 
-enum opt_type { OPT_STR, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN };
+enum opt_type { OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN };
 
 struct option_def {
 	const char *section;
@@ -61,6 +62,12 @@ static const struct option_def options[] = {
 	TYPED("keys", "algorithm", OPT_ALG, algorithm, "HS256"),
 	INT("tokens", "access_lifetime", access_lifetime, 1, 366L * 86400, "300"),
 	INT("tokens", "refresh_lifetime", refresh_lifetime, 1, 3660L * 86400, "86400"),
+	INT("tokens", "leeway", leeway, 0, 3600, "0"),
+	TYPED("tokens", "issuer", OPT_STR_OPT, issuer, ""),
+	TYPED("tokens", "audience", OPT_STR_OPT, audience, ""),
+	INT("tokens", "refresh_grace", refresh_grace, 0, 3600, "0"),
+	INT("tokens", "purge_interval", purge_interval, 1, 86400, "300"),
+	INT("tokens", "purge_batch", purge_batch, 1, 1000000, "1000"),
 	INT("password", "pbkdf2_iterations", pbkdf2_iterations, 1, 100000000, "600000"),
 	INT("password", "hash_workers", hash_workers, 0, 1024, "0"),
 	INT("password", "hash_queue", hash_queue, 1, 1000000, "64"),
@@ -172,8 +179,9 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 		}
 		break;
 	case OPT_ALG:
-		if (strcmp(value, "HS256") != 0) {
-			snprintf(reason, rlen, "unsupported algorithm \"%.32s\" (HS256)", value);
+		if (!jwtsign_alg_supported(value)) {
+			snprintf(reason, rlen, "unsupported algorithm \"%.32s\" (HS256, RS256, ES256)",
+				 value);
 			return TOKEND_EINVAL;
 		}
 		break;
@@ -185,6 +193,8 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 				 value);
 			return TOKEND_EINVAL;
 		}
+		break;
+	case OPT_STR_OPT:
 		break;
 	case OPT_STR:
 		if (value[0] == '\0') {

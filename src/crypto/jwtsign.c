@@ -160,24 +160,12 @@ static int mint_key(const struct jwtsign_keys *ks, const struct key *k,
 int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c, char **token)
 {
 	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys; /* the lock only */
-	int rc;
-
-	pthread_rwlock_rdlock(&ks->lock);
-	rc = mint_key(ks, &ks->set->keys[ks->set->current], c, token);
-	pthread_rwlock_unlock(&ks->lock);
-	return rc;
-}
-
-int jwtsign_mint_with(const struct jwtsign_keys *keys, const char *kid,
-		      const struct jwtsign_claims *c, char **token)
-{
-	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
 	const struct key *k;
 	int rc = TOKEND_ENOTFOUND;
 
 	*token = NULL;
 	pthread_rwlock_rdlock(&ks->lock);
-	k = keys_find(ks->set, kid);
+	k = c->kid ? keys_find(ks->set, c->kid) : &ks->set->keys[ks->set->current];
 	if (k != NULL)
 		rc = mint_key(ks, k, c, token);
 	pthread_rwlock_unlock(&ks->lock);

@@ -462,6 +462,13 @@ const char *jwtsign_current_kid(const struct jwtsign_keys *keys)
 	return keys->current_kid;
 }
 
+void jwtsign_signing_kid(struct jwtsign_keys *keys, char out[JWTSIGN_KID_LEN + 1])
+{
+	pthread_rwlock_rdlock(&keys->lock);
+	memcpy(out, keys->set->keys[keys->set->current].kid, JWTSIGN_KID_LEN + 1);
+	pthread_rwlock_unlock(&keys->lock);
+}
+
 size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out, size_t max)
 {
 	size_t n = 0;

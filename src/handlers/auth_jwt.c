@@ -8,6 +8,7 @@
  */
 #include <assert.h>
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,34 +23,33 @@
 
 static const char no_account[] = "No active account found with the given credentials";
 
-/* Mints an access + refresh pair for user; records the refresh jti. */
-static int issue_pair(const struct app *app, const char *user_uuid, json_t **out)
+/*
+ * Mints the refresh token r describes and its access token (jti
+ * r->access_jti, issued with it) with key r->kid, into a {"refresh",
+ * "access"} body. Minting is deterministic for HS256/RS256, so a replay
+ * of the same row gives the same strings.
+ */
+static int mint_pair(const struct app *app, const struct store_refresh *r, json_t **out)
 {
-	char access_jti[UUID_STR_LEN];
-	char refresh_jti[UUID_STR_LEN];
-	char *access = NULL;
+	struct jwtsign_claims c = {
+		.token_type = "refresh",
+		.jti = r->jti,
+		.user_id = r->user_uuid,
+		.iat = r->issued_at,
+		.exp = r->expires_at,
+		.kid = r->kid,
+	};
 	char *refresh = NULL;
-	int64_t now = util_now();
-	struct jwtsign_claims c = {.user_id = user_uuid, .iat = now};
+	char *access = NULL;
 	int rc;
 
-	util_uuid_new(access_jti);
-	util_uuid_new(refresh_jti);
-	c.token_type = "refresh";
-	c.jti = refresh_jti;
-	c.exp = now + app->cfg.refresh_lifetime;
 	rc = jwtsign_mint(app->keys, &c, &refresh);
 	if (rc != 0)
 		goto out;
 	c.token_type = "access";
-	c.jti = access_jti;
-	c.exp = now + app->cfg.access_lifetime;
+	c.jti = r->access_jti;
+	c.exp = r->issued_at + app->cfg.access_lifetime;
 	rc = jwtsign_mint(app->keys, &c, &access);
-	if (rc != 0)
-		goto out;
-	/* A login starts a refresh family named by its first refresh jti. */
-	rc = store_login_record(app->store, user_uuid, refresh_jti, refresh_jti, now,
-				now + app->cfg.refresh_lifetime);
 	if (rc != 0)
 		goto out;
 	*out = json_pack("{s:s, s:s}", "refresh", refresh, "access", access);
@@ -57,6 +57,38 @@ static int issue_pair(const struct app *app, const char *user_uuid, json_t **out
 out:
 	free(access);
 	free(refresh);
+	return rc;
+}
+
+/* Describes a new refresh token of user, signed by the current key. */
+static void new_refresh(const struct app *app, const char *user_uuid, struct store_refresh *r)
+{
+	memset(r, 0, sizeof(*r));
+	util_uuid_new(r->jti);
+	util_uuid_new(r->access_jti);
+	memcpy(r->user_uuid, user_uuid, UUID_STR_LEN);
+	jwtsign_signing_kid(app->keys, r->kid);
+	r->issued_at = util_now();
+	r->expires_at = r->issued_at + app->cfg.refresh_lifetime;
+}
+
+/* Mints a new pair for a login and records its refresh token. */
+static int issue_pair(const struct app *app, const char *user_uuid, json_t **out)
+{
+	struct store_refresh r;
+	int rc;
+
+	new_refresh(app, user_uuid, &r);
+	/* A login starts a refresh family named by its first refresh jti. */
+	memcpy(r.family, r.jti, UUID_STR_LEN);
+	rc = mint_pair(app, &r, out);
+	if (rc == 0) {
+		rc = store_login_record(app->store, &r);
+		if (rc != 0) {
+			json_decref(*out);
+			*out = NULL;
+		}
+	}
 	return rc;
 }
 
@@ -152,4 +184,133 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	json_decref(errors);
 	res->slow = jwt_obtain_slow;
 	return 0;
+}
+
+static const char invalid_token[] = "Token is invalid or expired";
+
+/* The 401 body of simplejwt's InvalidToken for the refresh and verify routes. */
+static int token_not_valid(struct handler_result *res)
+{
+	json_decref(res->body);
+	res->body = json_pack("{s:s, s:s}", "detail", invalid_token, "code", "token_not_valid");
+	return TOKEND_EAUTH;
+}
+
+/* Reads the one required string field name of a JSON object body. */
+static int token_field(const struct handler_ctx *ctx, struct handler_result *res,
+		       const char *name, const char **tok, size_t *len)
+{
+	json_t *errors;
+	int rc = body_require_object(ctx->body, &res->body);
+
+	if (rc != 0)
+		return rc;
+	errors = json_object();
+	if (errors == NULL)
+		return TOKEND_ENOMEM;
+	/* Longer than any token we mint: not a field error, an invalid token. */
+	*tok = body_string_field(ctx->body, name, false, SIZE_MAX, errors, len);
+	if (*tok == NULL) {
+		res->body = errors;
+		return TOKEND_EINVAL;
+	}
+	json_decref(errors);
+	return 0;
+}
+
+static struct jwtsign_policy policy_of(const struct app *app)
+{
+	struct jwtsign_policy p = {
+		.now = util_now(),
+		.leeway = app->cfg.leeway,
+		.issuer = app->cfg.issuer,
+		.audience = app->cfg.audience,
+	};
+	return p;
+}
+
+int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct jwtsign_policy pol = policy_of(app);
+	struct jwtsign_token t;
+	struct store_refresh next, replay;
+	enum store_rotation outcome;
+	const char *tok;
+	size_t len;
+	int rc;
+
+	rc = token_field(ctx, res, "refresh", &tok, &len);
+	if (rc != 0)
+		return rc;
+	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0 ||
+	    strcmp(t.token_type, "refresh") != 0)
+		return token_not_valid(res);
+	new_refresh(app, t.user_id, &next);
+	next.issued_at = pol.now;
+	next.expires_at = pol.now + app->cfg.refresh_lifetime;
+	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
+				  &next, &replay, &outcome);
+	if (rc != 0)
+		return rc;
+	switch (outcome) {
+	case STORE_ROTATED:
+		rc = mint_pair(app, &next, &res->body);
+		break;
+	case STORE_REPLAYED:
+		rc = mint_pair(app, &replay, &res->body);
+		break;
+	case STORE_INACTIVE:
+		res->body = json_pack("{s:s, s:s}", "detail",
+				      "No active account found for the given token.", "code",
+				      "no_active_account");
+		return TOKEND_EAUTH;
+	case STORE_REUSED:
+		log_warn("auth: refresh token %s of user %s reused: family revoked", t.jti,
+			 t.user_id);
+		return token_not_valid(res);
+	default:
+		return token_not_valid(res);
+	}
+	res->no_store = true;
+	return rc;
+}
+
+int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct jwtsign_policy pol = policy_of(app);
+	struct jwtsign_token t;
+	const char *tok;
+	size_t len;
+	bool live = true;
+	int rc;
+
+	rc = token_field(ctx, res, "token", &tok, &len);
+	if (rc != 0)
+		return rc;
+	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0)
+		return token_not_valid(res);
+	/* Access tokens are stateless; the others have one indexed row. */
+	if (strcmp(t.token_type, "refresh") == 0)
+		rc = store_refresh_live(app->store, t.jti, &live);
+	else if (strcmp(t.token_type, "api") == 0)
+		live = false; /* no API token is issued yet (issue 4) */
+	if (rc != 0)
+		return rc;
+	if (!live)
+		return token_not_valid(res);
+	res->body = json_pack("{s:s%}", "token", tok, len);
+	return res->body ? 0 : TOKEND_ENOMEM;
+}
+
+int handler_jwks(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	char *doc = jwtsign_jwks(ctx->app->keys);
+
+	if (doc == NULL)
+		return TOKEND_ENOMEM;
+	res->body = json_loads(doc, 0, NULL);
+	free(doc);
+	return res->body ? 0 : TOKEND_ENOMEM;
 }

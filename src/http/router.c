@@ -13,6 +13,9 @@
 
 static const struct route routes[] = {
 	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, 0},
+	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false, 0},
+	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false, 0},
+	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false, 0},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -38,6 +38,13 @@ enum stmt_id {
 	S_USER_UUID_BY_NAME,
 	S_REFRESH_ADD,
 	S_LOGIN_TOUCH,
+	S_REFRESH_GET,
+	S_REFRESH_ROW,
+	S_REFRESH_USE,
+	S_REFRESH_REVOKE,
+	S_REFRESH_LIVE,
+	S_REFRESH_PURGE,
+	S_KEY_IN_USE,
 	S_COUNT
 };
 
@@ -68,8 +75,25 @@ static const char *const stmt_sql[S_COUNT] = {
 			 "ON CONFLICT (team_uuid, user_uuid) DO UPDATE SET role = excluded.role",
 	[S_MEMBER_REMOVE] = "DELETE FROM team_members WHERE team_uuid = ?1 AND user_uuid = ?2",
 	[S_USER_UUID_BY_NAME] = "SELECT uuid FROM users WHERE username = ?1",
-	[S_REFRESH_ADD] = "INSERT INTO refresh_tokens (jti, family, user_uuid, issued_at, "
-			  "expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_REFRESH_ADD] = "INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
+			  "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_REFRESH_GET] = "SELECT r.family, r.user_uuid, r.used_at, r.revoked, "
+			  "coalesce(r.replaced_by, ''), u.is_active "
+			  "FROM refresh_tokens r JOIN users u ON u.uuid = r.user_uuid "
+			  "WHERE r.jti = ?1",
+	[S_REFRESH_ROW] = "SELECT jti, family, user_uuid, kid, access_jti, issued_at, expires_at "
+			  "FROM refresh_tokens WHERE jti = ?1 AND used_at IS NULL AND revoked = 0",
+	[S_REFRESH_USE] = "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3 "
+			  "WHERE jti = ?1 AND used_at IS NULL",
+	[S_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
+			     "used_at = coalesce(used_at, ?2) WHERE family = ?1",
+	[S_REFRESH_LIVE] = "SELECT 1 FROM refresh_tokens "
+			   "WHERE jti = ?1 AND used_at IS NULL AND revoked = 0",
+	[S_REFRESH_PURGE] = "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM "
+			    "refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+	[S_KEY_IN_USE] = "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE kid = ?1 AND "
+			 "((used_at IS NULL AND revoked = 0 AND expires_at > ?2) "
+			 "OR issued_at + ?3 > ?2))",
 	[S_LOGIN_TOUCH] = "UPDATE users SET last_login = ?2 WHERE uuid = ?1",
 };
 
@@ -615,8 +639,23 @@ int store_team_remove_member(struct store *st, const char *team_ref, const char 
 	return member_change(st, team_ref, username, NULL, S_MEMBER_REMOVE);
 }
 
-int store_login_record(struct store *st, const char *user_uuid, const char *refresh_jti,
-		       const char *family, int64_t issued_at, int64_t expires_at)
+static int refresh_insert(struct conn *c, const struct store_refresh *r)
+{
+	sqlite3_stmt *s = stmt(c, S_REFRESH_ADD);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, r->jti);
+	bind_text(s, 2, r->family);
+	bind_text(s, 3, r->user_uuid);
+	bind_text(s, 4, r->kid);
+	bind_text(s, 5, r->access_jti);
+	sqlite3_bind_int64(s, 6, r->issued_at);
+	sqlite3_bind_int64(s, 7, r->expires_at);
+	return exec_stmt(c, s, "refresh add");
+}
+
+int store_login_record(struct store *st, const struct store_refresh *r)
 {
 	struct conn *c = conn_get(st);
 	sqlite3_stmt *s;
@@ -632,22 +671,179 @@ int store_login_record(struct store *st, const char *user_uuid, const char *refr
 		rc = TOKEND_EDB;
 		goto out;
 	}
-	bind_text(s, 1, user_uuid);
-	sqlite3_bind_int64(s, 2, issued_at);
+	bind_text(s, 1, r->user_uuid);
+	sqlite3_bind_int64(s, 2, r->issued_at);
 	rc = exec_changes(c, s, "login touch");
+	if (rc == 0)
+		rc = refresh_insert(c, r);
+out:
+	return tx_end(c, rc);
+}
+
+/* Reads the unused, unrevoked refresh row jti into out. */
+static int refresh_row(struct conn *c, const char *jti, struct store_refresh *out)
+{
+	sqlite3_stmt *s = stmt(c, S_REFRESH_ROW);
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, jti);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		copy_col(s, 0, out->jti, sizeof(out->jti));
+		copy_col(s, 1, out->family, sizeof(out->family));
+		copy_col(s, 2, out->user_uuid, sizeof(out->user_uuid));
+		copy_col(s, 3, out->kid, sizeof(out->kid));
+		copy_col(s, 4, out->access_jti, sizeof(out->access_jti));
+		out->issued_at = sqlite3_column_int64(s, 5);
+		out->expires_at = sqlite3_column_int64(s, 6);
+	}
+	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "refresh row");
+}
+
+static int family_revoke(struct conn *c, const char *family, int64_t now)
+{
+	sqlite3_stmt *s = stmt(c, S_REFRESH_REVOKE);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, family);
+	sqlite3_bind_int64(s, 2, now);
+	return exec_stmt(c, s, "family revoke");
+}
+
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
+			 int64_t now, long grace, struct store_refresh *next,
+			 struct store_refresh *replay, enum store_rotation *outcome)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s;
+	char owner[UUID_STR_LEN] = "";
+	char replaced_by[UUID_STR_LEN] = "";
+	bool used = false, revoked = false, active = false;
+	int64_t used_at = 0;
+	int rc, step;
+
+	*outcome = STORE_UNKNOWN;
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = tx_begin(c);
 	if (rc != 0)
-		goto out;
-	s = stmt(c, S_REFRESH_ADD);
+		return rc;
+	s = stmt(c, S_REFRESH_GET);
 	if (s == NULL) {
 		rc = TOKEND_EDB;
 		goto out;
 	}
-	bind_text(s, 1, refresh_jti);
-	bind_text(s, 2, family);
-	bind_text(s, 3, user_uuid);
-	sqlite3_bind_int64(s, 4, issued_at);
-	sqlite3_bind_int64(s, 5, expires_at);
-	rc = exec_stmt(c, s, "refresh add");
+	bind_text(s, 1, old_jti);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		copy_col(s, 0, next->family, sizeof(next->family));
+		copy_col(s, 1, owner, sizeof(owner));
+		used = sqlite3_column_type(s, 2) != SQLITE_NULL;
+		used_at = sqlite3_column_int64(s, 2);
+		revoked = sqlite3_column_int(s, 3) != 0;
+		copy_col(s, 4, replaced_by, sizeof(replaced_by));
+		active = sqlite3_column_int(s, 5) != 0;
+	}
+	stmt_done(s);
+	if (step != SQLITE_ROW) {
+		rc = step == SQLITE_DONE ? 0 : db_error(c, "refresh get");
+		goto out; /* STORE_UNKNOWN */
+	}
+	if (strcmp(owner, user_uuid) != 0)
+		goto out; /* STORE_UNKNOWN: a token must not name another's row */
+	if (!active) {
+		*outcome = STORE_INACTIVE;
+		goto out;
+	}
+	if (revoked) {
+		*outcome = STORE_REUSED;
+		goto out;
+	}
+	if (used) {
+		if (grace > 0 && now - used_at <= grace && replaced_by[0] != '\0' &&
+		    refresh_row(c, replaced_by, replay) == 0) {
+			*outcome = STORE_REPLAYED;
+			goto out;
+		}
+		/* Theft: whoever holds the family's live token loses it too. */
+		rc = family_revoke(c, next->family, now);
+		if (rc == 0)
+			*outcome = STORE_REUSED;
+		goto out;
+	}
+	s = stmt(c, S_REFRESH_USE);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	bind_text(s, 1, old_jti);
+	sqlite3_bind_int64(s, 2, now);
+	bind_text(s, 3, next->jti);
+	rc = exec_changes(c, s, "refresh use");
+	if (rc == 0)
+		rc = refresh_insert(c, next);
+	if (rc == 0)
+		*outcome = STORE_ROTATED;
 out:
 	return tx_end(c, rc);
+}
+
+int store_refresh_live(struct store *st, const char *jti, bool *live)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_REFRESH_LIVE) : NULL;
+	int rc;
+
+	*live = false;
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, jti);
+	rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_error(c, "refresh live");
+	*live = rc == SQLITE_ROW;
+	return 0;
+}
+
+int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_REFRESH_PURGE) : NULL;
+	int rc;
+
+	*deleted = 0;
+	if (s == NULL)
+		return TOKEND_EDB;
+	sqlite3_bind_int64(s, 1, before);
+	sqlite3_bind_int64(s, 2, limit);
+	rc = exec_stmt(c, s, "refresh purge");
+	if (rc == 0)
+		*deleted = (long)sqlite3_changes(c->db);
+	return rc;
+}
+
+int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
+		     bool *in_use)
+{
+	struct conn *c = conn_get(st);
+	sqlite3_stmt *s = c ? stmt(c, S_KEY_IN_USE) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	bind_text(s, 1, kid);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int64(s, 3, access_lifetime);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*in_use = sqlite3_column_int(s, 0) != 0;
+	stmt_done(s);
+	return rc == SQLITE_ROW ? 0 : db_error(c, "key in use");
 }

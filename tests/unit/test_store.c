@@ -407,23 +407,40 @@ END_TEST
 
 /* ---- login -------------------------------------------------------------- */
 
+/* A refresh row for user, issued now; jti and access_jti fresh. */
+static void refresh_of(struct store_refresh *r, const char *user, int64_t now)
+{
+	memset(r, 0, sizeof(*r));
+	util_uuid_new(r->jti);
+	util_uuid_new(r->access_jti);
+	memcpy(r->family, r->jti, UUID_STR_LEN);
+	snprintf(r->user_uuid, sizeof(r->user_uuid), "%s", user);
+	snprintf(r->kid, sizeof(r->kid), "0123456789abcdef");
+	r->issued_at = now;
+	r->expires_at = now + 86400;
+}
+
 START_TEST(login_record)
 {
-	char uuid[UUID_STR_LEN], jti[UUID_STR_LEN], jti2[UUID_STR_LEN];
+	char uuid[UUID_STR_LEN];
 	struct store_user u;
+	struct store_refresh r;
 	int64_t now = util_now();
+	bool live = false;
 
 	ck_assert_int_eq(store_user_add(st, "alice", HASH, uuid), 0);
-	ck_assert_int_eq(util_uuid_new(jti), 0);
-	ck_assert_int_eq(store_login_record(st, uuid, jti, jti, now, now + 86400), 0);
+	refresh_of(&r, uuid, now);
+	ck_assert_int_eq(store_login_record(st, &r), 0);
 	ck_assert_int_eq(store_user_get_by_name(st, "alice", &u), 0);
 	ck_assert_int_ge(u.last_login, now - 1);
 	ck_assert_int_le(u.last_login, util_now() + 1);
+	ck_assert_int_eq(store_refresh_live(st, r.jti, &live), 0);
+	ck_assert(live);
 
-	ck_assert_int_eq(util_uuid_new(jti2), 0);
-	ck_assert_int_eq(store_login_record(st, "00000000-0000-4000-8000-000000000000", jti2, jti2,
-					    now, now + 86400),
-			 TOKEND_ENOTFOUND);
+	refresh_of(&r, "00000000-0000-4000-8000-000000000000", now);
+	ck_assert_int_eq(store_login_record(st, &r), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_refresh_live(st, r.jti, &live), 0);
+	ck_assert(!live);
 }
 END_TEST
 
