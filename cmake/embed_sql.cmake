@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Writes OUT, a C file holding each migration in FILES as a string, in order.
-# Invoked by CMakeLists.txt: cmake -DOUT=... -DFILES=a;b -P embed_sql.cmake
+# Invoked by CMakeLists.txt: cmake -DOUT=... -DFILES=a,b -P embed_sql.cmake
+string(REPLACE "," ";" FILES "${FILES}")
 set(body "/* Generated from sql/ by cmake/embed_sql.cmake; do not edit. */\n")
 string(APPEND body "#include \"store/migrations.h\"\n\n")
 string(APPEND body "const struct store_migration store_migrations[] = {\n")

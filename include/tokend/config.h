@@ -43,6 +43,9 @@ struct config {
 	long refresh_grace;            /* seconds a rotated token may be replayed */
 	long purge_interval;           /* seconds between sweeps of expired rows */
 	long purge_batch;              /* rows deleted per sweep transaction */
+	long api_lifetime;             /* seconds an API token lives by default */
+	long api_max_lifetime;         /* longest expires_at allowed, from now */
+	long api_max_tokens;           /* live tokens per user and team (409 beyond) */
 	/* [password] */
 	long pbkdf2_iterations;        /* for new hashes and re-hashing */
 	long hash_workers;             /* hashing threads; 0 = CPUs */

@@ -25,6 +25,7 @@ struct handler_ctx {
 	const json_t *body;          /* decoded body; an empty object when none */
 	const char *authorization;   /* the header, or NULL; never log it */
 	const char *remote;          /* client address, for logs */
+	char user_uuid[37];          /* set by handler_authenticate() on auth routes */
 };
 
 struct handler_result;
@@ -43,6 +44,14 @@ struct handler_result {
 	handler_fn slow;
 };
 
+/*
+ * The authentication step of every route marked auth: requires
+ * "Authorization: Bearer <access token>" of an active, existing user (one
+ * store lookup) and sets ctx->user_uuid; otherwise fills the 401 body of
+ * API.md's table and returns TOKEND_EAUTH.
+ */
+int handler_authenticate(struct handler_ctx *ctx, struct handler_result *res);
+
 /* POST /api/auth/jwt/ — obtain a pair; the password hash is slow work. */
 int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res);
 
@@ -54,5 +63,14 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 
 /* GET /.well-known/jwks.json — the public keys (RS256/ES256) as a JWKS. */
 int handler_jwks(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* GET /api/openapi/token/{team}/ — the caller's live API tokens, newest first. */
+int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* POST /api/openapi/token/{team}/ — issue an API token. */
+int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* POST /api/openapi/token/{team}/delete/ — delete API tokens by id or string. */
+int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res);
 
 #endif

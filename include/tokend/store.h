@@ -57,6 +57,8 @@ int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, siz
 int store_user_add(struct store *st, const char *username, const char *hash,
 		   char uuid_out[UUID_STR_LEN]); /* TOKEND_EEXISTS */
 int store_user_get_by_name(struct store *st, const char *username, struct store_user *out);
+/* By uuid; out->password is left empty (authentication needs no hash). */
+int store_user_get_by_uuid(struct store *st, const char *uuid, struct store_user *out);
 int store_user_set_password(struct store *st, const char *uuid, const char *hash);
 int store_user_set_active(struct store *st, const char *username, bool active);
 int store_user_delete(struct store *st, const char *username);
@@ -74,6 +76,9 @@ int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void
 int store_team_add_member(struct store *st, const char *team_ref, const char *username,
 			  const char *role);
 int store_team_remove_member(struct store *st, const char *team_ref, const char *username);
+/* *member = team_uuid exists and user_uuid belongs to it (one indexed lookup). */
+int store_team_is_member(struct store *st, const char *team_uuid, const char *user_uuid,
+			 bool *member);
 
 /* A refresh token as recorded: never the token string, only its claims. */
 struct store_refresh {
@@ -130,5 +135,48 @@ int store_refresh_purge(struct store *st, int64_t before, long limit, long *dele
  */
 int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
 		     bool *in_use);
+
+/* An API token as stored: its digest and the claims to mint it again. */
+struct store_api_token {
+	char jti[UUID_STR_LEN];        /* token_issuer_uuid */
+	unsigned char digest[32];      /* SHA-256 of the token string */
+	char user_uuid[UUID_STR_LEN];
+	char team_uuid[UUID_STR_LEN];
+	char kid[20];
+	char name[STORE_NAME_MAX + 1]; /* "" = none */
+	int64_t issued_at;
+	int64_t updated_at;
+	int64_t expires_at;
+};
+
+/*
+ * Records t unless its user already has cap live (unexpired at t->issued_at)
+ * tokens in its team: TOKEND_ECONFLICT then. Count and insert share one
+ * BEGIN IMMEDIATE transaction, so concurrent issues never exceed the cap.
+ */
+int store_api_token_add(struct store *st, const struct store_api_token *t, long cap);
+
+/* Calls fn for each unexpired token of user in team, newest first. */
+int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
+			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
+			 void *arg);
+
+/* Finds the jti of the token whose SHA-256 is digest; TOKEND_ENOTFOUND. */
+int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
+			      char jti[UUID_STR_LEN]);
+
+/*
+ * Deletes, in one transaction, the tokens among jtis[0..n) that belong to
+ * user in team; *deleted counts them (others' jtis are silently skipped).
+ */
+int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
+			   const char *const *jtis, size_t n, long *deleted);
+
+/*
+ * *live = token jti is recorded for user_uuid and team_uuid, the user is
+ * active and still a member of the team (one indexed lookup).
+ */
+int store_api_token_live(struct store *st, const char *jti, const char *user_uuid,
+			 const char *team_uuid, bool *live);
 
 #endif

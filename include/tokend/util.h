@@ -41,6 +41,13 @@ bool util_uuid_valid(const char *s);
 /* Formats t (UTC) as RFC 3339 with Z into out. */
 void util_time_rfc3339(int64_t t, char out[RFC3339_LEN]);
 
+/*
+ * Parses an RFC 3339 date-time ("2026-11-28T01:02:03Z", optional fraction,
+ * "Z" or a +hh:mm / -hh:mm offset) into seconds since the epoch (UTC; the
+ * fraction is dropped). Returns 0 or TOKEND_EINVAL.
+ */
+int util_time_parse_rfc3339(const char *s, int64_t *out);
+
 /* Seconds since the epoch. */
 int64_t util_now(void);
 

@@ -295,7 +295,7 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 	if (strcmp(t.token_type, "refresh") == 0)
 		rc = store_refresh_live(app->store, t.jti, &live);
 	else if (strcmp(t.token_type, "api") == 0)
-		live = false; /* no API token is issued yet (issue 4) */
+		rc = store_api_token_live(app->store, t.jti, t.user_id, t.team_uuid, &live);
 	if (rc != 0)
 		return rc;
 	if (!live)

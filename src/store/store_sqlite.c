@@ -16,37 +16,9 @@
 #include <string.h>
 
 #include "store/migrations.h"
+#include "store/sqlite_internal.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
-
-enum stmt_id {
-	S_BEGIN,
-	S_COMMIT,
-	S_ROLLBACK,
-	S_USER_ADD,
-	S_USER_BY_NAME,
-	S_USER_SET_PW,
-	S_USER_SET_ACTIVE,
-	S_USER_DELETE,
-	S_USER_COUNT,
-	S_USER_LIST,
-	S_TEAM_ADD,
-	S_TEAM_GET,
-	S_TEAM_LIST,
-	S_MEMBER_ADD,
-	S_MEMBER_REMOVE,
-	S_USER_UUID_BY_NAME,
-	S_REFRESH_ADD,
-	S_LOGIN_TOUCH,
-	S_REFRESH_GET,
-	S_REFRESH_ROW,
-	S_REFRESH_USE,
-	S_REFRESH_REVOKE,
-	S_REFRESH_LIVE,
-	S_REFRESH_PURGE,
-	S_KEY_IN_USE,
-	S_COUNT
-};
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -93,23 +65,28 @@ static const char *const stmt_sql[S_COUNT] = {
 			    "refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_KEY_IN_USE] = "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE kid = ?1 AND "
 			 "((used_at IS NULL AND revoked = 0 AND expires_at > ?2) "
-			 "OR issued_at + ?3 > ?2))",
+			 "OR issued_at + ?3 > ?2)) "
+			 "OR EXISTS (SELECT 1 FROM api_tokens WHERE kid = ?1 AND expires_at > ?2)",
+	[S_USER_BY_UUID] = "SELECT uuid, username, '', is_active, created_at, "
+			   "coalesce(last_login, 0) FROM users WHERE uuid = ?1",
+	[S_MEMBER_IS] = "SELECT 1 FROM team_members WHERE team_uuid = ?1 AND user_uuid = ?2",
+	[S_API_COUNT] = "SELECT count(*) FROM api_tokens "
+			"WHERE user_uuid = ?1 AND team_uuid = ?2 AND expires_at > ?3",
+	[S_API_ADD] = "INSERT INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, name, "
+		      "issued_at, updated_at, expires_at) "
+		      "VALUES (?1, ?2, ?3, ?4, ?5, nullif(?6, ''), ?7, ?8, ?9)",
+	[S_API_LIST] = "SELECT jti, kid, coalesce(name, ''), issued_at, updated_at, expires_at "
+		       "FROM api_tokens WHERE user_uuid = ?1 AND team_uuid = ?2 "
+		       "AND expires_at > ?3 ORDER BY issued_at DESC, rowid DESC",
+	[S_API_BY_DIGEST] = "SELECT jti FROM api_tokens WHERE digest = ?1",
+	[S_API_DELETE] = "DELETE FROM api_tokens "
+			 "WHERE jti = ?1 AND user_uuid = ?2 AND team_uuid = ?3",
+	[S_API_LIVE] = "SELECT 1 FROM api_tokens a "
+		       "JOIN users u ON u.uuid = a.user_uuid AND u.is_active = 1 "
+		       "JOIN team_members m ON m.team_uuid = a.team_uuid "
+		       "AND m.user_uuid = a.user_uuid "
+		       "WHERE a.jti = ?1 AND a.user_uuid = ?2 AND a.team_uuid = ?3",
 	[S_LOGIN_TOUCH] = "UPDATE users SET last_login = ?2 WHERE uuid = ?1",
-};
-
-struct conn {
-	sqlite3 *db;
-	sqlite3_stmt *stmts[S_COUNT];
-	struct store *owner;
-	struct conn *next; /* in owner->conns */
-};
-
-struct store {
-	char *path;
-	long busy_timeout_ms;
-	pthread_key_t key;        /* this thread's struct conn */
-	pthread_mutex_t lock;     /* guards conns */
-	struct conn *conns;       /* every open connection */
 };
 
 static void conn_free(struct conn *c)
@@ -176,7 +153,7 @@ static int conn_open(struct store *st, struct conn **out, char *errbuf, size_t e
 }
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */
-static struct conn *conn_get(struct store *st)
+struct conn *store_db_conn(struct store *st)
 {
 	struct conn *c = pthread_getspecific(st->key);
 	char err[256];
@@ -192,7 +169,7 @@ static struct conn *conn_get(struct store *st)
 }
 
 /* The prepared statement id, reset and unbound; NULL on failure (logged). */
-static sqlite3_stmt *stmt(struct conn *c, enum stmt_id id)
+sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id)
 {
 	sqlite3_stmt *s = c->stmts[id];
 
@@ -207,59 +184,59 @@ static sqlite3_stmt *stmt(struct conn *c, enum stmt_id id)
 	return s;
 }
 
-static void stmt_done(sqlite3_stmt *s)
+void store_db_done(sqlite3_stmt *s)
 {
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 }
 
-static int db_error(struct conn *c, const char *what)
+int store_db_error(struct conn *c, const char *what)
 {
 	log_error("store: %s: %s", what, sqlite3_errmsg(c->db));
 	return TOKEND_EDB;
 }
 
 /* Runs a statement that returns no rows. */
-static int exec_stmt(struct conn *c, sqlite3_stmt *s, const char *what)
+int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what)
 {
 	int rc = sqlite3_step(s);
 	int ext = sqlite3_extended_errcode(c->db);
 
-	stmt_done(s);
+	store_db_done(s);
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
 		return TOKEND_EEXISTS;
 	if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
 		return TOKEND_ENOTFOUND;
-	return db_error(c, what);
+	return store_db_error(c, what);
 }
 
-static int tx_begin(struct conn *c)
+int store_db_begin(struct conn *c)
 {
-	sqlite3_stmt *s = stmt(c, S_BEGIN);
+	sqlite3_stmt *s = store_db_stmt(c, S_BEGIN);
 
-	return s ? exec_stmt(c, s, "begin") : TOKEND_EDB;
+	return s ? store_db_exec(c, s, "begin") : TOKEND_EDB;
 }
 
-static int tx_end(struct conn *c, int rc)
+int store_db_end(struct conn *c, int rc)
 {
-	sqlite3_stmt *s = stmt(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
+	sqlite3_stmt *s = store_db_stmt(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
 
 	if (s == NULL)
 		return TOKEND_EDB;
 	if (rc == 0)
-		return exec_stmt(c, s, "commit");
-	(void)exec_stmt(c, s, "rollback");
+		return store_db_exec(c, s, "commit");
+	(void)store_db_exec(c, s, "rollback");
 	return rc;
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *v)
+void store_db_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
 	sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
 }
 
-static void copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
+void store_db_copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
 
@@ -320,7 +297,7 @@ static int user_version(struct conn *c, int *v)
 	int rc = TOKEND_EDB;
 
 	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
-		return db_error(c, "user_version");
+		return store_db_error(c, "user_version");
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		*v = sqlite3_column_int(s, 0);
 		rc = 0;
@@ -331,7 +308,7 @@ static int user_version(struct conn *c, int *v)
 
 int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, size_t errlen)
 {
-	struct conn *c = conn_get(st);
+	struct conn *c = store_db_conn(st);
 	int v = 0;
 	int latest = store_migration_count
 			     ? store_migrations[store_migration_count - 1].version
@@ -357,15 +334,15 @@ int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, siz
 		if (m->version <= v)
 			continue;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
-		if (tx_begin(c) != 0 || sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
+		if (store_db_begin(c) != 0 || sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(c->db, pragma, NULL, NULL, &msg) != SQLITE_OK) {
 			snprintf(errbuf, errlen, "%s: migration %s failed: %s", st->path, m->name,
 				 msg ? msg : sqlite3_errmsg(c->db));
 			sqlite3_free(msg);
-			tx_end(c, TOKEND_EDB);
+			store_db_end(c, TOKEND_EDB);
 			return TOKEND_EDB;
 		}
-		if (tx_end(c, 0) != 0) {
+		if (store_db_end(c, 0) != 0) {
 			snprintf(errbuf, errlen, "%s: migration %s: commit failed", st->path,
 				 m->name);
 			return TOKEND_EDB;
@@ -381,19 +358,19 @@ int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, siz
 int store_user_add(struct store *st, const char *username, const char *hash,
 		   char uuid_out[UUID_STR_LEN])
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_ADD) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_ADD) : NULL;
 	char uuid[UUID_STR_LEN];
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
 	util_uuid_new(uuid);
-	bind_text(s, 1, uuid);
-	bind_text(s, 2, username);
-	bind_text(s, 3, hash);
+	store_db_bind_text(s, 1, uuid);
+	store_db_bind_text(s, 2, username);
+	store_db_bind_text(s, 3, hash);
 	sqlite3_bind_int64(s, 4, util_now());
-	rc = exec_stmt(c, s, "user add");
+	rc = store_db_exec(c, s, "user add");
 	if (rc == 0 && uuid_out != NULL)
 		memcpy(uuid_out, uuid, UUID_STR_LEN);
 	return rc;
@@ -401,9 +378,9 @@ int store_user_add(struct store *st, const char *username, const char *hash,
 
 static void user_from_row(sqlite3_stmt *s, struct store_user *u)
 {
-	copy_col(s, 0, u->uuid, sizeof(u->uuid));
-	copy_col(s, 1, u->username, sizeof(u->username));
-	copy_col(s, 2, u->password, sizeof(u->password));
+	store_db_copy_col(s, 0, u->uuid, sizeof(u->uuid));
+	store_db_copy_col(s, 1, u->username, sizeof(u->username));
+	store_db_copy_col(s, 2, u->password, sizeof(u->password));
 	u->is_active = sqlite3_column_int(s, 3) != 0;
 	u->created_at = sqlite3_column_int64(s, 4);
 	u->last_login = sqlite3_column_int64(s, 5);
@@ -411,26 +388,26 @@ static void user_from_row(sqlite3_stmt *s, struct store_user *u)
 
 int store_user_get_by_name(struct store *st, const char *username, struct store_user *out)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_BY_NAME) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_BY_NAME) : NULL;
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, username);
+	store_db_bind_text(s, 1, username);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		user_from_row(s, out);
-	stmt_done(s);
+	store_db_done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "user get");
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "user get");
 }
 
 /* Runs an UPDATE/DELETE; no row changed is TOKEND_ENOTFOUND. */
-static int exec_changes(struct conn *c, sqlite3_stmt *s, const char *what)
+int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what)
 {
-	int rc = exec_stmt(c, s, what);
+	int rc = store_db_exec(c, s, what);
 
 	if (rc == 0 && sqlite3_changes(c->db) == 0)
 		return TOKEND_ENOTFOUND;
@@ -439,43 +416,43 @@ static int exec_changes(struct conn *c, sqlite3_stmt *s, const char *what)
 
 int store_user_set_password(struct store *st, const char *uuid, const char *hash)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_SET_PW) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_SET_PW) : NULL;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, uuid);
-	bind_text(s, 2, hash);
-	return exec_changes(c, s, "user passwd");
+	store_db_bind_text(s, 1, uuid);
+	store_db_bind_text(s, 2, hash);
+	return store_db_exec_changes(c, s, "user passwd");
 }
 
 int store_user_set_active(struct store *st, const char *username, bool active)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_SET_ACTIVE) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, username);
+	store_db_bind_text(s, 1, username);
 	sqlite3_bind_int(s, 2, active ? 1 : 0);
-	return exec_changes(c, s, "user set active");
+	return store_db_exec_changes(c, s, "user set active");
 }
 
 int store_user_delete(struct store *st, const char *username)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_DELETE) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_DELETE) : NULL;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, username);
-	return exec_changes(c, s, "user delete");
+	store_db_bind_text(s, 1, username);
+	return store_db_exec_changes(c, s, "user delete");
 }
 
 int store_user_count(struct store *st, long *count)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_COUNT) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_COUNT) : NULL;
 	int rc;
 
 	if (s == NULL)
@@ -483,15 +460,15 @@ int store_user_count(struct store *st, long *count)
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*count = (long)sqlite3_column_int64(s, 0);
-	stmt_done(s);
-	return rc == SQLITE_ROW ? 0 : db_error(c, "user count");
+	store_db_done(s);
+	return rc == SQLITE_ROW ? 0 : store_db_error(c, "user count");
 }
 
 int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
 		    void *arg)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_USER_LIST) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_LIST) : NULL;
 	struct store_user u;
 	int rc;
 
@@ -505,24 +482,24 @@ int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void
 			break;
 		}
 	}
-	stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : db_error(c, "user list");
+	store_db_done(s);
+	return rc == SQLITE_DONE ? 0 : store_db_error(c, "user list");
 }
 
 int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LEN])
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_TEAM_ADD) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_TEAM_ADD) : NULL;
 	char uuid[UUID_STR_LEN];
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
 	util_uuid_new(uuid);
-	bind_text(s, 1, uuid);
-	bind_text(s, 2, name);
+	store_db_bind_text(s, 1, uuid);
+	store_db_bind_text(s, 2, name);
 	sqlite3_bind_int64(s, 3, util_now());
-	rc = exec_stmt(c, s, "team add");
+	rc = store_db_exec(c, s, "team add");
 	if (rc == 0 && uuid_out != NULL)
 		memcpy(uuid_out, uuid, UUID_STR_LEN);
 	return rc;
@@ -530,35 +507,35 @@ int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LE
 
 static void team_from_row(sqlite3_stmt *s, struct store_team *t)
 {
-	copy_col(s, 0, t->uuid, sizeof(t->uuid));
-	copy_col(s, 1, t->name, sizeof(t->name));
+	store_db_copy_col(s, 0, t->uuid, sizeof(t->uuid));
+	store_db_copy_col(s, 1, t->name, sizeof(t->name));
 	t->created_at = sqlite3_column_int64(s, 2);
 	t->members = (long)sqlite3_column_int64(s, 3);
 }
 
 int store_team_get(struct store *st, const char *team_ref, struct store_team *out)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_TEAM_GET) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_TEAM_GET) : NULL;
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, team_ref);
+	store_db_bind_text(s, 1, team_ref);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		team_from_row(s, out);
-	stmt_done(s);
+	store_db_done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "team get");
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "team get");
 }
 
 int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg),
 		    void *arg)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_TEAM_LIST) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_TEAM_LIST) : NULL;
 	struct store_team t;
 	int rc;
 
@@ -571,32 +548,32 @@ int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void
 			break;
 		}
 	}
-	stmt_done(s);
-	return rc == SQLITE_DONE ? 0 : db_error(c, "team list");
+	store_db_done(s);
+	return rc == SQLITE_DONE ? 0 : store_db_error(c, "team list");
 }
 
 static int user_uuid_by_name(struct conn *c, const char *username, char out[UUID_STR_LEN])
 {
-	sqlite3_stmt *s = stmt(c, S_USER_UUID_BY_NAME);
+	sqlite3_stmt *s = store_db_stmt(c, S_USER_UUID_BY_NAME);
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, username);
+	store_db_bind_text(s, 1, username);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		copy_col(s, 0, out, UUID_STR_LEN);
-	stmt_done(s);
+		store_db_copy_col(s, 0, out, UUID_STR_LEN);
+	store_db_done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "user uuid");
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "user uuid");
 }
 
 /* Resolves team and user, then runs member statement id on them. */
 static int member_change(struct store *st, const char *team_ref, const char *username,
 			 const char *role, enum stmt_id id)
 {
-	struct conn *c = conn_get(st);
+	struct conn *c = store_db_conn(st);
 	struct store_team team;
 	char user[UUID_STR_LEN];
 	sqlite3_stmt *s;
@@ -604,26 +581,26 @@ static int member_change(struct store *st, const char *team_ref, const char *use
 
 	if (c == NULL)
 		return TOKEND_EDB;
-	rc = tx_begin(c);
+	rc = store_db_begin(c);
 	if (rc != 0)
 		return rc;
 	rc = store_team_get(st, team_ref, &team);
 	if (rc == 0)
 		rc = user_uuid_by_name(c, username, user);
 	if (rc == 0) {
-		s = stmt(c, id);
+		s = store_db_stmt(c, id);
 		if (s == NULL) {
 			rc = TOKEND_EDB;
 		} else {
-			bind_text(s, 1, team.uuid);
-			bind_text(s, 2, user);
+			store_db_bind_text(s, 1, team.uuid);
+			store_db_bind_text(s, 2, user);
 			if (role != NULL)
-				bind_text(s, 3, role);
-			rc = role ? exec_stmt(c, s, "member add")
-				  : exec_changes(c, s, "member remove");
+				store_db_bind_text(s, 3, role);
+			rc = role ? store_db_exec(c, s, "member add")
+				  : store_db_exec_changes(c, s, "member remove");
 		}
 	}
-	return tx_end(c, rc);
+	return store_db_end(c, rc);
 }
 
 int store_team_add_member(struct store *st, const char *team_ref, const char *username,
@@ -639,211 +616,48 @@ int store_team_remove_member(struct store *st, const char *team_ref, const char 
 	return member_change(st, team_ref, username, NULL, S_MEMBER_REMOVE);
 }
 
-static int refresh_insert(struct conn *c, const struct store_refresh *r)
+int store_user_get_by_uuid(struct store *st, const char *uuid, struct store_user *out)
 {
-	sqlite3_stmt *s = stmt(c, S_REFRESH_ADD);
-
-	if (s == NULL)
-		return TOKEND_EDB;
-	bind_text(s, 1, r->jti);
-	bind_text(s, 2, r->family);
-	bind_text(s, 3, r->user_uuid);
-	bind_text(s, 4, r->kid);
-	bind_text(s, 5, r->access_jti);
-	sqlite3_bind_int64(s, 6, r->issued_at);
-	sqlite3_bind_int64(s, 7, r->expires_at);
-	return exec_stmt(c, s, "refresh add");
-}
-
-int store_login_record(struct store *st, const struct store_refresh *r)
-{
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s;
-	int rc;
-
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = tx_begin(c);
-	if (rc != 0)
-		return rc;
-	s = stmt(c, S_LOGIN_TOUCH);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	bind_text(s, 1, r->user_uuid);
-	sqlite3_bind_int64(s, 2, r->issued_at);
-	rc = exec_changes(c, s, "login touch");
-	if (rc == 0)
-		rc = refresh_insert(c, r);
-out:
-	return tx_end(c, rc);
-}
-
-/* Reads the unused, unrevoked refresh row jti into out. */
-static int refresh_row(struct conn *c, const char *jti, struct store_refresh *out)
-{
-	sqlite3_stmt *s = stmt(c, S_REFRESH_ROW);
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_BY_UUID) : NULL;
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, jti);
+	store_db_bind_text(s, 1, uuid);
 	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		copy_col(s, 0, out->jti, sizeof(out->jti));
-		copy_col(s, 1, out->family, sizeof(out->family));
-		copy_col(s, 2, out->user_uuid, sizeof(out->user_uuid));
-		copy_col(s, 3, out->kid, sizeof(out->kid));
-		copy_col(s, 4, out->access_jti, sizeof(out->access_jti));
-		out->issued_at = sqlite3_column_int64(s, 5);
-		out->expires_at = sqlite3_column_int64(s, 6);
-	}
-	stmt_done(s);
+	if (rc == SQLITE_ROW)
+		user_from_row(s, out);
+	store_db_done(s);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : db_error(c, "refresh row");
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "user by uuid");
 }
 
-static int family_revoke(struct conn *c, const char *family, int64_t now)
+/* Runs a one-row existence query with two text parameters. */
+static int exists2(struct store *st, enum stmt_id id, const char *a, const char *b,
+		   bool *found)
 {
-	sqlite3_stmt *s = stmt(c, S_REFRESH_REVOKE);
-
-	if (s == NULL)
-		return TOKEND_EDB;
-	bind_text(s, 1, family);
-	sqlite3_bind_int64(s, 2, now);
-	return exec_stmt(c, s, "family revoke");
-}
-
-int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, struct store_refresh *next,
-			 struct store_refresh *replay, enum store_rotation *outcome)
-{
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s;
-	char owner[UUID_STR_LEN] = "";
-	char replaced_by[UUID_STR_LEN] = "";
-	bool used = false, revoked = false, active = false;
-	int64_t used_at = 0;
-	int rc, step;
-
-	*outcome = STORE_UNKNOWN;
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = tx_begin(c);
-	if (rc != 0)
-		return rc;
-	s = stmt(c, S_REFRESH_GET);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	bind_text(s, 1, old_jti);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		copy_col(s, 0, next->family, sizeof(next->family));
-		copy_col(s, 1, owner, sizeof(owner));
-		used = sqlite3_column_type(s, 2) != SQLITE_NULL;
-		used_at = sqlite3_column_int64(s, 2);
-		revoked = sqlite3_column_int(s, 3) != 0;
-		copy_col(s, 4, replaced_by, sizeof(replaced_by));
-		active = sqlite3_column_int(s, 5) != 0;
-	}
-	stmt_done(s);
-	if (step != SQLITE_ROW) {
-		rc = step == SQLITE_DONE ? 0 : db_error(c, "refresh get");
-		goto out; /* STORE_UNKNOWN */
-	}
-	if (strcmp(owner, user_uuid) != 0)
-		goto out; /* STORE_UNKNOWN: a token must not name another's row */
-	if (!active) {
-		*outcome = STORE_INACTIVE;
-		goto out;
-	}
-	if (revoked) {
-		*outcome = STORE_REUSED;
-		goto out;
-	}
-	if (used) {
-		if (grace > 0 && now - used_at <= grace && replaced_by[0] != '\0' &&
-		    refresh_row(c, replaced_by, replay) == 0) {
-			*outcome = STORE_REPLAYED;
-			goto out;
-		}
-		/* Theft: whoever holds the family's live token loses it too. */
-		rc = family_revoke(c, next->family, now);
-		if (rc == 0)
-			*outcome = STORE_REUSED;
-		goto out;
-	}
-	s = stmt(c, S_REFRESH_USE);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	bind_text(s, 1, old_jti);
-	sqlite3_bind_int64(s, 2, now);
-	bind_text(s, 3, next->jti);
-	rc = exec_changes(c, s, "refresh use");
-	if (rc == 0)
-		rc = refresh_insert(c, next);
-	if (rc == 0)
-		*outcome = STORE_ROTATED;
-out:
-	return tx_end(c, rc);
-}
-
-int store_refresh_live(struct store *st, const char *jti, bool *live)
-{
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_REFRESH_LIVE) : NULL;
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, id) : NULL;
 	int rc;
 
-	*live = false;
+	*found = false;
 	if (s == NULL)
 		return TOKEND_EDB;
-	bind_text(s, 1, jti);
+	store_db_bind_text(s, 1, a);
+	store_db_bind_text(s, 2, b);
 	rc = sqlite3_step(s);
-	stmt_done(s);
+	store_db_done(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return db_error(c, "refresh live");
-	*live = rc == SQLITE_ROW;
+		return store_db_error(c, "exists");
+	*found = rc == SQLITE_ROW;
 	return 0;
 }
 
-int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted)
+int store_team_is_member(struct store *st, const char *team_uuid, const char *user_uuid,
+			 bool *member)
 {
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_REFRESH_PURGE) : NULL;
-	int rc;
-
-	*deleted = 0;
-	if (s == NULL)
-		return TOKEND_EDB;
-	sqlite3_bind_int64(s, 1, before);
-	sqlite3_bind_int64(s, 2, limit);
-	rc = exec_stmt(c, s, "refresh purge");
-	if (rc == 0)
-		*deleted = (long)sqlite3_changes(c->db);
-	return rc;
+	return exists2(st, S_MEMBER_IS, team_uuid, user_uuid, member);
 }
 
-int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
-		     bool *in_use)
-{
-	struct conn *c = conn_get(st);
-	sqlite3_stmt *s = c ? stmt(c, S_KEY_IN_USE) : NULL;
-	int rc;
-
-	if (s == NULL)
-		return TOKEND_EDB;
-	bind_text(s, 1, kid);
-	sqlite3_bind_int64(s, 2, now);
-	sqlite3_bind_int64(s, 3, access_lifetime);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*in_use = sqlite3_column_int(s, 0) != 0;
-	stmt_done(s);
-	return rc == SQLITE_ROW ? 0 : db_error(c, "key in use");
-}

@@ -132,6 +132,69 @@ void util_time_rfc3339(int64_t t, char out[RFC3339_LEN])
 		memcpy(out, "1970-01-01T00:00:00Z", RFC3339_LEN);
 }
 
+/* Reads exactly n digits at *p into *v, advancing *p. */
+static bool digits(const char **p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++, (*p)++) {
+		if (**p < '0' || **p > '9')
+			return false;
+		*v = *v * 10 + (**p - '0');
+	}
+	return true;
+}
+
+int util_time_parse_rfc3339(const char *s, int64_t *out)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	struct tm tm;
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	const char *p = s;
+	time_t t;
+
+	memset(&tm, 0, sizeof(tm));
+	if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
+	    !digits(&p, 2, &d) || (*p != 'T' && *p != 't'))
+		return TOKEND_EINVAL;
+	p++; /* the T */
+	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
+	    !digits(&p, 2, &sec))
+		return TOKEND_EINVAL;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return TOKEND_EINVAL;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p++ == '+' ? 1 : -1;
+		if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 ||
+		    om > 59)
+			return TOKEND_EINVAL;
+	} else {
+		return TOKEND_EINVAL;
+	}
+	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    h > 23 || mi > 59 || sec > 60)
+		return TOKEND_EINVAL;
+	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return TOKEND_EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec == 60 ? 59 : sec; /* a leap second counts as :59 */
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return TOKEND_EINVAL;
+	*out = (int64_t)t - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
 int64_t util_now(void)
 {
 	struct timespec ts;

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the /api/openapi/token/{team_uuid}/ routes: list,
+ * issue and delete per-team API tokens. The caller is authenticated before
+ * these run (handler_authenticate); each checks team membership itself. A
+ * token is stored as a SHA-256 digest plus the claims needed to mint it
+ * again, never as its string: the list re-mints each token with the key
+ * that signed it, byte-identical for HS256 and RS256.
+ */
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokend/app.h"
+#include "tokend/body.h"
+#include "tokend/err.h"
+#include "tokend/handlers.h"
+#include "tokend/jwtsign.h"
+#include "tokend/store.h"
+
+#define DELETE_MAX 1000 /* entries in one delete request */
+
+static const char forbidden[] = "You do not have permission to perform this action.";
+
+/*
+ * The {team} of the path: a malformed uuid is 404, a team that does not
+ * exist or of which the caller is not a member is 403 (not told apart).
+ */
+static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const char *team = ctx->params[0];
+	bool member = false;
+	int rc;
+
+	if (!util_uuid_valid(team)) {
+		res->body = json_pack("{s:s}", "detail", "Not found.");
+		return TOKEND_ENOTFOUND;
+	}
+	rc = store_team_is_member(ctx->app->store, team, ctx->user_uuid, &member);
+	if (rc != 0)
+		return rc;
+	if (!member) {
+		res->body = json_pack("{s:s}", "detail", forbidden);
+		return TOKEND_EFORBIDDEN;
+	}
+	return 0;
+}
+
+/*
+ * The wire form of a stored token. issued is the string just minted, or
+ * NULL to mint it again from the stored claims (the list).
+ */
+static json_t *token_object(const struct app *app, const struct store_api_token *t,
+			    const char *issued)
+{
+	struct jwtsign_claims c = {
+		.token_type = "api",
+		.jti = t->jti,
+		.user_id = t->user_uuid,
+		.team_uuid = t->team_uuid,
+		.iat = t->issued_at,
+		.exp = t->expires_at,
+		.kid = t->kid,
+	};
+	char created[RFC3339_LEN], updated[RFC3339_LEN], expires[RFC3339_LEN];
+	char *tok = NULL;
+	json_t *o;
+
+	if (issued == NULL && jwtsign_mint(app->keys, &c, &tok) != 0)
+		return NULL;
+	util_time_rfc3339(t->issued_at, created);
+	util_time_rfc3339(t->updated_at, updated);
+	util_time_rfc3339(t->expires_at, expires);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "access_token", issued ? issued : tok,
+		      "token_issuer_uuid",
+		      t->jti, "created_at", created, "updated_at", updated, "expires_at", expires,
+		      "name", t->name[0] ? t->name : NULL);
+	free(tok);
+	return o;
+}
+
+struct list_ctx {
+	const struct app *app;
+	json_t *tokens;
+	int rc;
+};
+
+static int list_one(const struct store_api_token *t, void *arg)
+{
+	struct list_ctx *lc = arg;
+	json_t *o = token_object(lc->app, t, NULL);
+
+	/* A token whose key was retired cannot be used any more: not listed. */
+	if (o == NULL)
+		return 0;
+	if (json_array_append_new(lc->tokens, o) != 0) {
+		lc->rc = TOKEND_ENOMEM;
+		return 1;
+	}
+	return 0;
+}
+
+int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	struct list_ctx lc = {.app = ctx->app, .tokens = json_array()};
+	int rc = team_check(ctx, res);
+
+	if (rc == 0 && lc.tokens == NULL)
+		rc = TOKEND_ENOMEM;
+	if (rc == 0)
+		rc = store_api_token_list(ctx->app->store, ctx->user_uuid, ctx->params[0],
+					  util_now(), list_one, &lc);
+	if (rc == 0)
+		rc = lc.rc;
+	if (rc != 0) {
+		json_decref(lc.tokens);
+		return rc;
+	}
+	res->body = json_pack("{s:o}", "tokens", lc.tokens);
+	res->no_store = true;
+	return res->body ? 0 : TOKEND_ENOMEM;
+}
+
+/* Reads the optional expires_at; adds a field error and returns EINVAL. */
+static int read_expiry(const struct handler_ctx *ctx, int64_t now, int64_t *exp, json_t *errors)
+{
+	const struct config *cfg = &ctx->app->cfg;
+	const json_t *v = json_object_get(ctx->body, "expires_at");
+	const char *msg = NULL;
+	int64_t t;
+
+	*exp = now + (cfg->api_lifetime < cfg->api_max_lifetime ? cfg->api_lifetime
+								 : cfg->api_max_lifetime);
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || util_time_parse_rfc3339(json_string_value(v), &t) != 0)
+		msg = "Datetime has wrong format. Use one of these formats instead: "
+		      "YYYY-MM-DDThh:mm:ss[.uuuuuu](Z|+HH:MM|-HH:MM).";
+	else if (t <= now)
+		msg = "Ensure this value is in the future.";
+	else if (t > now + cfg->api_max_lifetime)
+		msg = "Ensure this value is no later than the maximum token lifetime from now.";
+	if (msg != NULL) {
+		json_object_set_new(errors, "expires_at", json_pack("[s]", msg));
+		return TOKEND_EINVAL;
+	}
+	*exp = t;
+	return 0;
+}
+
+int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct store_api_token t;
+	struct jwtsign_claims c;
+	json_t *errors = NULL;
+	const json_t *name;
+	char *tok = NULL;
+	int rc;
+
+	rc = team_check(ctx, res);
+	if (rc == 0)
+		rc = body_require_object(ctx->body, &res->body);
+	if (rc != 0)
+		return rc;
+	errors = json_object();
+	if (errors == NULL)
+		return TOKEND_ENOMEM;
+	memset(&t, 0, sizeof(t));
+	t.issued_at = t.updated_at = util_now();
+	(void)read_expiry(ctx, t.issued_at, &t.expires_at, errors);
+	name = json_object_get(ctx->body, "name");
+	if (name != NULL && !json_is_null(name)) {
+		size_t len = 0;
+		const char *s = body_string_field(ctx->body, "name", true, STORE_NAME_MAX, errors,
+						  &len);
+		if (s != NULL) {
+			memcpy(t.name, s, len);
+			t.name[len] = '\0';
+		}
+	}
+	if (json_object_size(errors) > 0) {
+		res->body = errors;
+		return TOKEND_EINVAL;
+	}
+	json_decref(errors);
+	util_uuid_new(t.jti);
+	memcpy(t.user_uuid, ctx->user_uuid, UUID_STR_LEN);
+	memcpy(t.team_uuid, ctx->params[0], UUID_STR_LEN);
+	jwtsign_signing_kid(app->keys, t.kid);
+	c = (struct jwtsign_claims){
+		.token_type = "api",
+		.jti = t.jti,
+		.user_id = t.user_uuid,
+		.team_uuid = t.team_uuid,
+		.iat = t.issued_at,
+		.exp = t.expires_at,
+		.kid = t.kid,
+	};
+	rc = jwtsign_mint(app->keys, &c, &tok);
+	if (rc != 0)
+		return rc;
+	SHA256((const unsigned char *)tok, strlen(tok), t.digest);
+	rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
+	if (rc == TOKEND_ECONFLICT) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "Token limit reached: at most %ld live tokens per team.",
+			 app->cfg.api_max_tokens);
+		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
+	} else if (rc == 0) {
+		res->body = token_object(app, &t, tok);
+		res->no_store = true;
+		rc = res->body ? 0 : TOKEND_ENOMEM;
+	}
+	free(tok);
+	return rc;
+}
+
+/*
+ * Collects the distinct strings of the array field name into list (up to
+ * DELETE_MAX + 1 in all); a non-array or a non-string entry is a field error
+ * in DRF's shape ({"name": {"3": ["Not a valid string."]}}).
+ */
+static void collect(const json_t *body, const char *name, bool uuids, json_t *seen,
+		    json_t *errors)
+{
+	const json_t *arr = json_object_get(body, name);
+	json_t *bad = NULL;
+	const json_t *v;
+	size_t i;
+
+	if (arr == NULL || json_is_null(arr))
+		return;
+	if (!json_is_array(arr)) {
+		json_object_set_new(errors, name,
+				    json_pack("[s]", "Expected a list of items."));
+		return;
+	}
+	json_array_foreach(arr, i, v) {
+		const char *msg = NULL;
+		char key[24];
+		if (!json_is_string(v))
+			msg = "Not a valid string.";
+		else if (uuids && !util_uuid_valid(json_string_value(v)))
+			msg = "Must be a valid UUID.";
+		if (msg != NULL) {
+			if (bad == NULL)
+				bad = json_object();
+			snprintf(key, sizeof(key), "%zu", i);
+			json_object_set_new(bad, key, json_pack("[s]", msg));
+			continue;
+		}
+		if (json_object_size(seen) <= DELETE_MAX)
+			json_object_set_new(seen, json_string_value(v), json_string(name));
+	}
+	if (bad != NULL)
+		json_object_set_new(errors, name, bad);
+}
+
+int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct jwtsign_policy pol = {.now = util_now(), .leeway = app->cfg.leeway,
+				     .issuer = app->cfg.issuer, .audience = app->cfg.audience};
+	json_t *errors = NULL, *ids = NULL, *toks = NULL;
+	const char **jtis = NULL;
+	char (*found)[UUID_STR_LEN] = NULL;
+	size_t n = 0, requested;
+	const char *key;
+	json_t *v;
+	long deleted = 0;
+	int rc;
+
+	rc = team_check(ctx, res);
+	if (rc == 0)
+		rc = body_require_object(ctx->body, &res->body);
+	if (rc != 0)
+		return rc;
+	errors = json_object();
+	ids = json_object();
+	toks = json_object();
+	rc = TOKEND_ENOMEM;
+	if (errors == NULL || ids == NULL || toks == NULL)
+		goto out;
+	collect(ctx->body, "token_issuer_uuids", true, ids, errors);
+	collect(ctx->body, "access_tokens", false, toks, errors);
+	requested = json_object_size(ids) + json_object_size(toks);
+	if (json_object_size(errors) == 0 && (requested == 0 || requested > DELETE_MAX))
+		json_object_set_new(errors, "non_field_errors",
+				    json_pack("[s]", requested == 0
+							     ? "Provide token_issuer_uuids and/or "
+							       "access_tokens (1 to 1000 entries)."
+							     : "Ensure there are no more than 1000 "
+							       "entries in token_issuer_uuids and "
+							       "access_tokens together."));
+	if (json_object_size(errors) > 0) {
+		res->body = errors;
+		errors = NULL;
+		rc = TOKEND_EINVAL;
+		goto out;
+	}
+	jtis = calloc(requested, sizeof(*jtis));
+	found = calloc(requested, sizeof(*found));
+	if (jtis == NULL || found == NULL)
+		goto out;
+	json_object_foreach(ids, key, v) jtis[n++] = key;
+	/* A token string is found by its digest; an ES256 token listed again
+	 * (same claims, other signature bytes) by its checked jti. */
+	json_object_foreach(toks, key, v) {
+		unsigned char digest[SHA256_DIGEST_LENGTH];
+		struct jwtsign_token t;
+		SHA256((const unsigned char *)key, strlen(key), digest);
+		rc = store_api_token_by_digest(app->store, digest, found[n]);
+		if (rc == TOKEND_ENOTFOUND &&
+		    jwtsign_check(app->keys, key, strlen(key), &pol, &t, NULL) == 0 &&
+		    strcmp(t.token_type, "api") == 0) {
+			memcpy(found[n], t.jti, UUID_STR_LEN);
+			rc = 0;
+		}
+		if (rc == 0) {
+			jtis[n] = found[n];
+			n++;
+		}
+		else if (rc != TOKEND_ENOTFOUND)
+			goto out;
+	}
+	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], jtis, n,
+				    &deleted);
+	if (rc == 0) {
+		res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
+				      "deleted_count", (json_int_t)deleted);
+		rc = res->body ? 0 : TOKEND_ENOMEM;
+	}
+out:
+	free(jtis);
+	free(found);
+	json_decref(errors);
+	json_decref(ids);
+	json_decref(toks);
+	return rc;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is private to src/store/: the per-thread SQLite connection,
+ * the table of prepared statements (their SQL lives in store_sqlite.c) and
+ * the helpers store_sqlite.c and store_tokens.c share.
+ */
+#ifndef TOKEND_STORE_SQLITE_INTERNAL_H
+#define TOKEND_STORE_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+
+#include "tokend/store.h"
+
+enum stmt_id {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_USER_ADD,
+	S_USER_BY_NAME,
+	S_USER_SET_PW,
+	S_USER_SET_ACTIVE,
+	S_USER_DELETE,
+	S_USER_COUNT,
+	S_USER_LIST,
+	S_TEAM_ADD,
+	S_TEAM_GET,
+	S_TEAM_LIST,
+	S_MEMBER_ADD,
+	S_MEMBER_REMOVE,
+	S_USER_UUID_BY_NAME,
+	S_REFRESH_ADD,
+	S_LOGIN_TOUCH,
+	S_REFRESH_GET,
+	S_REFRESH_ROW,
+	S_REFRESH_USE,
+	S_REFRESH_REVOKE,
+	S_REFRESH_LIVE,
+	S_REFRESH_PURGE,
+	S_KEY_IN_USE,
+	S_USER_BY_UUID,
+	S_MEMBER_IS,
+	S_API_COUNT,
+	S_API_ADD,
+	S_API_LIST,
+	S_API_BY_DIGEST,
+	S_API_DELETE,
+	S_API_LIVE,
+	S_COUNT
+};
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmts[S_COUNT];
+	struct store *owner;
+	struct conn *next; /* in owner->conns */
+};
+
+struct store {
+	char *path;
+	long busy_timeout_ms;
+	pthread_key_t key;        /* this thread's struct conn */
+	pthread_mutex_t lock;     /* guards conns */
+	struct conn *conns;       /* every open connection */
+};
+
+/* This thread's connection, opened on first use; NULL on failure (logged). */
+struct conn *store_db_conn(struct store *st);
+
+/* The prepared statement id, ready to bind; NULL on failure (logged). */
+sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id);
+
+/* Resets a statement after use and clears its bindings. */
+void store_db_done(sqlite3_stmt *s);
+
+/* Logs the connection's error about what; returns TOKEND_EDB. */
+int store_db_error(struct conn *c, const char *what);
+
+/* Runs a statement that returns no rows: 0, TOKEND_EEXISTS (unique),
+ * TOKEND_ENOTFOUND (foreign key) or TOKEND_EDB. */
+int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what);
+
+/* As store_db_exec; no row changed is TOKEND_ENOTFOUND. */
+int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
+
+/* BEGIN IMMEDIATE. */
+int store_db_begin(struct conn *c);
+
+/* COMMIT when rc is 0, else ROLLBACK; returns rc, or the COMMIT's error. */
+int store_db_end(struct conn *c, int rc);
+
+/* Binds a NUL-terminated string that outlives the statement's step. */
+void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);
+
+/* Copies text column i into out (empty for NULL). */
+void store_db_copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen);
+
+#endif

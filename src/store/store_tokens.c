@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the token half of store.h on SQLite: refresh
+ * tokens (login, rotation with reuse detection, liveness, purge) and API
+ * tokens (cap-checked insert, list, digest lookup, delete, liveness).
+ * Read-then-write work runs in BEGIN IMMEDIATE transactions, so concurrent
+ * rotations and issues serialise (../shared/PITFALLS.md: a deferred BEGIN
+ * fails at once with SQLITE_BUSY_SNAPSHOT).
+ */
+#include <string.h>
+
+#include "store/sqlite_internal.h"
+#include "tokend/err.h"
+
+static int refresh_insert(struct conn *c, const struct store_refresh *r)
+{
+	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_ADD);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, r->jti);
+	store_db_bind_text(s, 2, r->family);
+	store_db_bind_text(s, 3, r->user_uuid);
+	store_db_bind_text(s, 4, r->kid);
+	store_db_bind_text(s, 5, r->access_jti);
+	sqlite3_bind_int64(s, 6, r->issued_at);
+	sqlite3_bind_int64(s, 7, r->expires_at);
+	return store_db_exec(c, s, "refresh add");
+}
+
+int store_login_record(struct store *st, const struct store_refresh *r)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s;
+	int rc;
+
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_db_begin(c);
+	if (rc != 0)
+		return rc;
+	s = store_db_stmt(c, S_LOGIN_TOUCH);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, r->user_uuid);
+	sqlite3_bind_int64(s, 2, r->issued_at);
+	rc = store_db_exec_changes(c, s, "login touch");
+	if (rc == 0)
+		rc = refresh_insert(c, r);
+out:
+	return store_db_end(c, rc);
+}
+
+/* Reads the unused, unrevoked refresh row jti into out. */
+static int refresh_row(struct conn *c, const char *jti, struct store_refresh *out)
+{
+	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_ROW);
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		store_db_copy_col(s, 0, out->jti, sizeof(out->jti));
+		store_db_copy_col(s, 1, out->family, sizeof(out->family));
+		store_db_copy_col(s, 2, out->user_uuid, sizeof(out->user_uuid));
+		store_db_copy_col(s, 3, out->kid, sizeof(out->kid));
+		store_db_copy_col(s, 4, out->access_jti, sizeof(out->access_jti));
+		out->issued_at = sqlite3_column_int64(s, 5);
+		out->expires_at = sqlite3_column_int64(s, 6);
+	}
+	store_db_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "refresh row");
+}
+
+static int family_revoke(struct conn *c, const char *family, int64_t now)
+{
+	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_REVOKE);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, family);
+	sqlite3_bind_int64(s, 2, now);
+	return store_db_exec(c, s, "family revoke");
+}
+
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
+			 int64_t now, long grace, struct store_refresh *next,
+			 struct store_refresh *replay, enum store_rotation *outcome)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s;
+	char owner[UUID_STR_LEN] = "";
+	char replaced_by[UUID_STR_LEN] = "";
+	bool used = false, revoked = false, active = false;
+	int64_t used_at = 0;
+	int rc, step;
+
+	*outcome = STORE_UNKNOWN;
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_db_begin(c);
+	if (rc != 0)
+		return rc;
+	s = store_db_stmt(c, S_REFRESH_GET);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, old_jti);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		store_db_copy_col(s, 0, next->family, sizeof(next->family));
+		store_db_copy_col(s, 1, owner, sizeof(owner));
+		used = sqlite3_column_type(s, 2) != SQLITE_NULL;
+		used_at = sqlite3_column_int64(s, 2);
+		revoked = sqlite3_column_int(s, 3) != 0;
+		store_db_copy_col(s, 4, replaced_by, sizeof(replaced_by));
+		active = sqlite3_column_int(s, 5) != 0;
+	}
+	store_db_done(s);
+	if (step != SQLITE_ROW) {
+		rc = step == SQLITE_DONE ? 0 : store_db_error(c, "refresh get");
+		goto out; /* STORE_UNKNOWN */
+	}
+	if (strcmp(owner, user_uuid) != 0)
+		goto out; /* STORE_UNKNOWN: a token must not name another's row */
+	if (!active) {
+		*outcome = STORE_INACTIVE;
+		goto out;
+	}
+	if (revoked) {
+		*outcome = STORE_REUSED;
+		goto out;
+	}
+	if (used) {
+		if (grace > 0 && now - used_at <= grace && replaced_by[0] != '\0' &&
+		    refresh_row(c, replaced_by, replay) == 0) {
+			*outcome = STORE_REPLAYED;
+			goto out;
+		}
+		/* Theft: whoever holds the family's live token loses it too. */
+		rc = family_revoke(c, next->family, now);
+		if (rc == 0)
+			*outcome = STORE_REUSED;
+		goto out;
+	}
+	s = store_db_stmt(c, S_REFRESH_USE);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, old_jti);
+	sqlite3_bind_int64(s, 2, now);
+	store_db_bind_text(s, 3, next->jti);
+	rc = store_db_exec_changes(c, s, "refresh use");
+	if (rc == 0)
+		rc = refresh_insert(c, next);
+	if (rc == 0)
+		*outcome = STORE_ROTATED;
+out:
+	return store_db_end(c, rc);
+}
+
+int store_refresh_live(struct store *st, const char *jti, bool *live)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_REFRESH_LIVE) : NULL;
+	int rc;
+
+	*live = false;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
+	rc = sqlite3_step(s);
+	store_db_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(c, "refresh live");
+	*live = rc == SQLITE_ROW;
+	return 0;
+}
+
+int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_REFRESH_PURGE) : NULL;
+	int rc;
+
+	*deleted = 0;
+	if (s == NULL)
+		return TOKEND_EDB;
+	sqlite3_bind_int64(s, 1, before);
+	sqlite3_bind_int64(s, 2, limit);
+	rc = store_db_exec(c, s, "refresh purge");
+	if (rc == 0)
+		*deleted = (long)sqlite3_changes(c->db);
+	return rc;
+}
+
+int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
+		     bool *in_use)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_KEY_IN_USE) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, kid);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int64(s, 3, access_lifetime);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*in_use = sqlite3_column_int(s, 0) != 0;
+	store_db_done(s);
+	return rc == SQLITE_ROW ? 0 : store_db_error(c, "key in use");
+}
+
+int store_api_token_add(struct store *st, const struct store_api_token *t, long cap)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s;
+	long live = 0;
+	int rc;
+
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_db_begin(c);
+	if (rc != 0)
+		return rc;
+	s = store_db_stmt(c, S_API_COUNT);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, t->user_uuid);
+	store_db_bind_text(s, 2, t->team_uuid);
+	sqlite3_bind_int64(s, 3, t->issued_at);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		live = (long)sqlite3_column_int64(s, 0);
+	store_db_done(s);
+	if (rc != SQLITE_ROW) {
+		rc = store_db_error(c, "api count");
+		goto out;
+	}
+	if (live >= cap) {
+		rc = TOKEND_ECONFLICT;
+		goto out;
+	}
+	s = store_db_stmt(c, S_API_ADD);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, t->jti);
+	sqlite3_bind_blob(s, 2, t->digest, sizeof(t->digest), SQLITE_STATIC);
+	store_db_bind_text(s, 3, t->user_uuid);
+	store_db_bind_text(s, 4, t->team_uuid);
+	store_db_bind_text(s, 5, t->kid);
+	store_db_bind_text(s, 6, t->name);
+	sqlite3_bind_int64(s, 7, t->issued_at);
+	sqlite3_bind_int64(s, 8, t->updated_at);
+	sqlite3_bind_int64(s, 9, t->expires_at);
+	rc = store_db_exec(c, s, "api add");
+out:
+	return store_db_end(c, rc);
+}
+
+int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
+			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
+			 void *arg)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_LIST) : NULL;
+	struct store_api_token t;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, user_uuid);
+	store_db_bind_text(s, 2, team_uuid);
+	sqlite3_bind_int64(s, 3, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&t, 0, sizeof(t));
+		store_db_copy_col(s, 0, t.jti, sizeof(t.jti));
+		store_db_copy_col(s, 1, t.kid, sizeof(t.kid));
+		store_db_copy_col(s, 2, t.name, sizeof(t.name));
+		memcpy(t.user_uuid, user_uuid, UUID_STR_LEN);
+		memcpy(t.team_uuid, team_uuid, UUID_STR_LEN);
+		t.issued_at = sqlite3_column_int64(s, 3);
+		t.updated_at = sqlite3_column_int64(s, 4);
+		t.expires_at = sqlite3_column_int64(s, 5);
+		if (fn(&t, arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
+		}
+	}
+	store_db_done(s);
+	return rc == SQLITE_DONE ? 0 : store_db_error(c, "api list");
+}
+
+int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
+			      char jti[UUID_STR_LEN])
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_BY_DIGEST) : NULL;
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	sqlite3_bind_blob(s, 1, digest, 32, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		store_db_copy_col(s, 0, jti, UUID_STR_LEN);
+	store_db_done(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "api by digest");
+}
+
+int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
+			   const char *const *jtis, size_t n, long *deleted)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s;
+	int rc;
+
+	*deleted = 0;
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_db_begin(c);
+	if (rc != 0)
+		return rc;
+	s = store_db_stmt(c, S_API_DELETE);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (s == NULL) {
+			rc = TOKEND_EDB;
+			break;
+		}
+		store_db_bind_text(s, 1, jtis[i]);
+		store_db_bind_text(s, 2, user_uuid);
+		store_db_bind_text(s, 3, team_uuid);
+		rc = store_db_exec(c, s, "api delete");
+		if (rc == 0)
+			*deleted += sqlite3_changes(c->db);
+	}
+	rc = store_db_end(c, rc);
+	if (rc != 0)
+		*deleted = 0;
+	return rc;
+}
+
+int store_api_token_live(struct store *st, const char *jti, const char *user_uuid,
+			 const char *team_uuid, bool *live)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_LIVE) : NULL;
+	int rc;
+
+	*live = false;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
+	store_db_bind_text(s, 2, user_uuid);
+	store_db_bind_text(s, 3, team_uuid);
+	rc = sqlite3_step(s);
+	store_db_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(c, "api live");
+	*live = rc == SQLITE_ROW;
+	return 0;
+}
