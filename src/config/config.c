@@ -216,7 +216,7 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 
 void config_defaults(struct config *cfg)
 {
-	char reason[128];
+	char reason[256];
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < N_OPTIONS; i++) {
@@ -230,7 +230,7 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 	       const char *origin, char *errbuf, size_t errlen)
 {
 	const struct option_def *opt = option_find(section, key);
-	char reason[192];
+	char reason[256];
 
 	if (opt == NULL) {
 		snprintf(errbuf, errlen, "%s: %s.%s: unknown key", origin, section, key);
@@ -245,7 +245,7 @@ int config_set(struct config *cfg, const char *section, const char *key, const c
 
 struct ini_ctx {
 	struct config *cfg;
-	char err[256];
+	char err[512];
 	int failed;
 };
 
@@ -253,7 +253,7 @@ static int ini_on_line(void *user, const char *section, const char *name, const 
 {
 	struct ini_ctx *ctx = user;
 	const struct option_def *opt;
-	char reason[192];
+	char reason[256];
 
 	if (ctx->failed)
 		return 1;

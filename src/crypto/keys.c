@@ -119,6 +119,16 @@ out:
 	return rc;
 }
 
+void keys_header_init(struct key *k)
+{
+	char header[80];
+	int n = snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
+			 keys_alg_name(k->alg), k->kid);
+
+	k->header_len = util_b64url_encode((const unsigned char *)header, (size_t)n, k->header_b64,
+					   sizeof(k->header_b64));
+}
+
 static int key_read(int dirfd, const char *name, enum key_alg alg, struct key *k, char *errbuf,
 		    size_t errlen)
 {
@@ -159,6 +169,7 @@ static int key_read(int dirfd, const char *name, enum key_alg alg, struct key *k
 			goto out;
 		}
 	}
+	keys_header_init(k);
 	rc = 0;
 out:
 	BIO_free(bio);

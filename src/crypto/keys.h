@@ -21,6 +21,10 @@ struct key {
 	size_t secret_len;
 	EVP_PKEY *pkey; /* RS256 / ES256, parsed once */
 	time_t mtime;
+	/* base64url of the exact header tokend mints with this key: a token
+	 * whose first part is these bytes needs no header parsing. */
+	char header_b64[96];
+	size_t header_len;
 };
 
 /* One immutable generation of keys; replaced whole on reload. */
@@ -45,6 +49,12 @@ const char *keys_alg_name(enum key_alg alg);
 
 /* The key of kid in set, or NULL. */
 const struct key *keys_find(const struct keyset *set, const char *kid);
+
+/*
+ * Sets k->header_b64: the header tokend mints with k, as libjwt writes it
+ * (sorted keys, compact): {"alg":"HS256","kid":"...","typ":"JWT"}.
+ */
+void keys_header_init(struct key *k);
 
 /* Builds a key set from dir (see jwtsign_keys_load). */
 int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out,

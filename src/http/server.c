@@ -372,16 +372,16 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
 	const union MHD_DaemonInfo *di;
 	sigset_t all, old;
-	/* MHD keeps the header block and a node (~60 bytes) per header in one
-	 * pool per connection, and past it answers 431 itself, in HTML. Sixteen
-	 * times the limit lets our JSON 431 speak for any block of headers up to
-	 * several times the limit. The pool is mmap'ed: untouched pages cost no
-	 * memory. */
-	size_t pool_bytes = (size_t)cfg->max_header * 16;
+	/* MHD keeps the header block, a node (~56 bytes) per header and the
+	 * response headers in one pool per connection, and answers 431 itself
+	 * (HTML) when it runs out. It also zeroes the whole pool after every
+	 * request, so its size is paid on each request and in the resident
+	 * memory of every kept-alive connection: max_header + 16 KiB (32 KiB by
+	 * default, MHD's own default) lets our JSON 431 speak for any block of
+	 * normal headers, while a block of hundreds of tiny headers meets MHD's. */
+	size_t pool_bytes = (size_t)cfg->max_header + 16 * 1024;
 
 	*out = NULL;
-	if (pool_bytes < 64 * 1024)
-		pool_bytes = 64 * 1024;
 	memset(&ss, 0, sizeof(ss));
 	if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
 		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
