@@ -209,7 +209,7 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	if (errors == NULL)
 		return TOKEND_ENOMEM;
 	/* Longer than any token we mint: not a field error, an invalid token. */
-	*tok = body_string_field(ctx->body, name, false, SIZE_MAX, errors, len);
+	*tok = body_string_field(ctx->body, name, true, SIZE_MAX, errors, len);
 	if (*tok == NULL) {
 		res->body = errors;
 		return TOKEND_EINVAL;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the HTTP server on libmicrohttpd's internal thread
- * pool (epoll). It enforces the limits of API.md while reading (header
+ * pool. It enforces the limits of API.md while reading (header
  * block, body size counted as it arrives, a whole-request deadline against
  * dripped bodies), rejects the framing libmicrohttpd 0.9.75 mishandles
  * (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
@@ -366,7 +366,10 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	struct sockaddr_storage ss;
 	char host[64];
 	unsigned p;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	/* poll(), not epoll: libmicrohttpd 0.9.75's edge-triggered epoll misses
+	 * a FIN that arrives with the last bytes of a partial request, so a
+	 * vanished client held its slot until the idle timeout. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	long threads = cfg->threads > 0 ? cfg->threads : util_ncpus();
 	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
@@ -375,11 +378,11 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	/* MHD keeps the header block, a node (~56 bytes) per header and the
 	 * response headers in one pool per connection, and answers 431 itself
 	 * (HTML) when it runs out. It also zeroes the whole pool after every
-	 * request, so its size is paid on each request and in the resident
-	 * memory of every kept-alive connection: max_header + 16 KiB (32 KiB by
-	 * default, MHD's own default) lets our JSON 431 speak for any block of
-	 * normal headers, while a block of hundreds of tiny headers meets MHD's. */
-	size_t pool_bytes = (size_t)cfg->max_header + 16 * 1024;
+	 * request, so its size is paid on each request and stays resident for
+	 * every kept-alive connection (10,000 of them must fit in 256 MiB):
+	 * max_header + 4 KiB lets our JSON 431 speak for a block of normal
+	 * headers, while a block of hundreds of tiny headers meets MHD's. */
+	size_t pool_bytes = (size_t)cfg->max_header + 4 * 1024;
 
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));

@@ -1,0 +1,832 @@
+"""Black-box test harness for tokend.
+
+Everything here talks to the real binary: it is started as a subprocess on a
+free port, driven over HTTP (requests, or raw sockets where the framing
+matters) and through its operator CLI, and its SQLite store and key directory
+are inspected from the outside.
+
+Binary: $TOKEND_BIN, default <repo>/build/tokend.  Run with
+    /usr/bin/python3 -m pytest tests/api -q
+
+Helpers are imported by the test modules with ``from conftest import ...``.
+"""
+
+import base64
+import os
+import re
+import select
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+REPO = Path(__file__).resolve().parents[2]
+LOGIN = "/api/auth/jwt/"
+NO_ACCOUNT = "No active account found with the given credentials"
+WWW_AUTH = 'Bearer realm="api"'
+FAST_ITERATIONS = "1000"
+DEFAULT_ITERATIONS = 600000
+LISTEN_RE = re.compile(r"listening on http://[^:\s]+:(\d+)")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+HASH_RE = re.compile(r"^pbkdf2_sha256\$(\d+)\$([^$]+)\$([A-Za-z0-9+/]+=*)$")
+# a sanitizer build (make test-asan sets TOKEND_SANITIZED=1) starts and stops slower
+_SLOWDOWN = 2.0 if os.environ.get("TOKEND_SANITIZED") else 1.0
+START_TIMEOUT = float(os.environ.get("TOKEND_TEST_START_TIMEOUT", 10 * _SLOWDOWN))
+STOP_TIMEOUT = float(os.environ.get("TOKEND_TEST_STOP_TIMEOUT", 10 * _SLOWDOWN))
+HTTP_TIMEOUT = 15
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "UndefinedBehaviorSanitizer",
+                     "ThreadSanitizer")
+
+
+# --------------------------------------------------------------------------
+# locating the binary
+
+
+def find_binary():
+    raw = os.environ.get("TOKEND_BIN")
+    if raw:
+        cand = Path(raw)
+        if not cand.is_absolute():
+            here = Path.cwd() / cand
+            cand = here if here.exists() else REPO / cand
+    else:
+        cand = REPO / "build" / "tokend"
+    return cand.resolve()
+
+
+@pytest.fixture(scope="session")
+def tokend_bin():
+    path = find_binary()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"tokend binary not found or not executable at {path}; build it "
+            f"(cmake -S . -B build && cmake --build build) or set TOKEND_BIN",
+            pytrace=False)
+    return path
+
+
+def child_env(overrides=None):
+    """Environment for a tokend process: the caller's, minus every TOKEND_*
+    variable (so the harness's own TOKEND_BIN or a developer's overrides can
+    not leak into the config), plus `overrides` (a value of None removes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKEND_")}
+    for k, v in (overrides or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    return env
+
+
+def sanitizer_lines(text):
+    return [ln for ln in text.splitlines()
+            if any(m in ln for m in SANITIZER_MARKERS)]
+
+
+# --------------------------------------------------------------------------
+# one tokend process running `serve`
+
+
+class Server:
+    def __init__(self, cmd, env, cwd, label):
+        self.cmd = cmd
+        self.label = label
+        self.err_lines = []
+        self.out_lines = []
+        self.port = None
+        self.returncode = None
+        self.stopped = False
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.err_lines), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.out_lines), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _pump(stream, sink):
+        for raw in iter(stream.readline, b""):
+            sink.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        stream.close()
+
+    # -- output
+    def stderr(self):
+        return "\n".join(self.err_lines)
+
+    def stdout(self):
+        return "\n".join(self.out_lines)
+
+    def tail(self, n=40):
+        return "\n".join(self.err_lines[-n:])
+
+    def wait_listening(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ln in list(self.err_lines):
+                m = LISTEN_RE.search(ln)
+                if m:
+                    self.port = int(m.group(1))
+                    return self.port
+            if self.proc.poll() is not None:
+                time.sleep(0.1)  # let the pumps drain
+                raise AssertionError(
+                    f"{self.label}: tokend exited with {self.proc.returncode} before "
+                    f"printing 'listening on http://...'\ncmd: {self.cmd}\nstderr:\n{self.stderr()}")
+            time.sleep(0.02)
+        raise AssertionError(
+            f"{self.label}: no 'listening on http://HOST:PORT' line on stderr within "
+            f"{timeout}s\ncmd: {self.cmd}\nstderr:\n{self.stderr()}")
+
+    def wait_for_stderr(self, predicate, timeout=3.0):
+        """Wait until a stderr line satisfies predicate; return it or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ln in list(self.err_lines):
+                if predicate(ln):
+                    return ln
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
+    # -- http
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path):
+        return self.base + path
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", HTTP_TIMEOUT)
+        kw.setdefault("allow_redirects", False)
+        return requests.request(method, self.url(path), **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def login(self, username, password, form=False, path=LOGIN, **kw):
+        if form:
+            return self.post(path, data={"username": username, "password": password}, **kw)
+        return self.post(path, json={"username": username, "password": password}, **kw)
+
+    def raw(self, data, **kw):
+        return raw_exchange(self.port, data, **kw)
+
+    # -- life cycle
+    def alive(self):
+        return self.proc.poll() is None
+
+    def assert_alive(self, context=""):
+        """The process is running and still answers a cheap request."""
+        assert self.proc.poll() is None, (
+            f"{self.label}: tokend died{' after ' + context if context else ''} "
+            f"(exit {self.proc.returncode})\nstderr tail:\n{self.tail()}")
+        try:
+            r = requests.get(self.url("/__still-alive__"), timeout=5)
+        except requests.RequestException as e:
+            raise AssertionError(
+                f"{self.label}: tokend no longer answers"
+                f"{' after ' + context if context else ''}: {e!r}\nstderr tail:\n{self.tail()}")
+        assert r.status_code == 404, (
+            f"{self.label}: unknown path answered {r.status_code} instead of 404"
+            f"{' after ' + context if context else ''}")
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Send sig, wait for exit, return the exit code (kills on timeout
+        and raises)."""
+        if self.stopped:
+            return self.returncode
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                for t in self._threads:
+                    t.join(timeout=2)
+                self.returncode = self.proc.returncode
+                raise AssertionError(
+                    f"{self.label}: tokend did not exit within {timeout}s of "
+                    f"{signal.Signals(sig).name}; killed\nstderr tail:\n{self.tail()}")
+        for t in self._threads:
+            t.join(timeout=5)
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def check_clean_exit(self):
+        """Stop (SIGTERM) if still running; assert exit 0 and no sanitizer
+        report.  Used by fixture teardown."""
+        if self.stopped:  # a test stopped it and asserted on the result itself
+            problems = sanitizer_lines(self.stderr())
+            assert not problems, (f"{self.label}: sanitizer report on stderr:\n" + "\n".join(problems[:20]))
+            return
+        was_running = self.proc.poll() is None
+        rc = self.stop()
+        problems = sanitizer_lines(self.stderr())
+        assert not problems, (
+            f"{self.label}: sanitizer report on stderr:\n" + "\n".join(problems[:20])
+            + f"\nstderr tail:\n{self.tail(80)}")
+        if was_running:
+            assert rc == 0, (
+                f"{self.label}: tokend exited with {rc} after SIGTERM (expected 0)"
+                f"\nstderr tail:\n{self.tail()}")
+        else:
+            # died on its own before teardown: that is a crash unless a test
+            # stopped it explicitly (then self.stopped was already set)
+            assert rc == 0, (
+                f"{self.label}: tokend had already exited with {rc} before teardown"
+                f"\nstderr tail:\n{self.tail()}")
+
+
+# --------------------------------------------------------------------------
+# one tokend "installation": a database and a key directory
+
+
+class CliResult:
+    def __init__(self, args, proc):
+        self.args = args
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self):
+        return (f"<tokend {' '.join(map(str, self.args))}: exit {self.rc}\n"
+                f"stdout: {self.out!r}\nstderr: {self.err!r}>")
+
+
+class Tokend:
+    """A database + key directory in a temp dir, with the CLI and servers
+    pointed at them.  `env` holds TOKEND_* overrides used by both the CLI and
+    servers (default: fast PBKDF2)."""
+
+    def __init__(self, binary, root, env=None, label="tokend"):
+        self.bin = Path(binary)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = self.root / "tokend.db"
+        self.keys = self.root / "keys"
+        self.label = label
+        self.env = {"TOKEND_PASSWORD_PBKDF2_ITERATIONS": FAST_ITERATIONS}
+        self.env.update(env or {})
+        self.servers = []
+
+    def global_args(self):
+        return ["--database", str(self.db), "--key-dir", str(self.keys)]
+
+    def merged_env(self, env=None):
+        e = dict(self.env)
+        e.update(env or {})
+        return child_env(e)
+
+    def cli(self, *args, input=None, env=None, global_args=None, timeout=120):
+        ga = self.global_args() if global_args is None else list(global_args)
+        argv = [str(self.bin)] + ga + [str(a) for a in args]
+        try:
+            proc = subprocess.run(argv, input=input, capture_output=True, text=True,
+                                  errors="replace", env=self.merged_env(env),
+                                  cwd=str(self.root), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"tokend {' '.join(map(str, args))} hung for {timeout}s")
+        res = CliResult(args, proc)
+        problems = sanitizer_lines(res.err)
+        assert not problems, f"sanitizer report from CLI {res!r}"
+        return res
+
+    def cli_ok(self, *args, **kw):
+        res = self.cli(*args, **kw)
+        assert res.rc == 0, f"CLI command failed: {res!r}"
+        return res
+
+    def add_user(self, name, password, env=None):
+        res = self.cli("user", "add", name, "--password-stdin",
+                       input=password + "\n", env=env)
+        assert res.rc == 0, f"`user add {name}` failed: {res!r}"
+        uid = res.out.strip()
+        assert UUID_RE.match(uid), (
+            f"`user add` must print the new user's lowercase uuid alone on stdout, got {res.out!r}")
+        return uid
+
+    def start(self, env=None, serve_args=(), global_args=None, listen="127.0.0.1:0",
+              wait=True, label=None):
+        ga = self.global_args() if global_args is None else list(global_args)
+        sa = list(serve_args)
+        if listen is not None:
+            sa = ["--listen", listen] + sa
+        cmd = [str(self.bin)] + ga + ["serve"] + sa
+        srv = Server(cmd, self.merged_env(env), self.root, label or self.label)
+        self.servers.append(srv)
+        if wait:
+            try:
+                srv.wait_listening()
+            except AssertionError:
+                srv.stopped = True
+                if srv.proc.poll() is None:
+                    srv.proc.kill()
+                    srv.proc.wait()
+                raise
+        return srv
+
+    def keyfiles(self):
+        return sorted(self.keys.glob("*.HS256.key"))
+
+    def keys_by_kid(self):
+        out = {}
+        for f in self.keyfiles():
+            kid = f.name[:-len(".HS256.key")]
+            out[kid] = b64url_decode(f.read_text().strip())
+        return out
+
+    def cleanup(self):
+        errors = []
+        for srv in self.servers:
+            try:
+                srv.check_clean_exit()
+            except AssertionError as e:
+                errors.append(str(e))
+        self.servers = []
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+class Factory:
+    def __init__(self, binary, base):
+        self.bin = binary
+        self.base = Path(base)
+        self.instances = []
+
+    def __call__(self, env=None, label=None):
+        n = len(self.instances)
+        inst = Tokend(self.bin, self.base / f"inst{n}", env=env, label=label or f"tokend#{n}")
+        self.instances.append(inst)
+        return inst
+
+    def server(self, env=None, serve_args=(), label=None, **kw):
+        """New installation and a running server on it."""
+        inst = self(env=env, label=label)
+        return inst, inst.start(serve_args=serve_args, **kw)
+
+    def cleanup(self):
+        errors = []
+        for inst in self.instances:
+            try:
+                inst.cleanup()
+            except BaseException as e:  # pytest.fail raises Failed
+                errors.append(str(e))
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def factory(tokend_bin, tmp_path):
+    """Function-scoped factory of installations/servers; every server still
+    running at teardown must exit 0 on SIGTERM with a clean stderr."""
+    f = Factory(tokend_bin, tmp_path)
+    yield f
+    f.cleanup()
+
+
+@pytest.fixture(scope="module")
+def module_factory(tokend_bin, tmp_path_factory):
+    f = Factory(tokend_bin, tmp_path_factory.mktemp("mod"))
+    yield f
+    f.cleanup()
+
+
+# --------------------------------------------------------------------------
+# the shared default server
+
+
+class Shared:
+    """Session-wide installation: users alice (active) and dora (disabled),
+    a server with default settings except fast PBKDF2."""
+
+    def __init__(self, inst):
+        self.inst = inst
+        self.server = None
+        self.users = {}
+
+    def new_user(self, prefix, password, **kw):
+        name = f"{prefix}-{uuidlib.uuid4().hex[:10]}"
+        uid = self.inst.add_user(name, password, **kw)
+        self.users[name] = (uid, password)
+        return name, uid
+
+
+@pytest.fixture(scope="session")
+def shared(tokend_bin, tmp_path_factory):
+    inst = Tokend(tokend_bin, tmp_path_factory.mktemp("shared"), label="shared server")
+    sh = Shared(inst)
+    # users created before the server starts (CLI creates the schema) ...
+    sh.users["alice"] = (inst.add_user("alice", "alice pässword +1"), "alice pässword +1")
+    sh.users["dora"] = (inst.add_user("dora", "dora-password"), "dora-password")
+    inst.cli_ok("user", "disable", "dora")
+    sh.server = inst.start()
+    yield sh
+    inst.cleanup()
+
+
+@pytest.fixture
+def srv(shared):
+    """The shared server, restarted (on the same store) if an earlier test
+    crashed it -- that earlier test has failed already, later ones should not
+    fail for the same reason."""
+    if not shared.server.alive():
+        shared.server = shared.inst.start(label="shared server (restarted after a crash)")
+    return shared.server
+
+
+@pytest.fixture
+def alice(shared):
+    uid, pw = shared.users["alice"]
+    return "alice", pw, uid
+
+
+# --------------------------------------------------------------------------
+# assertions on responses
+
+
+def media_type(resp):
+    return resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def expect_json(resp, status, what=""):
+    """Assert status, JSON content type, nosniff; return the parsed body."""
+    label = f"{what}: " if what else ""
+    text = resp.text if hasattr(resp, "text") else ""
+    assert resp.status_code == status, (
+        f"{label}expected HTTP {status}, got {resp.status_code}; body {text[:400]!r}")
+    assert media_type(resp) == "application/json", (
+        f"{label}HTTP {status} must have Content-Type application/json, got "
+        f"{resp.headers.get('Content-Type')!r}; body {text[:200]!r}")
+    assert resp.headers.get("X-Content-Type-Options", "").lower() == "nosniff", (
+        f"{label}HTTP {status} lacks 'X-Content-Type-Options: nosniff' "
+        f"(headers: {dict(resp.headers)})")
+    try:
+        body = resp.json()
+    except ValueError:
+        raise AssertionError(f"{label}HTTP {status} body is not JSON: {text[:400]!r}")
+    return body
+
+
+def expect_detail(resp, status, what=""):
+    body = expect_json(resp, status, what)
+    assert isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"], (
+        f"{what}: HTTP {status} body must be an object with a non-empty 'detail' string, got {body!r}")
+    return body
+
+
+def expect_parse_error(resp, what=""):
+    body = expect_detail(resp, 400, what)
+    assert body["detail"].startswith("JSON parse error - "), (
+        f"{what}: expected detail 'JSON parse error - <reason>', got {body!r}")
+    return body
+
+
+def expect_401(resp, what=""):
+    body = expect_detail(resp, 401, what)
+    assert body["detail"] == NO_ACCOUNT, f"{what}: wrong 401 detail {body!r}"
+    assert set(body) <= {"detail", "code"}, f"{what}: unexpected keys in 401 body {body!r}"
+    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, (
+        f"{what}: 401 must carry 'WWW-Authenticate: {WWW_AUTH}', got "
+        f"{resp.headers.get('WWW-Authenticate')!r}")
+    return body
+
+
+def expect_tokens(resp, what="login"):
+    body = expect_json(resp, 201, what)
+    assert isinstance(body, dict) and set(body) == {"refresh", "access"}, (
+        f"{what}: 201 body must be exactly {{refresh, access}}, got keys {sorted(body) if isinstance(body, dict) else body!r}")
+    assert resp.headers.get("Cache-Control", "").lower().replace(" ", "") == "no-store", (
+        f"{what}: token response needs 'Cache-Control: no-store', got {resp.headers.get('Cache-Control')!r}")
+    return body
+
+
+def b64url_decode(s):
+    s = s.strip()
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def decode_token(token, keys):
+    """Verify a JWT with the key files' bytes; return (header, claims)."""
+    header = jwt.get_unverified_header(token)
+    assert header.get("alg") == "HS256", f"token header alg must be HS256: {header}"
+    assert header.get("kid") in keys, (
+        f"token kid {header.get('kid')!r} does not name a key file (have {sorted(keys)})")
+    claims = jwt.decode(token, keys[header["kid"]], algorithms=["HS256"],
+                        options={"require": ["exp", "iat", "jti"]})
+    return header, claims
+
+
+# --------------------------------------------------------------------------
+# the store, read from outside
+
+
+def db_rows(db, sql, params=()):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        con.row_factory = sqlite3.Row
+        return [dict(r) for r in con.execute(sql, params).fetchall()]
+    finally:
+        con.close()
+
+
+def db_snapshot(db):
+    snap = {}
+    for table in ("users", "refresh_tokens"):
+        rows = db_rows(db, f"SELECT * FROM {table}")
+        snap[table] = sorted(repr(sorted(r.items())) for r in rows)
+    return snap
+
+
+class StoreUnchanged:
+    """with StoreUnchanged(server, db): ...  -- asserts the users and
+    refresh_tokens tables are identical afterwards and the server still
+    answers."""
+
+    def __init__(self, server, db, what=""):
+        self.server, self.db, self.what = server, db, what
+
+    def __enter__(self):
+        self.before = db_snapshot(self.db)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            return False
+        self.server.assert_alive(self.what)
+        after = db_snapshot(self.db)
+        assert after == self.before, f"store changed by hostile input ({self.what})"
+        return False
+
+
+@pytest.fixture
+def unchanged(srv, shared):
+    return lambda what="": StoreUnchanged(srv, shared.inst.db, what)
+
+
+# --------------------------------------------------------------------------
+# raw HTTP over sockets
+
+
+class RawResponse:
+    def __init__(self, status, reason, headers, body):
+        self.status_code = status
+        self.reason = reason
+        self.headers = headers
+        self.content = body
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self):
+        import json
+        return json.loads(self.content.decode("utf-8"))
+
+    def __repr__(self):
+        return f"<HTTP {self.status_code} {dict(self.headers)} {self.content[:200]!r}>"
+
+
+def build_request(method, path, headers=(), body=b"", version="HTTP/1.1", host=True):
+    if isinstance(path, str):
+        path = path.encode("latin-1")
+    lines = [method.encode() + b" " + path + b" " + version.encode()]
+    if host:
+        lines.append(b"Host: 127.0.0.1")
+    for k, v in headers:
+        k = k.encode("latin-1") if isinstance(k, str) else k
+        v = v.encode("latin-1") if isinstance(v, str) else v
+        lines.append(k + b": " + v)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def parse_responses(data):
+    """Parse as many complete responses as `data` holds.
+    Returns (responses, complete) where complete is False when trailing bytes
+    form an incomplete response."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return out, False
+        head = data[pos:end].decode("latin-1").split("\r\n")
+        status_line = head[0].split(" ", 2)
+        try:
+            status = int(status_line[1])
+        except (IndexError, ValueError):
+            raise AssertionError(f"malformed status line {head[0]!r} in {data[:300]!r}")
+        reason = status_line[2] if len(status_line) > 2 else ""
+        headers = CaseInsensitiveDict()
+        for ln in head[1:]:
+            if ":" in ln:
+                k, v = ln.split(":", 1)
+                k, v = k.strip(), v.strip()
+                headers[k] = headers[k] + ", " + v if k in headers else v
+        pos = end + 4
+        if 100 <= status < 200 or status in (204, 304):
+            out.append(RawResponse(status, reason, headers, b""))
+            continue
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                nl = data.find(b"\r\n", pos)
+                if nl < 0:
+                    return out, False
+                size = int(data[pos:nl].split(b";")[0].strip() or b"0", 16)
+                pos = nl + 2
+                if size == 0:
+                    tr = data.find(b"\r\n", pos)
+                    while tr >= 0 and tr != pos:  # skip trailers
+                        pos = tr + 2
+                        tr = data.find(b"\r\n", pos)
+                    if tr < 0:
+                        return out, False
+                    pos = tr + 2
+                    break
+                if len(data) < pos + size + 2:
+                    return out, False
+                body += data[pos:pos + size]
+                pos += size + 2
+        elif "Content-Length" in headers:
+            n = int(headers["Content-Length"].split(",")[0])
+            if len(data) < pos + n:
+                return out, False
+            body = data[pos:pos + n]
+            pos += n
+        else:  # until close
+            body = data[pos:]
+            pos = len(data)
+        out.append(RawResponse(status, reason, headers, body))
+    return out, True
+
+
+def final_responses(data):
+    resps, _ = parse_responses(data)
+    return [r for r in resps if not 100 <= r.status_code < 200]
+
+
+class RawConn:
+    """A raw client connection with helpers that never block longer than a
+    deadline."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.closed_by_peer = False
+        self.reset = False
+
+    def send(self, data):
+        """Send; return False if the peer has closed/reset the connection."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.reset = True
+            return False
+
+    def readable(self, timeout=0.0):
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        return bool(r)
+
+    def pump(self, timeout):
+        """Read what arrives within `timeout` seconds (stops early at EOF)."""
+        deadline = time.monotonic() + timeout
+        while not self.closed_by_peer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.readable(left):
+                break
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ConnectionAbortedError):
+                self.reset = True
+                self.closed_by_peer = True
+                break
+            except socket.timeout:
+                break
+            if not chunk:
+                self.closed_by_peer = True
+                break
+            self.buf += chunk
+
+    def read_final(self, n=1, timeout=5.0):
+        """Read until n final (non-1xx) responses are complete, EOF, or
+        timeout; return the list of final responses parsed so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resps = final_responses(self.buf)
+            if len(resps) >= n or self.closed_by_peer:
+                return resps
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return resps
+            self.pump(min(left, 0.2))
+
+    def wait_closed(self, timeout):
+        """Wait up to timeout for EOF/reset; True if the peer closed."""
+        deadline = time.monotonic() + timeout
+        while not self.closed_by_peer and time.monotonic() < deadline:
+            self.pump(min(0.2, deadline - time.monotonic()))
+        return self.closed_by_peer
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def raw_exchange(port, data, n=1, timeout=5.0):
+    """Send raw bytes, return the first n final responses (list)."""
+    with RawConn(port, timeout=timeout) as c:
+        c.send(data)
+        return c.read_final(n=n, timeout=timeout)
+
+
+def raw_one(port, data, timeout=5.0, what=""):
+    resps = raw_exchange(port, data, timeout=timeout)
+    assert resps, f"{what}: no complete HTTP response within {timeout}s"
+    return resps[0]
+
+
+# --------------------------------------------------------------------------
+# Django, used as the reference implementation of the password hashes
+
+_django_ready = False
+
+
+def django_hashers():
+    """Return the django.contrib.auth.hashers module, configured with the
+    PBKDF2 hasher only."""
+    global _django_ready
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if not _django_ready:
+            from django.conf import settings
+            if not settings.configured:
+                settings.configure(PASSWORD_HASHERS=[
+                    "django.contrib.auth.hashers.PBKDF2PasswordHasher"])
+            _django_ready = True
+        from django.contrib.auth import hashers
+        hashers.get_hasher("pbkdf2_sha256")  # imports the rest of Django now
+    return hashers
+
+
+def django_hash(password, iterations):
+    hashers = django_hashers()
+
+    class Hasher(hashers.PBKDF2PasswordHasher):
+        pass
+
+    Hasher.iterations = iterations
+    encoded = hashers.make_password(password, hasher=Hasher())
+    assert encoded.startswith(f"pbkdf2_sha256${iterations}$"), encoded
+    return encoded
+
+
+def django_check(password, encoded):
+    return django_hashers().check_password(password, encoded)
+
+
+def insert_user(db, username, encoded, active=True):
+    """Write a user row straight into the store (as an import from Django
+    would); return its uuid."""
+    uid = str(uuidlib.uuid4())
+    con = sqlite3.connect(str(db), timeout=10)
+    try:
+        con.execute(
+            "INSERT INTO users (uuid, username, password, is_active, created_at, last_login)"
+            " VALUES (?, ?, ?, ?, ?, NULL)",
+            (uid, username, encoded, 1 if active else 0, int(time.time())))
+        con.commit()
+    finally:
+        con.close()
+    return uid
+
+
+def user_row(db, username):
+    rows = db_rows(db, "SELECT * FROM users WHERE username = ?", (username,))
+    return rows[0] if rows else None

@@ -1,0 +1,239 @@
+"""Configuration: INI file, TOKEND_<SECTION>_<KEY> environment overrides,
+flags, `serve --check-config`, and start-up errors (exit 2, file:line)."""
+
+import re
+import socket
+import subprocess
+
+import pytest
+
+from conftest import LOGIN, REPO, child_env, expect_detail, expect_json
+
+DEFAULTS = {
+    ("server", "listen"): "127.0.0.1:8000",
+    ("server", "threads"): "0",
+    ("server", "max_connections"): "1024",
+    ("server", "per_ip_connections"): "0",
+    ("server", "idle_timeout"): "30",
+    ("server", "request_timeout"): "30",
+    ("server", "max_body"): "65536",
+    ("server", "max_header"): "16384",
+    ("server", "max_json_depth"): "32",
+    ("server", "max_string"): "4096",
+    ("log", "level"): "info",
+    ("log", "access_log"): "true",
+    ("database", "path"): "var/tokend.db",
+    ("database", "busy_timeout_ms"): "5000",
+    ("keys", "dir"): "var/keys",
+    ("keys", "algorithm"): "HS256",
+    ("tokens", "access_lifetime"): "300",
+    ("tokens", "refresh_lifetime"): "86400",
+    ("password", "pbkdf2_iterations"): "600000",
+    ("password", "hash_workers"): "0",
+    ("password", "hash_queue"): "64",
+    ("password", "hash_deadline_ms"): "10000",
+}
+
+
+def check_config(inst, cfg=None, env=None):
+    ga = inst.global_args() + (["--config", str(cfg)] if cfg else [])
+    return inst.cli("serve", "--check-config", global_args=ga, env=env, timeout=20)
+
+
+def write(tmp_path, text, name="tokend.conf"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def assert_startup_error(res, what, needle=None):
+    assert res.rc == 2, f"{what}: expected exit 2, got {res!r}"
+    assert res.err.strip(), f"{what}: no message on stderr"
+    if needle:
+        assert needle in res.err, f"{what}: stderr should contain {needle!r}: {res.err!r}"
+
+
+# ---------------------------------------------------------------- valid files
+
+def test_valid_file_passes_check_config(factory, tmp_path):
+    inst = factory()
+    cfg = write(tmp_path, "; a comment\n# another\n\n[server]\nlisten = 127.0.0.1:0\nthreads = 2\n"
+                          "max_body = 65536\n\n[log]\nlevel = info\naccess_log = true\n\n"
+                          "[password]\npbkdf2_iterations = 1000\n\n[tokens]\naccess_lifetime = 60\n")
+    res = check_config(inst, cfg)
+    assert res.rc == 0, f"valid config rejected: {res!r}"
+
+
+def test_empty_file_passes(factory, tmp_path):
+    assert check_config(factory(), write(tmp_path, "")).rc == 0
+
+
+def test_check_config_without_file(factory):
+    res = check_config(factory())
+    assert res.rc == 0, f"serve --check-config with defaults: {res!r}"
+
+
+def test_repo_config_documents_every_key_and_passes(factory):
+    path = REPO / "config" / "tokend.conf"
+    assert path.is_file(), f"{path} missing"
+    found = {}
+    section = None
+    for ln in path.read_text().splitlines():
+        s = ln.strip()
+        m = re.match(r"^\[([^\]]+)\]$", s)
+        if m:
+            section = m.group(1).strip()
+            continue
+        m = re.match(r"^[;#]?\s*([a-z0-9_]+)\s*=\s*(.*?)\s*$", s)
+        if m and section:
+            value = re.split(r"\s+[;#]", m.group(2))[0].strip().strip('"')
+            found.setdefault((section, m.group(1)), value)
+    missing = [f"{s}.{k}" for (s, k) in DEFAULTS if (s, k) not in found]
+    assert not missing, f"config/tokend.conf does not document: {missing}"
+    wrong = {f"{s}.{k}": (found[(s, k)], d) for (s, k), d in DEFAULTS.items()
+             if found[(s, k)].lower() != d.lower()}
+    assert not wrong, f"config/tokend.conf documents other defaults than expected (found, expected): {wrong}"
+    res = check_config(factory(), path)
+    assert res.rc == 0, f"config/tokend.conf fails --check-config: {res!r}"
+
+
+# ---------------------------------------------------------------- bad files
+
+def test_unknown_key_reports_file_and_line(factory, tmp_path):
+    cfg = write(tmp_path, "[server]\nthreads = 2\n\nbogus_key = 1\n")
+    res = check_config(factory(), cfg)
+    assert_startup_error(res, "unknown key", f"{cfg}:4:")
+
+
+def test_unknown_section(factory, tmp_path):
+    cfg = write(tmp_path, "[server]\nthreads = 2\n[nosuch]\nthreads = 2\n")
+    assert_startup_error(check_config(factory(), cfg), "unknown section", f"{cfg}:")
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("server", "threads", "-1"), ("server", "threads", "abc"), ("server", "listen", "nonsense"),
+    ("server", "listen", "127.0.0.1:99999"), ("server", "listen", "127.0.0.1:"),
+    ("server", "max_body", "-5"), ("server", "max_body", "12abc"), ("server", "max_body", ""),
+    ("server", "idle_timeout", "1.5x"), ("server", "max_json_depth", "0"),
+    ("server", "max_connections", "99999999999999999999"), ("log", "level", "loud"),
+    ("log", "access_log", "maybe"), ("password", "pbkdf2_iterations", "0"),
+    ("password", "hash_queue", "-1"), ("keys", "algorithm", "none"), ("keys", "algorithm", "HS999"),
+    ("tokens", "access_lifetime", "-300"), ("database", "busy_timeout_ms", "soon"),
+])
+def test_bad_value_in_file(factory, tmp_path, section, key, value):
+    cfg = write(tmp_path, f"# header\n[{section}]\n{key} = {value}\n")
+    res = check_config(factory(), cfg)
+    assert_startup_error(res, f"{section}.{key} = {value!r}", f"{cfg}:3:")
+
+
+def test_unreadable_config(factory, tmp_path):
+    inst = factory()
+    assert_startup_error(check_config(inst, tmp_path / "does-not-exist.conf"), "missing config file")
+    assert_startup_error(check_config(inst, tmp_path), "config path is a directory")
+
+
+def test_bad_config_stops_plain_serve(factory, tmp_path):
+    inst = factory()
+    cfg = write(tmp_path, "[server]\nthreads = -1\n")
+    argv = [str(inst.bin)] + inst.global_args() + ["--config", str(cfg), "serve", "--listen", "127.0.0.1:0"]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=10, cwd=str(tmp_path))
+    except subprocess.TimeoutExpired:
+        raise AssertionError("serve with threads = -1 started anyway (still running after 10 s)")
+    assert p.returncode == 2, f"serve with a bad config: exit {p.returncode}, stderr {p.stderr!r}"
+    assert f"{cfg}:2:" in p.stderr, p.stderr
+    assert "listening on" not in p.stderr
+
+
+# ---------------------------------------------------------------- environment
+
+@pytest.mark.parametrize("var,value", [
+    ("TOKEND_FOO_BAR", "1"), ("TOKEND_SERVER_NOPE", "1"), ("TOKEND_SERVER_THREADS", "abc"),
+    ("TOKEND_SERVER_MAX_BODY", "-1"), ("TOKEND_LOG_LEVEL", "loud"),
+    ("TOKEND_PASSWORD_PBKDF2_ITERATIONS", "0"),
+])
+def test_bad_environment(factory, var, value):
+    res = check_config(factory(), env={var: value})
+    assert_startup_error(res, f"{var}={value}", f"env {var}")
+    assert any(ln.startswith(f"env {var}") for ln in res.err.splitlines()), (
+        f"message must start with 'env {var}': {res.err!r}")
+
+
+def test_env_overrides_file_and_file_is_used(factory, tmp_path):
+    cfg = write(tmp_path, "[server]\nmax_body = 1024\n")
+    inst = factory()
+    inst.add_user("cfg", "cfg-pw")
+    body = b'{"username": "cfg", "password": "cfg-pw", "pad": "' + b"x" * 1950 + b'"}'
+    srv = inst.start(global_args=inst.global_args() + ["--config", str(cfg)])
+    expect_detail(srv.post(LOGIN, data=body, headers={"Content-Type": "application/json"}), 413,
+                  "file max_body = 1024, 2000-byte body")
+    assert srv.stop() == 0
+    srv = inst.start(global_args=inst.global_args() + ["--config", str(cfg)],
+                     env={"TOKEND_SERVER_MAX_BODY": "4096"})
+    expect_json(srv.post(LOGIN, data=body, headers={"Content-Type": "application/json"}), 201,
+                "TOKEND_SERVER_MAX_BODY=4096 over file max_body = 1024")
+
+
+def test_config_file_paths_and_listen_are_used(factory, tmp_path):
+    inst = factory()
+    db = tmp_path / "fromcfg.db"
+    keys = tmp_path / "fromcfg-keys"
+    cfg = write(tmp_path, f"[server]\nlisten = 127.0.0.1:0\n[database]\npath = {db}\n[keys]\ndir = {keys}\n")
+    srv = inst.start(global_args=["--config", str(cfg)], listen=None)
+    expect_json(srv.request("GET", "/nope"), 404)
+    assert db.exists(), "database.path from the config file not used"
+    assert list(keys.glob("*.HS256.key")), "keys.dir from the config file not used"
+    assert srv.stop() == 0
+    # --database beats the file
+    other = tmp_path / "fromflag.db"
+    srv = inst.start(global_args=["--config", str(cfg), "--database", str(other)], listen=None)
+    expect_json(srv.request("GET", "/nope"), 404)
+    assert other.exists(), "--database did not override database.path"
+
+
+def test_listen_flag_beats_environment(factory):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = busy.getsockname()[1]
+        inst = factory()
+        srv = inst.start(env={"TOKEND_SERVER_LISTEN": f"127.0.0.1:{port}"})
+        assert srv.port != port
+        expect_json(srv.request("GET", "/nope"), 404)
+    finally:
+        busy.close()
+
+
+def test_listen_on_busy_port_fails(factory):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        inst = factory()
+        argv = [str(inst.bin)] + inst.global_args() + ["serve", "--listen", f"127.0.0.1:{busy.getsockname()[1]}"]
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, env=child_env(), timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("serve on a busy port did not fail")
+        assert p.returncode != 0, p
+        assert p.stderr.strip(), "no message when the port is busy"
+    finally:
+        busy.close()
+
+
+def test_small_limits_from_env(factory):
+    inst = factory(env={"TOKEND_SERVER_MAX_STRING": "10", "TOKEND_SERVER_MAX_JSON_DEPTH": "4",
+                        "TOKEND_SERVER_MAX_HEADER": "2048"})
+    srv = inst.start()
+    body = expect_json(srv.login("u" * 11, "p" * 10), 400, "max_string = 10")
+    assert body == {"username": ["Ensure this field has no more than 10 characters."]}, body
+    expect_json(srv.login("u" * 10, "p" * 10), 401, "10 chars with max_string = 10")
+    ok = b'{"username": [[[]]]}'          # depth 4
+    deep = b'{"username": [[[[]]]]}'      # depth 5
+    body = expect_json(srv.post(LOGIN, data=ok, headers={"Content-Type": "application/json"}), 400)
+    assert "username" in body, f"depth 4 with max_json_depth = 4 must parse: {body}"
+    body = expect_json(srv.post(LOGIN, data=deep, headers={"Content-Type": "application/json"}), 400)
+    assert body.get("detail", "").startswith("JSON parse error - "), f"depth 5 > 4: {body}"
+    expect_json(srv.request("GET", "/nope", headers={"X-Big": "b" * 3000}), 431, "max_header = 2048")
+    expect_json(srv.request("GET", "/nope", headers={"X-Small": "b" * 1000}), 404, "1 KB header, limit 2048")

@@ -1,0 +1,209 @@
+"""API.md "Conventions": JSON everywhere, content types, trailing slashes,
+404/405/415 shapes, security headers, the access log."""
+
+import json
+import time
+import uuid
+
+import pytest
+
+from conftest import (LOGIN, build_request, expect_detail, expect_json, expect_parse_error,
+                      expect_tokens, raw_one)
+
+
+# ---------------------------------------------------------------- routing
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/api/", "/api/auth/", "/api/auth/jwt/x/",
+                                  "/api/auth/jwtx/", "/API/AUTH/JWT/"])
+def test_unknown_path_is_json_404(srv, path):
+    for method in ("GET", "POST"):
+        r = srv.request(method, path, json={"username": "alice", "password": "x"})
+        body = expect_json(r, 404, f"{method} {path}")
+        assert body == {"detail": "Not found."}, f"{method} {path}: 404 body {body!r}"
+
+
+@pytest.mark.parametrize("path", ["/api/auth/jwt/", "/api/auth/jwt"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "FOO"])
+def test_wrong_method_on_login_is_405_with_allow(srv, path, method):
+    r = srv.request(method, path, json={"username": "alice", "password": "x"})
+    body = expect_detail(r, 405, f"{method} {path}")
+    allow = {m.strip().upper() for m in r.headers.get("Allow", "").split(",") if m.strip()}
+    assert "POST" in allow, f"{method} {path}: 405 must carry 'Allow: POST', got {r.headers.get('Allow')!r}"
+    assert not allow & {"GET", "PUT", "DELETE", "PATCH"}, f"Allow lists methods that are not allowed: {allow}"
+    assert method in body["detail"] or "not allowed" in body["detail"].lower(), body
+
+
+def test_head_on_login_is_405(srv):
+    r = srv.request("HEAD", LOGIN)
+    assert r.status_code == 405, f"HEAD {LOGIN}: expected 405, got {r.status_code}"
+    assert "POST" in r.headers.get("Allow", ""), r.headers
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
+
+
+def test_trailing_slash_optional(srv, alice):
+    user, pw, _ = alice
+    expect_tokens(srv.login(user, pw, path="/api/auth/jwt/"), "with slash")
+    expect_tokens(srv.login(user, pw, path="/api/auth/jwt"), "without slash")
+
+
+def test_query_string_does_not_change_routing(srv, alice):
+    user, pw, _ = alice
+    expect_tokens(srv.login(user, pw, path="/api/auth/jwt/?format=json"), "login with a query string")
+
+
+# ---------------------------------------------------------------- content types
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/json; charset=utf-8",
+                                   "application/json;charset=UTF-8", "Application/JSON"])
+def test_json_content_types_accepted(srv, alice, ctype):
+    user, pw, _ = alice
+    body = json.dumps({"username": user, "password": pw}).encode()
+    r = srv.post(LOGIN, data=body, headers={"Content-Type": ctype})
+    expect_tokens(r, f"Content-Type {ctype!r}")
+
+
+@pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded",
+                                   "application/x-www-form-urlencoded; charset=utf-8"])
+def test_form_content_types_accepted(srv, alice, ctype):
+    user, pw, _ = alice
+    from urllib.parse import urlencode
+    r = srv.post(LOGIN, data=urlencode({"username": user, "password": pw}),
+                 headers={"Content-Type": ctype})
+    expect_tokens(r, f"Content-Type {ctype!r}")
+
+
+def test_missing_content_type_is_treated_as_json(srv, alice):
+    user, pw, _ = alice
+    data = json.dumps({"username": user, "password": pw}).encode()
+    req = build_request("POST", LOGIN, [("Content-Length", str(len(data))),
+                                        ("Connection", "close")], data)
+    r = raw_one(srv.port, req, what="login without Content-Type")
+    expect_tokens(r, "login without Content-Type")
+
+
+def test_text_plain_is_415_with_drf_message(srv, alice, unchanged):
+    user, pw, _ = alice
+    with unchanged("text/plain login"):
+        r = srv.post(LOGIN, data=json.dumps({"username": user, "password": pw}),
+                     headers={"Content-Type": "text/plain"})
+        body = expect_json(r, 415, "text/plain")
+    assert body.get("detail") == 'Unsupported media type "text/plain" in request.', body
+
+
+@pytest.mark.parametrize("ctype", ["application/xml", "application/json; charset=latin1",
+                                   "application/json; charset=iso-8859-1",
+                                   "multipart/form-data; boundary=xyz", "text/json",
+                                   "application/jsonx", "application/octet-stream"])
+def test_other_content_types_are_415(srv, alice, unchanged, ctype):
+    user, pw, _ = alice
+    with unchanged(ctype):
+        r = srv.post(LOGIN, data=json.dumps({"username": user, "password": pw}),
+                     headers={"Content-Type": ctype})
+        body = expect_detail(r, 415, f"Content-Type {ctype!r}")
+    assert "Unsupported media type" in body["detail"], body
+
+
+def test_chunked_request_body_is_accepted(srv, alice):
+    user, pw, _ = alice
+    data = json.dumps({"username": user, "password": pw}).encode()
+    half = len(data) // 2
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (data[:half], data[half:])) + b"0\r\n\r\n"
+    req = build_request("POST", LOGIN, [("Content-Type", "application/json"),
+                                        ("Transfer-Encoding", "chunked"),
+                                        ("Connection", "close")], chunks)
+    expect_tokens(raw_one(srv.port, req, what="chunked login"), "chunked login")
+
+
+# ---------------------------------------------------------------- every response
+
+def test_every_response_is_json_with_nosniff(srv, alice):
+    user, pw, _ = alice
+    cases = [
+        (201, lambda: srv.login(user, pw)),
+        (400, lambda: srv.post(LOGIN, json={})),
+        (400, lambda: srv.post(LOGIN, data=b"{", headers={"Content-Type": "application/json"})),
+        (401, lambda: srv.login(user, "wrong")),
+        (404, lambda: srv.request("GET", "/nope")),
+        (405, lambda: srv.request("GET", LOGIN)),
+        (413, lambda: srv.post(LOGIN, data=b" " * 70000, headers={"Content-Type": "application/json"})),
+        (415, lambda: srv.post(LOGIN, data=b"x", headers={"Content-Type": "text/plain"})),
+    ]
+    for status, call in cases:
+        r = call()
+        expect_json(r, status, f"response {status}")
+
+
+def test_cache_control_no_store_on_tokens_only_required_there(srv, alice):
+    user, pw, _ = alice
+    r = srv.login(user, pw)
+    expect_tokens(r)
+    assert "no-store" in r.headers.get("Cache-Control", ""), r.headers
+
+
+def test_parse_error_shape(srv):
+    r = srv.post(LOGIN, data=b'{"username": "alice", "password": ', headers={"Content-Type": "application/json"})
+    body = expect_parse_error(r, "truncated JSON")
+    assert set(body) == {"detail"}, body
+
+
+def test_keep_alive_connection_serves_several_requests(srv, alice):
+    import requests
+    user, pw, _ = alice
+    with requests.Session() as s:
+        for i in range(3):
+            r = s.post(srv.url(LOGIN), json={"username": user, "password": pw}, timeout=10)
+            expect_tokens(r, f"request #{i} on one keep-alive connection")
+            r = s.get(srv.url("/nope"), timeout=10)
+            expect_json(r, 404, f"404 #{i} on one keep-alive connection")
+
+
+# ---------------------------------------------------------------- access log
+
+def _log_lines_for(srv, needle, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [ln for ln in list(srv.err_lines) if needle in ln]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_access_log_one_line_per_request(srv):
+    path = f"/nope-{uuid.uuid4().hex}"
+    expect_json(srv.request("GET", path), 404)
+    lines = _log_lines_for(srv, path)
+    assert len(lines) == 1, f"expected exactly one access-log line for {path}, got {lines!r}"
+    line = lines[0]
+    assert "GET" in line and "404" in line, f"access-log line lacks method or status: {line!r}"
+    time.sleep(0.3)
+    assert len([ln for ln in srv.err_lines if path in ln]) == 1, "duplicate access-log lines"
+
+
+def test_access_log_records_login_status(srv, alice):
+    user, pw, _ = alice
+    marker = uuid.uuid4().hex
+    path = f"{LOGIN}?m={marker}"
+    expect_tokens(srv.login(user, pw, path=path))
+    time.sleep(0.3)
+    lines = [ln for ln in srv.err_lines if "POST" in ln and "/api/auth/jwt/" in ln and " 201" in ln]
+    assert lines, "no access-log line with POST /api/auth/jwt/ 201 on stderr:\n" + srv.tail()
+
+
+def test_access_log_never_contains_secrets(srv, alice):
+    user, pw, _ = alice
+    secret_auth = f"secret-xyz-{uuid.uuid4().hex}"
+    bad_pw = f"wrong-{uuid.uuid4().hex}"
+    r = srv.login(user, pw, headers={"Authorization": f"Bearer {secret_auth}"})
+    tokens = expect_tokens(r, "login with an Authorization header (must be ignored)")
+    expect_json(srv.login(user, bad_pw, form=True), 401)
+    expect_json(srv.request("GET", "/nope", headers={"Authorization": f"Bearer {secret_auth}"}), 404)
+    time.sleep(0.5)
+    err = srv.stderr()
+    for label, secret in [("Authorization header value", secret_auth),
+                          ("correct password", pw), ("wrong password", bad_pw),
+                          ("access token", tokens["access"]), ("refresh token", tokens["refresh"]),
+                          ("access token signature", tokens["access"].rsplit(".", 1)[1]),
+                          ("refresh token signature", tokens["refresh"].rsplit(".", 1)[1])]:
+        assert secret not in err, f"{label} appears on stderr (access log)"
+    for label, secret in [("password", pw), ("wrong password", bad_pw)]:
+        assert secret not in r.text, f"{label} echoed in response"
