@@ -6,7 +6,7 @@ PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-asan fuzz clean format check-style
+.PHONY: all deps build run test test-unit test-api test-asan fuzz bench clean format check-style
 
 all: build
 
@@ -45,6 +45,12 @@ test-unit: build
 test-api: build
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 
+# The benchmark (not part of `make test`): release build, wrk against tokend
+# and an nginx ceiling on loopback; report in bench/results/.
+bench:
+	@scripts/install-deps --bench
+	@$(PYTHON) bench/run.py $(BENCH_ARGS)
+
 # libFuzzer drivers (clang), each for FUZZ_SECONDS on its corpus.
 FUZZ_SECONDS ?= 60
 fuzz: deps
@@ -57,4 +63,4 @@ check-style:
 	@scripts/check-style
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz
+	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz build-bench

@@ -1,0 +1,3 @@
+-- SPDX-License-Identifier: MIT
+-- GET with the Authorization header from $AUTH.
+wrk.headers["Authorization"] = os.getenv("AUTH")

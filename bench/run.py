@@ -1,0 +1,412 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The tokend benchmark: `make bench`.
+
+Builds the release configuration, starts tokend on a loopback port with a
+fresh temporary database, seeds it through the CLI, and drives each route
+with wrk (2 threads, keep-alive, fixed duration). The ceiling is nginx
+answering `return 200 '{}'` on another loopback port, measured in the same
+run with the same wrk settings. Every figure is reported as req/s, p50, p99
+and its ratio to that ceiling, with the server's RSS after the scenario; the
+table goes to stdout and to bench/results/<date>-<commit>.md.
+
+Everything targets 127.0.0.1, every load is bounded in time, and every
+process started here is stopped before exit.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import jwt
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LUA = os.path.join(ROOT, "bench", "lua")
+WRK_THREADS = 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def to_ms(value):
+    m = re.match(r"([\d.]+)(us|ms|s)", value)
+    n, unit = float(m.group(1)), m.group(2)
+    return n / 1000 if unit == "us" else n * 1000 if unit == "s" else n
+
+
+def wrk(url, duration, conns, script=None, env=None, timeout_s=None):
+    """Runs wrk; returns dict(rps, p50, p99 (ms), non2xx, requests, cmd)."""
+    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if timeout_s:
+        cmd.append(f"--timeout={timeout_s}s")
+    if script:
+        cmd += ["-s", os.path.join(LUA, script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True,
+                         text=True, timeout=duration + 60).stdout
+    res = {"cmd": " ".join(cmd), "rps": 0.0, "p50": None, "p99": None, "non2xx": 0,
+           "requests": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50%", "p50"), ("99%", "p99")):
+        m = re.search(rf"^\s+{pct}\s+(\S+)", out, re.M)
+        if m:
+            res[key] = to_ms(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
+    return res
+
+
+class Nginx:
+    def __init__(self, tmp):
+        self.dir = os.path.join(tmp, "nginx")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 2;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{ default_type application/json; return 200 '{{}}'; }}
+  }}
+}}
+""")
+        self.cmd = ["nginx", "-c", conf, "-p", self.dir]
+        self.proc = subprocess.Popen(self.cmd, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Tokend:
+    def __init__(self, binary, tmp, env):
+        self.binary = binary
+        self.db = os.path.join(tmp, "tokend.db")
+        self.keys = os.path.join(tmp, "keys")
+        self.env = {**os.environ, **env}
+        self.port = None
+        self.proc = None
+        self.log = open(os.path.join(tmp, "tokend.log"), "w")
+
+    def cli(self, *args, stdin=None):
+        return subprocess.run([self.binary, "--database", self.db, "--key-dir", self.keys,
+                               *args], input=stdin, env=self.env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    def start(self):
+        self.port = free_port()
+        self.cmd = [self.binary, "--database", self.db, "--key-dir", self.keys, "serve",
+                    "--listen", f"127.0.0.1:{self.port}"]
+
+        def more_files():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stderr=self.log,
+                                     preexec_fn=more_files)
+        wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def rss(self):
+        return rss_kib(self.proc.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+def pbkdf2_seconds(iterations):
+    best = None
+    for _ in range(3):
+        t = time.perf_counter()
+        hashlib.pbkdf2_hmac("sha256", b"benchmark password", b"saltsaltsaltsaltsaltsa",
+                            iterations)
+        d = time.perf_counter() - t
+        best = d if best is None else min(best, d)
+    return best
+
+
+def key_bytes(keydir):
+    kid = open(os.path.join(keydir, "current")).read().strip()
+    text = open(os.path.join(keydir, f"{kid}.HS256.key")).read().strip()
+    return kid, base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint_refresh_pool(td, user_uuid, count, outdir):
+    """Single-use refresh tokens: rows in the store and JWTs signed with our key,
+    exactly as a login would have made them (same claims, same kid)."""
+    kid, key = key_bytes(td.keys)
+    now = int(time.time())
+    exp = now + 86400
+    rows, per_thread = [], [[] for _ in range(WRK_THREADS)]
+    for i in range(count):
+        jti, access_jti = str(uuid.uuid4()), str(uuid.uuid4())
+        rows.append((jti, jti, user_uuid, kid, access_jti, now, exp))
+        claims = {"exp": exp, "iat": now, "jti": jti, "token_type": "refresh",
+                  "user_id": user_uuid}
+        per_thread[i % WRK_THREADS].append(
+            jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid}))
+    db = sqlite3.connect(td.db, timeout=30)
+    db.executemany("INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
+                   "issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    os.makedirs(outdir, exist_ok=True)
+    for n, toks in enumerate(per_thread):
+        with open(os.path.join(outdir, f"{n}.txt"), "w") as f:
+            f.write("\n".join(toks) + "\n")
+
+
+def hold_idle(port, count, stop, ready):
+    """Opens count keep-alive connections, one request each, then holds them."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), 5)
+            s.sendall(b"GET /nope HTTP/1.1\r\nHost: bench\r\n\r\n")
+            socks.append(s)
+            if len(socks) % 500 == 0:
+                for t in socks[-500:]:
+                    t.recv(4096)
+        for t in socks[len(socks) - len(socks) % 500:]:
+            t.recv(4096)
+        ready["held"] = len(socks)
+    except OSError as e:
+        ready["error"] = str(e)
+    ready["event"].set()
+    stop.wait()
+    for s in socks:
+        s.close()
+
+
+def fmt_ms(v):
+    return "-" if v is None else f"{v:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    ap.add_argument("--soak", type=int, default=300, help="seconds of the mixed soak run")
+    ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    args = ap.parse_args()
+    D = args.duration
+
+    subprocess.run(["cmake", "-S", ROOT, "-B", args.build, "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", args.build, "-j2", "--target", "tokend"], check=True,
+                   stdout=subprocess.DEVNULL)
+    binary = os.path.join(args.build, "tokend")
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 20000), hard), hard))
+
+    tmp = tempfile.mkdtemp(prefix="tokend-bench-")
+    rows, notes = [], []
+    nginx = Nginx(tmp)
+    td = Tokend(binary, tmp, {
+        "TOKEND_TOKENS_ACCESS_LIFETIME": "3600",
+        "TOKEND_SERVER_MAX_CONNECTIONS": "12000",
+        "TOKEND_SERVER_IDLE_TIMEOUT": "600",
+        "TOKEND_TOKENS_API_MAX_TOKENS": "1000",
+    })
+    try:
+        iterations = 600000
+        password = "benchmark-" + uuid.uuid4().hex
+        user = td.cli("user", "add", "bench", "--password-stdin", stdin=password + "\n")
+        team = td.cli("team", "add", "bench")
+        td.cli("team", "add-member", "bench", "bench")
+        td.start()
+        idle_rss = td.rss()
+        r = requests.post(td.url + "/api/auth/jwt/", data={"username": "bench",
+                                                           "password": password})
+        access = r.json()["access"]
+        auth = "Bearer " + access
+        list_path = f"/api/openapi/token/{team}/"
+        for i in range(10):
+            requests.post(td.url + list_path, headers={"Authorization": auth},
+                          json={"name": f"bench-{i}"}).raise_for_status()
+        refresh_dir = os.path.join(tmp, "refresh")
+        mint_refresh_pool(td, user, 60000 * max(1, D // 2), refresh_dir)
+
+        ceiling = wrk(f"http://127.0.0.1:{nginx.port}/", D, 64)
+
+        def run(name, path, conns=64, script=None, env=None, target=None, per=1.0):
+            res = wrk(td.url + path, D, conns, script, env)
+            res["rps"] /= per
+            res.update(name=name, rss=td.rss(), target=target)
+            rows.append(res)
+            return res
+
+        verify = run("verify (valid access token)", "/api/auth/jwt/verify/",
+                     script="post_body.lua", env={"BODY": "token=" + access},
+                     target=("ratio", 0.6))
+        run("list (10 tokens)", list_path, script="get_auth.lua", env={"AUTH": auth},
+            target=("ratio", 0.4))
+        run("401 path (list, bad token)", list_path, script="get_auth.lua",
+            env={"AUTH": "Bearer not.a.token"}, target=("ratio", 0.6))
+        run("refresh (single-use tokens)", "/api/auth/jwt/refresh/", script="refresh.lua",
+            env={"TOKENS_DIR": refresh_dir}, target=("rps", 10000))
+        run("issue + delete (pairs/s)", list_path, script="issue_delete.lua",
+            env={"AUTH": auth}, target=("rps", 5000), per=2.0)
+
+        hash_s = pbkdf2_seconds(iterations)
+        bound = (os.cpu_count() or 1) / hash_s
+        login = run(f"login ({iterations} iterations)", "/api/auth/jwt/", conns=4,
+                    script="post_body.lua",
+                    env={"BODY": f"username=bench&password={password}"},
+                    target=("bound", 0.9))
+        login["bound"] = bound
+
+        # Mixed: a login flood (64 connections) while verify is measured.
+        flood = subprocess.Popen(
+            ["wrk", "-t1", "-c64", f"-d{D + 4}s", "-s", os.path.join(LUA, "post_body.lua"),
+             td.url + "/api/auth/jwt/"],
+            env={**os.environ, "BODY": f"username=bench&password={password}"},
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        mixed = run("verify during a login flood", "/api/auth/jwt/verify/", conns=32,
+                    script="post_body.lua", env={"BODY": "token=" + access},
+                    target=("flood", 0.3))
+        flood_out = flood.communicate(timeout=D + 60)[0]
+        m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", flood_out)
+        m2 = re.search(r"(\d+) requests in", flood_out)
+        notes.append(f"login flood: {m2.group(1) if m2 else '?'} requests, "
+                     f"{m.group(1) if m else 0} answered 503 (queue full) at once")
+        mixed["solo"] = verify["rps"]
+
+        # 10,000 idle keep-alive connections, verify measured meanwhile.
+        stop, ready = threading.Event(), {"event": threading.Event()}
+        holder = threading.Thread(target=hold_idle, args=(td.port, args.idle, stop, ready))
+        holder.start()
+        ready["event"].wait(120)
+        held = ready.get("held", 0)
+        idle_conn_rss = td.rss()
+        idle = run(f"verify with {held} idle keep-alive connections", "/api/auth/jwt/verify/",
+                   conns=32, script="post_body.lua", env={"BODY": "token=" + access},
+                   target=("p99", 10.0))
+        idle["rss"] = idle_conn_rss
+        stop.set()
+        holder.join()
+        if "error" in ready:
+            notes.append(f"idle connections: stopped at {held}: {ready['error']}")
+
+        # Soak: the mix for args.soak seconds; RSS after the first minute and at the end.
+        soak_env = {**os.environ, "AUTH": auth, "TOKEN": access, "LIST_PATH": list_path}
+        soak = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.soak}s", "-s",
+                                 os.path.join(LUA, "mixed.lua"), td.url + "/"],
+                                env=soak_env, stdout=subprocess.PIPE, text=True)
+        time.sleep(min(60, args.soak / 5))
+        rss_1min = td.rss()
+        soak_out = soak.communicate(timeout=args.soak + 60)[0]
+        rss_end = td.rss()
+        m = re.search(r"Requests/sec:\s+([\d.]+)", soak_out)
+        soak_rps = float(m.group(1)) if m else 0
+        code = td.stop()
+        notes.append(f"tokend exited with {code} after SIGTERM")
+    finally:
+        if td.proc and td.proc.poll() is None:
+            td.proc.kill()
+        nginx.stop()
+
+    # The report.
+    c = ceiling["rps"]
+    lines = [f"# tokend benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"commit {commit}", "",
+             f"Machine: {os.cpu_count()} cores; wrk -t{WRK_THREADS}, keep-alive, {D} s per "
+             f"scenario, loopback. Ceiling: nginx `return 200 '{{}}'`, 2 workers, no access "
+             f"log: **{c:,.0f} req/s** (p50 {fmt_ms(ceiling['p50'])} ms, p99 "
+             f"{fmt_ms(ceiling['p99'])} ms).", "",
+             "| scenario | req/s | p50 ms | p99 ms | × ceiling | non-2xx | RSS MiB | target | met |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        kind, val = r["target"]
+        if kind == "ratio":
+            goal, met = f"≥ {val} × ceiling", r["rps"] >= val * c
+        elif kind == "rps":
+            goal, met = f"≥ {val:,} /s", r["rps"] >= val
+        elif kind == "bound":
+            goal = f"≥ {val} × bound ({r['bound']:.1f}/s = cores ÷ {1000 / r['bound'] * (os.cpu_count() or 1):.0f} ms)"
+            met = r["rps"] >= val * r["bound"]
+        elif kind == "flood":
+            goal = f"p99 ≤ 5 ms and ≥ {val} × solo ({r['solo']:,.0f})"
+            met = (r["p99"] or 99) <= 5 and r["rps"] >= val * r["solo"]
+        else:
+            goal, met = f"p99 < {val} ms, RSS < 256 MiB", (r["p99"] or 99) < val and r["rss"] < 256 * 1024
+        lines.append(f"| {r['name']} | {r['rps']:,.0f} | {fmt_ms(r['p50'])} | "
+                     f"{fmt_ms(r['p99'])} | {r['rps'] / c:.2f} | {r['non2xx']} | "
+                     f"{r['rss'] / 1024:.1f} | {goal} | {'yes' if met else '**no**'} |")
+    drift = (rss_end - rss_1min) / rss_1min * 100 if rss_1min else 0
+    lines += ["",
+              f"- Idle RSS after start-up: {idle_rss / 1024:.1f} MiB (target < 16 MiB: "
+              f"{'yes' if idle_rss < 16 * 1024 else '**no**'}).",
+              f"- Soak ({args.soak} s of verify/list/401/404, {soak_rps:,.0f} req/s): RSS "
+              f"{rss_1min / 1024:.1f} MiB after the first minute, {rss_end / 1024:.1f} MiB at "
+              f"the end ({drift:+.1f} %; target within 5 %: "
+              f"{'yes' if abs(drift) <= 5 else '**no**'}).",
+              f"- One PBKDF2-SHA256 hash at {iterations} iterations on one core: "
+              f"{hash_s * 1000:.1f} ms (Python's hashlib, OpenSSL)."]
+    lines += [f"- {n}" for n in notes]
+    lines += ["", "Commands (the harness: `make bench`, i.e. `/usr/bin/python3 bench/run.py`):",
+              "", "```", f"# ceiling\n{ceiling['cmd']}"]
+    lines += [f"# {r['name']}\n{r['cmd']}" for r in rows]
+    lines += ["```", ""]
+    report = "\n".join(lines)
+    print(report)
+    out = os.path.join(ROOT, "bench", "results",
+                       f"{time.strftime('%Y-%m-%d', time.gmtime())}-{commit}.md")
+    with open(out, "w") as f:
+        f.write(report)
+    print(f"written to {os.path.relpath(out, ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
