@@ -33,6 +33,7 @@ typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *
 
 struct handler_result {
 	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
+	char *text;        /* or: JSON text already serialised (malloc'd, owned) */
 	bool no_store;     /* carries credentials: Cache-Control: no-store */
 	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
 	/*

@@ -57,6 +57,26 @@ uint64_t util_mono_us(void);
 /* True when the len bytes of s are well-formed UTF-8 (no overlongs or surrogates). */
 bool util_utf8_valid(const char *s, size_t len);
 
+/*
+ * A growing byte buffer for building response text without a JSON tree.
+ * Appends never fail loudly: the first allocation failure sets failed and
+ * later appends do nothing. p is malloc'd (free it, or hand it on).
+ */
+struct util_buf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+/* Appends n bytes of s. */
+void util_buf_add(struct util_buf *b, const char *s, size_t n);
+
+/* Appends a NUL-terminated string. */
+void util_buf_puts(struct util_buf *b, const char *s);
+
+/* Appends s as a JSON string literal (quoted, escaped); "null" for NULL. */
+void util_buf_json_string(struct util_buf *b, const char *s);
+
 /* Number of online CPUs, at least 1. */
 long util_ncpus(void);
 

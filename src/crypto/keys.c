@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <stdio.h>
@@ -119,6 +121,23 @@ out:
 	return rc;
 }
 
+EVP_MAC_CTX *keys_hmac_new(const unsigned char *key, size_t len)
+{
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (ctx != NULL && EVP_MAC_init(ctx, key, len, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
 void keys_header_init(struct key *k)
 {
 	char header[80];
@@ -153,6 +172,12 @@ static int key_read(int dirfd, const char *name, enum key_alg alg, struct key *k
 		    k->secret_len < 32) {
 			snprintf(errbuf, errlen,
 				 "%s: not one line of base64url holding 32 to 64 key bytes", name);
+			goto out;
+		}
+		k->mac = keys_hmac_new(k->secret, k->secret_len);
+		if (k->mac == NULL) {
+			snprintf(errbuf, errlen, "%s: cannot key HMAC-SHA256", name);
+			rc = TOKEND_ECRYPTO;
 			goto out;
 		}
 	} else {
@@ -298,8 +323,10 @@ void keys_set_free(struct keyset *set)
 {
 	if (set == NULL)
 		return;
-	for (size_t i = 0; i < set->count; i++)
+	for (size_t i = 0; i < set->count; i++) {
 		EVP_PKEY_free(set->keys[i].pkey);
+		EVP_MAC_CTX_free(set->keys[i].mac);
+	}
 	OPENSSL_cleanse(set, sizeof(*set));
 	free(set);
 }
@@ -432,12 +459,32 @@ int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsi
 	return 0;
 }
 
+/* Writes v as a JSON string literal into out ("" for NULL or empty). */
+static int json_literal(const char *v, char *out, size_t outlen)
+{
+	json_t *j;
+	char *text;
+	int rc = 0;
+
+	out[0] = '\0';
+	if (v == NULL || v[0] == '\0')
+		return 0;
+	j = json_string(v);
+	text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	if (text == NULL || strlen(text) >= outlen)
+		rc = TOKEND_EINVAL;
+	else
+		memcpy(out, text, strlen(text) + 1);
+	free(text);
+	json_decref(j);
+	return rc;
+}
+
 int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *aud)
 {
-	if ((iss && strlen(iss) >= sizeof(keys->iss)) || (aud && strlen(aud) >= sizeof(keys->aud)))
+	if (json_literal(iss, keys->iss_json, sizeof(keys->iss_json)) != 0 ||
+	    json_literal(aud, keys->aud_json, sizeof(keys->aud_json)) != 0)
 		return TOKEND_EINVAL;
-	snprintf(keys->iss, sizeof(keys->iss), "%s", iss ? iss : "");
-	snprintf(keys->aud, sizeof(keys->aud), "%s", aud ? aud : "");
 	return 0;
 }
 

@@ -20,6 +20,7 @@ struct key {
 	unsigned char secret[JWTSIGN_HS_KEY_BYTES]; /* HS256 */
 	size_t secret_len;
 	EVP_PKEY *pkey; /* RS256 / ES256, parsed once */
+	EVP_MAC_CTX *mac; /* HS256: HMAC-SHA256 keyed once; duplicated per use */
 	time_t mtime;
 	/* base64url of the exact header tokend mints with this key: a token
 	 * whose first part is these bytes needs no header parsing. */
@@ -40,8 +41,8 @@ struct jwtsign_keys {
 	char dir[512];
 	char alg[8];
 	char current_kid[JWTSIGN_KID_LEN + 1];
-	char iss[256];
-	char aud[256];
+	char iss_json[300]; /* the "iss" claim as a JSON string literal, or "" */
+	char aud_json[300]; /* the "aud" claim as a JSON string literal, or "" */
 };
 
 /* Names of enum key_alg. */
@@ -49,6 +50,9 @@ const char *keys_alg_name(enum key_alg alg);
 
 /* The key of kid in set, or NULL. */
 const struct key *keys_find(const struct keyset *set, const char *kid);
+
+/* A context of HMAC-SHA256 keyed with key; NULL on failure. */
+EVP_MAC_CTX *keys_hmac_new(const unsigned char *key, size_t len);
 
 /*
  * Sets k->header_b64: the header tokend mints with k, as libjwt writes it

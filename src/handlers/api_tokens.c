@@ -47,11 +47,13 @@ static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
 }
 
 /*
- * The wire form of a stored token. issued is the string just minted, or
- * NULL to mint it again from the stored claims (the list).
+ * Appends the wire form of a stored token to b. issued is the string just
+ * minted, or NULL to mint it again from the stored claims (the list).
+ * Built as text: listing is the hot path, and every value but the name is
+ * made of characters JSON needs no escape for.
  */
-static json_t *token_object(const struct app *app, const struct store_api_token *t,
-			    const char *issued)
+static int token_json(const struct app *app, const struct store_api_token *t,
+		      const char *issued, struct util_buf *b)
 {
 	struct jwtsign_claims c = {
 		.token_type = "api",
@@ -62,63 +64,87 @@ static json_t *token_object(const struct app *app, const struct store_api_token 
 		.exp = t->expires_at,
 		.kid = t->kid,
 	};
-	char created[RFC3339_LEN], updated[RFC3339_LEN], expires[RFC3339_LEN];
+	char times[3][RFC3339_LEN];
 	char *tok = NULL;
-	json_t *o;
+	int rc = 0;
 
-	if (issued == NULL && jwtsign_mint(app->keys, &c, &tok) != 0)
-		return NULL;
-	util_time_rfc3339(t->issued_at, created);
-	util_time_rfc3339(t->updated_at, updated);
-	util_time_rfc3339(t->expires_at, expires);
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "access_token", issued ? issued : tok,
-		      "token_issuer_uuid",
-		      t->jti, "created_at", created, "updated_at", updated, "expires_at", expires,
-		      "name", t->name[0] ? t->name : NULL);
+	if (issued == NULL) {
+		rc = jwtsign_mint(app->keys, &c, &tok);
+		if (rc != 0)
+			return rc;
+	}
+	util_time_rfc3339(t->issued_at, times[0]);
+	util_time_rfc3339(t->updated_at, times[1]);
+	util_time_rfc3339(t->expires_at, times[2]);
+	util_buf_puts(b, "{\"access_token\":\"");
+	util_buf_puts(b, issued ? issued : tok);
+	util_buf_puts(b, "\",\"token_issuer_uuid\":\"");
+	util_buf_puts(b, t->jti);
+	util_buf_puts(b, "\",\"created_at\":\"");
+	util_buf_puts(b, times[0]);
+	util_buf_puts(b, "\",\"updated_at\":\"");
+	util_buf_puts(b, times[1]);
+	util_buf_puts(b, "\",\"expires_at\":\"");
+	util_buf_puts(b, times[2]);
+	util_buf_puts(b, "\",\"name\":");
+	util_buf_json_string(b, t->name[0] ? t->name : NULL);
+	util_buf_puts(b, "}");
 	free(tok);
-	return o;
+	return b->failed ? TOKEND_ENOMEM : 0;
 }
 
 struct list_ctx {
 	const struct app *app;
-	json_t *tokens;
+	struct util_buf *b;
+	size_t count;
 	int rc;
 };
 
 static int list_one(const struct store_api_token *t, void *arg)
 {
 	struct list_ctx *lc = arg;
-	json_t *o = token_object(lc->app, t, NULL);
+	size_t mark = lc->b->len;
+	int rc;
 
-	/* A token whose key was retired cannot be used any more: not listed. */
-	if (o == NULL)
+	if (lc->count > 0)
+		util_buf_puts(lc->b, ",");
+	rc = token_json(lc->app, t, NULL, lc->b);
+	if (rc == TOKEND_ENOTFOUND) {
+		/* Its key was retired: the token cannot be used any more. */
+		lc->b->len = mark;
 		return 0;
-	if (json_array_append_new(lc->tokens, o) != 0) {
-		lc->rc = TOKEND_ENOMEM;
+	}
+	if (rc != 0) {
+		lc->rc = rc;
 		return 1;
 	}
+	lc->count++;
 	return 0;
 }
 
 int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result *res)
 {
-	struct list_ctx lc = {.app = ctx->app, .tokens = json_array()};
+	struct util_buf b = {0};
+	struct list_ctx lc = {.app = ctx->app, .b = &b};
 	int rc = team_check(ctx, res);
 
-	if (rc == 0 && lc.tokens == NULL)
-		rc = TOKEND_ENOMEM;
-	if (rc == 0)
-		rc = store_api_token_list(ctx->app->store, ctx->user_uuid, ctx->params[0],
-					  util_now(), list_one, &lc);
+	if (rc != 0)
+		return rc;
+	util_buf_puts(&b, "{\"tokens\":[");
+	rc = store_api_token_list(ctx->app->store, ctx->user_uuid, ctx->params[0], util_now(),
+				  list_one, &lc);
 	if (rc == 0)
 		rc = lc.rc;
+	util_buf_puts(&b, "]}");
+	if (rc == 0 && b.failed)
+		rc = TOKEND_ENOMEM;
 	if (rc != 0) {
-		json_decref(lc.tokens);
+		free(b.p);
 		return rc;
 	}
-	res->body = json_pack("{s:o}", "tokens", lc.tokens);
+	res->text = b.p;
 	res->no_store = true;
-	return res->body ? 0 : TOKEND_ENOMEM;
+	return 0;
 }
 
 /* Reads the optional expires_at; adds a field error and returns EINVAL. */
@@ -208,9 +234,13 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 			 app->cfg.api_max_tokens);
 		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
 	} else if (rc == 0) {
-		res->body = token_object(app, &t, tok);
+		struct util_buf b = {0};
+		rc = token_json(app, &t, tok, &b);
+		if (rc == 0)
+			res->text = b.p;
+		else
+			free(b.p);
 		res->no_store = true;
-		rc = res->body ? 0 : TOKEND_ENOMEM;
 	}
 	free(tok);
 	return rc;

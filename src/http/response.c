@@ -80,20 +80,25 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 {
 	struct MHD_Response *r;
 	json_t *body = res->body;
-	char *text;
+	char *text = res->text;
 	char num[24];
 	size_t len;
 
 	res->body = NULL;
+	res->text = NULL;
 	*status = response_status_for(rc, ok_status);
 	if (*status == MHD_HTTP_INTERNAL_SERVER_ERROR) {
 		/* Never leak internals: replace whatever was built. */
 		json_decref(body);
 		body = NULL;
+		free(text);
+		text = NULL;
 	}
-	if (body == NULL)
-		body = default_body(rc, meta);
-	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (text == NULL) {
+		if (body == NULL)
+			body = default_body(rc, meta);
+		text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	}
 	json_decref(body);
 	if (text == NULL)
 		return NULL;

@@ -87,6 +87,7 @@ static void request_free(struct request *req)
 	free(req->body);
 	json_decref((json_t *)req->ctx.body);
 	json_decref(req->res.body);
+	free(req->res.text);
 	free(req);
 }
 

@@ -6,6 +6,7 @@
 #include "tokend/util.h"
 
 #include <openssl/rand.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
@@ -249,6 +250,64 @@ bool util_utf8_valid(const char *str, size_t len)
 		i += n + 1;
 	}
 	return true;
+}
+
+void util_buf_add(struct util_buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (p == NULL) {
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void util_buf_puts(struct util_buf *b, const char *s)
+{
+	util_buf_add(b, s, strlen(s));
+}
+
+void util_buf_json_string(struct util_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t run = 0;
+
+	if (s == NULL) {
+		util_buf_add(b, "null", 4);
+		return;
+	}
+	util_buf_add(b, "\"", 1);
+	for (size_t i = 0;; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+		if (c != '\0' && c >= 0x20 && c != '"' && c != '\\') {
+			run++;
+			continue;
+		}
+		util_buf_add(b, s + i - run, run);
+		run = 0;
+		if (c == '\0')
+			break;
+		if (c == '"' || c == '\\') {
+			esc[1] = (char)c;
+			util_buf_add(b, esc, 2);
+		} else {
+			util_buf_add(b, esc, 6);
+		}
+	}
+	util_buf_add(b, "\"", 1);
 }
 
 long util_ncpus(void)
