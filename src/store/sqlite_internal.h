@@ -63,6 +63,10 @@ struct store {
 	pthread_key_t key;        /* this thread's struct conn */
 	pthread_mutex_t lock;     /* guards conns */
 	struct conn *conns;       /* every open connection */
+	/* Held from BEGIN IMMEDIATE to COMMIT/ROLLBACK: this process's writers
+	 * queue here instead of in SQLite's busy handler, which sleeps in
+	 * milliseconds. (One writer is all SQLite runs at a time anyway.) */
+	pthread_mutex_t write_lock;
 };
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */
@@ -84,10 +88,13 @@ int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what);
 /* As store_db_exec; no row changed is TOKEND_ENOTFOUND. */
 int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
 
-/* BEGIN IMMEDIATE. */
+/* Takes the store's write lock, then BEGIN IMMEDIATE; on error the lock is released. */
 int store_db_begin(struct conn *c);
 
-/* COMMIT when rc is 0, else ROLLBACK; returns rc, or the COMMIT's error. */
+/*
+ * COMMIT when rc is 0 (ROLLBACK if that fails), else ROLLBACK; releases the
+ * write lock; returns rc, or the COMMIT's error.
+ */
 int store_db_end(struct conn *c, int rc);
 
 /* Binds a NUL-terminated string that outlives the statement's step. */

@@ -215,19 +215,29 @@ int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what)
 int store_db_begin(struct conn *c)
 {
 	sqlite3_stmt *s = store_db_stmt(c, S_BEGIN);
+	int rc;
 
-	return s ? store_db_exec(c, s, "begin") : TOKEND_EDB;
+	pthread_mutex_lock(&c->owner->write_lock);
+	rc = s ? store_db_exec(c, s, "begin") : TOKEND_EDB;
+	if (rc != 0)
+		pthread_mutex_unlock(&c->owner->write_lock);
+	return rc;
 }
 
 int store_db_end(struct conn *c, int rc)
 {
 	sqlite3_stmt *s = store_db_stmt(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
 
-	if (s == NULL)
-		return TOKEND_EDB;
-	if (rc == 0)
-		return store_db_exec(c, s, "commit");
-	(void)store_db_exec(c, s, "rollback");
+	if (s != NULL && rc == 0)
+		rc = store_db_exec(c, s, "commit");
+	else if (rc == 0)
+		rc = TOKEND_EDB;
+	if (rc != 0 && !sqlite3_get_autocommit(c->db)) {
+		s = store_db_stmt(c, S_ROLLBACK);
+		if (s != NULL)
+			(void)store_db_exec(c, s, "rollback");
+	}
+	pthread_mutex_unlock(&c->owner->write_lock);
 	return rc;
 }
 
@@ -261,6 +271,7 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 		return TOKEND_ENOMEM;
 	}
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->write_lock, NULL);
 	rc = conn_open(st, &c, errbuf, errlen);
 	if (rc != 0) {
 		store_close(&st);
@@ -286,6 +297,7 @@ void store_close(struct store **stp)
 	}
 	pthread_key_delete(st->key);
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->write_lock);
 	free(st->path);
 	free(st);
 	*stp = NULL;
@@ -334,7 +346,12 @@ int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, siz
 		if (m->version <= v)
 			continue;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
-		if (store_db_begin(c) != 0 || sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
+		if (store_db_begin(c) != 0) {
+			snprintf(errbuf, errlen, "%s: migration %s: cannot begin: %s", st->path,
+				 m->name, sqlite3_errmsg(c->db));
+			return TOKEND_EDB;
+		}
+		if (sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
 		    sqlite3_exec(c->db, pragma, NULL, NULL, &msg) != SQLITE_OK) {
 			snprintf(errbuf, errlen, "%s: migration %s failed: %s", st->path, m->name,
 				 msg ? msg : sqlite3_errmsg(c->db));

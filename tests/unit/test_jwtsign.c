@@ -36,8 +36,7 @@ static void rm_rf(const char *dir)
 	if (d == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
-		/* Key files only: "current" names the signing kid beside them. */
-		if (strstr(de->d_name, ".key") == NULL)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
 		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
 		if (de->d_type == DT_DIR)
