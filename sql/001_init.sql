@@ -45,6 +45,8 @@ CREATE TABLE refresh_tokens (
     revoked      INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1))
 );
 
+-- Every refresh writes this table, so it carries only the indexes a hot path
+-- needs: the jti (primary key) and the family (revocation on reuse). The
+-- sweep finds expired rows in rowid order (rows arrive in time order) and
+-- deleting a user, which is rare, scans for its rows.
 CREATE INDEX refresh_tokens_by_family ON refresh_tokens (family);
-CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
-CREATE INDEX refresh_tokens_by_user ON refresh_tokens (user_uuid);
