@@ -26,8 +26,8 @@ test: build
 	@scripts/check-style
 	@cd $(BUILD) && ctest --output-on-failure
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
-	@$(MAKE) --no-print-directory test-asan
 	@fuzz/run 10
+	@$(MAKE) --no-print-directory test-asan
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
