@@ -11,9 +11,15 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "tokend/err.h"
 #include "tokend/util.h"
+
+/* The nice value of worker threads (CFS weight 110 against 1024 at nice 0). */
+#define WORKER_NICE 10
 
 struct job {
 	workpool_fn fn;
@@ -38,6 +44,11 @@ struct workpool {
 static void *worker_main(void *p)
 {
 	struct workpool *wp = p;
+
+	/* Slow work yields to the threads that answer cheap requests: with as
+	 * many hashing threads as cores, a login flood would otherwise take the
+	 * CPU from them. Linux applies nice per thread; failure is harmless. */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
 
 	pthread_mutex_lock(&wp->lock);
 	for (;;) {
