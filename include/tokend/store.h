@@ -122,11 +122,12 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 int store_refresh_live(struct store *st, const char *jti, bool *live);
 
 /*
- * Deletes at most limit refresh-token rows that expired before `before`
- * (outstanding and blacklisted alike: an expired token fails its exp check
- * anyway). *deleted gets how many.
+ * Deletes, in one transaction, at most limit refresh-token rows and at most
+ * limit API-token rows that expired at or before `before` (outstanding and
+ * blacklisted alike: an expired token fails its exp check anyway).
+ * *deleted gets how many rows in all.
  */
-int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted);
+int store_purge(struct store *st, int64_t before, long limit, long *deleted);
 
 /*
  * *in_use = a token signed by kid may still be valid at now: an unused,
@@ -167,10 +168,12 @@ int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
 
 /*
  * Deletes, in one transaction, the tokens among jtis[0..n) that belong to
- * user in team; *deleted counts them (others' jtis are silently skipped).
+ * user in team and are unexpired at now (what the list shows); *deleted
+ * counts them (others' jtis are silently skipped; expired tokens are left
+ * to store_purge).
  */
 int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
-			   const char *const *jtis, size_t n, long *deleted);
+			   int64_t now, const char *const *jtis, size_t n, long *deleted);
 
 /*
  * *live = token jti is recorded for user_uuid and team_uuid, the user is

@@ -32,7 +32,7 @@ static const char usage[] =
 	"  user      add, passwd, disable, enable, delete, list users\n"
 	"  team      add, list teams; add-member, remove-member\n"
 	"  key       list, rotate, retire signing keys\n"
-	"  purge     delete expired refresh-token rows\n"
+	"  purge     delete the rows of expired tokens\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE     INI configuration (default: built-in defaults)\n"

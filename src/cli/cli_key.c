@@ -150,7 +150,7 @@ int cli_purge(struct cli *cli, int argc, char **argv)
 	if (argc > 1) {
 		if (cli_is_help(argv[1])) {
 			puts("usage: tokend [global options] purge\n\n"
-			     "Deletes expired refresh-token rows (outstanding and blacklisted).");
+			     "Deletes the rows of expired refresh tokens (outstanding and blacklisted)\nand of expired API tokens.");
 			return 0;
 		}
 		cli_err("purge: unexpected argument \"%s\"", argv[1]);
@@ -159,14 +159,14 @@ int cli_purge(struct cli *cli, int argc, char **argv)
 	if (cli_store_open(cli, &st, NULL) != 0)
 		return 1;
 	do {
-		rc = store_refresh_purge(st, util_now(), cli->cfg.purge_batch, &n);
+		rc = store_purge(st, util_now(), cli->cfg.purge_batch, &n);
 		total += n;
-	} while (rc == 0 && n == cli->cfg.purge_batch);
+	} while (rc == 0 && n > 0);
 	store_close(&st);
 	if (rc != 0) {
 		cli_err("purge failed after %ld rows", total);
 		return 1;
 	}
-	printf("purged %ld expired refresh tokens\n", total);
+	printf("purged %ld expired token rows\n", total);
 	return 0;
 }

@@ -106,11 +106,11 @@ static void *sweeper_main(void *p)
 			break;
 		pthread_mutex_unlock(&sw->lock);
 		do {
-			rc = store_refresh_purge(sw->app->store, util_now(), cfg->purge_batch, &n);
+			rc = store_purge(sw->app->store, util_now(), cfg->purge_batch, &n);
 			total += n;
-		} while (rc == 0 && n == cfg->purge_batch && !sw->stop);
+		} while (rc == 0 && n > 0 && !sw->stop);
 		if (total > 0)
-			log_info("sweeper: purged %ld expired refresh tokens", total);
+			log_info("sweeper: purged %ld expired token rows", total);
 		pthread_mutex_lock(&sw->lock);
 	}
 	pthread_mutex_unlock(&sw->lock);

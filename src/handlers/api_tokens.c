@@ -354,7 +354,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 		else if (rc != TOKEND_ENOTFOUND)
 			goto out;
 	}
-	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], jtis, n,
+	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now, jtis, n,
 				    &deleted);
 	if (rc == 0) {
 		res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,

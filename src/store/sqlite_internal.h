@@ -47,6 +47,7 @@ enum stmt_id {
 	S_API_BY_DIGEST,
 	S_API_DELETE,
 	S_API_LIVE,
+	S_API_PURGE,
 	S_COUNT
 };
 
@@ -67,6 +68,10 @@ struct store {
 	 * queue here instead of in SQLite's busy handler, which sleeps in
 	 * milliseconds. (One writer is all SQLite runs at a time anyway.) */
 	pthread_mutex_t write_lock;
+	/* The one connection write transactions use, under write_lock: with
+	 * no other writer in the process its page cache stays warm (a commit
+	 * by another connection would empty it). Not in conns. */
+	struct conn *writer;
 };
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */
@@ -88,8 +93,11 @@ int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what);
 /* As store_db_exec; no row changed is TOKEND_ENOTFOUND. */
 int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
 
-/* Takes the store's write lock, then BEGIN IMMEDIATE; on error the lock is released. */
-int store_db_begin(struct conn *c);
+/*
+ * Takes the store's write lock and begins an IMMEDIATE transaction on the
+ * writer connection, returned in *c; on error the lock is released.
+ */
+int store_db_begin(struct store *st, struct conn **c);
 
 /*
  * COMMIT when rc is 0 (ROLLBACK if that fails), else ROLLBACK; releases the

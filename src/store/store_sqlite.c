@@ -80,7 +80,9 @@ static const char *const stmt_sql[S_COUNT] = {
 		       "AND expires_at > ?3 ORDER BY issued_at DESC, rowid DESC",
 	[S_API_BY_DIGEST] = "SELECT jti FROM api_tokens WHERE digest = ?1",
 	[S_API_DELETE] = "DELETE FROM api_tokens "
-			 "WHERE jti = ?1 AND user_uuid = ?2 AND team_uuid = ?3",
+			 "WHERE jti = ?1 AND user_uuid = ?2 AND team_uuid = ?3 AND expires_at > ?4",
+	[S_API_PURGE] = "DELETE FROM api_tokens WHERE rowid IN (SELECT rowid FROM "
+			"api_tokens WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_API_LIVE] = "SELECT 1 FROM api_tokens a "
 		       "JOIN users u ON u.uuid = a.user_uuid AND u.is_active = 1 "
 		       "JOIN team_members m ON m.team_uuid = a.team_uuid "
@@ -115,7 +117,8 @@ static void conn_release(void *p)
 	conn_free(c);
 }
 
-static int conn_open(struct store *st, struct conn **out, char *errbuf, size_t errlen)
+static int conn_open(struct store *st, struct conn **out, bool registered, char *errbuf,
+		     size_t errlen)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	char *msg = NULL;
@@ -144,10 +147,12 @@ static int conn_open(struct store *st, struct conn **out, char *errbuf, size_t e
 		conn_free(c);
 		return TOKEND_EDB;
 	}
-	pthread_mutex_lock(&st->lock);
-	c->next = st->conns;
-	st->conns = c;
-	pthread_mutex_unlock(&st->lock);
+	if (registered) {
+		pthread_mutex_lock(&st->lock);
+		c->next = st->conns;
+		st->conns = c;
+		pthread_mutex_unlock(&st->lock);
+	}
 	*out = c;
 	return 0;
 }
@@ -160,7 +165,7 @@ struct conn *store_db_conn(struct store *st)
 
 	if (c != NULL)
 		return c;
-	if (conn_open(st, &c, err, sizeof(err)) != 0) {
+	if (conn_open(st, &c, true, err, sizeof(err)) != 0) {
 		log_error("store: %s", err);
 		return NULL;
 	}
@@ -212,16 +217,26 @@ int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what)
 	return store_db_error(c, what);
 }
 
-int store_db_begin(struct conn *c)
+int store_db_begin(struct store *st, struct conn **out)
 {
-	sqlite3_stmt *s = store_db_stmt(c, S_BEGIN);
+	char err[256];
+	sqlite3_stmt *s;
 	int rc;
 
-	pthread_mutex_lock(&c->owner->write_lock);
-	rc = s ? store_db_exec(c, s, "begin") : TOKEND_EDB;
-	if (rc != 0)
-		pthread_mutex_unlock(&c->owner->write_lock);
-	return rc;
+	pthread_mutex_lock(&st->write_lock);
+	if (st->writer == NULL && conn_open(st, &st->writer, false, err, sizeof(err)) != 0) {
+		log_error("store: %s", err);
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB;
+	}
+	s = store_db_stmt(st->writer, S_BEGIN);
+	rc = s ? store_db_exec(st->writer, s, "begin") : TOKEND_EDB;
+	if (rc != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return rc;
+	}
+	*out = st->writer;
+	return 0;
 }
 
 int store_db_end(struct conn *c, int rc)
@@ -272,7 +287,7 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 	}
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->write_lock, NULL);
-	rc = conn_open(st, &c, errbuf, errlen);
+	rc = conn_open(st, &c, true, errbuf, errlen);
 	if (rc != 0) {
 		store_close(&st);
 		return rc;
@@ -295,6 +310,8 @@ void store_close(struct store **stp)
 		st->conns = c->next;
 		conn_free(c);
 	}
+	if (st->writer != NULL)
+		conn_free(st->writer);
 	pthread_key_delete(st->key);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->write_lock);
@@ -340,26 +357,26 @@ int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, siz
 	}
 	for (unsigned i = 0; i < store_migration_count; i++) {
 		const struct store_migration *m = &store_migrations[i];
+		struct conn *w = NULL;
 		char pragma[64];
 		char *msg = NULL;
 
 		if (m->version <= v)
 			continue;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
-		if (store_db_begin(c) != 0) {
-			snprintf(errbuf, errlen, "%s: migration %s: cannot begin: %s", st->path,
-				 m->name, sqlite3_errmsg(c->db));
+		if (store_db_begin(st, &w) != 0) {
+			snprintf(errbuf, errlen, "%s: migration %s: cannot begin", st->path, m->name);
 			return TOKEND_EDB;
 		}
-		if (sqlite3_exec(c->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
-		    sqlite3_exec(c->db, pragma, NULL, NULL, &msg) != SQLITE_OK) {
+		if (sqlite3_exec(w->db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(w->db, pragma, NULL, NULL, &msg) != SQLITE_OK) {
 			snprintf(errbuf, errlen, "%s: migration %s failed: %s", st->path, m->name,
-				 msg ? msg : sqlite3_errmsg(c->db));
+				 msg ? msg : sqlite3_errmsg(w->db));
 			sqlite3_free(msg);
-			store_db_end(c, TOKEND_EDB);
+			store_db_end(w, TOKEND_EDB);
 			return TOKEND_EDB;
 		}
-		if (store_db_end(c, 0) != 0) {
+		if (store_db_end(w, 0) != 0) {
 			snprintf(errbuf, errlen, "%s: migration %s: commit failed", st->path,
 				 m->name);
 			return TOKEND_EDB;
@@ -590,15 +607,13 @@ static int user_uuid_by_name(struct conn *c, const char *username, char out[UUID
 static int member_change(struct store *st, const char *team_ref, const char *username,
 			 const char *role, enum stmt_id id)
 {
-	struct conn *c = store_db_conn(st);
+	struct conn *c = NULL;
 	struct store_team team;
 	char user[UUID_STR_LEN];
 	sqlite3_stmt *s;
 	int rc;
 
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = store_db_begin(c);
+	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
 	rc = store_team_get(st, team_ref, &team);

@@ -30,13 +30,11 @@ static int refresh_insert(struct conn *c, const struct store_refresh *r)
 
 int store_login_record(struct store *st, const struct store_refresh *r)
 {
-	struct conn *c = store_db_conn(st);
+	struct conn *c = NULL;
 	sqlite3_stmt *s;
 	int rc;
 
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = store_db_begin(c);
+	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
 	s = store_db_stmt(c, S_LOGIN_TOUCH);
@@ -93,7 +91,7 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			 int64_t now, long grace, struct store_refresh *next,
 			 struct store_refresh *replay, enum store_rotation *outcome)
 {
-	struct conn *c = store_db_conn(st);
+	struct conn *c = NULL;
 	sqlite3_stmt *s;
 	char owner[UUID_STR_LEN] = "";
 	char replaced_by[UUID_STR_LEN] = "";
@@ -102,9 +100,7 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 	int rc, step;
 
 	*outcome = STORE_UNKNOWN;
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = store_db_begin(c);
+	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
 	s = store_db_stmt(c, S_REFRESH_GET);
@@ -185,20 +181,31 @@ int store_refresh_live(struct store *st, const char *jti, bool *live)
 	return 0;
 }
 
-int store_refresh_purge(struct store *st, int64_t before, long limit, long *deleted)
+int store_purge(struct store *st, int64_t before, long limit, long *deleted)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_REFRESH_PURGE) : NULL;
+	static const enum stmt_id purges[] = {S_REFRESH_PURGE, S_API_PURGE};
+	struct conn *c = NULL;
 	int rc;
 
 	*deleted = 0;
-	if (s == NULL)
-		return TOKEND_EDB;
-	sqlite3_bind_int64(s, 1, before);
-	sqlite3_bind_int64(s, 2, limit);
-	rc = store_db_exec(c, s, "refresh purge");
-	if (rc == 0)
-		*deleted = (long)sqlite3_changes(c->db);
+	rc = store_db_begin(st, &c);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < sizeof(purges) / sizeof(purges[0]); i++) {
+		sqlite3_stmt *s = store_db_stmt(c, purges[i]);
+		if (s == NULL) {
+			rc = TOKEND_EDB;
+			break;
+		}
+		sqlite3_bind_int64(s, 1, before);
+		sqlite3_bind_int64(s, 2, limit);
+		rc = store_db_exec(c, s, "purge");
+		if (rc == 0)
+			*deleted += (long)sqlite3_changes(c->db);
+	}
+	rc = store_db_end(c, rc);
+	if (rc != 0)
+		*deleted = 0;
 	return rc;
 }
 
@@ -223,14 +230,12 @@ int store_key_in_use(struct store *st, const char *kid, int64_t now, long access
 
 int store_api_token_add(struct store *st, const struct store_api_token *t, long cap)
 {
-	struct conn *c = store_db_conn(st);
+	struct conn *c = NULL;
 	sqlite3_stmt *s;
 	long live = 0;
 	int rc;
 
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = store_db_begin(c);
+	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
 	s = store_db_stmt(c, S_API_COUNT);
@@ -325,16 +330,14 @@ int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
 }
 
 int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
-			   const char *const *jtis, size_t n, long *deleted)
+			   int64_t now, const char *const *jtis, size_t n, long *deleted)
 {
-	struct conn *c = store_db_conn(st);
+	struct conn *c = NULL;
 	sqlite3_stmt *s;
 	int rc;
 
 	*deleted = 0;
-	if (c == NULL)
-		return TOKEND_EDB;
-	rc = store_db_begin(c);
+	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
 	s = store_db_stmt(c, S_API_DELETE);
@@ -346,6 +349,7 @@ int store_api_token_delete(struct store *st, const char *user_uuid, const char *
 		store_db_bind_text(s, 1, jtis[i]);
 		store_db_bind_text(s, 2, user_uuid);
 		store_db_bind_text(s, 3, team_uuid);
+		sqlite3_bind_int64(s, 4, now);
 		rc = store_db_exec(c, s, "api delete");
 		if (rc == 0)
 			*deleted += sqlite3_changes(c->db);

@@ -520,11 +520,11 @@ def test_cli_purge(factory):
             insert_refresh_row(inst.db, uid, kid, now - 60, now + 60, used_at=now - 30),
             insert_refresh_row(inst.db, uid, kid, now - 60, now + 60, revoked=1)]
     res = inst.cli_ok("purge")
-    assert res.out.strip() == f"purged {len(expired)} expired refresh tokens", res
+    assert res.out.strip() == f"purged {len(expired)} expired token rows", res
     left = {r["jti"] for r in db_rows(inst.db, "SELECT jti FROM refresh_tokens")}
     assert left == set(live), f"purge left {left}"
     res = inst.cli_ok("purge")
-    assert res.out.strip() == "purged 0 expired refresh tokens", res
+    assert res.out.strip() == "purged 0 expired token rows", res
 
 
 def test_cli_purge_after_real_expiry(factory):
@@ -535,7 +535,7 @@ def test_cli_purge_after_real_expiry(factory):
     assert len(db_rows(inst.db, "SELECT jti FROM refresh_tokens")) == 2
     time.sleep(2.1)
     res = inst.cli_ok("purge")
-    assert res.out.strip() == "purged 2 expired refresh tokens", res
+    assert res.out.strip() == "purged 2 expired token rows", res
     assert db_rows(inst.db, "SELECT jti FROM refresh_tokens") == []
 
 

@@ -413,25 +413,25 @@ START_TEST(purge_expired_only_and_bounded)
 	login(&r, bob, "k1", now - 100, 100 + 3600);
 	ck_assert_int_eq(count_rows("1"), 11);
 
-	ck_assert_int_eq(store_refresh_purge(st, now, 3, &n), 0);
+	ck_assert_int_eq(store_purge(st, now, 3, &n), 0);
 	ck_assert_int_eq(n, 3);
 	ck_assert_int_eq(count_rows("1"), 8);
-	ck_assert_int_eq(store_refresh_purge(st, now, 3, &n), 0);
+	ck_assert_int_eq(store_purge(st, now, 3, &n), 0);
 	ck_assert_int_eq(n, 3);
-	ck_assert_int_eq(store_refresh_purge(st, now, 3, &n), 0);
+	ck_assert_int_eq(store_purge(st, now, 3, &n), 0);
 	ck_assert_int_eq(n, 1);
-	ck_assert_int_eq(store_refresh_purge(st, now, 3, &n), 0);
+	ck_assert_int_eq(store_purge(st, now, 3, &n), 0);
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(count_rows("1"), 4);
 	ck_assert_int_eq(count_rows("expires_at < strftime('%s','now')"), 0);
 	ck_assert(live(r.jti));
 
 	/* "before" is honoured: nothing expires before an early cut-off */
-	ck_assert_int_eq(store_refresh_purge(st, now - 100000, 1000, &n), 0);
+	ck_assert_int_eq(store_purge(st, now - 100000, 1000, &n), 0);
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(count_rows("1"), 4);
 	/* and everything before a late one */
-	ck_assert_int_eq(store_refresh_purge(st, now + 100000, 1000, &n), 0);
+	ck_assert_int_eq(store_purge(st, now + 100000, 1000, &n), 0);
 	ck_assert_int_eq(n, 4);
 	ck_assert_int_eq(count_rows("1"), 0);
 }

@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This suite tests the API-token part of include/tokend/store.h against a
+ * temporary SQLite file (the cap, listing, lookup by digest, deletion and
+ * liveness), the store calls bearer authentication relies on
+ * (store_team_is_member, store_user_get_by_uuid), and util_time_parse_rfc3339,
+ * which reads the expires_at of an issue request.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tokend/err.h"
+#include "tokend/store.h"
+#include "tokend/util.h"
+
+#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define NO_SUCH_UUID "00000000-0000-4000-8000-000000000000"
+#define KID "0123456789abcdef"
+
+static char base[64];
+static char tmpdir[128];
+static char dbpath[192];
+static struct store *st;
+
+/* Removes dir and everything under it. */
+static void rm_rf(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char p[512];
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+		if (de->d_type == DT_DIR)
+			rm_rf(p);
+		else
+			unlink(p);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+static void rm_db(void)
+{
+	char p[256];
+	static const char *const sfx[] = {"", "-wal", "-shm", "-journal"};
+
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof p, "%s%s", dbpath, sfx[i]);
+		unlink(p);
+	}
+}
+
+static void setup(void)
+{
+	char err[256] = "";
+
+	snprintf(tmpdir, sizeof tmpdir, "%s/XXXXXX", base);
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(dbpath, sizeof dbpath, "%s/a.db", tmpdir);
+	st = NULL;
+	ck_assert_msg(store_open(dbpath, 5000, &st, err, sizeof err) == 0, "open: %s", err);
+	ck_assert_msg(store_migrate(st, NULL, NULL, err, sizeof err) == 0, "migrate: %s", err);
+}
+
+static void teardown(void)
+{
+	store_close(&st);
+	rm_db();
+	rmdir(tmpdir);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Users alice and bob, teams Red and Blue; alice in both, bob in Red. */
+struct world {
+	char alice[UUID_STR_LEN];
+	char bob[UUID_STR_LEN];
+	char red[UUID_STR_LEN];
+	char blue[UUID_STR_LEN];
+};
+
+static void make_world(struct world *w)
+{
+	ck_assert_int_eq(store_user_add(st, "alice", HASH, w->alice), 0);
+	ck_assert_int_eq(store_user_add(st, "bob", HASH, w->bob), 0);
+	ck_assert_int_eq(store_team_add(st, "Red", w->red), 0);
+	ck_assert_int_eq(store_team_add(st, "Blue", w->blue), 0);
+	ck_assert_int_eq(store_team_add_member(st, "Red", "alice", "member"), 0);
+	ck_assert_int_eq(store_team_add_member(st, "Blue", "alice", "member"), 0);
+	ck_assert_int_eq(store_team_add_member(st, "Red", "bob", "member"), 0);
+}
+
+/* A token row of user in team: fresh jti, a digest derived from the jti. */
+static void token_of(struct store_api_token *t, const char *user, const char *team,
+		     int64_t issued_at, int64_t expires_at, const char *name)
+{
+	memset(t, 0, sizeof(*t));
+	ck_assert_int_eq(util_uuid_new(t->jti), 0);
+	for (size_t i = 0; i < sizeof t->digest; i++)
+		t->digest[i] = (unsigned char)(t->jti[i] ^ (unsigned char)(i * 7 + 1));
+	snprintf(t->user_uuid, sizeof t->user_uuid, "%s", user);
+	snprintf(t->team_uuid, sizeof t->team_uuid, "%s", team);
+	snprintf(t->kid, sizeof t->kid, "%s", KID);
+	snprintf(t->name, sizeof t->name, "%s", name ? name : "");
+	t->issued_at = issued_at;
+	t->updated_at = issued_at;
+	t->expires_at = expires_at;
+}
+
+static bool live_of(const struct store_api_token *t)
+{
+	bool live = true;
+
+	ck_assert_int_eq(store_api_token_live(st, t->jti, t->user_uuid, t->team_uuid, &live), 0);
+	return live;
+}
+
+#define MAX_SEEN 16
+
+struct seen {
+	int n;
+	struct store_api_token t[MAX_SEEN];
+};
+
+static int collect(const struct store_api_token *t, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n < MAX_SEEN)
+		s->t[s->n] = *t;
+	s->n++;
+	return 0;
+}
+
+static int list_of(const char *user, const char *team, int64_t now, struct seen *s)
+{
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(store_api_token_list(st, user, team, now, collect, s), 0);
+	return s->n;
+}
+
+/* ---- store_api_token_add ------------------------------------------------ */
+
+START_TEST(add_cap)
+{
+	struct world w;
+	struct store_api_token t;
+	int64_t now = util_now();
+
+	make_world(&w);
+	/* two tokens that expired before now do not count against the cap */
+	token_of(&t, w.alice, w.red, now - 1000, now - 500, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	token_of(&t, w.alice, w.red, now - 900, now - 1, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	/* a token expiring exactly now is expired at now */
+	token_of(&t, w.alice, w.red, now - 800, now, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+
+	for (int i = 0; i < 3; i++) {
+		token_of(&t, w.alice, w.red, now, now + 3600, "ci");
+		ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	}
+	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), TOKEND_ECONFLICT);
+	ck_assert(!live_of(&t));
+	/* still refused with a later issue time at which nothing has expired */
+	token_of(&t, w.alice, w.red, now + 10, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), TOKEND_ECONFLICT);
+	/* but once the live ones expired (issued after their exp) there is room */
+	token_of(&t, w.alice, w.red, now + 3600, now + 7200, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+
+	/* the cap is per user and per team */
+	token_of(&t, w.bob, w.red, now, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	token_of(&t, w.alice, w.blue, now, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	/* four live at now (three and the one issued at now + 3600): a cap of 5 admits one more */
+	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 4), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &t, 5), 0);
+	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &t, 5), TOKEND_ECONFLICT);
+}
+END_TEST
+
+START_TEST(add_cap_one)
+{
+	struct world w;
+	struct store_api_token a, b;
+	const char *jtis[1];
+	long deleted = -1;
+	int64_t now = util_now();
+
+	make_world(&w);
+	token_of(&a, w.alice, w.red, now, now + 60, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &a, 1), 0);
+	token_of(&b, w.alice, w.red, now, now + 60, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &b, 1), TOKEND_ECONFLICT);
+	/* deleting one makes room for another */
+	jtis[0] = a.jti;
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+	ck_assert_int_eq(deleted, 1);
+	ck_assert_int_eq(store_api_token_add(st, &b, 1), 0);
+	ck_assert(live_of(&b));
+}
+END_TEST
+
+/* ---- store_api_token_list ----------------------------------------------- */
+
+START_TEST(list_newest_first)
+{
+	struct world w;
+	struct store_api_token mid, old, new, expired, bobs, blue;
+	struct seen s;
+	int64_t now = util_now();
+
+	make_world(&w);
+	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 0);
+
+	/* inserted out of order */
+	token_of(&mid, w.alice, w.red, now - 20, now + 1000, "mid");
+	token_of(&old, w.alice, w.red, now - 30, now + 2000, NULL);
+	token_of(&new, w.alice, w.red, now - 10, now + 500, "newest");
+	token_of(&expired, w.alice, w.red, now - 5, now - 1, "expired");
+	token_of(&bobs, w.bob, w.red, now - 1, now + 1000, "bob");
+	token_of(&blue, w.alice, w.blue, now - 1, now + 1000, "blue");
+	ck_assert_int_eq(store_api_token_add(st, &mid, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &old, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &expired, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &new, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &blue, 100), 0);
+
+	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 3);
+	ck_assert_str_eq(s.t[0].jti, new.jti);
+	ck_assert_str_eq(s.t[1].jti, mid.jti);
+	ck_assert_str_eq(s.t[2].jti, old.jti);
+	/* the claims come back as stored */
+	ck_assert_str_eq(s.t[0].name, "newest");
+	ck_assert_str_eq(s.t[2].name, "");
+	for (int i = 0; i < 3; i++) {
+		ck_assert_str_eq(s.t[i].kid, KID);
+		if (s.t[i].user_uuid[0] != '\0')
+			ck_assert_str_eq(s.t[i].user_uuid, w.alice);
+		if (s.t[i].team_uuid[0] != '\0')
+			ck_assert_str_eq(s.t[i].team_uuid, w.red);
+	}
+	ck_assert_int_eq(s.t[1].issued_at, now - 20);
+	ck_assert_int_eq(s.t[1].updated_at, now - 20);
+	ck_assert_int_eq(s.t[1].expires_at, now + 1000);
+	ck_assert_int_eq(s.t[2].expires_at, now + 2000);
+
+	/* only what is unexpired at `now` */
+	ck_assert_int_eq(list_of(w.alice, w.red, now + 500, &s), 2);
+	ck_assert_str_eq(s.t[0].jti, mid.jti);
+	ck_assert_int_eq(list_of(w.alice, w.red, now + 1999, &s), 1);
+	ck_assert_str_eq(s.t[0].jti, old.jti);
+	ck_assert_int_eq(list_of(w.alice, w.red, now + 2000, &s), 0);
+	/* and only that user and team */
+	ck_assert_int_eq(list_of(w.bob, w.red, now, &s), 1);
+	ck_assert_str_eq(s.t[0].jti, bobs.jti);
+	ck_assert_int_eq(list_of(w.alice, w.blue, now, &s), 1);
+	ck_assert_str_eq(s.t[0].jti, blue.jti);
+	ck_assert_int_eq(list_of(w.bob, w.blue, now, &s), 0);
+	ck_assert_int_eq(list_of(NO_SUCH_UUID, w.red, now, &s), 0);
+}
+END_TEST
+
+START_TEST(list_same_second)
+{
+	struct world w;
+	struct store_api_token t[5];
+	struct seen s;
+	int64_t now = util_now();
+
+	make_world(&w);
+	for (int i = 0; i < 5; i++) {
+		token_of(&t[i], w.alice, w.red, now, now + 100, NULL);
+		ck_assert_int_eq(store_api_token_add(st, &t[i], 100), 0);
+	}
+	/* issued within one second: the later insert is the newer */
+	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 5);
+	for (int i = 0; i < 5; i++)
+		ck_assert_str_eq(s.t[i].jti, t[4 - i].jti);
+}
+END_TEST
+
+/* ---- store_api_token_by_digest ------------------------------------------ */
+
+START_TEST(by_digest)
+{
+	struct world w;
+	struct store_api_token a, b;
+	unsigned char other[32];
+	char jti[UUID_STR_LEN];
+	int64_t now = util_now();
+
+	make_world(&w);
+	token_of(&a, w.alice, w.red, now, now + 100, NULL);
+	token_of(&b, w.bob, w.red, now, now + 100, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &a, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &b, 100), 0);
+
+	memset(jti, 0, sizeof jti);
+	ck_assert_int_eq(store_api_token_by_digest(st, a.digest, jti), 0);
+	ck_assert_str_eq(jti, a.jti);
+	ck_assert_int_eq(store_api_token_by_digest(st, b.digest, jti), 0);
+	ck_assert_str_eq(jti, b.jti);
+
+	memcpy(other, a.digest, sizeof other);
+	other[31] ^= 1;
+	ck_assert_int_eq(store_api_token_by_digest(st, other, jti), TOKEND_ENOTFOUND);
+	memset(other, 0, sizeof other);
+	ck_assert_int_eq(store_api_token_by_digest(st, other, jti), TOKEND_ENOTFOUND);
+
+	/* a deleted token is not found any more */
+	{
+		const char *jtis[] = {a.jti};
+		long deleted = 0;
+
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(deleted, 1);
+	}
+	ck_assert_int_eq(store_api_token_by_digest(st, a.digest, jti), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_api_token_by_digest(st, b.digest, jti), 0);
+}
+END_TEST
+
+/* ---- store_api_token_delete --------------------------------------------- */
+
+START_TEST(delete_own_only)
+{
+	struct world w;
+	struct store_api_token mine1, mine2, mine_blue, bobs, keep;
+	struct seen s;
+	long deleted = -1;
+	int64_t now = util_now();
+
+	make_world(&w);
+	token_of(&mine1, w.alice, w.red, now, now + 100, NULL);
+	token_of(&mine2, w.alice, w.red, now, now + 100, NULL);
+	token_of(&keep, w.alice, w.red, now, now + 100, NULL);
+	token_of(&mine_blue, w.alice, w.blue, now, now + 100, NULL);
+	token_of(&bobs, w.bob, w.red, now, now + 100, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &mine1, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mine2, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &keep, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mine_blue, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
+
+	{
+		const char *jtis[] = {mine1.jti, bobs.jti, mine_blue.jti, NO_SUCH_UUID,
+				      mine2.jti, mine1.jti, "not-a-uuid"};
+
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 7, &deleted), 0);
+	}
+	ck_assert_int_eq(deleted, 2);
+	ck_assert(!live_of(&mine1));
+	ck_assert(!live_of(&mine2));
+	/* others' tokens and other teams' tokens are untouched */
+	ck_assert(live_of(&keep));
+	ck_assert(live_of(&bobs));
+	ck_assert(live_of(&mine_blue));
+	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 1);
+	ck_assert_str_eq(s.t[0].jti, keep.jti);
+	ck_assert_int_eq(list_of(w.bob, w.red, now, &s), 1);
+	ck_assert_int_eq(list_of(w.alice, w.blue, now, &s), 1);
+
+	/* deleting again counts nothing */
+	{
+		const char *jtis[] = {mine1.jti, mine2.jti};
+
+		deleted = -1;
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 2, &deleted), 0);
+		ck_assert_int_eq(deleted, 0);
+	}
+	/* bob deleting alice's token in a team bob belongs to: nothing */
+	{
+		const char *jtis[] = {keep.jti};
+
+		deleted = -1;
+		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(deleted, 0);
+		ck_assert(live_of(&keep));
+	}
+	/* alice naming her Blue token through Red: nothing */
+	{
+		const char *jtis[] = {mine_blue.jti};
+
+		deleted = -1;
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(deleted, 0);
+		ck_assert(live_of(&mine_blue));
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.blue, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(deleted, 1);
+		ck_assert(!live_of(&mine_blue));
+	}
+}
+END_TEST
+
+START_TEST(delete_many)
+{
+	enum { N = 40 };
+	struct world w;
+	struct store_api_token t[N];
+	const char *jtis[N];
+	struct seen s;
+	long deleted = -1;
+	int64_t now = util_now();
+
+	make_world(&w);
+	for (int i = 0; i < N; i++) {
+		token_of(&t[i], w.alice, w.red, now, now + 100, NULL);
+		ck_assert_int_eq(store_api_token_add(st, &t[i], N), 0);
+		jtis[i] = t[i].jti;
+	}
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, N - 1, &deleted), 0);
+	ck_assert_int_eq(deleted, N - 1);
+	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 1);
+	ck_assert_str_eq(s.t[0].jti, t[N - 1].jti);
+}
+END_TEST
+
+/* ---- store_api_token_live ----------------------------------------------- */
+
+START_TEST(live)
+{
+	struct world w;
+	struct store_api_token red, blue, bobs;
+	bool live = true;
+	int64_t now = util_now();
+
+	make_world(&w);
+	token_of(&red, w.alice, w.red, now, now + 100, NULL);
+	token_of(&blue, w.alice, w.blue, now, now + 100, NULL);
+	token_of(&bobs, w.bob, w.red, now, now + 100, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &red, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &blue, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
+	ck_assert(live_of(&red));
+	ck_assert(live_of(&blue));
+	ck_assert(live_of(&bobs));
+
+	/* the claims must match the row */
+	ck_assert_int_eq(store_api_token_live(st, red.jti, w.bob, w.red, &live), 0);
+	ck_assert(!live);
+	live = true;
+	ck_assert_int_eq(store_api_token_live(st, red.jti, w.alice, w.blue, &live), 0);
+	ck_assert(!live);
+	live = true;
+	ck_assert_int_eq(store_api_token_live(st, NO_SUCH_UUID, w.alice, w.red, &live), 0);
+	ck_assert(!live);
+
+	/* removed from Red: the Red token dies, the Blue one lives */
+	ck_assert_int_eq(store_team_remove_member(st, "Red", "alice"), 0);
+	ck_assert(!live_of(&red));
+	ck_assert(live_of(&blue));
+	ck_assert(live_of(&bobs));
+
+	/* disabled: every token of the user dies; enabled again: back */
+	ck_assert_int_eq(store_user_set_active(st, "alice", false), 0);
+	ck_assert(!live_of(&blue));
+	ck_assert(live_of(&bobs));
+	ck_assert_int_eq(store_user_set_active(st, "alice", true), 0);
+	ck_assert(live_of(&blue));
+
+	/* deleted */
+	{
+		const char *jtis[] = {bobs.jti};
+		long deleted = 0;
+
+		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(deleted, 1);
+	}
+	ck_assert(!live_of(&bobs));
+
+	/* the user deleted */
+	ck_assert_int_eq(store_user_delete(st, "alice"), 0);
+	ck_assert(!live_of(&blue));
+}
+END_TEST
+
+START_TEST(live_after_delete_only_that_one)
+{
+	struct world w;
+	struct store_api_token a, b;
+	const char *jtis[1];
+	long deleted = 0;
+	int64_t now = util_now();
+
+	make_world(&w);
+	token_of(&a, w.alice, w.red, now, now + 100, NULL);
+	token_of(&b, w.alice, w.red, now, now + 100, NULL);
+	ck_assert_int_eq(store_api_token_add(st, &a, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &b, 100), 0);
+	jtis[0] = a.jti;
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+	ck_assert_int_eq(deleted, 1);
+	ck_assert(!live_of(&a));
+	ck_assert(live_of(&b));
+}
+END_TEST
+
+/* ---- store_team_is_member, store_user_get_by_uuid ----------------------- */
+
+START_TEST(team_is_member)
+{
+	struct world w;
+	bool member;
+
+	make_world(&w);
+	member = false;
+	ck_assert_int_eq(store_team_is_member(st, w.red, w.alice, &member), 0);
+	ck_assert(member);
+	member = false;
+	ck_assert_int_eq(store_team_is_member(st, w.red, w.bob, &member), 0);
+	ck_assert(member);
+	member = true;
+	ck_assert_int_eq(store_team_is_member(st, w.blue, w.bob, &member), 0);
+	ck_assert(!member);
+	member = true;
+	ck_assert_int_eq(store_team_is_member(st, NO_SUCH_UUID, w.alice, &member), 0);
+	ck_assert(!member);
+	member = true;
+	ck_assert_int_eq(store_team_is_member(st, w.red, NO_SUCH_UUID, &member), 0);
+	ck_assert(!member);
+	/* arguments are uuids, not names */
+	member = true;
+	ck_assert_int_eq(store_team_is_member(st, "Red", w.alice, &member), 0);
+	ck_assert(!member);
+
+	ck_assert_int_eq(store_team_remove_member(st, w.red, "bob"), 0);
+	member = true;
+	ck_assert_int_eq(store_team_is_member(st, w.red, w.bob, &member), 0);
+	ck_assert(!member);
+	ck_assert_int_eq(store_team_add_member(st, "Blue", "bob", "admin"), 0);
+	member = false;
+	ck_assert_int_eq(store_team_is_member(st, w.blue, w.bob, &member), 0);
+	ck_assert(member);
+}
+END_TEST
+
+START_TEST(user_get_by_uuid)
+{
+	struct world w;
+	struct store_user u;
+
+	make_world(&w);
+	memset(&u, 0x5a, sizeof u);
+	ck_assert_int_eq(store_user_get_by_uuid(st, w.alice, &u), 0);
+	ck_assert_str_eq(u.uuid, w.alice);
+	ck_assert_str_eq(u.username, "alice");
+	ck_assert_str_eq(u.password, "");
+	ck_assert(u.is_active);
+	ck_assert_int_gt(u.created_at, 0);
+	ck_assert_int_eq(u.last_login, 0);
+
+	ck_assert_int_eq(store_user_set_active(st, "alice", false), 0);
+	ck_assert_int_eq(store_user_get_by_uuid(st, w.alice, &u), 0);
+	ck_assert(!u.is_active);
+
+	ck_assert_int_eq(store_user_get_by_uuid(st, w.bob, &u), 0);
+	ck_assert_str_eq(u.username, "bob");
+	ck_assert_int_eq(store_user_get_by_uuid(st, NO_SUCH_UUID, &u), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_user_get_by_uuid(st, "alice", &u), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_user_delete(st, "bob"), 0);
+	ck_assert_int_eq(store_user_get_by_uuid(st, w.bob, &u), TOKEND_ENOTFOUND);
+}
+END_TEST
+
+/* ---- util_time_parse_rfc3339 -------------------------------------------- */
+
+static const struct {
+	const char *s;
+	int64_t want;
+} good_times[] = {
+	{"2026-11-28T01:02:03Z", 1795827723},
+	{"2026-11-28t01:02:03z", 1795827723},
+	{"2026-11-28T01:02:03z", 1795827723},
+	{"2026-11-28t01:02:03Z", 1795827723},
+	{"2026-11-28T01:02:03.5Z", 1795827723},
+	{"2026-11-28T01:02:03.999999999Z", 1795827723},
+	{"2026-11-28T01:02:03.000Z", 1795827723},
+	{"2026-11-28T01:02:03+00:00", 1795827723},
+	{"2026-11-28T01:02:03-00:00", 1795827723},
+	{"2026-11-28T03:02:03+02:00", 1795827723},
+	{"2026-11-27T19:32:03-05:30", 1795827723},
+	{"2026-11-28T03:02:03.25+02:00", 1795827723},
+	{"1970-01-01T00:00:00Z", 0},
+	{"2024-02-29T12:00:00Z", 1709208000},
+	{"2000-03-01T00:00:00Z", 951868800},
+	{"2026-12-31T23:59:59Z", 1798761599},
+	/* an offset carrying the date over the year's end */
+	{"2027-01-01T01:59:59+02:00", 1798761599},
+};
+
+static const char *const bad_times[] = {
+	"",
+	"garbage",
+	"2026-11-28",
+	"2026-11-28T01:02:03",        /* no zone */
+	"2026-11-28T01:02:03.5",      /* no zone */
+	"2026-11-28T01:02Z",          /* no seconds */
+	"2026-02-30T00:00:00Z",       /* no such day */
+	"2027-02-29T00:00:00Z",       /* not a leap year */
+	"2100-02-29T00:00:00Z",       /* not a leap year either */
+	"2026-04-31T00:00:00Z",
+	"2026-13-01T00:00:00Z",
+	"2026-00-10T00:00:00Z",
+	"2026-11-00T00:00:00Z",
+	"2026-11-28T24:00:00Z",       /* hour 24 */
+	"2026-11-28T01:60:00Z",
+	"2026-11-28T01:02:61Z",
+	"2026-11-28T01:02:03Zx",      /* trailing characters */
+	"2026-11-28T01:02:03Z ",
+	"2026-11-28T01:02:03+02:00x",
+	"2026-11-28T01:02:03.Z",      /* empty fraction */
+	" 2026-11-28T01:02:03Z",
+	"2026-11-28X01:02:03Z",
+	"26-11-28T01:02:03Z",
+	"2026-1-28T01:02:03Z",
+	"2026-11-28T1:02:03Z",
+	"2026-11-28T01:02:03+2:00",
+	"2026-11-28T01:02:03+02",
+	"2026-11-28T01:02:03+02:60",
+	"2026/11/28T01:02:03Z",
+	"+2026-11-28T01:02:03Z",
+	"2026-11-28T01:02:03ZZ",
+};
+
+START_TEST(rfc3339_good)
+{
+	int64_t got = -12345;
+
+	ck_assert_msg(util_time_parse_rfc3339(good_times[_i].s, &got) == 0, "refused %s",
+		      good_times[_i].s);
+	ck_assert_msg(got == good_times[_i].want, "%s: got %lld, want %lld", good_times[_i].s,
+		      (long long)got, (long long)good_times[_i].want);
+}
+END_TEST
+
+START_TEST(rfc3339_bad)
+{
+	int64_t got = 0;
+
+	ck_assert_msg(util_time_parse_rfc3339(bad_times[_i], &got) == TOKEND_EINVAL,
+		      "accepted \"%s\"", bad_times[_i]);
+}
+END_TEST
+
+START_TEST(rfc3339_roundtrip)
+{
+	char buf[RFC3339_LEN];
+	int64_t got = 0;
+	int64_t samples[] = {0, 951868800, 1709208000, 1795827723, 1798761599, util_now()};
+
+	for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+		util_time_rfc3339(samples[i], buf);
+		ck_assert_int_eq(util_time_parse_rfc3339(buf, &got), 0);
+		ck_assert_int_eq(got, samples[i]);
+	}
+}
+END_TEST
+
+static Suite *api_store_suite(void)
+{
+	Suite *s = suite_create("api_store");
+	TCase *tc = tcase_create("tokens");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, add_cap);
+	tcase_add_test(tc, add_cap_one);
+	tcase_add_test(tc, list_newest_first);
+	tcase_add_test(tc, list_same_second);
+	tcase_add_test(tc, by_digest);
+	tcase_add_test(tc, delete_own_only);
+	tcase_add_test(tc, delete_many);
+	tcase_add_test(tc, live);
+	tcase_add_test(tc, live_after_delete_only_that_one);
+	tcase_add_test(tc, team_is_member);
+	tcase_add_test(tc, user_get_by_uuid);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rfc3339");
+	tcase_add_loop_test(tc, rfc3339_good, 0, (int)(sizeof good_times / sizeof good_times[0]));
+	tcase_add_loop_test(tc, rfc3339_bad, 0, (int)(sizeof bad_times / sizeof bad_times[0]));
+	tcase_add_test(tc, rfc3339_roundtrip);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(api_store_suite());
+	int failed;
+
+	/*
+	 * Every test makes its directories under base; a failed check ends the
+	 * forked test at once (no teardown), so the runner removes base at the end.
+	 */
+	snprintf(base, sizeof base, "/tmp/tokend-unit-api-store-XXXXXX");
+	if (mkdtemp(base) == NULL) {
+		perror("mkdtemp");
+		return EXIT_FAILURE;
+	}
+	srunner_run_all(sr, CK_NORMAL);
+	rm_rf(base);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
