@@ -40,6 +40,20 @@ void log_set_access(int enabled)
 	atomic_store(&log_access_on, enabled ? 1 : 0);
 }
 
+/* The current time as RFC 3339, formatted once per second per thread. */
+static const char *log_now(void)
+{
+	static _Thread_local int64_t formatted = -1;
+	static _Thread_local char ts[RFC3339_LEN];
+	int64_t now = util_now();
+
+	if (now != formatted) {
+		util_time_rfc3339(now, ts);
+		formatted = now;
+	}
+	return ts;
+}
+
 static void log_write(char *buf, size_t len)
 {
 	if (len >= LOG_LINE_MAX)
@@ -53,14 +67,12 @@ static void log_write(char *buf, size_t len)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	char buf[LOG_LINE_MAX + 1];
-	char ts[RFC3339_LEN];
 	va_list ap;
 	int n, m;
 
 	if ((int)level < atomic_load(&log_level))
 		return;
-	util_time_rfc3339(util_now(), ts);
-	n = snprintf(buf, LOG_LINE_MAX, "%s %s ", ts, level_names[level]);
+	n = snprintf(buf, LOG_LINE_MAX, "%s %s ", log_now(), level_names[level]);
 	if (n < 0)
 		return;
 	va_start(ap, fmt);
@@ -99,17 +111,15 @@ void log_access(const char *remote, const char *method, const char *path,
 		unsigned status, uint64_t micros, uint64_t bytes)
 {
 	char buf[LOG_LINE_MAX + 1];
-	char ts[RFC3339_LEN];
 	char m[64];
 	char p[LOG_PATH_MAX * 4 + 1];
 	int n;
 
 	if (!atomic_load(&log_access_on))
 		return;
-	util_time_rfc3339(util_now(), ts);
 	log_escape(method ? method : "-", m, sizeof(m), 32);
 	log_escape(path ? path : "-", p, sizeof(p), LOG_PATH_MAX);
-	n = snprintf(buf, LOG_LINE_MAX, "%s access %s %s %s %u %lluus %lluB", ts,
+	n = snprintf(buf, LOG_LINE_MAX, "%s access %s %s %s %u %lluus %lluB", log_now(),
 		     remote ? remote : "-", m, p, status, (unsigned long long)micros,
 		     (unsigned long long)bytes);
 	if (n > 0)
