@@ -323,6 +323,19 @@ def main():
                      f"{m.group(1) if m else 0} answered 503 (queue full) at once")
         mixed["solo"] = verify["rps"]
 
+        # Soak: the mix for args.soak seconds; RSS after the first minute and at
+        # the end. Before the idle-connection scenario, whose 10,000 freed
+        # connection pools would otherwise be trimmed during the soak.
+        soak_env = {**os.environ, "AUTH": auth, "TOKEN": access, "LIST_PATH": list_path}
+        soak = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.soak}s", "-s",
+                                 os.path.join(LUA, "mixed.lua"), td.url + "/"],
+                                env=soak_env, stdout=subprocess.PIPE, text=True)
+        time.sleep(min(60, args.soak / 5))
+        rss_1min = td.rss()
+        soak_out = soak.communicate(timeout=args.soak + 60)[0]
+        rss_end = td.rss()
+        m = re.search(r"Requests/sec:\s+([\d.]+)", soak_out)
+        soak_rps = float(m.group(1)) if m else 0
         # 10,000 idle keep-alive connections, verify measured meanwhile.
         stop, ready = threading.Event(), {"event": threading.Event()}
         holder = threading.Thread(target=hold_idle, args=(td.port, args.idle, stop, ready))
@@ -339,17 +352,6 @@ def main():
         if "error" in ready:
             notes.append(f"idle connections: stopped at {held}: {ready['error']}")
 
-        # Soak: the mix for args.soak seconds; RSS after the first minute and at the end.
-        soak_env = {**os.environ, "AUTH": auth, "TOKEN": access, "LIST_PATH": list_path}
-        soak = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.soak}s", "-s",
-                                 os.path.join(LUA, "mixed.lua"), td.url + "/"],
-                                env=soak_env, stdout=subprocess.PIPE, text=True)
-        time.sleep(min(60, args.soak / 5))
-        rss_1min = td.rss()
-        soak_out = soak.communicate(timeout=args.soak + 60)[0]
-        rss_end = td.rss()
-        m = re.search(r"Requests/sec:\s+([\d.]+)", soak_out)
-        soak_rps = float(m.group(1)) if m else 0
         code = td.stop()
         notes.append(f"tokend exited with {code} after SIGTERM")
     finally:

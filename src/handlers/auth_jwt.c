@@ -186,14 +186,13 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	return 0;
 }
 
-static const char invalid_token[] = "Token is invalid or expired";
-
 /* The 401 body of simplejwt's InvalidToken for the refresh and verify routes. */
 static int token_not_valid(struct handler_result *res)
 {
 	json_decref(res->body);
-	res->body = json_pack("{s:s, s:s}", "detail", invalid_token, "code", "token_not_valid");
-	return TOKEND_EAUTH;
+	res->body = NULL;
+	res->text = strdup("{\"detail\":\"Token is invalid or expired\",\"code\":\"token_not_valid\"}");
+	return res->text ? TOKEND_EAUTH : TOKEND_ENOMEM;
 }
 
 /* Reads the one required string field name of a JSON object body. */
