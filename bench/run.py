@@ -403,8 +403,11 @@ def main():
     lines += ["```", ""]
     report = "\n".join(lines)
     print(report)
-    out = os.path.join(ROOT, "bench", "results",
-                       f"{time.strftime('%Y-%m-%d', time.gmtime())}-{commit}.md")
+    # Only full runs (the defaults) go to bench/results/; trial runs with
+    # shorter settings go to the temporary directory.
+    full = (D, args.soak, args.idle) == (10, 300, 10000)
+    out = os.path.join(ROOT, "bench", "results" if full else tmp,
+                       f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{commit}.md")
     with open(out, "w") as f:
         f.write(report)
     print(f"written to {os.path.relpath(out, ROOT)}", file=sys.stderr)

@@ -18,8 +18,8 @@
 #include "tokend/err.h"
 #include "tokend/util.h"
 
-/* The nice value of worker threads (CFS weight 110 against 1024 at nice 0). */
-#define WORKER_NICE 10
+/* The nice value of worker threads (CFS weight 15 against 1024 at nice 0). */
+#define WORKER_NICE 19
 
 struct job {
 	workpool_fn fn;
