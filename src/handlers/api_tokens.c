@@ -52,8 +52,8 @@ static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
  * Built as text: listing is the hot path, and every value but the name is
  * made of characters JSON needs no escape for.
  */
-static int token_json(const struct app *app, const struct store_api_token *t,
-		      const char *issued, struct util_buf *b)
+/* The claims of a stored token, to mint it (again) with the key that signed it. */
+static struct jwtsign_claims claims_of(const struct store_api_token *t)
 {
 	struct jwtsign_claims c = {
 		.token_type = "api",
@@ -64,6 +64,14 @@ static int token_json(const struct app *app, const struct store_api_token *t,
 		.exp = t->expires_at,
 		.kid = t->kid,
 	};
+
+	return c;
+}
+
+static int token_json(const struct app *app, const struct store_api_token *t,
+		      const char *issued, struct util_buf *b)
+{
+	struct jwtsign_claims c = claims_of(t);
 	char times[3][RFC3339_LEN];
 	char *tok = NULL;
 	int rc = 0;
@@ -214,15 +222,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	memcpy(t.user_uuid, ctx->user_uuid, UUID_STR_LEN);
 	memcpy(t.team_uuid, ctx->params[0], UUID_STR_LEN);
 	jwtsign_signing_kid(app->keys, t.kid);
-	c = (struct jwtsign_claims){
-		.token_type = "api",
-		.jti = t.jti,
-		.user_id = t.user_uuid,
-		.team_uuid = t.team_uuid,
-		.iat = t.issued_at,
-		.exp = t.expires_at,
-		.kid = t.kid,
-	};
+	c = claims_of(&t);
 	rc = jwtsign_mint(app->keys, &c, &tok);
 	if (rc != 0)
 		return rc;

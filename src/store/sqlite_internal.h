@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tokend/store.h"
@@ -104,6 +105,13 @@ int store_db_begin(struct store *st, struct conn **c);
  * write lock; returns rc, or the COMMIT's error.
  */
 int store_db_end(struct conn *c, int rc);
+
+/*
+ * Runs statement id with text parameters params[0..n) and sets *found to
+ * whether it returned a row (an existence check).
+ */
+int store_db_exists(struct store *st, enum stmt_id id, const char *const *params, int n,
+		    bool *found);
 
 /* Binds a NUL-terminated string that outlives the statement's step. */
 void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);

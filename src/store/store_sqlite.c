@@ -420,15 +420,16 @@ static void user_from_row(sqlite3_stmt *s, struct store_user *u)
 	u->last_login = sqlite3_column_int64(s, 5);
 }
 
-int store_user_get_by_name(struct store *st, const char *username, struct store_user *out)
+/* Reads the one user statement id finds for key. */
+static int user_get(struct store *st, enum stmt_id id, const char *key, struct store_user *out)
 {
 	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_BY_NAME) : NULL;
+	sqlite3_stmt *s = c ? store_db_stmt(c, id) : NULL;
 	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
-	store_db_bind_text(s, 1, username);
+	store_db_bind_text(s, 1, key);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		user_from_row(s, out);
@@ -436,6 +437,11 @@ int store_user_get_by_name(struct store *st, const char *username, struct store_
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "user get");
+}
+
+int store_user_get_by_name(struct store *st, const char *username, struct store_user *out)
+{
+	return user_get(st, S_USER_BY_NAME, username, out);
 }
 
 /* Runs an UPDATE/DELETE; no row changed is TOKEND_ENOTFOUND. */
@@ -650,25 +656,11 @@ int store_team_remove_member(struct store *st, const char *team_ref, const char 
 
 int store_user_get_by_uuid(struct store *st, const char *uuid, struct store_user *out)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_BY_UUID) : NULL;
-	int rc;
-
-	if (s == NULL)
-		return TOKEND_EDB;
-	store_db_bind_text(s, 1, uuid);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		user_from_row(s, out);
-	store_db_done(s);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "user by uuid");
+	return user_get(st, S_USER_BY_UUID, uuid, out);
 }
 
-/* Runs a one-row existence query with two text parameters. */
-static int exists2(struct store *st, enum stmt_id id, const char *a, const char *b,
-		   bool *found)
+int store_db_exists(struct store *st, enum stmt_id id, const char *const *params, int n,
+		    bool *found)
 {
 	struct conn *c = store_db_conn(st);
 	sqlite3_stmt *s = c ? store_db_stmt(c, id) : NULL;
@@ -677,8 +669,8 @@ static int exists2(struct store *st, enum stmt_id id, const char *a, const char 
 	*found = false;
 	if (s == NULL)
 		return TOKEND_EDB;
-	store_db_bind_text(s, 1, a);
-	store_db_bind_text(s, 2, b);
+	for (int i = 0; i < n; i++)
+		store_db_bind_text(s, i + 1, params[i]);
 	rc = sqlite3_step(s);
 	store_db_done(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -690,6 +682,8 @@ static int exists2(struct store *st, enum stmt_id id, const char *a, const char 
 int store_team_is_member(struct store *st, const char *team_uuid, const char *user_uuid,
 			 bool *member)
 {
-	return exists2(st, S_MEMBER_IS, team_uuid, user_uuid, member);
+	const char *params[] = {team_uuid, user_uuid};
+
+	return store_db_exists(st, S_MEMBER_IS, params, 2, member);
 }
 

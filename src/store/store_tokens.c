@@ -165,20 +165,7 @@ out:
 
 int store_refresh_live(struct store *st, const char *jti, bool *live)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_REFRESH_LIVE) : NULL;
-	int rc;
-
-	*live = false;
-	if (s == NULL)
-		return TOKEND_EDB;
-	store_db_bind_text(s, 1, jti);
-	rc = sqlite3_step(s);
-	store_db_done(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_db_error(c, "refresh live");
-	*live = rc == SQLITE_ROW;
-	return 0;
+	return store_db_exists(st, S_REFRESH_LIVE, &jti, 1, live);
 }
 
 int store_purge(struct store *st, int64_t before, long limit, long *deleted)
@@ -363,20 +350,7 @@ int store_api_token_delete(struct store *st, const char *user_uuid, const char *
 int store_api_token_live(struct store *st, const char *jti, const char *user_uuid,
 			 const char *team_uuid, bool *live)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_LIVE) : NULL;
-	int rc;
+	const char *params[] = {jti, user_uuid, team_uuid};
 
-	*live = false;
-	if (s == NULL)
-		return TOKEND_EDB;
-	store_db_bind_text(s, 1, jti);
-	store_db_bind_text(s, 2, user_uuid);
-	store_db_bind_text(s, 3, team_uuid);
-	rc = sqlite3_step(s);
-	store_db_done(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_db_error(c, "api live");
-	*live = rc == SQLITE_ROW;
-	return 0;
+	return store_db_exists(st, S_API_LIVE, params, 3, live);
 }
