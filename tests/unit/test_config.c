@@ -13,6 +13,7 @@
 
 #include "tokend/config.h"
 #include "tokend/err.h"
+#include "unit.h"
 
 extern char **environ;
 
@@ -21,26 +22,6 @@ static char tmpdir[128];
 static char path[192];
 
 /* Removes dir and everything under it. */
-static void rm_rf(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-		if (de->d_type == DT_DIR)
-			rm_rf(p);
-		else
-			unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static void setup(void)
 {

@@ -21,32 +21,13 @@
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
 #include "tokend/util.h"
+#include "unit.h"
 
 static char base[64];
 static char tmpdir[128];
 static char keydir[192];
 
 
-static void rm_rf(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-		if (de->d_type == DT_DIR)
-			rm_rf(p);
-		else
-			unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static void teardown(void)
 {

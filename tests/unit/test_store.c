@@ -16,6 +16,7 @@
 #include "tokend/err.h"
 #include "tokend/store.h"
 #include "tokend/util.h"
+#include "unit.h"
 
 #define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 #define HASH2 "pbkdf2_sha256$2000$saltsaltsaltsaltsaltsb$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
@@ -25,26 +26,6 @@ static char tmpdir[128];
 static char dbpath[192];
 
 /* Removes dir and everything under it. */
-static void rm_rf(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	char p[512];
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-		if (de->d_type == DT_DIR)
-			rm_rf(p);
-		else
-			unlink(p);
-	}
-	closedir(d);
-	rmdir(dir);
-}
 
 static struct store *st;
 
