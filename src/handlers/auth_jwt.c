@@ -309,6 +309,7 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 		return TOKEND_ENOMEM;
 	}
 	res->text = b.p;
+	res->no_store = true; /* it carries the token back */
 	return 0;
 }
 
