@@ -25,7 +25,8 @@ static const struct route routes[] = {
 
 /*
  * Matches path against pattern segment by segment; a trailing slash is
- * optional on the path, an empty segment anywhere else never matches.
+ * optional on the path (either way round), an empty segment anywhere else
+ * never matches.
  */
 static bool pattern_match(const char *pattern, const char *path,
 			  char params[][HANDLER_PARAM_MAX])
@@ -55,7 +56,8 @@ static bool pattern_match(const char *pattern, const char *path,
 		pattern++;
 		path++;
 	}
-	return *path == '\0';
+	/* "/.well-known/jwks.json/" matches "/.well-known/jwks.json" too. */
+	return *path == '\0' || (path[0] == '/' && path[1] == '\0' && path[-1] != '/');
 }
 
 const struct route *router_match(const char *method, const char *path,

@@ -46,6 +46,16 @@ def test_trailing_slash_optional(srv, alice):
     expect_tokens(srv.login(user, pw, path="/api/auth/jwt"), "without slash")
 
 
+@pytest.mark.parametrize("path", ["/.well-known/jwks.json", "/.well-known/jwks.json/"])
+def test_trailing_slash_optional_without_one_in_the_route(srv, path):
+    r = srv.request("GET", path)
+    assert expect_json(r, 200, f"GET {path}") == {"keys": []}, "HS256 keys are never published"
+
+
+def test_double_trailing_slash_is_404(srv):
+    expect_json(srv.request("GET", "/.well-known/jwks.json//"), 404, "two trailing slashes")
+
+
 def test_query_string_does_not_change_routing(srv, alice):
     user, pw, _ = alice
     expect_tokens(srv.login(user, pw, path="/api/auth/jwt/?format=json"), "login with a query string")
