@@ -256,13 +256,14 @@ static json_t *part_json(const char *s, size_t len)
 	return v;
 }
 
-static bool copy_uuid(const json_t *o, const char *name, char out[UUID_STR_LEN])
+/* Copies the string claim name into out when it is a string that fits. */
+static bool copy_str(const json_t *o, const char *name, char *out, size_t cap)
 {
 	const char *s = json_string_value(json_object_get(o, name));
 
-	if (s == NULL || !util_uuid_valid(s))
+	if (s == NULL || strlen(s) >= cap)
 		return false;
-	memcpy(out, s, UUID_STR_LEN);
+	memcpy(out, s, strlen(s) + 1);
 	return true;
 }
 
@@ -279,31 +280,54 @@ static bool int_claim(const json_t *o, const char *name, int64_t *out, bool requ
 	return true;
 }
 
+/*
+ * What every accepted token must satisfy, whichever path read its claims:
+ * one of our types, exp not passed, iat and nbf not in the future (each
+ * within the leeway), jti and user_id UUIDs, team_uuid for API tokens (and
+ * none kept for the others).
+ */
+static const char *claims_valid(struct jwtsign_token *out, int64_t nbf,
+				const struct jwtsign_policy *pol)
+{
+	if (strcmp(out->token_type, "access") != 0 && strcmp(out->token_type, "refresh") != 0 &&
+	    strcmp(out->token_type, "api") != 0)
+		return "Token has no valid type";
+	if (out->exp <= pol->now - pol->leeway)
+		return "Token is expired";
+	if (out->iat > pol->now + pol->leeway || nbf > pol->now + pol->leeway)
+		return "Token is not yet valid";
+	if (!util_uuid_valid(out->jti) || !util_uuid_valid(out->user_id))
+		return "Token has no valid jti or user_id";
+	if (strcmp(out->token_type, "api") != 0)
+		out->team_uuid[0] = '\0';
+	else if (!util_uuid_valid(out->team_uuid))
+		return "Token has no valid team_uuid";
+	return NULL;
+}
+
+/* The full path: claims read from the parsed payload, then iss/aud. */
 static const char *claims_check(const json_t *p, const struct jwtsign_policy *pol,
 				struct jwtsign_token *out)
 {
-	const char *type = json_string_value(json_object_get(p, "token_type"));
 	int64_t nbf = 0;
+	const char *why;
 
-	if (type == NULL || (strcmp(type, "access") != 0 && strcmp(type, "refresh") != 0 &&
-			     strcmp(type, "api") != 0))
+	if (!copy_str(p, "token_type", out->token_type, sizeof(out->token_type)))
 		return "Token has no valid type";
-	snprintf(out->token_type, sizeof(out->token_type), "%s", type);
 	if (!int_claim(p, "exp", &out->exp, true))
 		return "Token has no valid exp claim";
 	if (!int_claim(p, "iat", &out->iat, true))
 		return "Token has no valid iat claim";
 	if (!int_claim(p, "nbf", &nbf, false))
 		return "Token has no valid nbf claim";
-	if (out->exp <= pol->now - pol->leeway)
-		return "Token is expired";
-	if (out->iat > pol->now + pol->leeway || nbf > pol->now + pol->leeway)
-		return "Token is not yet valid";
-	if (!copy_uuid(p, "jti", out->jti) || !copy_uuid(p, "user_id", out->user_id))
+	if (!copy_str(p, "jti", out->jti, sizeof(out->jti)) ||
+	    !copy_str(p, "user_id", out->user_id, sizeof(out->user_id)))
 		return "Token has no valid jti or user_id";
-	out->team_uuid[0] = '\0';
-	if (strcmp(type, "api") == 0 && !copy_uuid(p, "team_uuid", out->team_uuid))
-		return "Token has no valid team_uuid";
+	if (!copy_str(p, "team_uuid", out->team_uuid, sizeof(out->team_uuid)))
+		out->team_uuid[0] = '\0';
+	why = claims_valid(out, nbf, pol);
+	if (why != NULL)
+		return why;
 	if (pol->issuer && pol->issuer[0]) {
 		const char *iss = json_string_value(json_object_get(p, "iss"));
 		if (iss == NULL || strcmp(iss, pol->issuer) != 0)
@@ -389,20 +413,7 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 	if (m != n || memcmp(again, payload, n) != 0)
 		return NULL;
 	*done = true;
-	if (strcmp(out->token_type, "access") != 0 && strcmp(out->token_type, "refresh") != 0 &&
-	    strcmp(out->token_type, "api") != 0)
-		return "Token has no valid type";
-	if (out->exp <= pol->now - pol->leeway)
-		return "Token is expired";
-	if (out->iat > pol->now + pol->leeway)
-		return "Token is not yet valid";
-	if (!util_uuid_valid(out->jti) || !util_uuid_valid(out->user_id))
-		return "Token has no valid jti or user_id";
-	if (strcmp(out->token_type, "api") != 0)
-		out->team_uuid[0] = '\0'; /* as the full path: only API tokens have one */
-	else if (!util_uuid_valid(out->team_uuid))
-		return "Token has no valid team_uuid";
-	return NULL;
+	return claims_valid(out, 0, pol);
 }
 
 int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len,
