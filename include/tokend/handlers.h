@@ -45,6 +45,14 @@ struct handler_result {
 	handler_fn slow;
 };
 
+struct jwtsign_policy;
+
+/*
+ * The policy every route checks tokens with: now, and the configured
+ * leeway, issuer and audience.
+ */
+void handler_token_policy(const struct app *app, struct jwtsign_policy *pol);
+
 /*
  * The authentication step of every route marked auth: requires
  * "Authorization: Bearer <access token>" of an active, existing user (one

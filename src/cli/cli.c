@@ -81,13 +81,12 @@ int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **
 	return 1;
 }
 
-int cli_store_open(struct cli *cli, struct store **st, bool *fresh)
+int cli_store_open(struct cli *cli, struct store **st, bool *fresh, int *version)
 {
 	char err[512];
-	int version;
 
 	if (store_open(cli->cfg.database, cli->cfg.busy_timeout_ms, st, err, sizeof(err)) != 0 ||
-	    store_migrate(*st, &version, fresh, err, sizeof(err)) != 0) {
+	    store_migrate(*st, version, fresh, err, sizeof(err)) != 0) {
 		cli_err("%s", err);
 		store_close(st);
 		return 1;

@@ -34,8 +34,11 @@ bool cli_is_help(const char *arg);
 /* Prints "tokend: msg" to stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Opens and migrates the configured database; prints errors. */
-int cli_store_open(struct cli *cli, struct store **st, bool *fresh);
+/*
+ * Opens and migrates the configured database; prints errors. fresh and
+ * version (either may be NULL) are those of store_migrate().
+ */
+int cli_store_open(struct cli *cli, struct store **st, bool *fresh, int *version);
 
 /*
  * Reads a new password: one line from stdin with from_stdin, else prompts

@@ -54,7 +54,7 @@ static int key_retire(struct cli *cli, const char *kid, bool force)
 	int rc;
 
 	if (!force) {
-		if (cli_store_open(cli, &st, NULL) != 0)
+		if (cli_store_open(cli, &st, NULL, NULL) != 0)
 			return 1;
 		rc = store_key_in_use(st, kid, util_now(), cli->cfg.access_lifetime, &in_use);
 		store_close(&st);
@@ -156,7 +156,7 @@ int cli_purge(struct cli *cli, int argc, char **argv)
 		cli_err("purge: unexpected argument \"%s\"", argv[1]);
 		return EXIT_USAGE;
 	}
-	if (cli_store_open(cli, &st, NULL) != 0)
+	if (cli_store_open(cli, &st, NULL, NULL) != 0)
 		return 1;
 	do {
 		rc = store_purge(st, util_now(), cli->cfg.purge_batch, &n);

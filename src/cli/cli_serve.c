@@ -32,7 +32,8 @@ static const char serve_usage[] =
 	"  --threads N         HTTP threads (server.threads; 0 = one per CPU)\n"
 	"  --demo              on a brand-new database, create a demo user and team\n"
 	"                      and print their credentials once\n"
-	"  --check-config      validate the configuration and exit\n";
+	"  --check-config      validate the configuration, print every key's effective\n"
+	"                      value and exit\n";
 
 int cli_demo_create(struct cli *cli, struct store *st, char *password, size_t pwlen,
 		    char *team_uuid)
@@ -207,6 +208,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		}
 	}
 	if (check) {
+		/* The effective value of every key, after file, environment and flags. */
+		config_dump(&cli->cfg, stdout);
 		printf("configuration ok\n");
 		return 0;
 	}
@@ -220,7 +223,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 
 	memset(&app, 0, sizeof(app));
 	app.cfg = cli->cfg;
-	if (cli_store_open(cli, &st, &fresh) != 0)
+	if (cli_store_open(cli, &st, &fresh, NULL) != 0)
 		goto out;
 	if (jwtsign_keys_load(app.cfg.key_dir, app.cfg.algorithm, 1, &keys, err, sizeof(err)) !=
 		    0 ||
@@ -266,9 +269,7 @@ out:
 int cli_migrate(struct cli *cli, int argc, char **argv)
 {
 	struct store *st = NULL;
-	bool fresh;
-	char err[512];
-	int version;
+	int version = 0;
 
 	if (argc > 1) {
 		if (cli_is_help(argv[1])) {
@@ -280,12 +281,8 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
 		cli_err("migrate: unexpected argument \"%s\"", argv[1]);
 		return EXIT_USAGE;
 	}
-	if (store_open(cli->cfg.database, cli->cfg.busy_timeout_ms, &st, err, sizeof(err)) != 0 ||
-	    store_migrate(st, &version, &fresh, err, sizeof(err)) != 0) {
-		cli_err("%s", err);
-		store_close(&st);
+	if (cli_store_open(cli, &st, NULL, &version) != 0)
 		return 1;
-	}
 	printf("database %s at schema version %d\n", cli->cfg.database, version);
 	store_close(&st);
 	return 0;

@@ -101,7 +101,7 @@ int cli_team(struct cli *cli, int argc, char **argv)
 		cli_err("invalid team name: 1-150 bytes of UTF-8 without control characters");
 		return 1;
 	}
-	if (cli_store_open(cli, &st, NULL) != 0)
+	if (cli_store_open(cli, &st, NULL, NULL) != 0)
 		return 1;
 	if (strcmp(cmd, "add") == 0) {
 		err = store_team_add(st, args[0], uuid);

@@ -150,7 +150,7 @@ int cli_user(struct cli *cli, int argc, char **argv)
 			name);
 		return 1;
 	}
-	if (cli_store_open(cli, &st, NULL) != 0)
+	if (cli_store_open(cli, &st, NULL, NULL) != 0)
 		return 1;
 	if (strcmp(cmd, "list") == 0) {
 		rc = store_user_list(st, print_user, NULL) == 0 ? 0 : 1;

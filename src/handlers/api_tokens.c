@@ -290,8 +290,7 @@ static void collect(const json_t *body, const char *name, bool uuids, json_t *se
 int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
-	struct jwtsign_policy pol = {.now = util_now(), .leeway = app->cfg.leeway,
-				     .issuer = app->cfg.issuer, .audience = app->cfg.audience};
+	struct jwtsign_policy pol;
 	json_t *errors = NULL, *ids = NULL, *toks = NULL;
 	const char **jtis = NULL;
 	char (*found)[UUID_STR_LEN] = NULL;
@@ -301,6 +300,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	long deleted = 0;
 	int rc;
 
+	handler_token_policy(app, &pol);
 	rc = team_check(ctx, res);
 	if (rc == 0)
 		rc = body_require_object(ctx->body, &res->body);

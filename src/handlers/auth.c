@@ -39,21 +39,25 @@ static int refuse(struct handler_result *res, const char *body)
 	return res->text ? TOKEND_EAUTH : TOKEND_ENOMEM;
 }
 
+void handler_token_policy(const struct app *app, struct jwtsign_policy *pol)
+{
+	pol->now = util_now();
+	pol->leeway = app->cfg.leeway;
+	pol->issuer = app->cfg.issuer;
+	pol->audience = app->cfg.audience;
+}
+
 int handler_authenticate(struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
 	const char *h = ctx->authorization;
-	struct jwtsign_policy pol = {
-		.now = util_now(),
-		.leeway = app->cfg.leeway,
-		.issuer = app->cfg.issuer,
-		.audience = app->cfg.audience,
-	};
+	struct jwtsign_policy pol;
 	struct jwtsign_token t;
 	struct store_user u;
 	const char *tok;
 	int rc;
 
+	handler_token_policy(app, &pol);
 	if (h == NULL || h[0] == '\0')
 		return refuse(res, body_not_provided);
 	/* Exactly "Bearer" SP <one value>: the scheme is case-sensitive as in simplejwt. */

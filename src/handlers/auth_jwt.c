@@ -217,21 +217,10 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	return 0;
 }
 
-static struct jwtsign_policy policy_of(const struct app *app)
-{
-	struct jwtsign_policy p = {
-		.now = util_now(),
-		.leeway = app->cfg.leeway,
-		.issuer = app->cfg.issuer,
-		.audience = app->cfg.audience,
-	};
-	return p;
-}
-
 int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
-	struct jwtsign_policy pol = policy_of(app);
+	struct jwtsign_policy pol;
 	struct jwtsign_token t;
 	struct store_refresh next, replay;
 	enum store_rotation outcome;
@@ -239,6 +228,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	size_t len;
 	int rc;
 
+	handler_token_policy(app, &pol);
 	rc = token_field(ctx, res, "refresh", &tok, &len);
 	if (rc != 0)
 		return rc;
@@ -278,13 +268,14 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
-	struct jwtsign_policy pol = policy_of(app);
+	struct jwtsign_policy pol;
 	struct jwtsign_token t;
 	const char *tok;
 	size_t len;
 	bool live = true;
 	int rc;
 
+	handler_token_policy(app, &pol);
 	rc = token_field(ctx, res, "token", &tok, &len);
 	if (rc != 0)
 		return rc;

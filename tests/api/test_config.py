@@ -237,3 +237,43 @@ def test_small_limits_from_env(factory):
     assert body.get("detail", "").startswith("JSON parse error - "), f"depth 5 > 4: {body}"
     expect_json(srv.request("GET", "/nope", headers={"X-Big": "b" * 3000}), 431, "max_header = 2048")
     expect_json(srv.request("GET", "/nope", headers={"X-Small": "b" * 1000}), 404, "1 KB header, limit 2048")
+
+
+# ---------------------------------------------------------------- effective values
+
+def dumped(res):
+    """The `section.key = value` lines --check-config prints, as a dict."""
+    return dict(re.match(r"^([a-z_]+\.[a-z0-9_]+) = (.*)$", ln).groups()
+                for ln in res.out.splitlines() if " = " in ln)
+
+
+def test_check_config_prints_effective_values(factory, tmp_path):
+    cfg = write(tmp_path, "[server]\nthreads = 2\nmax_body = 1000\n")
+    res = check_config(factory(), cfg, env={"TOKEND_SERVER_THREADS": "3"})
+    assert res.rc == 0, res
+    values = dumped(res)
+    assert values["server.threads"] == "3", "the environment wins over the file"
+    assert values["server.max_body"] == "1000", "the file wins over the defaults"
+    assert values["database.path"], "every key is printed"
+    assert res.out.rstrip().endswith("configuration ok"), res
+
+
+def test_every_key_is_documented_in_the_repo_config(factory):
+    """config/tokend.conf documents each key of the option table with its
+    default: the keys --check-config prints with no file are the table."""
+    values = dumped(check_config(factory(), env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": None}))
+    doc = {}
+    section = None
+    for ln in (REPO / "config" / "tokend.conf").read_text().splitlines():
+        m = re.match(r"^\[([^\]]+)\]$", ln.strip())
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^([a-z0-9_]+)\s*=\s*(.*?)\s*$", ln.strip())
+        if m and section:
+            doc[f"{section}.{m.group(1)}"] = m.group(2)
+    ignored = {"database.path", "keys.dir"}  # the test fixture overrides these
+    for key, value in values.items():
+        assert key in doc, f"config/tokend.conf does not document {key}"
+        if key not in ignored:
+            assert doc[key] == value, f"{key}: documented {doc[key]!r}, default {value!r}"
