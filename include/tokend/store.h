@@ -46,6 +46,16 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 void store_close(struct store **st);
 
 /*
+ * A read snapshot on this thread's connection: the lookups up to
+ * store_read_end() share one SQLite read transaction (one read lock, taken
+ * at the first lookup) instead of one each. Writes go through their own
+ * connection and are not part of it, so a lookup inside the snapshot does
+ * not see a write made after it began, even by the same thread.
+ */
+int store_read_begin(struct store *st);
+void store_read_end(struct store *st);
+
+/*
  * Applies the migrations of sql/ newer than the database's user_version, in
  * order, each in its own transaction. *version (if not NULL) gets the
  * version now in force and *fresh whether the database had no schema before.
@@ -156,6 +166,14 @@ struct store_api_token {
  * BEGIN IMMEDIATE transaction, so concurrent issues never exceed the cap.
  */
 int store_api_token_add(struct store *st, const struct store_api_token *t, long cap);
+
+/*
+ * *member = team_uuid exists and user_uuid belongs to it, and *version is
+ * the version of user's tokens in that team: bumped by every change to
+ * them, by any process (0 = never had one). One indexed lookup.
+ */
+int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
+			    bool *member, int64_t *version);
 
 /* Calls fn for each unexpired token of user in team, newest first. */
 int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,

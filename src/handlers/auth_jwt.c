@@ -61,15 +61,16 @@ out:
 }
 
 /* Describes a new refresh token of user, signed by the current key. */
-static void new_refresh(const struct app *app, const char *user_uuid, struct store_refresh *r)
+static int new_refresh(const struct app *app, const char *user_uuid, struct store_refresh *r)
 {
 	memset(r, 0, sizeof(*r));
-	util_uuid_new(r->jti);
-	util_uuid_new(r->access_jti);
+	if (util_uuid_new(r->jti) != 0 || util_uuid_new(r->access_jti) != 0)
+		return TOKEND_ECRYPTO;
 	memcpy(r->user_uuid, user_uuid, UUID_STR_LEN);
 	jwtsign_signing_kid(app->keys, r->kid);
 	r->issued_at = util_now();
 	r->expires_at = r->issued_at + app->cfg.refresh_lifetime;
+	return 0;
 }
 
 /* Mints a new pair for a login and records its refresh token. */
@@ -78,7 +79,9 @@ static int issue_pair(const struct app *app, const char *user_uuid, json_t **out
 	struct store_refresh r;
 	int rc;
 
-	new_refresh(app, user_uuid, &r);
+	rc = new_refresh(app, user_uuid, &r);
+	if (rc != 0)
+		return rc;
 	/* A login starts a refresh family named by its first refresh jti. */
 	memcpy(r.family, r.jti, UUID_STR_LEN);
 	rc = mint_pair(app, &r, out);
@@ -235,7 +238,9 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0 ||
 	    strcmp(t.token_type, "refresh") != 0)
 		return token_not_valid(res);
-	new_refresh(app, t.user_id, &next);
+	rc = new_refresh(app, t.user_id, &next);
+	if (rc != 0)
+		return rc;
 	next.issued_at = pol.now;
 	next.expires_at = pol.now + app->cfg.refresh_lifetime;
 	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,

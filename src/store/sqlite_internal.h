@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -16,6 +17,7 @@
 
 enum stmt_id {
 	S_BEGIN,
+	S_READ_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
 	S_USER_ADD,
@@ -49,6 +51,7 @@ enum stmt_id {
 	S_API_DELETE,
 	S_API_LIVE,
 	S_API_PURGE,
+	S_API_VERSION,
 	S_COUNT
 };
 
@@ -73,6 +76,18 @@ struct store {
 	 * no other writer in the process its page cache stays warm (a commit
 	 * by another connection would empty it). Not in conns. */
 	struct conn *writer;
+	/* Checkpoints (store_sqlite.c, checkpoint_due): copies run on the
+	 * checkpointer thread outside write_lock; the rare pass that lets the
+	 * WAL start over runs under it. */
+	atomic_int wal_frames;      /* the WAL's size after the last commit */
+	int ckpt_mark;              /* wal_frames at the last copy (write_lock) */
+	atomic_bool ckpt_running;   /* a copy is under way */
+	pthread_mutex_t ckpt_lock;  /* guards ckpt_wanted and ckpt_stop */
+	pthread_cond_t ckpt_cond;
+	bool ckpt_wanted, ckpt_stop;
+	bool ckpt_started;          /* the thread runs (write_lock) */
+	pthread_t ckpt_thread;
+	struct conn *checkpointer;  /* the thread's connection */
 };
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */

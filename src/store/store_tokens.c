@@ -264,6 +264,30 @@ out:
 	return store_db_end(c, rc);
 }
 
+int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
+			    bool *member, int64_t *version)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_VERSION) : NULL;
+	int rc;
+
+	*member = false;
+	*version = 0;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, team_uuid);
+	store_db_bind_text(s, 2, user_uuid);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*member = true;
+		*version = sqlite3_column_int64(s, 0);
+	}
+	store_db_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(c, "api version");
+	return 0;
+}
+
 int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
 			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
 			 void *arg)

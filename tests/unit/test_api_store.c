@@ -3,7 +3,7 @@
  * This suite tests the API-token part of include/tokend/store.h against a
  * temporary SQLite file (the cap, listing, lookup by digest, deletion and
  * liveness), the store calls bearer authentication relies on
- * (store_team_is_member, store_user_get_by_uuid), and util_time_parse_rfc3339,
+ * (store_team_is_member, store_user_get_by_uuid), the listing version, and util_time_parse_rfc3339,
  * which reads the expires_at of an issue request.
  */
 #include <check.h>
@@ -532,6 +532,43 @@ START_TEST(team_is_member)
 }
 END_TEST
 
+/* The listing version: membership, and a bump on every change of that pair only. */
+START_TEST(token_version)
+{
+	struct world w;
+	struct store_api_token t, other;
+	int64_t now = util_now(), v0, v1, v2, vb;
+	bool member = true;
+	long deleted = 0;
+	const char *jti;
+
+	make_world(&w);
+	ck_assert_int_eq(store_api_token_version(st, w.blue, w.bob, &member, &vb), 0);
+	ck_assert(!member); /* bob is not in Blue */
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v0), 0);
+	ck_assert(member);
+	ck_assert_int_eq(v0, 0); /* never had a token */
+
+	token_of(&t, w.alice, w.red, now, now + 3600, "a");
+	ck_assert_int_eq(store_api_token_add(st, &t, 10), 0);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v1), 0);
+	ck_assert_int_gt(v1, v0);
+
+	/* another pair's change leaves this one alone */
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.bob, &member, &vb), 0);
+	token_of(&other, w.bob, w.red, now, now + 3600, "b");
+	ck_assert_int_eq(store_api_token_add(st, &other, 10), 0);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v2), 0);
+	ck_assert_int_eq(v2, v1);
+
+	jti = t.jti;
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, now, &jti, 1, &deleted), 0);
+	ck_assert_int_eq(deleted, 1);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v2), 0);
+	ck_assert_int_gt(v2, v1);
+}
+END_TEST
+
 START_TEST(user_get_by_uuid)
 {
 	struct world w;
@@ -670,6 +707,7 @@ static Suite *api_store_suite(void)
 	tcase_add_test(tc, live);
 	tcase_add_test(tc, live_after_delete_only_that_one);
 	tcase_add_test(tc, team_is_member);
+	tcase_add_test(tc, token_version);
 	tcase_add_test(tc, user_get_by_uuid);
 	suite_add_tcase(s, tc);
 
