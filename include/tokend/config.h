@@ -28,6 +28,7 @@ struct config {
 	/* [log] */
 	char log_level[16];            /* debug | info | warn | error */
 	long access_log;               /* 1 = one line per request */
+	long access_log_flush_ms;      /* buffered lines wait at most this; 0 = unbuffered */
 	/* [database] */
 	char database[CONFIG_STR_MAX]; /* SQLite file path */
 	long busy_timeout_ms;          /* SQLite busy_timeout */

@@ -33,4 +33,15 @@ void log_msg(enum log_level level, const char *fmt, ...)
 void log_access(const char *remote, const char *method, const char *path,
 		unsigned status, uint64_t micros, uint64_t bytes);
 
+/*
+ * From now on access lines gather in a buffer per thread (up to PIPE_BUF
+ * bytes of whole lines) written when full and every ms milliseconds by a
+ * flusher thread; ms <= 0 keeps one write per line. Returns 0, or -1 when
+ * the thread cannot start (lines are then written one by one).
+ */
+int log_access_buffer_start(long ms);
+
+/* Stops the flusher and writes every buffered line; lines are then written one by one. */
+void log_access_buffer_stop(void);
+
 #endif

@@ -238,6 +238,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	}
 	app.store = st;
 	app.keys = keys;
+	if (app.cfg.access_log && log_access_buffer_start(app.cfg.access_log_flush_ms) != 0)
+		log_warn("access log: no flusher thread; writing each line at once");
 	if (server_start(&app, &srv, &port, err, sizeof(err)) != 0) {
 		cli_err("%s", err);
 		goto out;
@@ -257,9 +259,11 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	wait_for_stop(&set, keys);
 	sweeper_stop(&sweeper);
 	server_stop(&srv, SHUTDOWN_GRACE_MS);
+	log_access_buffer_stop();
 	log_info("stopped");
 	rc = 0;
 out:
+	log_access_buffer_stop();
 	OPENSSL_cleanse(password, sizeof(password));
 	jwtsign_keys_free(&keys);
 	store_close(&st);

@@ -56,6 +56,7 @@ static const struct option_def options[] = {
 	INT("server", "max_string", max_string, 1, 1L << 20, "4096"),
 	TYPED("log", "level", OPT_LEVEL, log_level, "info"),
 	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true"},
+	INT("log", "access_log_flush_ms", access_log_flush_ms, 0, 60000, "100"),
 	STR("database", "path", database, "var/tokend.db"),
 	INT("database", "busy_timeout_ms", busy_timeout_ms, 0, 600000, "5000"),
 	STR("keys", "dir", key_dir, "var/keys"),

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from conftest import (LOGIN, build_request, expect_detail, expect_json, expect_parse_error,
                       expect_tokens, raw_one)
@@ -197,6 +198,45 @@ def test_access_log_records_login_status(srv, alice):
     time.sleep(0.3)
     lines = [ln for ln in srv.err_lines if "POST" in ln and "/api/auth/jwt/" in ln and " 201" in ln]
     assert lines, "no access-log line with POST /api/auth/jwt/ 201 on stderr:\n" + srv.tail()
+
+
+def _access_lines(srv, needle):
+    return [ln for ln in list(srv.err_lines) if " access " in ln and needle in ln]
+
+
+@pytest.mark.parametrize("flush_ms", [0, 100])
+def test_access_log_lines_arrive_within_the_flush_interval(factory, flush_ms):
+    """Buffered (the default, 100 ms) or not (0), a line shows up promptly."""
+    inst, srv = factory.server(env={"TOKEND_LOG_ACCESS_LOG_FLUSH_MS": flush_ms},
+                               label=f"flush {flush_ms} ms")
+    path = f"/nope-{uuid.uuid4().hex}"
+    expect_json(srv.request("GET", path), 404)
+    lines = _log_lines_for(srv, path, timeout=2.0)
+    assert len(lines) == 1, f"flush {flush_ms} ms: want one line for {path} within 2 s, got {lines!r}"
+
+
+def test_access_log_buffer_loses_no_line_at_shutdown(factory):
+    """With an hour-long flush interval, lines still reach stderr when a
+    thread's buffer fills, and every one of them at SIGTERM."""
+    inst, srv = factory.server(env={"TOKEND_LOG_ACCESS_LOG_FLUSH_MS": 60000},
+                               label="flush 60 s")
+    marker = uuid.uuid4().hex
+    n = 300
+    with requests.Session() as s:
+        for i in range(n):
+            assert s.get(srv.url(f"/nope-{marker}-{i}")).status_code == 404
+    time.sleep(0.3)
+    before = len(_access_lines(srv, marker))
+    # ~110-byte lines, 4 KiB buffers: all but the last buffer's worth per thread
+    assert before >= n // 2, f"only {before} of {n} lines written before shutdown: full buffers must be written"
+    assert before < n, "every line was written at once: the buffer is not in use"
+    assert srv.stop() == 0
+    lines = _access_lines(srv, marker)
+    got = sorted(int(ln.split(f"{marker}-", 1)[1].split()[0]) for ln in lines)
+    assert got == list(range(n)), (
+        f"after SIGTERM want each of the {n} lines exactly once; missing "
+        f"{sorted(set(range(n)) - set(got))[:10]}, duplicates {len(got) - len(set(got))}")
+    assert all(ln.startswith("20") and ln.endswith("B") for ln in lines), "a line was cut or mixed"
 
 
 def test_access_log_never_contains_secrets(srv, alice):
