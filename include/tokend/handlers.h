@@ -25,7 +25,7 @@ struct handler_ctx {
 	const json_t *body;          /* decoded body; an empty object when none */
 	const char *authorization;   /* the header, or NULL; never log it */
 	const char *remote;          /* client address, for logs */
-	char user_uuid[37];          /* set by handler_authenticate() on auth routes */
+	char user_uuid[37];          /* set by handler_authenticated() on auth routes */
 };
 
 struct handler_result;
@@ -54,12 +54,13 @@ struct jwtsign_policy;
 void handler_token_policy(const struct app *app, struct jwtsign_policy *pol);
 
 /*
- * The authentication step of every route marked auth: requires
- * "Authorization: Bearer <access token>" of an active, existing user (one
- * store lookup) and sets ctx->user_uuid; otherwise fills the 401 body of
- * API.md's table and returns TOKEND_EAUTH.
+ * Runs fn, the handler of a route marked auth, for an authenticated caller:
+ * requires "Authorization: Bearer <access token>" of an active, existing
+ * user (one store lookup), sets ctx->user_uuid and calls fn, the user check
+ * and fn's lookups in one store read snapshot (store_read_begin). Otherwise
+ * fills the 401 body of API.md's table and returns TOKEND_EAUTH.
  */
-int handler_authenticate(struct handler_ctx *ctx, struct handler_result *res);
+int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn);
 
 /* POST /api/auth/jwt/ — obtain a pair; the password hash is slow work. */
 int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res);

@@ -89,6 +89,9 @@ int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *a
  */
 int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen);
 
+/* Counts reloads: what was minted with an older count may have changed. */
+unsigned jwtsign_keys_generation(const struct jwtsign_keys *keys);
+
 /* Frees the keys (wiping secrets) and clears *keys; accepts NULL. */
 void jwtsign_keys_free(struct jwtsign_keys **keys);
 

@@ -500,9 +500,15 @@ int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen)
 	old = keys->set;
 	keys->set = set;
 	memcpy(keys->current_kid, set->keys[set->current].kid, sizeof(keys->current_kid));
+	atomic_fetch_add(&keys->generation, 1);
 	pthread_rwlock_unlock(&keys->lock);
 	keys_set_free(old);
 	return 0;
+}
+
+unsigned jwtsign_keys_generation(const struct jwtsign_keys *keys)
+{
+	return atomic_load(&keys->generation);
 }
 
 void jwtsign_keys_free(struct jwtsign_keys **keys)

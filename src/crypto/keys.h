@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "tokend/jwtsign.h"
@@ -43,6 +44,7 @@ struct jwtsign_keys {
 	char current_kid[JWTSIGN_KID_LEN + 1];
 	char iss_json[300]; /* the "iss" claim as a JSON string literal, or "" */
 	char aud_json[300]; /* the "aud" claim as a JSON string literal, or "" */
+	atomic_uint generation; /* reloads so far */
 };
 
 /* Names of enum key_alg. */

@@ -2,15 +2,17 @@
 /*
  * This module implements the /api/openapi/token/{team_uuid}/ routes: list,
  * issue and delete per-team API tokens. The caller is authenticated before
- * these run (handler_authenticate); each checks team membership itself. A
+ * these run (handler_authenticated); each checks team membership itself. A
  * token is stored as a SHA-256 digest plus the claims needed to mint it
  * again, never as its string: the list re-mints each token with the key
  * that signed it, byte-identical for HS256 and RS256.
  */
 #include <openssl/sha.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/list_cache.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/err.h"
@@ -46,12 +48,6 @@ static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
 	return 0;
 }
 
-/*
- * Appends the wire form of a stored token to b. issued is the string just
- * minted, or NULL to mint it again from the stored claims (the list).
- * Built as text: listing is the hot path, and every value but the name is
- * made of characters JSON needs no escape for.
- */
 /* The claims of a stored token, to mint it (again) with the key that signed it. */
 static struct jwtsign_claims claims_of(const struct store_api_token *t)
 {
@@ -68,6 +64,12 @@ static struct jwtsign_claims claims_of(const struct store_api_token *t)
 	return c;
 }
 
+/*
+ * Appends the wire form of a stored token to b. issued is the string just
+ * minted, or NULL to mint it again from the stored claims (the list).
+ * Built as text: listing is the hot path, and every value but the name is
+ * made of characters JSON needs no escape for.
+ */
 static int token_json(const struct app *app, const struct store_api_token *t,
 		      const char *issued, struct util_buf *b)
 {
@@ -105,6 +107,7 @@ struct list_ctx {
 	const struct app *app;
 	struct util_buf *b;
 	size_t count;
+	int64_t valid_until; /* the earliest expiry listed */
 	int rc;
 };
 
@@ -126,21 +129,48 @@ static int list_one(const struct store_api_token *t, void *arg)
 		lc->rc = rc;
 		return 1;
 	}
+	if (t->expires_at < lc->valid_until)
+		lc->valid_until = t->expires_at;
 	lc->count++;
 	return 0;
 }
 
+/*
+ * The listing: from this thread's cache (list_cache.h) while the store's
+ * version of the caller's tokens in the team, the keys and every listed
+ * expiry say it is still what a fresh listing would be. The version is
+ * read before the tokens, so a change in between only makes the kept
+ * copy look older than it is.
+ */
 int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result *res)
 {
+	const struct app *app = ctx->app;
+	const char *team = ctx->params[0];
 	struct util_buf b = {0};
-	struct list_ctx lc = {.app = ctx->app, .b = &b};
-	int rc = team_check(ctx, res);
+	struct list_ctx lc = {.app = app, .b = &b, .valid_until = INT64_MAX};
+	struct list_cache_key key = {.user_uuid = ctx->user_uuid, .team_uuid = team};
+	int64_t now = util_now();
+	bool member = false;
+	int rc;
 
+	if (!util_uuid_valid(team)) {
+		res->body = json_pack("{s:s}", "detail", "Not found.");
+		return TOKEND_ENOTFOUND;
+	}
+	key.keys_gen = jwtsign_keys_generation(app->keys);
+	rc = store_api_token_version(app->store, team, ctx->user_uuid, &member, &key.version);
 	if (rc != 0)
 		return rc;
+	if (!member) {
+		res->body = json_pack("{s:s}", "detail", forbidden);
+		return TOKEND_EFORBIDDEN;
+	}
+	res->no_store = true;
+	res->text = list_cache_get(&key, now);
+	if (res->text != NULL)
+		return 0;
 	util_buf_puts(&b, "{\"tokens\":[");
-	rc = store_api_token_list(ctx->app->store, ctx->user_uuid, ctx->params[0], util_now(),
-				  list_one, &lc);
+	rc = store_api_token_list(app->store, ctx->user_uuid, team, now, list_one, &lc);
 	if (rc == 0)
 		rc = lc.rc;
 	util_buf_puts(&b, "]}");
@@ -150,8 +180,8 @@ int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result
 		free(b.p);
 		return rc;
 	}
+	list_cache_put(&key, lc.valid_until, b.p, b.len);
 	res->text = b.p;
-	res->no_store = true;
 	return 0;
 }
 
@@ -218,7 +248,8 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 		return TOKEND_EINVAL;
 	}
 	json_decref(errors);
-	util_uuid_new(t.jti);
+	if (util_uuid_new(t.jti) != 0)
+		return TOKEND_ECRYPTO;
 	memcpy(t.user_uuid, ctx->user_uuid, UUID_STR_LEN);
 	memcpy(t.team_uuid, ctx->params[0], UUID_STR_LEN);
 	jwtsign_signing_kid(app->keys, t.kid);

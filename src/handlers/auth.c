@@ -47,13 +47,28 @@ void handler_token_policy(const struct app *app, struct jwtsign_policy *pol)
 	pol->audience = app->cfg.audience;
 }
 
-int handler_authenticate(struct handler_ctx *ctx, struct handler_result *res)
+/* The user of a valid access token must exist and be active. */
+static int user_check(struct handler_ctx *ctx, struct handler_result *res, const char *uuid)
+{
+	struct store_user u;
+	int rc = store_user_get_by_uuid(ctx->app->store, uuid, &u);
+
+	if (rc == TOKEND_ENOTFOUND)
+		return refuse(res, body_not_found);
+	if (rc != 0)
+		return rc;
+	if (!u.is_active)
+		return refuse(res, body_inactive);
+	memcpy(ctx->user_uuid, uuid, UUID_STR_LEN);
+	return 0;
+}
+
+int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn)
 {
 	const struct app *app = ctx->app;
 	const char *h = ctx->authorization;
 	struct jwtsign_policy pol;
 	struct jwtsign_token t;
-	struct store_user u;
 	const char *tok;
 	int rc;
 
@@ -68,13 +83,13 @@ int handler_authenticate(struct handler_ctx *ctx, struct handler_result *res)
 		return refuse(res, body_invalid);
 	if (strcmp(t.token_type, "access") != 0)
 		return refuse(res, body_wrong_type);
-	rc = store_user_get_by_uuid(app->store, t.user_id, &u);
-	if (rc == TOKEND_ENOTFOUND)
-		return refuse(res, body_not_found);
+	/* The user check and the route's lookups read one snapshot. */
+	rc = store_read_begin(app->store);
 	if (rc != 0)
 		return rc;
-	if (!u.is_active)
-		return refuse(res, body_inactive);
-	memcpy(ctx->user_uuid, t.user_id, UUID_STR_LEN);
-	return 0;
+	rc = user_check(ctx, res, t.user_id);
+	if (rc == 0)
+		rc = fn(ctx, res);
+	store_read_end(app->store);
+	return rc;
 }

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the per-thread cache of API-token listings (see
+ * list_cache.h): a direct-mapped table of LIST_CACHE_SLOTS entries hung off
+ * a pthread key, freed when its thread ends.
+ */
+#include "handlers/list_cache.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokend/util.h"
+
+struct slot {
+	char user[UUID_STR_LEN];
+	char team[UUID_STR_LEN];
+	int64_t version;
+	unsigned keys_gen;
+	int64_t valid_until;
+	char *body; /* NULL: empty slot */
+	size_t len;
+};
+
+struct cache {
+	struct slot slots[LIST_CACHE_SLOTS];
+};
+
+static pthread_key_t cache_key;
+static bool cache_key_ok;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p)
+{
+	struct cache *c = p;
+
+	for (size_t i = 0; i < LIST_CACHE_SLOTS; i++)
+		free(c->slots[i].body);
+	free(c);
+}
+
+static void cache_key_init(void)
+{
+	cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0;
+}
+
+/* This thread's cache; created when create is set; NULL if none. */
+static struct cache *this_cache(bool create)
+{
+	struct cache *c;
+
+	pthread_once(&cache_once, cache_key_init);
+	if (!cache_key_ok)
+		return NULL;
+	c = pthread_getspecific(cache_key);
+	if (c == NULL && create) {
+		c = calloc(1, sizeof(*c));
+		if (c != NULL && pthread_setspecific(cache_key, c) != 0) {
+			free(c);
+			c = NULL;
+		}
+	}
+	return c;
+}
+
+/* The slot of (user, team): FNV-1a over both. */
+static struct slot *slot_of(struct cache *c, const struct list_cache_key *k)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = k->user_uuid; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (const char *p = k->team_uuid; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &c->slots[h % LIST_CACHE_SLOTS];
+}
+
+char *list_cache_get(const struct list_cache_key *k, int64_t now)
+{
+	struct cache *c = this_cache(false);
+	struct slot *s;
+	char *copy;
+
+	if (c == NULL)
+		return NULL;
+	s = slot_of(c, k);
+	if (s->body == NULL || s->version != k->version || s->keys_gen != k->keys_gen ||
+	    now >= s->valid_until || strcmp(s->user, k->user_uuid) != 0 ||
+	    strcmp(s->team, k->team_uuid) != 0)
+		return NULL;
+	copy = malloc(s->len + 1);
+	if (copy != NULL)
+		memcpy(copy, s->body, s->len + 1);
+	return copy;
+}
+
+void list_cache_put(const struct list_cache_key *k, int64_t valid_until, const char *body,
+		    size_t len)
+{
+	struct cache *c;
+	struct slot *s;
+
+	if (len > LIST_CACHE_MAX_BODY || strlen(k->user_uuid) >= UUID_STR_LEN ||
+	    strlen(k->team_uuid) >= UUID_STR_LEN)
+		return;
+	c = this_cache(true);
+	if (c == NULL)
+		return;
+	s = slot_of(c, k);
+	free(s->body);
+	s->body = malloc(len + 1);
+	if (s->body == NULL)
+		return;
+	memcpy(s->body, body, len);
+	s->body[len] = '\0';
+	s->len = len;
+	memcpy(s->user, k->user_uuid, strlen(k->user_uuid) + 1);
+	memcpy(s->team, k->team_uuid, strlen(k->team_uuid) + 1);
+	s->version = k->version;
+	s->keys_gen = k->keys_gen;
+	s->valid_until = valid_until;
+}
