@@ -49,8 +49,9 @@ void store_close(struct store **st);
  * A read snapshot on this thread's connection: the lookups up to
  * store_read_end() share one SQLite read transaction (one read lock, taken
  * at the first lookup) instead of one each. Writes go through their own
- * connection and are not part of it, so a lookup inside the snapshot does
- * not see a write made after it began, even by the same thread.
+ * connection: a write transaction (store_db_begin) ends the thread's
+ * snapshot first, and lookups after it read outside any snapshot, seeing
+ * the write. store_read_end() after that is harmless.
  */
 int store_read_begin(struct store *st);
 void store_read_end(struct store *st);

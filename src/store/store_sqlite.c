@@ -308,8 +308,13 @@ static void checkpoint_due(struct store *st)
 	if (frames < st->ckpt_mark + CKPT_FRAMES || atomic_load(&st->ckpt_running))
 		return;
 	if (frames >= CKPT_RESTART_FRAMES || !checkpointer_start(st)) {
+		/*
+		 * If a reader still holds an old snapshot, the WAL cannot start
+		 * over yet: the next try is CKPT_FRAMES later, not at the very
+		 * next commit (each try costs the writers ~5 ms).
+		 */
 		checkpoint(st->writer);
-		st->ckpt_mark = 0;
+		st->ckpt_mark = frames;
 		return;
 	}
 	st->ckpt_mark = frames;
@@ -326,6 +331,13 @@ int store_db_begin(struct store *st, struct conn **out)
 	sqlite3_stmt *s;
 	int rc;
 
+	/*
+	 * A read snapshot this thread holds ends here: held while the thread
+	 * waits for the lock and writes, it would keep the WAL from starting
+	 * over (every writer would hold one), and the thread's lookups after
+	 * its own write see that write.
+	 */
+	store_read_end(st);
 	pthread_mutex_lock(&st->write_lock);
 	if (st->writer == NULL) {
 		if (conn_open(st, &st->writer, false, err, sizeof(err)) != 0) {
@@ -373,7 +385,8 @@ int store_read_begin(struct store *st)
 
 void store_read_end(struct store *st)
 {
-	struct conn *c = store_db_conn(st);
+	/* Not store_db_conn(): a thread without a connection has no snapshot. */
+	struct conn *c = pthread_getspecific(st->key);
 	sqlite3_stmt *s;
 
 	if (c == NULL || sqlite3_get_autocommit(c->db))
