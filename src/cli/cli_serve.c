@@ -29,7 +29,7 @@ static const char serve_usage[] =
 	"\n"
 	"  --listen ADDR:PORT  address to serve (server.listen, default 127.0.0.1:8000;\n"
 	"                      port 0 picks a free one, printed at start)\n"
-	"  --threads N         HTTP threads (server.threads; 0 = one per CPU)\n"
+	"  --threads N         HTTP threads (server.threads; 0 = two per CPU)\n"
 	"  --demo              on a brand-new database, create a demo user and team\n"
 	"                      and print their credentials once\n"
 	"  --check-config      validate the configuration, print every key's effective\n"

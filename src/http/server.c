@@ -384,7 +384,10 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	 * shutdown does not wait for it (server_stop). */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	long threads = cfg->threads > 0 ? cfg->threads : util_ncpus();
+	/* Two HTTP threads per CPU by default: while one waits a moment
+	 * (SQLite's locks, the write lock, a futex hand-off) the other uses the
+	 * core; docs/performance.md has the figures. */
+	long threads = cfg->threads > 0 ? cfg->threads : 2 * util_ncpus();
 	long workers = cfg->hash_workers > 0 ? cfg->hash_workers : util_ncpus();
 	const union MHD_DaemonInfo *di;
 	sigset_t all, old;

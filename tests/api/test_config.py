@@ -1,6 +1,8 @@
 """Configuration: INI file, TOKEND_<SECTION>_<KEY> environment overrides,
 flags, `serve --check-config`, and start-up errors (exit 2, file:line)."""
 
+import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -277,3 +279,29 @@ def test_every_key_is_documented_in_the_repo_config(factory):
         assert key in doc, f"config/tokend.conf does not document {key}"
         if key not in ignored:
             assert doc[key] == value, f"{key}: documented {doc[key]!r}, default {value!r}"
+
+
+# ---------------------------------------------------------------- HTTP threads
+
+def http_threads(srv):
+    """libmicrohttpd's threads of the running server: MHD-worker in a pool,
+    MHD-single when there is one."""
+    tasks = pathlib.Path(f"/proc/{srv.proc.pid}/task")
+    return sum(1 for t in tasks.iterdir()
+               if (t / "comm").read_text().startswith(("MHD-worker", "MHD-single")))
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("3", 3),
+    ("0", 2 * os.sysconf("SC_NPROCESSORS_ONLN")),  # the default: two per CPU
+])
+def test_server_threads_sets_the_http_thread_pool(factory, value, expected):
+    inst = factory()
+    srv = inst.start(env={"TOKEND_SERVER_THREADS": value})
+    assert http_threads(srv) == expected
+    assert srv.post("/api/auth/jwt/verify/", data={"token": "x"}).status_code == 401
+
+
+def test_threads_flag_sets_the_http_thread_pool(factory):
+    srv = factory().start(serve_args=["--threads", "1"])
+    assert http_threads(srv) == 1
