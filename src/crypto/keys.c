@@ -121,6 +121,9 @@ out:
 	return rc;
 }
 
+/* Serial numbers of HS256 keys (see struct key). */
+static atomic_ullong key_serials = 1;
+
 EVP_MAC_CTX *keys_hmac_new(const unsigned char *key, size_t len)
 {
 	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
@@ -175,6 +178,7 @@ static int key_read(int dirfd, const char *name, enum key_alg alg, struct key *k
 			goto out;
 		}
 		k->mac = keys_hmac_new(k->secret, k->secret_len);
+		k->serial = atomic_fetch_add(&key_serials, 1);
 		if (k->mac == NULL) {
 			snprintf(errbuf, errlen, "%s: cannot key HMAC-SHA256", name);
 			rc = TOKEND_ECRYPTO;

@@ -21,7 +21,8 @@ struct key {
 	unsigned char secret[JWTSIGN_HS_KEY_BYTES]; /* HS256 */
 	size_t secret_len;
 	EVP_PKEY *pkey; /* RS256 / ES256, parsed once */
-	EVP_MAC_CTX *mac; /* HS256: HMAC-SHA256 keyed once; duplicated per use */
+	EVP_MAC_CTX *mac; /* HS256: HMAC-SHA256 keyed once; copied per thread */
+	unsigned long long serial; /* unique in the process: names mac's copies */
 	time_t mtime;
 	/* base64url of the exact header tokend mints with this key: a token
 	 * whose first part is these bytes needs no header parsing. */

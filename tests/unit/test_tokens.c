@@ -1445,6 +1445,39 @@ START_TEST(reload_picks_up_rotation_and_retirement)
 }
 END_TEST
 
+/*
+ * The same kid with a new secret (the file rewritten, then a reload): this
+ * thread's kept HMAC context of the old secret is not used for the new one.
+ */
+START_TEST(reload_new_secret_same_kid)
+{
+	static const char secret[] =
+		"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\n";
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL};
+	char p[512], err[256] = "";
+	char *old_tok = NULL, *new_tok = NULL;
+	FILE *f;
+
+	c.iat = t_now;
+	c.exp = t_now + 300;
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &old_tok), 0);
+	ck_assert_int_eq(check(old_tok, NULL), 0); /* the thread keeps this key's context */
+	key_path(p, sizeof p, hs_kid, "HS256");
+	f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(secret, f);
+	fclose(f);
+	ck_assert_int_eq(jwtsign_keys_reload(keys, err, sizeof err), 0);
+	ck_assert_str_eq(jwtsign_current_kid(keys), hs_kid);
+	ck_assert_int_eq(check(old_tok, NULL), TOKEND_EAUTH);
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &new_tok), 0);
+	ck_assert_str_ne(old_tok, new_tok);
+	ck_assert_int_eq(check(new_tok, NULL), 0);
+	free(old_tok);
+	free(new_tok);
+}
+END_TEST
+
 START_TEST(reload_failure_keeps_old_set)
 {
 	char p[512], err[256] = "";
@@ -1510,6 +1543,7 @@ static Suite *tokens_suite(void)
 	tcase_add_test(tc, retire_rules);
 	tcase_add_test(tc, rotate_bad_alg);
 	tcase_add_test(tc, reload_picks_up_rotation_and_retirement);
+	tcase_add_test(tc, reload_new_secret_same_kid);
 	tcase_add_test(tc, reload_failure_keeps_old_set);
 	suite_add_tcase(s, tc);
 	return s;
