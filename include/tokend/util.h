@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This header gathers the small helpers every module uses: base64url,
- * CSPRNG bytes, UUIDs and RFC 3339 times.
+ * CSPRNG bytes, UUIDs, RFC 3339 times and per-thread objects.
  */
 #ifndef TOKEND_UTIL_H
 #define TOKEND_UTIL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,5 +81,26 @@ void util_buf_json_string(struct util_buf *b, const char *s);
 
 /* Number of online CPUs, at least 1. */
 long util_ncpus(void);
+
+/*
+ * A per-thread object: each thread that asks gets its own zeroed block of
+ * size bytes, made on first use and handed to release (which frees it)
+ * when the thread ends. Declare one statically with UTIL_TLS_INIT.
+ */
+struct util_tls {
+	pthread_mutex_t lock; /* guards the key's creation */
+	atomic_int state;     /* 0: no key yet, 1: key made, -1: failed */
+	pthread_key_t key;
+	size_t size;
+	void (*release)(void *);
+};
+#define UTIL_TLS_INIT(size_, release_) \
+	{ PTHREAD_MUTEX_INITIALIZER, 0, 0, (size_), (release_) }
+
+/* This thread's object, or NULL if it has none yet (or no key can be made). */
+void *util_tls_get(struct util_tls *t);
+
+/* This thread's object, made (zeroed) if it has none; NULL on failure. */
+void *util_tls_make(struct util_tls *t);
 
 #endif

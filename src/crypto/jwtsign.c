@@ -19,13 +19,13 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "crypto/keys.h"
 #include "tokend/err.h"
+#include "tokend/util.h"
 
 #define SEG_MAX JWTSIGN_MAX_TOKEN /* decoded part never exceeds the token */
 #define ES256_SIG 64
@@ -94,10 +94,6 @@ struct hmac_copy {
 	EVP_MAC_CTX *ctx;
 };
 
-static pthread_key_t hmac_tls;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-static bool hmac_tls_ok;
-
 static void hmac_copy_free(void *p)
 {
 	struct hmac_copy *c = p;
@@ -106,27 +102,15 @@ static void hmac_copy_free(void *p)
 	free(c);
 }
 
-static void hmac_tls_init(void)
-{
-	hmac_tls_ok = pthread_key_create(&hmac_tls, hmac_copy_free) == 0;
-}
+static struct util_tls hmac_copies = UTIL_TLS_INIT(sizeof(struct hmac_copy), hmac_copy_free);
 
 /* This thread's context for k, ready for EVP_MAC_update; NULL on failure. */
 static EVP_MAC_CTX *hmac_ctx(const struct key *k)
 {
-	struct hmac_copy *c;
+	struct hmac_copy *c = util_tls_make(&hmac_copies);
 
-	pthread_once(&hmac_once, hmac_tls_init);
-	if (!hmac_tls_ok)
+	if (c == NULL)
 		return NULL;
-	c = pthread_getspecific(hmac_tls);
-	if (c == NULL) {
-		c = calloc(1, sizeof(*c));
-		if (c == NULL || pthread_setspecific(hmac_tls, c) != 0) {
-			free(c);
-			return NULL;
-		}
-	}
 	if (c->ctx != NULL && c->serial == k->serial)
 		return EVP_MAC_init(c->ctx, NULL, 0, NULL) == 1 ? c->ctx : NULL;
 	EVP_MAC_CTX_free(c->ctx);

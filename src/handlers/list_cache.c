@@ -2,11 +2,10 @@
 /*
  * This module implements the per-thread cache of API-token listings (see
  * list_cache.h): a direct-mapped table of LIST_CACHE_SLOTS entries hung off
- * a pthread key, freed when its thread ends.
+ * a per-thread object (util_tls), freed when its thread ends.
  */
 #include "handlers/list_cache.h"
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +26,6 @@ struct cache {
 	struct slot slots[LIST_CACHE_SLOTS];
 };
 
-static pthread_key_t cache_key;
-static bool cache_key_ok;
-static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
-
 static void cache_free(void *p)
 {
 	struct cache *c = p;
@@ -40,29 +35,7 @@ static void cache_free(void *p)
 	free(c);
 }
 
-static void cache_key_init(void)
-{
-	cache_key_ok = pthread_key_create(&cache_key, cache_free) == 0;
-}
-
-/* This thread's cache; created when create is set; NULL if none. */
-static struct cache *this_cache(bool create)
-{
-	struct cache *c;
-
-	pthread_once(&cache_once, cache_key_init);
-	if (!cache_key_ok)
-		return NULL;
-	c = pthread_getspecific(cache_key);
-	if (c == NULL && create) {
-		c = calloc(1, sizeof(*c));
-		if (c != NULL && pthread_setspecific(cache_key, c) != 0) {
-			free(c);
-			c = NULL;
-		}
-	}
-	return c;
-}
+static struct util_tls caches = UTIL_TLS_INIT(sizeof(struct cache), cache_free);
 
 /* The slot of (user, team): FNV-1a over both. */
 static struct slot *slot_of(struct cache *c, const struct list_cache_key *k)
@@ -78,7 +51,7 @@ static struct slot *slot_of(struct cache *c, const struct list_cache_key *k)
 
 char *list_cache_get(const struct list_cache_key *k, int64_t now)
 {
-	struct cache *c = this_cache(false);
+	struct cache *c = util_tls_get(&caches);
 	struct slot *s;
 	char *copy;
 
@@ -104,7 +77,7 @@ void list_cache_put(const struct list_cache_key *k, int64_t valid_until, const c
 	if (len > LIST_CACHE_MAX_BODY || strlen(k->user_uuid) >= UUID_STR_LEN ||
 	    strlen(k->team_uuid) >= UUID_STR_LEN)
 		return;
-	c = this_cache(true);
+	c = util_tls_make(&caches);
 	if (c == NULL)
 		return;
 	s = slot_of(c, k);

@@ -159,9 +159,6 @@ struct abuf {
 };
 
 static atomic_int buffering;
-static pthread_once_t abuf_once = PTHREAD_ONCE_INIT;
-static pthread_key_t abuf_key;
-static bool abuf_key_ok;
 static pthread_mutex_t abufs_lock = PTHREAD_MUTEX_INITIALIZER; /* guards abufs */
 static struct abuf *abufs;
 static pthread_mutex_t flusher_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -208,31 +205,20 @@ static void abuf_release(void *p)
 	free(b);
 }
 
-static void abuf_key_init(void)
-{
-	abuf_key_ok = pthread_key_create(&abuf_key, abuf_release) == 0;
-}
+static struct util_tls abuf_tls = UTIL_TLS_INIT(sizeof(struct abuf), abuf_release);
 
 /* This thread's buffer, made on first use; NULL if none can be. */
 static struct abuf *abuf_mine(void)
 {
-	struct abuf *b;
+	struct abuf *b = util_tls_get(&abuf_tls);
 
-	pthread_once(&abuf_once, abuf_key_init);
-	if (!abuf_key_ok)
-		return NULL;
-	b = pthread_getspecific(abuf_key);
 	if (b != NULL)
 		return b;
-	b = calloc(1, sizeof(*b));
+	b = util_tls_make(&abuf_tls);
 	if (b == NULL)
 		return NULL;
+	/* New and zeroed: not yet in abufs, so no other thread sees it. */
 	pthread_mutex_init(&b->lock, NULL);
-	if (pthread_setspecific(abuf_key, b) != 0) {
-		pthread_mutex_destroy(&b->lock);
-		free(b);
-		return NULL;
-	}
 	pthread_mutex_lock(&abufs_lock);
 	b->next = abufs;
 	abufs = b;

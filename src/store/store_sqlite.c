@@ -307,17 +307,16 @@ static void checkpoint_due(struct store *st)
 		st->ckpt_mark = 0; /* the WAL started over */
 	if (frames < st->ckpt_mark + CKPT_FRAMES || atomic_load(&st->ckpt_running))
 		return;
+	/*
+	 * The next pass is CKPT_FRAMES later, also after a pass under the lock
+	 * that could not let the WAL start over (a reader still held an old
+	 * snapshot): each such pass costs the writers ~5 ms.
+	 */
+	st->ckpt_mark = frames;
 	if (frames >= CKPT_RESTART_FRAMES || !checkpointer_start(st)) {
-		/*
-		 * If a reader still holds an old snapshot, the WAL cannot start
-		 * over yet: the next try is CKPT_FRAMES later, not at the very
-		 * next commit (each try costs the writers ~5 ms).
-		 */
 		checkpoint(st->writer);
-		st->ckpt_mark = frames;
 		return;
 	}
-	st->ckpt_mark = frames;
 	atomic_store(&st->ckpt_running, true);
 	pthread_mutex_lock(&st->ckpt_lock);
 	st->ckpt_wanted = true;

@@ -324,3 +324,39 @@ long util_ncpus(void)
 
 	return n > 0 ? n : 1;
 }
+
+/* Makes t's pthread key once; false if it cannot be made. */
+static bool tls_key(struct util_tls *t)
+{
+	int state = atomic_load_explicit(&t->state, memory_order_acquire);
+
+	if (state == 0) {
+		pthread_mutex_lock(&t->lock);
+		state = atomic_load(&t->state);
+		if (state == 0) {
+			state = pthread_key_create(&t->key, t->release) == 0 ? 1 : -1;
+			atomic_store_explicit(&t->state, state, memory_order_release);
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	return state > 0;
+}
+
+void *util_tls_get(struct util_tls *t)
+{
+	return tls_key(t) ? pthread_getspecific(t->key) : NULL;
+}
+
+void *util_tls_make(struct util_tls *t)
+{
+	void *p = util_tls_get(t);
+
+	if (p != NULL || !tls_key(t))
+		return p;
+	p = calloc(1, t->size);
+	if (p != NULL && pthread_setspecific(t->key, p) != 0) {
+		free(p);
+		p = NULL;
+	}
+	return p;
+}

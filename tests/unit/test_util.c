@@ -7,6 +7,8 @@
  */
 #include <check.h>
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -296,6 +298,59 @@ END_TEST
 
 /* ---- err.h -------------------------------------------------------------- */
 
+/* ---- per-thread objects ------------------------------------------------ */
+
+static atomic_int tls_released;
+
+static void tls_release(void *p)
+{
+	atomic_fetch_add(&tls_released, 1);
+	free(p);
+}
+
+static struct util_tls tls_test = UTIL_TLS_INIT(64, tls_release);
+
+static void *tls_thread(void *arg)
+{
+	unsigned char *p;
+
+	(void)arg;
+	if (util_tls_get(&tls_test) != NULL)
+		return NULL; /* a new thread has none yet */
+	p = util_tls_make(&tls_test);
+	if (p == NULL || util_tls_get(&tls_test) != p || util_tls_make(&tls_test) != p)
+		return NULL;
+	for (size_t i = 0; i < 64; i++)
+		if (p[i] != 0)
+			return NULL;
+	p[0] = 1; /* mark it: the main thread's object must not show this */
+	return p;
+}
+
+/* Each thread its own zeroed object, released when the thread ends. */
+START_TEST(tls_per_thread)
+{
+	pthread_t t[2];
+	void *got[2];
+	unsigned char *mine;
+
+	atomic_store(&tls_released, 0);
+	ck_assert_ptr_null(util_tls_get(&tls_test));
+	mine = util_tls_make(&tls_test);
+	ck_assert_ptr_nonnull(mine);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, tls_thread, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(pthread_join(t[i], &got[i]), 0);
+		ck_assert_ptr_nonnull(got[i]);
+		ck_assert_ptr_ne(got[i], mine);
+	}
+	ck_assert_int_eq(atomic_load(&tls_released), 2);
+	ck_assert_ptr_eq(util_tls_get(&tls_test), mine);
+	ck_assert_int_eq(mine[0], 0);
+}
+END_TEST
+
 START_TEST(strerror_never_null)
 {
 	for (int e = 1; e >= -40; e--) {
@@ -339,6 +394,7 @@ static Suite *util_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("err");
+	tcase_add_test(tc, tls_per_thread);
 	tcase_add_test(tc, strerror_never_null);
 	suite_add_tcase(s, tc);
 	return s;
