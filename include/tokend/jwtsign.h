@@ -36,6 +36,7 @@ struct jwtsign_claims {
 	int64_t iat;
 	int64_t exp;
 	const char *kid;        /* the key to sign with; NULL = the current one */
+	const char *sid;        /* access and refresh tokens: the session (refresh family) */
 };
 
 /* What a checked token says. */
@@ -45,6 +46,7 @@ struct jwtsign_token {
 	char jti[UUID_STR_LEN];
 	char user_id[UUID_STR_LEN];
 	char team_uuid[UUID_STR_LEN]; /* "" unless token_type is "api" */
+	char sid[UUID_STR_LEN];       /* "" for API tokens and tokens minted without one */
 	int64_t iat;
 	int64_t exp;
 };
@@ -134,7 +136,8 @@ int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c
  * a known kid whose algorithm equals the header's alg, a valid signature
  * (constant-time), exp required and not passed, nbf and iat not in the
  * future (both beyond the leeway), token_type one of ours, jti and user_id
- * UUIDs, team_uuid for API tokens, and iss/aud when the policy asks.
+ * UUIDs, team_uuid for API tokens, sid a UUID when present (kept for access
+ * and refresh tokens only), and iss/aud when the policy asks.
  * Returns 0 and fills out, or TOKEND_EAUTH; reason (if not NULL) gets a
  * short constant phrase for messages.
  */

@@ -49,7 +49,7 @@ static bool plain(const char *s)
 static size_t claims_text(const struct jwtsign_keys *ks, const struct jwtsign_claims *c,
 			  char *out, size_t cap)
 {
-	const char *strs[] = {c->jti, c->team_uuid, c->token_type, c->user_id};
+	const char *strs[] = {c->jti, c->sid, c->team_uuid, c->token_type, c->user_id};
 	size_t n = 0;
 	int w;
 
@@ -71,6 +71,8 @@ static size_t claims_text(const struct jwtsign_keys *ks, const struct jwtsign_cl
 		PUT(",\"iss\":%s", ks->iss_json);
 	if (c->jti)
 		PUT(",\"jti\":\"%s\"", c->jti);
+	if (c->sid)
+		PUT(",\"sid\":\"%s\"", c->sid);
 	if (c->team_uuid)
 		PUT(",\"team_uuid\":\"%s\"", c->team_uuid);
 	if (c->token_type)
@@ -335,6 +337,10 @@ static const char *claims_valid(struct jwtsign_token *out, int64_t nbf,
 		return "Token is not yet valid";
 	if (!util_uuid_valid(out->jti) || !util_uuid_valid(out->user_id))
 		return "Token has no valid jti or user_id";
+	if (out->sid[0] != '\0' && !util_uuid_valid(out->sid))
+		return "Token has no valid sid";
+	if (strcmp(out->token_type, "api") == 0)
+		out->sid[0] = '\0'; /* API tokens belong to no session */
 	if (strcmp(out->token_type, "api") != 0)
 		out->team_uuid[0] = '\0';
 	else if (!util_uuid_valid(out->team_uuid))
@@ -362,6 +368,10 @@ static const char *claims_check(const json_t *p, const struct jwtsign_policy *po
 		return "Token has no valid jti or user_id";
 	if (!copy_str(p, "team_uuid", out->team_uuid, sizeof(out->team_uuid)))
 		out->team_uuid[0] = '\0';
+	/* Optional (tokens minted before sessions have none), but never malformed. */
+	if (json_object_get(p, "sid") != NULL &&
+	    (!copy_str(p, "sid", out->sid, sizeof(out->sid)) || out->sid[0] == '\0'))
+		return "Token has no valid sid";
 	why = claims_valid(out, nbf, pol);
 	if (why != NULL)
 		return why;
@@ -440,7 +450,10 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 		return NULL;
 	if (!fast_str(payload, "\"team_uuid\":\"", out->team_uuid, sizeof(out->team_uuid)))
 		out->team_uuid[0] = '\0';
+	if (!fast_str(payload, "\"sid\":\"", out->sid, sizeof(out->sid)))
+		out->sid[0] = '\0';
 	c.token_type = out->token_type;
+	c.sid = out->sid[0] ? out->sid : NULL;
 	c.jti = out->jti;
 	c.user_id = out->user_id;
 	c.team_uuid = out->team_uuid[0] ? out->team_uuid : NULL;
