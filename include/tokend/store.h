@@ -70,8 +70,28 @@ int store_user_add(struct store *st, const char *username, const char *hash,
 int store_user_get_by_name(struct store *st, const char *username, struct store_user *out);
 /* By uuid; out->password is left empty (authentication needs no hash). */
 int store_user_get_by_uuid(struct store *st, const char *uuid, struct store_user *out);
+/* Replaces the hash only (a login's rehash): sessions stay. */
 int store_user_set_password(struct store *st, const char *uuid, const char *hash);
+/*
+ * An operator's password change, in one transaction: sets the hash and ends
+ * every session of the user (store_user_sessions_end). TOKEND_ENOTFOUND.
+ */
+int store_user_change_password(struct store *st, const char *uuid, const char *hash,
+			       int64_t now);
+/*
+ * Enables a user; disabling is store_user_disable(st, username, now, false),
+ * so no user is ever disabled with live sessions. TOKEND_ENOTFOUND.
+ */
 int store_user_set_active(struct store *st, const char *username, bool active);
+/*
+ * Disables a user in one transaction: is_active = 0, every session ended
+ * (they stay ended after an enable), and with delete_api_tokens every API
+ * token of the user in every team deleted. API tokens kept are refused while
+ * the user is disabled and work again after an enable. TOKEND_ENOTFOUND.
+ */
+int store_user_disable(struct store *st, const char *username, int64_t now,
+		       bool delete_api_tokens);
+/* Deletes the user; memberships, sessions and tokens go with it. */
 int store_user_delete(struct store *st, const char *username);
 int store_user_count(struct store *st, long *count);
 /* Calls fn for each user ordered by username; stops early if fn returns non-zero. */
@@ -86,6 +106,11 @@ int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void
 /* role is "member" or "admin"; re-adding updates the role. */
 int store_team_add_member(struct store *st, const char *team_ref, const char *username,
 			  const char *role);
+/*
+ * Removes the membership and deletes the user's API tokens in that team, in
+ * one transaction (a later add-member does not bring them back).
+ * TOKEND_ENOTFOUND when the team, the user or the membership is missing.
+ */
 int store_team_remove_member(struct store *st, const char *team_ref, const char *username);
 /* *member = team_uuid exists and user_uuid belongs to it (one indexed lookup). */
 int store_team_is_member(struct store *st, const char *team_uuid, const char *user_uuid,
@@ -103,16 +128,52 @@ struct store_refresh {
 };
 
 /*
- * A successful login, in one transaction: records the new refresh token r
- * as outstanding and sets the user's last_login to r->issued_at.
- * Errors: TOKEND_ENOTFOUND when the user vanished meanwhile, TOKEND_EDB.
+ * A successful login, in one transaction: sets the user's last_login to
+ * r->issued_at if the user is still active, starts session r->family
+ * (created_at r->issued_at) and records the new refresh token r as
+ * outstanding. Errors: TOKEND_ENOTFOUND when the user was disabled or
+ * deleted meanwhile (nothing is recorded: refuse the login), TOKEND_EDB.
  */
 int store_login_record(struct store *st, const struct store_refresh *r);
+
+/*
+ * Sessions. A session is one login: its refresh family, named by the family
+ * id, which the login's access and refresh tokens (and every pair rotated
+ * from them) carry as the "sid" claim. Ending a session revokes its refresh
+ * rows too; an ended session never comes back.
+ */
+enum store_session {
+	STORE_SESSION_LIVE,     /* recorded for that user, not ended, user active */
+	STORE_SESSION_ENDED,    /* not a session of that user, or ended */
+	STORE_SESSION_INACTIVE, /* the user is disabled */
+	STORE_SESSION_NO_USER,  /* no such user */
+};
+
+/* What session sid of user_uuid is now (one indexed lookup of each table). */
+int store_session_state(struct store *st, const char *sid, const char *user_uuid,
+			enum store_session *state);
+
+/* *live = store_session_state() says STORE_SESSION_LIVE. */
+int store_session_live(struct store *st, const char *sid, const char *user_uuid, bool *live);
+
+/*
+ * Ends session sid of user_uuid (a logout), in one transaction: revoked_at
+ * = now and its refresh rows revoked. *ended = it was live before.
+ */
+int store_session_end(struct store *st, const char *sid, const char *user_uuid, int64_t now,
+		      bool *ended);
+
+/*
+ * Ends every live session of user_uuid and revokes their refresh rows, in
+ * one transaction; *ended (if not NULL) counts the sessions ended.
+ */
+int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now,
+			    long *ended);
 
 enum store_rotation {
 	STORE_ROTATED,  /* old is blacklisted, next recorded */
 	STORE_REPLAYED, /* old was rotated within the grace window: *replay is its successor */
-	STORE_REUSED,   /* old was already used: its whole family is now revoked */
+	STORE_REUSED,   /* old was already used (or its session ended): the session is ended */
 	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
 	STORE_INACTIVE, /* the user is disabled: nothing changed */
 };
@@ -129,14 +190,19 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			 int64_t now, long grace, struct store_refresh *next,
 			 struct store_refresh *replay, enum store_rotation *outcome);
 
-/* *live = the refresh token jti is recorded, unused and not revoked (one indexed lookup). */
-int store_refresh_live(struct store *st, const char *jti, bool *live);
+/*
+ * *live = the refresh token jti is recorded for user_uuid, unused and not
+ * revoked, its session is live and the user active (one indexed lookup of
+ * each table).
+ */
+int store_refresh_live(struct store *st, const char *jti, const char *user_uuid, bool *live);
 
 /*
  * Deletes, in one transaction, at most limit refresh-token rows and at most
  * limit API-token rows that expired at or before `before` (outstanding and
  * blacklisted alike: an expired token fails its exp check anyway).
- * *deleted gets how many rows in all.
+ * *deleted gets how many rows in all. A session goes with its last refresh
+ * row (a trigger of sql/004_sessions.sql; not counted).
  */
 int store_purge(struct store *st, int64_t before, long limit, long *deleted);
 

@@ -26,8 +26,9 @@ static const char no_account[] = "No active account found with the given credent
 /*
  * Mints the refresh token r describes and its access token (jti
  * r->access_jti, issued with it) with key r->kid, into a {"refresh",
- * "access"} body. Minting is deterministic for HS256/RS256, so a replay
- * of the same row gives the same strings.
+ * "access"} body; both name their session (sid: the family). Minting is
+ * deterministic for HS256/RS256 and every claim comes from the row, so a
+ * replay of the same row gives the same strings.
  */
 static int mint_pair(const struct app *app, const struct store_refresh *r, json_t **out)
 {
@@ -35,6 +36,7 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 		.token_type = "refresh",
 		.jti = r->jti,
 		.user_id = r->user_uuid,
+		.sid = r->family,
 		.iat = r->issued_at,
 		.exp = r->expires_at,
 		.kid = r->kid,
@@ -156,7 +158,7 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 	if (rehash)
 		upgrade_hash(app, &user, pw, pwlen);
 	rc = issue_pair(app, user.uuid, &res->body);
-	if (rc == TOKEND_ENOTFOUND) { /* deleted while we hashed */
+	if (rc == TOKEND_ENOTFOUND) { /* disabled or deleted while we hashed */
 		res->body = json_pack("{s:s}", "detail", no_account);
 		rc = TOKEND_EAUTH;
 	}
@@ -270,6 +272,16 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	return rc;
 }
 
+/* *active = user uuid exists and is active. */
+static int user_active(const struct app *app, const char *uuid, bool *active)
+{
+	struct store_user u;
+	int rc = store_user_get_by_uuid(app->store, uuid, &u);
+
+	*active = rc == 0 && u.is_active;
+	return rc == TOKEND_ENOTFOUND ? 0 : rc;
+}
+
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
@@ -286,11 +298,21 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 		return rc;
 	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0)
 		return token_not_valid(res);
-	/* Access tokens are stateless; the others have one indexed row. */
+	/*
+	 * Every token is looked up: an access token by its session (and its
+	 * user), a refresh token by its row (and its session and user), an API
+	 * token by its row (and its user and membership). An access token
+	 * minted before sessions existed (no sid) lives out its few minutes
+	 * unless its user is disabled or deleted.
+	 */
 	if (strcmp(t.token_type, "refresh") == 0)
-		rc = store_refresh_live(app->store, t.jti, &live);
+		rc = store_refresh_live(app->store, t.jti, t.user_id, &live);
 	else if (strcmp(t.token_type, "api") == 0)
 		rc = store_api_token_live(app->store, t.jti, t.user_id, t.team_uuid, &live);
+	else if (t.sid[0] != '\0')
+		rc = store_session_live(app->store, t.sid, t.user_id, &live);
+	else
+		rc = user_active(app, t.user_id, &live);
 	if (rc != 0)
 		return rc;
 	if (!live)

@@ -52,6 +52,14 @@ enum stmt_id {
 	S_API_LIVE,
 	S_API_PURGE,
 	S_API_VERSION,
+	S_SESSION_ADD,
+	S_SESSION_STATE,
+	S_SESSION_END,
+	S_USER_SESSIONS_END,
+	S_USER_REFRESH_REVOKE,
+	S_USER_DISABLE,
+	S_API_DELETE_USER,
+	S_API_DELETE_MEMBER,
 	S_COUNT
 };
 
@@ -127,6 +135,17 @@ int store_db_end(struct conn *c, int rc);
  */
 int store_db_exists(struct store *st, enum stmt_id id, const char *const *params, int n,
 		    bool *found);
+
+/* The uuid of user username, on connection c; TOKEND_ENOTFOUND. */
+int store_db_user_uuid(struct conn *c, const char *username, char out[UUID_STR_LEN]);
+
+/*
+ * Ends session sid (all of them of user_uuid when sid is NULL) on c, inside
+ * the caller's write transaction: revoked_at = now, refresh rows revoked.
+ * *ended (if not NULL) counts the sessions that were live.
+ */
+int store_db_sessions_end(struct conn *c, const char *sid, const char *user_uuid, int64_t now,
+			  long *ended);
 
 /* Binds a NUL-terminated string that outlives the statement's step. */
 void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);

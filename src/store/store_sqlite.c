@@ -50,9 +50,12 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_USER_UUID_BY_NAME] = "SELECT uuid FROM users WHERE username = ?1",
 	[S_REFRESH_ADD] = "INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
 			  "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[S_REFRESH_GET] = "SELECT r.family, r.user_uuid, r.used_at, r.revoked, "
+	/* A family without a live session row counts as revoked. */
+	[S_REFRESH_GET] = "SELECT r.family, r.user_uuid, r.used_at, "
+			  "r.revoked OR s.id IS NULL OR s.revoked_at IS NOT NULL, "
 			  "coalesce(r.replaced_by, ''), u.is_active "
 			  "FROM refresh_tokens r JOIN users u ON u.uuid = r.user_uuid "
+			  "LEFT JOIN sessions s ON s.id = r.family "
 			  "WHERE r.jti = ?1",
 	[S_REFRESH_ROW] = "SELECT jti, family, user_uuid, kid, access_jti, issued_at, expires_at "
 			  "FROM refresh_tokens WHERE jti = ?1 AND used_at IS NULL AND revoked = 0",
@@ -60,8 +63,11 @@ static const char *const stmt_sql[S_COUNT] = {
 			  "WHERE jti = ?1 AND used_at IS NULL",
 	[S_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
 			     "used_at = coalesce(used_at, ?2) WHERE family = ?1",
-	[S_REFRESH_LIVE] = "SELECT 1 FROM refresh_tokens "
-			   "WHERE jti = ?1 AND used_at IS NULL AND revoked = 0",
+	[S_REFRESH_LIVE] = "SELECT 1 FROM refresh_tokens r "
+			   "JOIN sessions s ON s.id = r.family AND s.revoked_at IS NULL "
+			   "JOIN users u ON u.uuid = r.user_uuid AND u.is_active = 1 "
+			   "WHERE r.jti = ?1 AND r.user_uuid = ?2 "
+			   "AND r.used_at IS NULL AND r.revoked = 0",
 	[S_REFRESH_PURGE] = "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM "
 			    "refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_KEY_IN_USE] = "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE kid = ?1 AND "
@@ -92,7 +98,24 @@ static const char *const stmt_sql[S_COUNT] = {
 		       "JOIN team_members m ON m.team_uuid = a.team_uuid "
 		       "AND m.user_uuid = a.user_uuid "
 		       "WHERE a.jti = ?1 AND a.user_uuid = ?2 AND a.team_uuid = ?3",
-	[S_LOGIN_TOUCH] = "UPDATE users SET last_login = ?2 WHERE uuid = ?1",
+	/* 0 rows: the user was disabled or deleted while the login hashed. */
+	[S_LOGIN_TOUCH] = "UPDATE users SET last_login = ?2 WHERE uuid = ?1 AND is_active = 1",
+	[S_SESSION_ADD] = "INSERT INTO sessions (id, user_uuid, created_at) VALUES (?1, ?2, ?3)",
+	/* No row: no such user. Else is_active, and whether the session is live. */
+	[S_SESSION_STATE] = "SELECT u.is_active, EXISTS (SELECT 1 FROM sessions s "
+			    "WHERE s.id = ?1 AND s.user_uuid = u.uuid AND s.revoked_at IS NULL) "
+			    "FROM users u WHERE u.uuid = ?2",
+	[S_SESSION_END] = "UPDATE sessions SET revoked_at = ?3 "
+			  "WHERE id = ?1 AND user_uuid = ?2 AND revoked_at IS NULL",
+	[S_USER_SESSIONS_END] = "UPDATE sessions SET revoked_at = ?2 "
+				"WHERE user_uuid = ?1 AND revoked_at IS NULL",
+	/* By the user's sessions: refresh_tokens has no index on user_uuid. */
+	[S_USER_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
+				  "used_at = coalesce(used_at, ?2) WHERE revoked = 0 AND family IN "
+				  "(SELECT id FROM sessions WHERE user_uuid = ?1)",
+	[S_USER_DISABLE] = "UPDATE users SET is_active = 0 WHERE uuid = ?1",
+	[S_API_DELETE_USER] = "DELETE FROM api_tokens WHERE user_uuid = ?1",
+	[S_API_DELETE_MEMBER] = "DELETE FROM api_tokens WHERE user_uuid = ?2 AND team_uuid = ?1",
 };
 
 static void conn_free(struct conn *c)
@@ -669,9 +692,13 @@ int store_user_set_password(struct store *st, const char *uuid, const char *hash
 
 int store_user_set_active(struct store *st, const char *username, bool active)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
+	struct conn *c;
+	sqlite3_stmt *s;
 
+	if (!active) /* never without ending the sessions */
+		return store_user_disable(st, username, util_now(), false);
+	c = store_db_conn(st);
+	s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
 	if (s == NULL)
 		return TOKEND_EDB;
 	store_db_bind_text(s, 1, username);
@@ -794,7 +821,7 @@ int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void
 	return rc == SQLITE_DONE ? 0 : store_db_error(c, "team list");
 }
 
-static int user_uuid_by_name(struct conn *c, const char *username, char out[UUID_STR_LEN])
+int store_db_user_uuid(struct conn *c, const char *username, char out[UUID_STR_LEN])
 {
 	sqlite3_stmt *s = store_db_stmt(c, S_USER_UUID_BY_NAME);
 	int rc;
@@ -826,7 +853,7 @@ static int member_change(struct store *st, const char *team_ref, const char *use
 		return rc;
 	rc = store_team_get(st, team_ref, &team);
 	if (rc == 0)
-		rc = user_uuid_by_name(c, username, user);
+		rc = store_db_user_uuid(c, username, user);
 	if (rc == 0) {
 		s = store_db_stmt(c, id);
 		if (s == NULL) {
@@ -838,6 +865,17 @@ static int member_change(struct store *st, const char *team_ref, const char *use
 				store_db_bind_text(s, 3, role);
 			rc = role ? store_db_exec(c, s, "member add")
 				  : store_db_exec_changes(c, s, "member remove");
+		}
+	}
+	/* Leaving a team deletes the tokens for it, as leaving a GitHub organisation. */
+	if (rc == 0 && role == NULL) {
+		s = store_db_stmt(c, S_API_DELETE_MEMBER);
+		if (s == NULL) {
+			rc = TOKEND_EDB;
+		} else {
+			store_db_bind_text(s, 1, team.uuid);
+			store_db_bind_text(s, 2, user);
+			rc = store_db_exec(c, s, "member tokens delete");
 		}
 	}
 	return store_db_end(c, rc);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the token half of store.h on SQLite: refresh
- * tokens (login, rotation with reuse detection, liveness, purge) and API
+ * tokens (login with its session, rotation with reuse detection, liveness,
+ * purge) and API
  * tokens (cap-checked insert, list, digest lookup, delete, liveness).
  * Read-then-write work runs in BEGIN IMMEDIATE transactions, so concurrent
  * rotations and issues serialise (../shared/PITFALLS.md: a deferred BEGIN
@@ -44,7 +45,19 @@ int store_login_record(struct store *st, const struct store_refresh *r)
 	}
 	store_db_bind_text(s, 1, r->user_uuid);
 	sqlite3_bind_int64(s, 2, r->issued_at);
+	/* Refused unless the user is still active: the hash took its time. */
 	rc = store_db_exec_changes(c, s, "login touch");
+	if (rc != 0)
+		goto out;
+	s = store_db_stmt(c, S_SESSION_ADD);
+	if (s == NULL) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	store_db_bind_text(s, 1, r->family);
+	store_db_bind_text(s, 2, r->user_uuid);
+	sqlite3_bind_int64(s, 3, r->issued_at);
+	rc = store_db_exec(c, s, "session add");
 	if (rc == 0)
 		rc = refresh_insert(c, r);
 out:
@@ -74,17 +87,6 @@ static int refresh_row(struct conn *c, const char *jti, struct store_refresh *ou
 	if (rc == SQLITE_ROW)
 		return 0;
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "refresh row");
-}
-
-static int family_revoke(struct conn *c, const char *family, int64_t now)
-{
-	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_REVOKE);
-
-	if (s == NULL)
-		return TOKEND_EDB;
-	store_db_bind_text(s, 1, family);
-	sqlite3_bind_int64(s, 2, now);
-	return store_db_exec(c, s, "family revoke");
 }
 
 int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
@@ -140,8 +142,8 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			*outcome = STORE_REPLAYED;
 			goto out;
 		}
-		/* Theft: whoever holds the family's live token loses it too. */
-		rc = family_revoke(c, next->family, now);
+		/* Theft: whoever holds the session's live tokens loses them too. */
+		rc = store_db_sessions_end(c, next->family, owner, now, NULL);
 		if (rc == 0)
 			*outcome = STORE_REUSED;
 		goto out;
@@ -163,9 +165,11 @@ out:
 	return store_db_end(c, rc);
 }
 
-int store_refresh_live(struct store *st, const char *jti, bool *live)
+int store_refresh_live(struct store *st, const char *jti, const char *user_uuid, bool *live)
 {
-	return store_db_exists(st, S_REFRESH_LIVE, &jti, 1, live);
+	const char *params[] = {jti, user_uuid};
+
+	return store_db_exists(st, S_REFRESH_LIVE, params, 2, live);
 }
 
 int store_purge(struct store *st, int64_t before, long limit, long *deleted)

@@ -207,8 +207,14 @@ def test_inactive_user(env):
     h = {"Authorization": f"Bearer {access}"}
     env.inst.cli_ok("user", "disable", name)
     assert_all_routes_401(env, h, INACTIVE, "disabled user")
+    # the disable ended the session (issue 10): its token stays refused,
+    # a new login works
     env.inst.cli_ok("user", "enable", name)
-    assert_all_routes_ok(env, h, "user enabled again")
+    assert_all_routes_401(env, h, INVALID, "old session of a user enabled again")
+    r = env.srv.login(name, pw)
+    assert r.status_code == 201, r.text
+    assert_all_routes_ok(env, {"Authorization": f"Bearer {r.json()['access']}"},
+                         "new login of a user enabled again")
 
 
 def test_deleted_user(env):

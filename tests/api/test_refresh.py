@@ -314,15 +314,18 @@ def test_field_errors_form(d):
 # ---------------------------------------------------------------- users
 
 def test_disabled_user_cannot_refresh(d):
-    pair, name, _ = d.fresh_pair("dis")
+    name, pw, _ = d.user("dis")
+    pair = d.login(name, pw)
     d.inst.cli_ok("user", "disable", name)
     r = refresh(d.srv, pair["refresh"])
     body = expect_json(r, 401, "refresh of a disabled user")
     assert body == NO_ACTIVE, body
     assert r.headers.get("WWW-Authenticate") == WWW_AUTH
-    # nothing changed: after enabling, the same token rotates
+    # the disable ended the session: enabling does not bring it back
+    # (issue 10; test_revocation.py has the rest)
     d.inst.cli_ok("user", "enable", name)
-    expect_tokens(refresh(d.srv, pair["refresh"]), "refresh after re-enable")
+    expect_invalid(refresh(d.srv, pair["refresh"]), "refresh after re-enable")
+    expect_tokens(d.srv.login(name, pw), "a new login after re-enable")
 
 
 def test_deleted_user_cannot_refresh(d):

@@ -415,12 +415,12 @@ START_TEST(login_record)
 	ck_assert_int_eq(store_user_get_by_name(st, "alice", &u), 0);
 	ck_assert_int_ge(u.last_login, now - 1);
 	ck_assert_int_le(u.last_login, util_now() + 1);
-	ck_assert_int_eq(store_refresh_live(st, r.jti, &live), 0);
+	ck_assert_int_eq(store_refresh_live(st, r.jti, uuid, &live), 0);
 	ck_assert(live);
 
 	refresh_of(&r, "00000000-0000-4000-8000-000000000000", now);
 	ck_assert_int_eq(store_login_record(st, &r), TOKEND_ENOTFOUND);
-	ck_assert_int_eq(store_refresh_live(st, r.jti, &live), 0);
+	ck_assert_int_eq(store_refresh_live(st, r.jti, r.user_uuid, &live), 0);
 	ck_assert(!live);
 }
 END_TEST

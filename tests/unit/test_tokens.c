@@ -93,12 +93,14 @@ static void login(struct store_refresh *r, const char *user, const char *kid, in
 	ck_assert_int_eq(store_login_record(st, r), 0);
 }
 
+/* Live for its owner, whichever of the two users that is. */
 static bool live(const char *jti)
 {
-	bool l = true;
+	bool a = true, b = true;
 
-	ck_assert_int_eq(store_refresh_live(st, jti, &l), 0);
-	return l;
+	ck_assert_int_eq(store_refresh_live(st, jti, alice, &a), 0);
+	ck_assert_int_eq(store_refresh_live(st, jti, bob, &b), 0);
+	return a || b;
 }
 
 static enum store_rotation rotate(const char *old, const char *user, int64_t now, long grace,
@@ -297,12 +299,14 @@ START_TEST(rotate_inactive)
 	ck_assert_int_eq(store_user_set_active(st, "alice", false), 0);
 	row_of(&next, alice, "k1", now, 3600);
 	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_INACTIVE);
-	ck_assert(live(r0.jti)); /* nothing changed */
+	ck_assert(!live(r0.jti)); /* the session ended with the disable */
 	ck_assert(!live(next.jti));
 	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_INACTIVE);
+	/* an enable does not bring the session back */
 	ck_assert_int_eq(store_user_set_active(st, "alice", true), 0);
-	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_ROTATED);
-	ck_assert(live(next.jti));
+	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_REUSED);
+	ck_assert(!live(next.jti));
+	ck_assert(!live(r0.jti));
 }
 END_TEST
 
@@ -483,6 +487,11 @@ static int64_t t_now;
 #define JTI "123e4567-e89b-42d3-a456-426614174000"
 #define UID "00000000-1111-4222-8333-444444444444"
 #define TEAM "99999999-1111-4222-8333-444444444444"
+#define SID "77777777-1111-4222-8333-444444444444"
+/* The canonical form (sorted keys, no spaces) with a sid, as tokend mints it. */
+#define P_SID(sid)                                                                  \
+	"{\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\",\"sid\":" sid              \
+	",\"token_type\":\"access\",\"user_id\":\"" UID "\"}"
 
 static size_t read_file(const char *p, char *buf, size_t cap)
 {
@@ -801,6 +810,15 @@ static const struct bad_case bad_cases[] = {
 	{"dup exp same", H, P_(",\"exp\":{EXP}"), K_HS},
 	{"dup token_type", H, P_(",\"token_type\":\"access\""), K_HS},
 	{"dup user_id", H, P_(",\"user_id\":\"" UID "\""), K_HS},
+	{"sid not a uuid", H, P_(",\"sid\":\"abc\""), K_HS},
+	{"sid not a uuid, canonical form", H, P_SID("\"abc\""), K_HS},
+	{"sid upper case, canonical form", H, P_SID("\"77777777-1111-4222-8333-44444444444A\""),
+	 K_HS},
+	{"sid number", H, P_(",\"sid\":1"), K_HS},
+	{"sid null", H, P_(",\"sid\":null"), K_HS},
+	{"sid empty", H, P_(",\"sid\":\"\""), K_HS},
+	{"sid empty, canonical form", H, P_SID("\"\""), K_HS},
+	{"dup sid", H, P_(",\"sid\":\"" SID "\",\"sid\":\"" JTI "\""), K_HS},
 	{"other key", H, P, K_OTHER},
 	{"no signature", H, P, K_NOSIG},
 	{"exp missing", H,
@@ -910,6 +928,81 @@ START_TEST(check_control_accepted)
 	ck_assert_int_eq(check(tok, &out), 0);
 	ck_assert_str_eq(out.token_type, "api");
 	ck_assert_str_eq(out.team_uuid, TEAM);
+	free(tok);
+}
+END_TEST
+
+/* The payload of token tok, NUL-terminated, into out. */
+static void payload_of(const char *tok, char *out, size_t cap)
+{
+	const char *p = strchr(tok, '.') + 1;
+	const char *q = strchr(p, '.');
+	size_t n = 0;
+
+	ck_assert_int_eq(util_b64url_decode(p, (size_t)(q - p), (unsigned char *)out, cap - 1, &n),
+			 0);
+	out[n] = '\0';
+}
+
+/* sid: minted in its sorted place, read back by both paths, optional. */
+START_TEST(check_sid)
+{
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_token out;
+	char payload[1024], want[1024];
+	char *tok = NULL;
+
+	c.iat = t_now;
+	c.exp = t_now + 300;
+	c.sid = SID;
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), 0);
+	payload_of(tok, payload, sizeof payload);
+	snprintf(want, sizeof want,
+		 "{\"exp\":%lld,\"iat\":%lld,\"jti\":\"" JTI "\",\"sid\":\"" SID
+		 "\",\"token_type\":\"access\",\"user_id\":\"" UID "\"}",
+		 (long long)c.exp, (long long)c.iat);
+	ck_assert_str_eq(payload, want);
+	memset(&out, 0x5a, sizeof out);
+	ck_assert_int_eq(check(tok, &out), 0); /* the fast path */
+	ck_assert_str_eq(out.sid, SID);
+	ck_assert_str_eq(out.jti, JTI);
+	free(tok);
+
+	tok = craft(H, P_SID("\"" SID "\""), K_HS);
+	ck_assert_int_eq(check(tok, &out), 0);
+	ck_assert_str_eq(out.sid, SID);
+	free(tok);
+
+	/* the full path: another key order, spaces */
+	tok = craft(H, "{\"sid\": \"" SID "\", " "\"token_type\":\"refresh\",\"exp\":{EXP},"
+		    "\"iat\":{NOW},\"jti\":\"" JTI "\",\"user_id\":\"" UID "\"}", K_HS);
+	ck_assert_int_eq(check(tok, &out), 0);
+	ck_assert_str_eq(out.sid, SID);
+	ck_assert_str_eq(out.token_type, "refresh");
+	free(tok);
+
+	/* without one (minted before sessions): accepted, sid "" */
+	memset(&out, 0x5a, sizeof out);
+	tok = craft(H, P, K_HS);
+	ck_assert_int_eq(check(tok, &out), 0);
+	ck_assert_str_eq(out.sid, "");
+	free(tok);
+
+	/* an API token belongs to no session, whatever it says */
+	tok = craft(H,
+		    "{\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\",\"sid\":\"" SID
+		    "\",\"team_uuid\":\"" TEAM "\",\"token_type\":\"api\",\"user_id\":\"" UID "\"}",
+		    K_HS);
+	ck_assert_int_eq(check(tok, &out), 0);
+	ck_assert_str_eq(out.sid, "");
+	ck_assert_str_eq(out.team_uuid, TEAM);
+	free(tok);
+
+	/* with iss/aud configured (the full path always) */
+	ck_assert_int_eq(jwtsign_set_issuer(keys, "https://auth.example", "api"), 0);
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), 0);
+	ck_assert_int_eq(check(tok, &out), 0);
+	ck_assert_str_eq(out.sid, SID);
 	free(tok);
 }
 END_TEST
@@ -1179,7 +1272,7 @@ START_TEST(check_iss_aud)
 {
 	struct jwtsign_policy pol = {.now = t_now, .issuer = "https://auth.example",
 				     .audience = "api"};
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
 	char *tok = NULL;
 
 	c.iat = t_now;
@@ -1239,7 +1332,7 @@ static char *header_kid_alg(const char *tok, char *alg, size_t algcap)
 
 START_TEST(mint_with_each_kid)
 {
-	struct jwtsign_claims c = {"refresh", JTI, UID, NULL, 0, 0, NULL};
+	struct jwtsign_claims c = {"refresh", JTI, UID, NULL, 0, 0, NULL, NULL};
 	const char *kids[] = {hs_kid, rs_kid, es_kid, NULL};
 	const char *algs[] = {"HS256", "RS256", "ES256"};
 	struct jwtsign_token out;
@@ -1414,7 +1507,7 @@ END_TEST
 
 START_TEST(reload_picks_up_rotation_and_retirement)
 {
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
 	char newkid[JWTSIGN_KID_LEN + 1], signing[JWTSIGN_KID_LEN + 1], err[256] = "";
 	char *old_tok = NULL, *new_tok = NULL, alg[16];
 
@@ -1453,7 +1546,7 @@ START_TEST(reload_new_secret_same_kid)
 {
 	static const char secret[] =
 		"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\n";
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
 	char p[512], err[256] = "";
 	char *old_tok = NULL, *new_tok = NULL;
 	FILE *f;
@@ -1483,7 +1576,7 @@ START_TEST(reload_failure_keeps_old_set)
 	char p[512], err[256] = "";
 	FILE *f;
 	char *tok = NULL;
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
 
 	c.iat = t_now;
 	c.exp = t_now + 300;
@@ -1532,6 +1625,7 @@ static Suite *tokens_suite(void)
 	tcase_add_test(tc, check_len_is_honoured);
 	tcase_add_test(tc, check_leeway);
 	tcase_add_test(tc, check_iss_aud);
+	tcase_add_test(tc, check_sid);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("keys");
