@@ -17,7 +17,8 @@ static const char team_usage[] =
 	"  add NAME                                  create a team (prints its uuid)\n"
 	"  list                                      list teams: uuid, name, members\n"
 	"  add-member TEAM USER [--role member|admin]  add USER to TEAM (or change role)\n"
-	"  remove-member TEAM USER                   remove USER from TEAM\n"
+	"  remove-member TEAM USER                   remove USER from TEAM and delete\n"
+	"                                            USER's API tokens for TEAM\n"
 	"\n"
 	"TEAM is a team name or uuid.\n";
 

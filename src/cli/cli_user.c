@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements `tokend user ...`: add, passwd, disable, enable,
- * delete and list. Passwords come from stdin (--password-stdin) or a
+ * delete and list. passwd and disable end the user's sessions (disable
+ * --revoke deletes their API tokens too); docs/tokens.md, "Revocation". Passwords come from stdin (--password-stdin) or a
  * no-echo prompt and are wiped after hashing.
  */
 #include <openssl/crypto.h>
@@ -20,13 +21,18 @@ static const char user_usage[] =
 	"usage: tokend [global options] user COMMAND\n"
 	"\n"
 	"  add NAME [--password-stdin]     create a user (prints its uuid)\n"
-	"  passwd NAME [--password-stdin]  set a new password\n"
-	"  disable NAME                    refuse the user's logins and tokens\n"
-	"  enable NAME                     allow them again\n"
+	"  passwd NAME [--password-stdin]  set a new password; ends every session\n"
+	"  disable NAME [--revoke]         refuse the user's logins and tokens; ends\n"
+	"                                  every session; --revoke also deletes the\n"
+	"                                  user's API tokens in every team\n"
+	"  enable NAME                     allow logins and kept API tokens again\n"
+	"                                  (ended sessions stay ended)\n"
 	"  delete NAME                     delete the user and their tokens\n"
 	"  list                            list users\n"
 	"\n"
-	"Without --password-stdin the password is asked twice on the terminal.\n";
+	"Without --password-stdin the password is asked twice on the terminal.\n"
+	"A session is one login: its access and refresh tokens. Ending it makes\n"
+	"them fail at once; API tokens belong to no session.\n";
 
 /* Usernames: 1-150 bytes of UTF-8 without spaces or control characters. */
 static bool username_valid(const char *s)
@@ -81,7 +87,8 @@ static int set_password(struct cli *cli, struct store *st, const char *name, boo
 		cli_err("cannot hash the password");
 		goto out;
 	}
-	err = create ? store_user_add(st, name, hash, uuid) : store_user_set_password(st, u.uuid, hash);
+	err = create ? store_user_add(st, name, hash, uuid)
+		     : store_user_change_password(st, u.uuid, hash, util_now());
 	if (err == TOKEND_EEXISTS) {
 		cli_err("user \"%s\" already exists", name);
 		goto out;
@@ -105,6 +112,7 @@ int cli_user(struct cli *cli, int argc, char **argv)
 	const char *cmd = argc > 1 ? argv[1] : NULL;
 	const char *name = NULL;
 	bool from_stdin = false;
+	bool revoke = false;
 	bool needs_name;
 	int rc = 1;
 	int err;
@@ -134,6 +142,8 @@ int cli_user(struct cli *cli, int argc, char **argv)
 		} else if (strcmp(argv[i], "--password-stdin") == 0 &&
 			   (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0)) {
 			from_stdin = true;
+		} else if (strcmp(argv[i], "--revoke") == 0 && strcmp(cmd, "disable") == 0) {
+			revoke = true;
 		} else if (argv[i][0] != '-' && name == NULL && needs_name) {
 			name = argv[i];
 		} else {
@@ -162,8 +172,10 @@ int cli_user(struct cli *cli, int argc, char **argv)
 	}
 	if (strcmp(cmd, "delete") == 0)
 		err = store_user_delete(st, name);
+	else if (strcmp(cmd, "disable") == 0)
+		err = store_user_disable(st, name, util_now(), revoke);
 	else
-		err = store_user_set_active(st, name, strcmp(cmd, "enable") == 0);
+		err = store_user_set_active(st, name, true);
 	if (err != 0)
 		cli_err("user \"%s\": %s", name,
 			err == TOKEND_ENOTFOUND ? "no such user" : tokend_strerror(err));
