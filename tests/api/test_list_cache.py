@@ -313,12 +313,15 @@ def test_removed_member_gets_403_at_once(w):
     assert status_after(w, t1, u, 403, "after remove-member") == FORBIDDEN
     got = listed_after(w, t2, u, "the other team after remove-member")
     assert ids(got) == [k2["token_issuer_uuid"]], ids(got)
-    # added again: the tokens, still stored, are listed as before
+    # added again: the removal deleted the tokens (issue 10), and no thread
+    # may serve its warm copy of the old listing
     w.add_member(t1, u)
-    r = w.list(t1, u)
-    expect_json(r, 200, "after add-member again")
-    assert r.content == body1, "the listing after re-adding must be what it was"
-    assert ids(w.listed(t1, u)) == [k1["token_issuer_uuid"]]
+    for i in range(AFTER):
+        r = w.list(t1, u)
+        expect_json(r, 200, f"after add-member again: list {i + 1}")
+        assert r.content != body1, "a cached listing of deleted tokens was served"
+        assert r.json() == {"tokens": []}, r.text
+    assert k1["token_issuer_uuid"] not in ids(w.listed(t1, u))
     assert w.list(t2, u).content == body2
 
 
@@ -346,9 +349,13 @@ def test_disabled_user_gets_401_at_once(w):
             r = w.list(team, u)
             body = expect_json(r, 401, f"disabled user: list {i + 1}")
             assert body == INACTIVE, f"a disabled user's list must be 401 user_inactive: {body!r}"
+    # enabled again: the disable ended the session (issue 10), so log in
+    # again; the API tokens were kept and are listed as before
     w.inst.cli_ok("user", "enable", u.name)
+    expect_json(w.list(t1, u), 401, "enabled again, the old session")
+    w.login(u)
     r = w.list(t1, u)
-    expect_json(r, 200, "enabled again")
+    expect_json(r, 200, "enabled again, a new login")
     assert r.content == body1, "enabled again: the same listing"
 
 
