@@ -42,6 +42,7 @@ struct config {
 	char issuer[256];              /* "iss" minted and required; "" = none */
 	char audience[256];            /* "aud" minted and required; "" = none */
 	long refresh_grace;            /* seconds a rotated token may be replayed */
+	long session_lifetime;         /* seconds from a login to its session's end */
 	long purge_interval;           /* seconds between sweeps of expired rows */
 	long purge_batch;              /* rows deleted per sweep transaction */
 	long api_lifetime;             /* seconds an API token lives by default */

@@ -125,6 +125,7 @@ struct store_refresh {
 	char access_jti[UUID_STR_LEN]; /* the access token minted with it */
 	int64_t issued_at;
 	int64_t expires_at;
+	int64_t session_created_at;    /* the login that started the session */
 };
 
 /*
@@ -176,6 +177,7 @@ enum store_rotation {
 	STORE_REUSED,   /* old was already used (or its session ended): the session is ended */
 	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
 	STORE_INACTIVE, /* the user is disabled: nothing changed */
+	STORE_EXPIRED,  /* the session is past its absolute lifetime: it is now ended */
 };
 
 /*
@@ -184,11 +186,16 @@ enum store_rotation {
  * the other sees a used token. next->family is filled from the old row. A
  * used token presented again revokes its family, unless it was rotated at
  * most grace seconds ago and its successor is still unused: then *replay
- * gets that successor so the caller can answer as before.
+ * gets that successor so the caller can answer as before. With
+ * session_lifetime > 0, a session at least that old since its login is
+ * ended instead (STORE_EXPIRED), and next->expires_at is cut to the
+ * session's end. next->session_created_at and replay->session_created_at
+ * are filled from the session.
  */
 int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, struct store_refresh *next,
-			 struct store_refresh *replay, enum store_rotation *outcome);
+			 int64_t now, long grace, long session_lifetime,
+			 struct store_refresh *next, struct store_refresh *replay,
+			 enum store_rotation *outcome);
 
 /*
  * *live = the refresh token jti is recorded for user_uuid, unused and not

@@ -51,6 +51,9 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 	c.token_type = "access";
 	c.jti = r->access_jti;
 	c.exp = r->issued_at + app->cfg.access_lifetime;
+	/* No token outlives its session (the refresh row's exp is cut already). */
+	if (c.exp > r->session_created_at + app->cfg.session_lifetime)
+		c.exp = r->session_created_at + app->cfg.session_lifetime;
 	rc = jwtsign_mint(app->keys, &c, &access);
 	if (rc != 0)
 		goto out;
@@ -84,8 +87,11 @@ static int issue_pair(const struct app *app, const char *user_uuid, json_t **out
 	rc = new_refresh(app, user_uuid, &r);
 	if (rc != 0)
 		return rc;
-	/* A login starts a refresh family named by its first refresh jti. */
+	/* A login starts a refresh family (its session) named by its first refresh jti. */
 	memcpy(r.family, r.jti, UUID_STR_LEN);
+	r.session_created_at = r.issued_at;
+	if (r.expires_at > r.issued_at + app->cfg.session_lifetime)
+		r.expires_at = r.issued_at + app->cfg.session_lifetime;
 	rc = mint_pair(app, &r, out);
 	if (rc == 0) {
 		rc = store_login_record(app->store, &r);
@@ -246,7 +252,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	next.issued_at = pol.now;
 	next.expires_at = pol.now + app->cfg.refresh_lifetime;
 	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
-				  &next, &replay, &outcome);
+				  app->cfg.session_lifetime, &next, &replay, &outcome);
 	if (rc != 0)
 		return rc;
 	switch (outcome) {

@@ -53,12 +53,15 @@ static const char *const stmt_sql[S_COUNT] = {
 	/* A family without a live session row counts as revoked. */
 	[S_REFRESH_GET] = "SELECT r.family, r.user_uuid, r.used_at, "
 			  "r.revoked OR s.id IS NULL OR s.revoked_at IS NOT NULL, "
-			  "coalesce(r.replaced_by, ''), u.is_active "
+			  "coalesce(r.replaced_by, ''), u.is_active, "
+			  "coalesce(s.created_at, r.issued_at) "
 			  "FROM refresh_tokens r JOIN users u ON u.uuid = r.user_uuid "
 			  "LEFT JOIN sessions s ON s.id = r.family "
 			  "WHERE r.jti = ?1",
-	[S_REFRESH_ROW] = "SELECT jti, family, user_uuid, kid, access_jti, issued_at, expires_at "
-			  "FROM refresh_tokens WHERE jti = ?1 AND used_at IS NULL AND revoked = 0",
+	[S_REFRESH_ROW] = "SELECT r.jti, r.family, r.user_uuid, r.kid, r.access_jti, r.issued_at, "
+			  "r.expires_at, coalesce(s.created_at, r.issued_at) "
+			  "FROM refresh_tokens r LEFT JOIN sessions s ON s.id = r.family "
+			  "WHERE r.jti = ?1 AND r.used_at IS NULL AND r.revoked = 0",
 	[S_REFRESH_USE] = "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3 "
 			  "WHERE jti = ?1 AND used_at IS NULL",
 	[S_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "

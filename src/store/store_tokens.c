@@ -82,6 +82,7 @@ static int refresh_row(struct conn *c, const char *jti, struct store_refresh *ou
 		store_db_copy_col(s, 4, out->access_jti, sizeof(out->access_jti));
 		out->issued_at = sqlite3_column_int64(s, 5);
 		out->expires_at = sqlite3_column_int64(s, 6);
+		out->session_created_at = sqlite3_column_int64(s, 7);
 	}
 	store_db_done(s);
 	if (rc == SQLITE_ROW)
@@ -90,8 +91,9 @@ static int refresh_row(struct conn *c, const char *jti, struct store_refresh *ou
 }
 
 int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, struct store_refresh *next,
-			 struct store_refresh *replay, enum store_rotation *outcome)
+			 int64_t now, long grace, long session_lifetime,
+			 struct store_refresh *next, struct store_refresh *replay,
+			 enum store_rotation *outcome)
 {
 	struct conn *c = NULL;
 	sqlite3_stmt *s;
@@ -120,6 +122,7 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 		revoked = sqlite3_column_int(s, 3) != 0;
 		store_db_copy_col(s, 4, replaced_by, sizeof(replaced_by));
 		active = sqlite3_column_int(s, 5) != 0;
+		next->session_created_at = sqlite3_column_int64(s, 6);
 	}
 	store_db_done(s);
 	if (step != SQLITE_ROW) {
@@ -135,6 +138,18 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 	if (revoked) {
 		*outcome = STORE_REUSED;
 		goto out;
+	}
+	/* However often it was refreshed, a session ends at its absolute limit. */
+	if (session_lifetime > 0) {
+		int64_t end = next->session_created_at + session_lifetime;
+		if (now >= end) {
+			rc = store_db_sessions_end(c, next->family, owner, now, NULL);
+			if (rc == 0)
+				*outcome = STORE_EXPIRED;
+			goto out;
+		}
+		if (next->expires_at > end)
+			next->expires_at = end;
 	}
 	if (used) {
 		if (grace > 0 && now - used_at <= grace && replaced_by[0] != '\0' &&

@@ -362,3 +362,43 @@ def test_migration_backfills_one_session_per_family(factory):
     got = {r["id"]: (r["user_uuid"], r["created_at"], r["revoked_at"])
            for r in db_rows(inst.db, "SELECT * FROM sessions")}
     assert got == {"fam1": (uid, 50, None), "fam2": (uid, 70, None)}, got
+
+
+# ---------------------------------------------------------------- absolute lifetime
+
+
+def test_session_ends_at_its_absolute_lifetime(module_factory):
+    """API.md: a session ends at an absolute limit after its login however
+    often it is refreshed; no token minted in it outlives that limit."""
+    life = 4
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_SESSION_LIFETIME": str(life)},
+                                      label=f"session_lifetime={life}")
+    s = World(inst, srv)
+    name, pw, uid = s.user()
+    pair = s.login(name, pw)
+    login_iat = claims_of(pair["refresh"])["iat"]
+    end = login_iat + life
+    for tok in (pair["access"], pair["refresh"]):
+        assert claims_of(tok)["exp"] == end, claims_of(tok)
+    nxt = expect_tokens(s.refresh(pair["refresh"]), "refresh inside the session")
+    for tok in (nxt["access"], nxt["refresh"]):
+        assert claims_of(tok)["exp"] <= end, (claims_of(tok), end)
+    # past the end (poll the clock, no fixed sleep): refused, and ended
+    while time.time() < end + 1:
+        time.sleep(0.1)
+    expect_invalid(s.refresh(nxt["refresh"]), "refresh after the session's end")
+    expect_invalid(s.verify(nxt["access"]), "access token after the session's end")
+    # (its tokens expired with it: the store's own limit, which ends the
+    # session row, is for a lifetime shortened after they were minted; the
+    # unit suite test_sessions.c covers it)
+    expect_tokens(s.refresh(s.login(name, pw)["refresh"]), "a new login starts a new session")
+
+
+def test_session_lifetime_is_configurable_and_the_default_cuts_nothing(w):
+    name, pw, uid = w.user()
+    pair = w.login(name, pw)
+    r = claims_of(pair["refresh"])
+    assert r["exp"] - r["iat"] == 86400, r  # the refresh lifetime, well inside 30 days
+    res = w.inst.cli_ok("serve", "--check-config",
+                        env={"TOKEND_TOKENS_SESSION_LIFETIME": str(30 * 86400)})
+    assert res.rc == 0

@@ -17,7 +17,9 @@
  *   them; remove-member deletes the user's tokens in that team only;
  * - store_refresh_live requires the row's own user, a live session and an
  *   active user;
- * - a session row goes with its last refresh row (purge), not before.
+ * - a session row goes with its last refresh row (purge), not before;
+ * - a rotation cuts the new row to the session's absolute end, and past it
+ *   ends the session instead.
  */
 #include <check.h>
 #include <sqlite3.h>
@@ -129,7 +131,7 @@ static enum store_rotation rotate(const struct store_refresh *old, struct store_
 	snprintf(next->kid, sizeof next->kid, "k1");
 	next->issued_at = util_now();
 	next->expires_at = next->issued_at + 3600;
-	ck_assert_int_eq(store_refresh_rotate(st, old->jti, old->user_uuid, util_now(), grace,
+	ck_assert_int_eq(store_refresh_rotate(st, old->jti, old->user_uuid, util_now(), grace, 0,
 					      next, &replay, &out),
 			 0);
 	return out;
@@ -390,6 +392,41 @@ START_TEST(session_goes_with_its_last_refresh_row)
 }
 END_TEST
 
+START_TEST(absolute_lifetime_cuts_and_ends)
+{
+	struct store_refresh old, cur, next, replay;
+	enum store_rotation out;
+	int64_t now = util_now();
+
+	ck_assert_int_eq(login_at(&old, alice, now - 100, 3600), 0);
+	ck_assert_int_eq(login_at(&cur, alice, now - 10, 3600), 0);
+	/* inside the limit: rotated, the new row cut to the session's end */
+	memset(&next, 0, sizeof next);
+	ck_assert_int_eq(util_uuid_new(next.jti), 0);
+	ck_assert_int_eq(util_uuid_new(next.access_jti), 0);
+	memcpy(next.user_uuid, alice, UUID_STR_LEN);
+	next.issued_at = now;
+	next.expires_at = now + 3600;
+	ck_assert_int_eq(store_refresh_rotate(st, cur.jti, alice, now, 0, 1000, &next, &replay,
+					      &out),
+			 0);
+	ck_assert_int_eq(out, STORE_ROTATED);
+	ck_assert_int_eq(next.session_created_at, now - 10);
+	ck_assert_int_eq(next.expires_at, now - 10 + 1000);
+	ck_assert_int_eq(count("SELECT count(*) FROM refresh_tokens WHERE expires_at = "
+			       "(SELECT created_at + 1000 FROM sessions WHERE id = family)"),
+			 1);
+	/* past it: ended, nothing recorded */
+	ck_assert_int_eq(util_uuid_new(next.jti), 0);
+	ck_assert_int_eq(store_refresh_rotate(st, old.jti, alice, now, 0, 50, &next, &replay, &out),
+			 0);
+	ck_assert_int_eq(out, STORE_EXPIRED);
+	ck_assert_int_eq(state(old.family, alice), STORE_SESSION_ENDED);
+	ck_assert(!rlive(&old));
+	ck_assert_int_eq(state(cur.family, alice), STORE_SESSION_LIVE);
+}
+END_TEST
+
 static Suite *sessions_suite(void)
 {
 	Suite *s = suite_create("sessions");
@@ -408,6 +445,7 @@ static Suite *sessions_suite(void)
 	tcase_add_test(tc, remove_member_deletes_that_teams_tokens);
 	tcase_add_test(tc, refresh_live_needs_owner_session_and_active_user);
 	tcase_add_test(tc, session_goes_with_its_last_refresh_row);
+	tcase_add_test(tc, absolute_lifetime_cuts_and_ends);
 	suite_add_tcase(s, tc);
 	return s;
 }

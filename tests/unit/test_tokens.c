@@ -109,7 +109,7 @@ static enum store_rotation rotate(const char *old, const char *user, int64_t now
 	enum store_rotation o = (enum store_rotation)-1;
 	struct store_refresh dummy;
 
-	ck_assert_int_eq(store_refresh_rotate(st, old, user, now, grace, next,
+	ck_assert_int_eq(store_refresh_rotate(st, old, user, now, grace, 0, next,
 					      replay ? replay : &dummy, &o),
 			 0);
 	return o;
@@ -335,7 +335,7 @@ static void *race(void *arg)
 	struct store_refresh replay;
 
 	pthread_barrier_wait(r->bar);
-	r->rc = store_refresh_rotate(st, r->old, alice, r->now, 0, &r->next, &replay, &r->outcome);
+	r->rc = store_refresh_rotate(st, r->old, alice, r->now, 0, 0, &r->next, &replay, &r->outcome);
 	return NULL;
 }
 
