@@ -52,7 +52,8 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 	c.jti = r->access_jti;
 	c.exp = r->issued_at + app->cfg.access_lifetime;
 	/* No token outlives its session (the refresh row's exp is cut already). */
-	if (c.exp > r->session_created_at + app->cfg.session_lifetime)
+	if (r->session_created_at > 0 &&
+	    c.exp > r->session_created_at + app->cfg.session_lifetime)
 		c.exp = r->session_created_at + app->cfg.session_lifetime;
 	rc = jwtsign_mint(app->keys, &c, &access);
 	if (rc != 0)
@@ -78,7 +79,11 @@ static int new_refresh(const struct app *app, const char *user_uuid, struct stor
 	return 0;
 }
 
-/* Mints a new pair for a login and records its refresh token. */
+/*
+ * Mints a new pair for a login and records its session and refresh token;
+ * TOKEND_ENOTFOUND (nothing recorded) when the user was disabled or deleted
+ * while the password hashed: the caller refuses the login.
+ */
 static int issue_pair(const struct app *app, const char *user_uuid, json_t **out)
 {
 	struct store_refresh r;
@@ -164,7 +169,7 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 	if (rehash)
 		upgrade_hash(app, &user, pw, pwlen);
 	rc = issue_pair(app, user.uuid, &res->body);
-	if (rc == TOKEND_ENOTFOUND) { /* disabled or deleted while we hashed */
+	if (rc == TOKEND_ENOTFOUND) { /* deleted while we hashed */
 		res->body = json_pack("{s:s}", "detail", no_account);
 		rc = TOKEND_EAUTH;
 	}
