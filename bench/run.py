@@ -180,8 +180,9 @@ def key_bytes(keydir):
 
 
 def mint_refresh_pool(td, user_uuid, count, outdir):
-    """Single-use refresh tokens: rows in the store and JWTs signed with our key,
-    exactly as a login would have made them (same claims, same kid)."""
+    """Single-use refresh tokens: rows in the store (each its own session, as
+    a login records it) and JWTs signed with our key, exactly as a login
+    would have made them (same claims, sid included, same kid)."""
     kid, key = key_bytes(td.keys)
     now = int(time.time())
     exp = now + 86400
@@ -189,11 +190,13 @@ def mint_refresh_pool(td, user_uuid, count, outdir):
     for i in range(count):
         jti, access_jti = str(uuid.uuid4()), str(uuid.uuid4())
         rows.append((jti, jti, user_uuid, kid, access_jti, now, exp))
-        claims = {"exp": exp, "iat": now, "jti": jti, "token_type": "refresh",
+        claims = {"exp": exp, "iat": now, "jti": jti, "sid": jti, "token_type": "refresh",
                   "user_id": user_uuid}
         per_thread[i % WRK_THREADS].append(
             jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid}))
     db = sqlite3.connect(td.db, timeout=30)
+    db.executemany("INSERT INTO sessions (id, user_uuid, created_at) VALUES (?, ?, ?)",
+                   [(r[1], r[2], r[5]) for r in rows])
     db.executemany("INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
                    "issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     db.commit()
