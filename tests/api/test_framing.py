@@ -414,3 +414,28 @@ def test_nginx_in_front_refuses_too(env, tmp_path, case):
     assert len(resps) == 1, f"{case}: nginx served more: {[r.status_code for r in resps]}"
     sentinel(env.srv)
     assert not access_lines(env.srv, mpath)
+
+
+# ---------------------------------------------------------------- no false refusals
+
+def test_large_dripped_and_pipelined_blocks_are_served(env):
+    """The layout check relies on libmicrohttpd keeping the block in one
+    read buffer: a block that arrives in many pieces (the buffer grows), or
+    behind another request on the connection (the buffer is reset), must
+    still pass."""
+    hdrs = [(f"X-H-{i}", "v" * 100) for i in range(60)] + [("X-Big", "b" * 8000)]
+    req = build_request("GET", JWKS, hdrs)
+    with RawConn(env.srv.port) as c:
+        for i in range(0, len(req), 997):
+            c.send(req[i:i + 997])
+            time.sleep(0.002)
+        resps = c.read_final(timeout=10)
+    assert resps, "dripped block: no answer"
+    expect_json(resps[0], 200, "a 14 KB header block sent in 1 KB pieces")
+    first = build_request("GET", JWKS, [])
+    with RawConn(env.srv.port) as c:
+        c.send(first + req[:3000])
+        assert c.read_final(n=1, timeout=10), "first of two pipelined requests: no answer"
+        c.send(req[3000:])
+        resps = c.read_final(n=2, timeout=10)
+    assert [r.status_code for r in resps] == [200, 200], resps
