@@ -26,7 +26,8 @@ struct route {
  * Finds the route for method and path. On a match returns it and copies the
  * captures into params. Otherwise returns NULL with *err TOKEND_ENOTFOUND,
  * or TOKEND_EMETHOD when the path exists for other methods; then allow gets
- * them, comma-separated ("POST" or "GET, POST").
+ * them, comma-separated ("POST" or "GET, HEAD, POST"). HEAD matches the GET
+ * route of a path, and Allow lists HEAD wherever it lists GET.
  */
 const struct route *router_match(const char *method, const char *path,
 				 char params[][HANDLER_PARAM_MAX], char *allow, size_t allowlen,

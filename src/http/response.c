@@ -58,7 +58,9 @@ static json_t *default_body(int rc, const struct response_meta *meta)
 		return json_pack("{s:s}", "detail", "Request header fields too large.");
 	case TOKEND_EBADREQ:
 		return json_pack("{s:s}", "detail",
-				 "Bad request: Content-Length together with Transfer-Encoding.");
+				 meta->detail ? meta->detail
+					      : "Bad request: Content-Length together with "
+						"Transfer-Encoding.");
 	case TOKEND_ENOTIMPL:
 		return json_pack("{s:s}", "detail", "Unsupported Transfer-Encoding.");
 	case TOKEND_ETIMEOUT:

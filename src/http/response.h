@@ -23,6 +23,7 @@ struct response_meta {
 	const char *media;  /* the refused Content-Type, for 415 */
 	long limit;         /* the body limit, for 413 */
 	bool close;         /* framing was bad: close after answering */
+	const char *detail; /* a 400's reason (constant, never request bytes) */
 };
 
 /*

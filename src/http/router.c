@@ -2,7 +2,7 @@
 /*
  * This module implements the route table: each entry says method, pattern,
  * handler, success status, whether it needs authentication and its body
- * limit.
+ * limit. A GET route answers HEAD too.
  */
 #include "tokend/router.h"
 
@@ -60,6 +60,14 @@ static bool pattern_match(const char *pattern, const char *path,
 	return *path == '\0' || (path[0] == '/' && path[1] == '\0' && path[-1] != '/');
 }
 
+/* RFC 9110 9.3.2: HEAD is GET without the body (which libmicrohttpd leaves
+ * out of a HEAD's answer itself). */
+static bool method_matches(const char *route_method, const char *method)
+{
+	return strcmp(route_method, method) == 0 ||
+	       (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
 const struct route *router_match(const char *method, const char *path,
 				 char params[][HANDLER_PARAM_MAX], char *allow, size_t allowlen,
 				 int *err)
@@ -72,15 +80,16 @@ const struct route *router_match(const char *method, const char *path,
 	for (size_t i = 0; i < N_ROUTES; i++) {
 		if (!pattern_match(routes[i].pattern, path, NULL))
 			continue;
-		if (strcmp(routes[i].method, method) == 0) {
+		if (method_matches(routes[i].method, method)) {
 			pattern_match(routes[i].pattern, path, params);
 			*err = 0;
 			return &routes[i];
 		}
 		path_known = true;
 		if (used < allowlen) {
-			int n = snprintf(allow + used, allowlen - used, "%s%s", used ? ", " : "",
-					 routes[i].method);
+			bool get = strcmp(routes[i].method, "GET") == 0;
+			int n = snprintf(allow + used, allowlen - used, "%s%s%s", used ? ", " : "",
+					 routes[i].method, get ? ", HEAD" : "");
 			if (n > 0)
 				used += (size_t)n;
 		}

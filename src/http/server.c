@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http/framing.h"
 #include "http/response.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
@@ -68,6 +68,7 @@ struct request {
 	int err;                        /* an error found before the handler */
 	bool was_suspended;             /* counted in srv->suspended */
 	bool close;                     /* bad framing: answer, then close */
+	const char *why;                /* its reason (constant), for the 400 body */
 	char allow[64];
 	const char *media;              /* refused Content-Type (MHD-owned) */
 	enum body_type btype;
@@ -108,16 +109,6 @@ static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
 			  out, (socklen_t)outlen);
 }
 
-static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
-				  const char *value)
-{
-	size_t *total = cls;
-
-	(void)kind;
-	*total += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
-	return MHD_YES;
-}
-
 static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 {
 	struct response_meta meta = {
@@ -126,6 +117,7 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		.media = req->media,
 		.limit = req->limit,
 		.close = req->close,
+		.detail = req->why,
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -136,52 +128,50 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		req->status = 500;
 		return MHD_NO;
 	}
+	if (strcmp(req->method, "HEAD") == 0)
+		req->bytes = 0; /* MHD sends the headers of the GET answer only */
 	ret = MHD_queue_response(req->conn, req->status, r);
 	MHD_destroy_response(r);
 	return ret;
 }
 
-/* Checks what can be checked from the request line and headers alone. */
-static void first_checks(struct request *req, const char *url)
+/*
+ * Checks what can be checked from the request line and headers alone. The
+ * framing module refuses what would let two hops disagree on where the
+ * request ends (400 or 501, and the connection closed).
+ */
+static void first_checks(struct request *req, const char *method, const char *url,
+			 const char *version)
 {
 	const struct app *app = req->srv->app;
-	struct MHD_Connection *conn = req->conn;
-	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						     MHD_HTTP_HEADER_CONTENT_LENGTH);
-	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 						     MHD_HTTP_HEADER_CONTENT_TYPE);
-	size_t header_bytes = strlen(req->method) + strlen(url) + 12;
-	bool has_body;
+	struct framing_result fr;
+	const char *routed;
+	bool loggable, has_body;
 	int err;
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, sum_header, &header_bytes);
-	if (header_bytes > (size_t)app->cfg.max_header) {
-		req->err = TOKEND_EHEADER;
+	/* Logged only when they parse as a method and a target: after a body
+	 * sent without Content-Length, the "request line" is body bytes. */
+	loggable = framing_method_ok(method);
+	snprintf(req->method, sizeof(req->method), "%s", loggable ? method : "-");
+	loggable = loggable && framing_target_path(url, &routed) == 0;
+	snprintf(req->path, sizeof(req->path), "%s", loggable ? url : "-");
+	err = framing_check(req->conn, method, url, version, (size_t)app->cfg.max_header, &fr);
+	if (err != 0) {
+		req->err = err;
+		req->why = fr.why;
 		req->close = true;
 		return;
 	}
-	if (te != NULL) {
-		if (cl != NULL) {
-			req->err = TOKEND_EBADREQ; /* request smuggling */
-			req->close = true;
-			return;
-		}
-		if (strcasecmp(te, "chunked") != 0) {
-			req->err = TOKEND_ENOTIMPL;
-			req->close = true;
-			return;
-		}
-	}
-	req->route = router_match(req->method, url, req->ctx.params, req->allow,
+	req->route = router_match(req->method, fr.path, req->ctx.params, req->allow,
 				  sizeof(req->allow), &err);
 	req->limit = req->route && req->route->body_limit ? req->route->body_limit
 							   : app->cfg.max_body;
-	if (cl != NULL) {
+	if (fr.content_length != NULL) {
 		char *end;
 		errno = 0;
-		unsigned long long n = strtoull(cl, &end, 10);
+		unsigned long long n = strtoull(fr.content_length, &end, 10);
 		if (errno == 0 && *end == '\0' && n > (unsigned long long)req->limit) {
 			req->err = TOKEND_ETOOBIG; /* answered before reading the body */
 			req->close = true;
@@ -192,7 +182,7 @@ static void first_checks(struct request *req, const char *url)
 		req->err = err;
 		return;
 	}
-	has_body = te != NULL || (cl != NULL && strcmp(cl, "0") != 0);
+	has_body = fr.chunked || (fr.content_length != NULL && strcmp(fr.content_length, "0") != 0);
 	req->btype = body_type_of(ct);
 	if (has_body && req->btype == BODY_UNSUPPORTED) {
 		req->err = TOKEND_EMEDIA;
@@ -270,14 +260,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->srv = srv;
 		req->conn = conn;
 		req->start_us = util_mono_us();
-		snprintf(req->method, sizeof(req->method), "%s", method);
-		snprintf(req->path, sizeof(req->path), "%s", url);
 		remote_of(conn, req->remote, sizeof(req->remote));
 		req->ctx.app = app;
 		req->ctx.method = req->method;
 		req->ctx.path = req->path;
 		req->ctx.remote = req->remote;
-		first_checks(req, url);
+		first_checks(req, method, url, version);
 		if (req->close)
 			return queue(req, req->err, 0);
 		return MHD_YES;

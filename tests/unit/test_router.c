@@ -2,7 +2,8 @@
 /*
  * This suite tests include/tokend/router.h: the route table matches method
  * and path exactly as received (optional trailing slash, nothing decoded or
- * normalised), answers 405 with the allowed methods, and 404 otherwise.
+ * normalised), answers HEAD as GET, 405 with the allowed methods (HEAD
+ * wherever GET), and 404 otherwise.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -95,6 +96,33 @@ START_TEST(not_found)
 }
 END_TEST
 
+START_TEST(head_is_get)
+{
+	char allow[64] = "";
+	int err = 0;
+	const struct route *r;
+
+	r = match("HEAD", "/.well-known/jwks.json", allow, sizeof allow, &err);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(r->fn == handler_jwks);
+	r = match("HEAD", "/api/openapi/token/abc/", allow, sizeof allow, &err);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(r->fn == handler_api_tokens_list);
+	ck_assert_str_eq(r->method, "GET");
+
+	ck_assert_ptr_null(match("POST", "/.well-known/jwks.json", allow, sizeof allow, &err));
+	ck_assert_int_eq(err, TOKEND_EMETHOD);
+	ck_assert_str_eq(allow, "GET, HEAD");
+	ck_assert_ptr_null(match("PUT", "/api/openapi/token/abc/", allow, sizeof allow, &err));
+	ck_assert_str_eq(allow, "GET, HEAD, POST");
+	ck_assert_ptr_null(match("HEAD", "/api/auth/jwt/", allow, sizeof allow, &err));
+	ck_assert_int_eq(err, TOKEND_EMETHOD);
+	ck_assert_str_eq(allow, "POST");
+	/* Methods are case-sensitive (RFC 9110 9.1). */
+	ck_assert_ptr_null(match("head", "/.well-known/jwks.json", allow, sizeof allow, &err));
+}
+END_TEST
+
 START_TEST(long_path)
 {
 	size_t n = 100000;
@@ -119,6 +147,7 @@ static Suite *router_suite(void)
 	tcase_add_test(tc, obtain_route);
 	tcase_add_test(tc, wrong_method);
 	tcase_add_test(tc, not_found);
+	tcase_add_test(tc, head_is_get);
 	tcase_add_test(tc, long_path);
 	suite_add_tcase(s, tc);
 	return s;
