@@ -253,6 +253,37 @@ START_TEST(unsafe_mode)
 }
 END_TEST
 
+START_TEST(unsafe_dir_mode)
+{
+	/* whoever can write the directory can plant a key under any kid */
+	static const mode_t modes[] = {0777, 0775, 0770, 0757, 01777, 0720, 0702};
+	struct jwtsign_keys *keys = NULL;
+	unsigned char k[64];
+	char kid[JWTSIGN_KID_LEN + 1], err[256];
+
+	memset(k, 0x42, sizeof k);
+	write_key("0123456789abcdef", k, 64, 0600);
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		ck_assert_int_eq(chmod(keydir, modes[i]), 0);
+		ck_assert_msg(load(0, &keys) == TOKEND_EINVAL, "mode %o accepted", modes[i]);
+		ck_assert_ptr_null(keys);
+		ck_assert_int_eq(load(1, &keys), TOKEND_EINVAL);
+		err[0] = '\0';
+		ck_assert_int_eq(jwtsign_key_rotate(keydir, "HS256", kid, err, sizeof err),
+				 TOKEND_EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "writable"));
+		ck_assert_int_eq(jwtsign_key_retire(keydir, "0123456789abcdef", err, sizeof err),
+				 TOKEND_EINVAL);
+	}
+	ck_assert_int_eq(chmod(keydir, 0755), 0);
+	ck_assert_int_eq(load(0, &keys), 0);
+	jwtsign_keys_free(&keys);
+	ck_assert_int_eq(chmod(keydir, 0700), 0);
+	ck_assert_int_eq(load(0, &keys), 0);
+	jwtsign_keys_free(&keys);
+}
+END_TEST
+
 START_TEST(malformed_key)
 {
 	struct jwtsign_keys *keys = NULL;
@@ -619,6 +650,7 @@ static Suite *jwtsign_suite(void)
 	tcase_add_test(tc, short_key);
 	tcase_add_test(tc, key_31_bytes);
 	tcase_add_test(tc, unsafe_mode);
+	tcase_add_test(tc, unsafe_dir_mode);
 	tcase_add_test(tc, malformed_key);
 	tcase_add_test(tc, existing_key_used);
 	tcase_add_test(tc, newest_key_signs);
