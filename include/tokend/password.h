@@ -55,6 +55,7 @@ void password_verify_dummy(const char *password, size_t len, long iterations);
  * BasePasswordHasher.harden_runtime(). password_verify() calls it on every
  * failure; call it yourself when a correct password is refused anyway (an
  * inactive user), so that this refusal costs what the others do.
+ * iterations out of range counts as PASSWORD_DEFAULT_ITERATIONS.
  */
 void password_harden_runtime(const char *password, size_t len, const char *encoded,
 			     long iterations);

@@ -131,10 +131,9 @@ bool password_verify(const char *password, size_t len, const char *encoded, long
 	if (needs_rehash != NULL)
 		*needs_rehash = false;
 	if (parse_encoded(encoded, &stored, &salt, &saltlen, &hash) &&
-	    derive_b64(password, len, salt, saltlen, stored, b64) == 0) {
+	    derive_b64(password, len, salt, saltlen, stored, b64) == 0)
 		ok = CRYPTO_memcmp(b64, hash, DK_B64_LEN) == 0;
-		OPENSSL_cleanse(b64, sizeof(b64));
-	}
+	OPENSSL_cleanse(b64, sizeof(b64));
 	if (ok && needs_rehash != NULL)
 		*needs_rehash = stored < iterations;
 	/*
