@@ -76,8 +76,9 @@ bool jwtsign_alg_supported(const char *alg);
  * The signing key is the one "current" names, else the newest file. On
  * success *out owns the keys (jwtsign_keys_free). Errors: TOKEND_ENOTFOUND
  * (no key and !create), TOKEND_EINVAL (bad algorithm, malformed or short key,
- * a key file readable by others), TOKEND_EIO, TOKEND_ECRYPTO; errbuf says
- * which file and why.
+ * a key file readable by others, a key directory writable by group or
+ * others, a key file or directory owned by another user than the effective
+ * one or root), TOKEND_EIO, TOKEND_ECRYPTO; errbuf says which file and why.
  */
 int jwtsign_keys_load(const char *dir, const char *alg, int create,
 		      struct jwtsign_keys **out, char *errbuf, size_t errlen);
@@ -109,14 +110,16 @@ size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out
 /*
  * Creates a new key of alg in dir and makes it current (the "current" file
  * is replaced atomically). kid_out gets its kid. A running server picks it up
- * on SIGHUP. Errors: TOKEND_EINVAL, TOKEND_EIO, TOKEND_ECRYPTO.
+ * on SIGHUP. Errors: TOKEND_EINVAL (also an unsafe dir, as for
+ * jwtsign_keys_load), TOKEND_EIO, TOKEND_ECRYPTO.
  */
 int jwtsign_key_rotate(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],
 		       char *errbuf, size_t errlen);
 
 /*
  * Deletes the key file of kid from dir. Refuses the current key
- * (TOKEND_ECONFLICT). TOKEND_ENOTFOUND if there is no such key.
+ * (TOKEND_ECONFLICT). TOKEND_ENOTFOUND if there is no such key,
+ * TOKEND_EINVAL if dir is unsafe (as for jwtsign_keys_load).
  */
 int jwtsign_key_retire(const char *dir, const char *kid, char *errbuf, size_t errlen);
 

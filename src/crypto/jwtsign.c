@@ -9,7 +9,8 @@
  * because libjwt 1.10 verifies "none" with an empty key, accepts algorithm
  * confusion, lets duplicate claims through and crashes on huge
  * tokens (../shared/PITFALLS.md): the length is capped before decoding, the
- * key is chosen by kid and must be of the header's alg, JSON is parsed with
+ * key is chosen by kid and must be of the header's alg, a header with crit
+ * is refused (no extension is understood), JSON is parsed with
  * JSON_REJECT_DUPLICATES, and MACs are compared with CRYPTO_memcmp.
  */
 #include "tokend/jwtsign.h"
@@ -516,6 +517,16 @@ int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len
 		if (json_object_get(header, "typ") != NULL &&
 		    (typ == NULL || strcasecmp(typ, "JWT") != 0)) {
 			why = "Token has a wrong typ";
+			goto fail;
+		}
+		/*
+		 * RFC 7515 4.1.11: crit names extensions the recipient must
+		 * understand or refuse the token. We understand none, so any crit
+		 * member at all ([], a string, null included) is refused; our own
+		 * header (the fast path above) never has one.
+		 */
+		if (json_object_get(header, "crit") != NULL) {
+			why = "Token header has a crit member";
 			goto fail;
 		}
 		if (alg == NULL || kid == NULL) {

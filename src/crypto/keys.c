@@ -5,7 +5,10 @@
  * "<kid>.RS256.key" / "<kid>.ES256.key" hold a PEM private key, parsed once
  * into an EVP_PKEY (libjwt would parse the PEM on every call). The file
  * "current" names the signing kid. A running server re-reads the directory
- * on SIGHUP and swaps the whole set under a write lock.
+ * on SIGHUP and swaps the whole set under a write lock. As OpenSSH's
+ * StrictModes, the directory and the key files must belong to the user
+ * tokend runs as (or root) and be writable by no one else, since a key
+ * planted under a new kid would mint tokens.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -84,6 +87,16 @@ static bool key_file_name(const char *name, enum key_alg *alg)
 	return alg_parse(a, alg) == 0;
 }
 
+/*
+ * True when st is owned by the user we run as, or by root: as OpenSSH's
+ * StrictModes. Anyone else who owns a key file or the key directory can
+ * change it, and keys are chosen by kid: a planted key mints any token.
+ */
+static bool owner_ok(const struct stat *st)
+{
+	return st->st_uid == geteuid() || st->st_uid == 0;
+}
+
 /* Reads a whole small file that only its owner may read. */
 static int read_private(int dirfd, const char *name, char *buf, size_t cap, size_t *len,
 			time_t *mtime, char *errbuf, size_t errlen)
@@ -104,6 +117,13 @@ static int read_private(int dirfd, const char *name, char *buf, size_t cap, size
 	if ((st.st_mode & 077) != 0) {
 		snprintf(errbuf, errlen, "%s: readable by others (mode %03o); chmod 600 it", name,
 			 (unsigned)(st.st_mode & 0777));
+		goto out;
+	}
+	if (!owner_ok(&st)) {
+		snprintf(errbuf, errlen,
+			 "%s: owned by uid %u; a key file must be owned by uid %u (the user "
+			 "tokend runs as) or root; chown it",
+			 name, (unsigned)st.st_uid, (unsigned)geteuid());
 		goto out;
 	}
 	n = read(fd, buf, cap - 1);
@@ -335,8 +355,16 @@ void keys_set_free(struct keyset *set)
 	free(set);
 }
 
+/*
+ * Opens (with create, first makes, 0700) the key directory, and refuses one
+ * that is writable by group or others or owned by another user than ours
+ * or root. Every reader and writer of keys comes through here: serve, its
+ * SIGHUP reload, and `tokend key list|rotate|retire`.
+ */
 static int open_dir(const char *dir, int create, int *fd, char *errbuf, size_t errlen)
 {
+	struct stat st;
+
 	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(errbuf, errlen, "%s: cannot create key directory: %s", dir,
 			 strerror(errno));
@@ -347,7 +375,36 @@ static int open_dir(const char *dir, int create, int *fd, char *errbuf, size_t e
 		snprintf(errbuf, errlen, "%s: cannot open key directory: %s", dir, strerror(errno));
 		return errno == ENOENT ? TOKEND_ENOTFOUND : TOKEND_EIO;
 	}
+	/*
+	 * Checked on the open descriptor (no race with a rename): whoever can
+	 * write here can add a key file under a kid of their choosing. The
+	 * sticky bit does not help: a planted file is a new name, not a change
+	 * to ours. Parent directories are not checked (pytest and many hosts
+	 * keep state under /tmp).
+	 */
+	if (fstat(*fd, &st) != 0) {
+		snprintf(errbuf, errlen, "%s: cannot stat key directory: %s", dir, strerror(errno));
+		goto unsafe;
+	}
+	if ((st.st_mode & 022) != 0) {
+		snprintf(errbuf, errlen,
+			 "%s: key directory is writable by group or others (mode %o), so anyone "
+			 "could plant a signing key; chmod go-w it",
+			 dir, (unsigned)(st.st_mode & 07777));
+		goto unsafe;
+	}
+	if (!owner_ok(&st)) {
+		snprintf(errbuf, errlen,
+			 "%s: key directory is owned by uid %u; it must be owned by uid %u (the "
+			 "user tokend runs as) or root; chown it",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto unsafe;
+	}
 	return 0;
+unsafe:
+	close(*fd);
+	*fd = -1;
+	return TOKEND_EINVAL;
 }
 
 int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out,

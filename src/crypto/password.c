@@ -24,6 +24,14 @@
 static const char salt_alphabet[] =
 	"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
+/* PBKDF2 iterations this thread has computed (password_iterations_spent). */
+static _Thread_local unsigned long long iterations_spent;
+
+unsigned long long password_iterations_spent(void)
+{
+	return iterations_spent;
+}
+
 static int derive_b64(const char *password, size_t len, const char *salt, size_t saltlen,
 		      long iterations, char out[DK_B64_LEN + 1])
 {
@@ -32,6 +40,7 @@ static int derive_b64(const char *password, size_t len, const char *salt, size_t
 
 	if (len > 0x7fffffff || saltlen > 0x7fffffff)
 		return TOKEND_EINVAL;
+	iterations_spent += (unsigned long long)iterations;
 	if (PKCS5_PBKDF2_HMAC(password, (int)len, (const unsigned char *)salt, (int)saltlen,
 			      (int)iterations, EVP_sha256(), DK_LEN, dk) != 1)
 		goto out;
@@ -109,26 +118,33 @@ static bool parse_encoded(const char *encoded, long *iterations, const char **sa
 	return true;
 }
 
-bool password_verify(const char *password, size_t len, const char *encoded,
-		     long min_iterations, bool *needs_rehash)
+bool password_verify(const char *password, size_t len, const char *encoded, long iterations,
+		     bool *needs_rehash)
 {
-	long iterations;
+	long stored;
 	const char *salt;
 	const char *hash;
 	size_t saltlen;
 	char b64[DK_B64_LEN + 1];
-	bool ok;
+	bool ok = false;
 
 	if (needs_rehash != NULL)
 		*needs_rehash = false;
-	if (!parse_encoded(encoded, &iterations, &salt, &saltlen, &hash))
-		return false;
-	if (derive_b64(password, len, salt, saltlen, iterations, b64) != 0)
-		return false;
-	ok = CRYPTO_memcmp(b64, hash, DK_B64_LEN) == 0;
+	if (parse_encoded(encoded, &stored, &salt, &saltlen, &hash) &&
+	    derive_b64(password, len, salt, saltlen, stored, b64) == 0)
+		ok = CRYPTO_memcmp(b64, hash, DK_B64_LEN) == 0;
 	OPENSSL_cleanse(b64, sizeof(b64));
 	if (ok && needs_rehash != NULL)
-		*needs_rehash = iterations < min_iterations;
+		*needs_rehash = stored < iterations;
+	/*
+	 * A failure costs the configured count, whatever was stored: a user
+	 * with a cheaper hash (a Django import at 260,000) or one that does
+	 * not parse (Django's unusable "!...", another hasher) would otherwise
+	 * answer sooner than an unknown user, which password_verify_dummy()
+	 * makes cost iterations. A match is not padded: the caller re-hashes.
+	 */
+	if (!ok)
+		password_harden_runtime(password, len, encoded, iterations);
 	return ok;
 }
 
@@ -141,4 +157,21 @@ void password_verify_dummy(const char *password, size_t len, long iterations)
 		iterations = PASSWORD_DEFAULT_ITERATIONS;
 	(void)derive_b64(password, len, salt, sizeof(salt) - 1, iterations, b64);
 	OPENSSL_cleanse(b64, sizeof(b64));
+}
+
+void password_harden_runtime(const char *password, size_t len, const char *encoded,
+			     long iterations)
+{
+	long stored;
+	const char *salt;
+	const char *hash;
+	size_t saltlen;
+
+	if (iterations < 1 || iterations > PASSWORD_MAX_ITERATIONS)
+		iterations = PASSWORD_DEFAULT_ITERATIONS;
+	/* As Django's harden_runtime(): the difference, on a dummy salt. */
+	if (!parse_encoded(encoded, &stored, &salt, &saltlen, &hash))
+		stored = 0;
+	if (stored < iterations)
+		password_verify_dummy(password, len, iterations - stored);
 }

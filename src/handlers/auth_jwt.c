@@ -2,9 +2,10 @@
 /*
  * This module implements the /api/auth/jwt/ route family of API.md. Login
  * (handler_jwt_obtain) runs on the worker pool because of the password hash:
- * an unknown user costs the same hash as a wrong password, and an inactive
- * user is refused only after the hash, so body and timing never tell which
- * usernames exist.
+ * an unknown user costs the same hash as a wrong password, a stored hash
+ * that is cheaper than configured or does not parse costs the configured
+ * count all the same, and an inactive user is refused only after the hash,
+ * so body and timing never tell which usernames exist.
  */
 #include <assert.h>
 #include <openssl/crypto.h>
@@ -156,11 +157,20 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 			goto out;
 		found = rc == 0;
 	}
-	/* Unknown users cost the same hash; inactive ones are refused after it. */
-	if (found)
+	/*
+	 * Every refusal costs the configured iterations: unknown users hash a
+	 * dummy, a failed check pays for a cheaper or unparsable stored hash
+	 * (password_verify), and an inactive user whose right password has a
+	 * cheaper hash pays the difference, since it is not re-hashed.
+	 */
+	if (found) {
 		ok = password_verify(pw, pwlen, user.password, app->cfg.pbkdf2_iterations, &rehash);
-	else
+		if (ok && !user.is_active)
+			password_harden_runtime(pw, pwlen, user.password,
+						app->cfg.pbkdf2_iterations);
+	} else {
 		password_verify_dummy(pw, pwlen, app->cfg.pbkdf2_iterations);
+	}
 	if (!ok || !user.is_active) {
 		res->body = json_pack("{s:s}", "detail", no_account);
 		rc = TOKEND_EAUTH;

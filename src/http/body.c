@@ -195,6 +195,52 @@ out:
 	return rc;
 }
 
+/*
+ * Writes the detail of a JSON parse error: what went wrong, from a fixed
+ * list, and where, in the words of Python's json (so DRF): "line L column C
+ * (char N)", N the 0-based character index. The place is jansson's, the
+ * last character of the token it stopped at (Python's for a one-character
+ * token; a bare word is read whole). Never jansson's text: it
+ * quotes the token it stopped at ("near '\"hunter2\"'"), or a byte of it,
+ * and that token is as often as not the password.
+ */
+static void parse_error_text(const char *data, size_t len, const json_error_t *jerr,
+			     char *out, size_t outlen)
+{
+	const char *what;
+	size_t end = jerr->position > 0 ? (size_t)jerr->position : 0;
+	long chars = 0;
+	int column = jerr->column > 0 ? jerr->column : 1;
+	/* at the end, or at a byte that is not UTF-8: jansson stopped before
+	 * the offending character, elsewhere just past it */
+	bool before = json_error_code(jerr) == json_error_premature_end_of_input ||
+		      json_error_code(jerr) == json_error_invalid_utf8;
+
+	switch (json_error_code(jerr)) {
+	case json_error_invalid_syntax: what = "Invalid syntax"; break;
+	case json_error_premature_end_of_input: what = "Unexpected end of input"; break;
+	case json_error_end_of_input_expected: what = "Extra data"; break;
+	case json_error_invalid_utf8: what = "Invalid UTF-8"; break;
+	case json_error_null_character: what = "Null character not allowed"; break;
+	case json_error_numeric_overflow: what = "Number out of range"; break;
+	case json_error_stack_overflow: what = "Nesting too deep"; break;
+	default: what = "Invalid JSON"; break;
+	}
+	/* jansson's position is in bytes: count the characters (UTF-8 lead
+	 * bytes) up to it. */
+	if (end > len)
+		end = len;
+	for (size_t i = 0; i < end; i++)
+		if (((unsigned char)data[i] & 0xc0) != 0x80)
+			chars++;
+	if (before)
+		column++;
+	else if (chars > 0)
+		chars--;
+	snprintf(out, outlen, "JSON parse error - %s: line %d column %d (char %ld)", what,
+		 jerr->line > 0 ? jerr->line : 1, column, chars);
+}
+
 int body_decode(enum body_type type, const char *data, size_t len, long max_depth,
 		json_t **out, json_t **err)
 {
@@ -222,7 +268,7 @@ int body_decode(enum body_type type, const char *data, size_t len, long max_dept
 	/* jansson rejects invalid UTF-8 and \u0000 (no JSON_ALLOW_NUL). */
 	v = json_loadb(data, len, JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {
-		snprintf(msg, sizeof(msg), "JSON parse error - %s", jerr.text);
+		parse_error_text(data, len, &jerr, msg, sizeof(msg));
 		*err = detail(msg);
 		return TOKEND_EINVAL;
 	}

@@ -51,9 +51,9 @@ static json_t *default_body(int rc, const struct response_meta *meta)
 			 meta->limit);
 		return json_pack("{s:s}", "detail", msg);
 	case TOKEND_EMEDIA:
-		snprintf(msg, sizeof(msg), "Unsupported media type \"%.128s\" in request.",
-			 meta->media ? meta->media : "");
-		return json_pack("{s:s}", "detail", msg);
+		/* DRF quotes the Content-Type here; an error body never echoes
+		 * what the request sent (it may be anything, markup included). */
+		return json_pack("{s:s}", "detail", "Unsupported media type in request.");
 	case TOKEND_EHEADER:
 		return json_pack("{s:s}", "detail", "Request header fields too large.");
 	case TOKEND_EBADREQ:

@@ -2,6 +2,7 @@
 404/405/415 shapes, security headers, the access log."""
 
 import json
+import re
 import time
 import uuid
 
@@ -92,13 +93,33 @@ def test_missing_content_type_is_treated_as_json(srv, alice):
     expect_tokens(r, "login without Content-Type")
 
 
+UNSUPPORTED_MEDIA = {"detail": "Unsupported media type in request."}
+
+
 def test_text_plain_is_415_with_drf_message(srv, alice, unchanged):
+    """DRF's message without its quoted value: a request's bytes are never
+    echoed in an error body."""
     user, pw, _ = alice
     with unchanged("text/plain login"):
         r = srv.post(LOGIN, data=json.dumps({"username": user, "password": pw}),
                      headers={"Content-Type": "text/plain"})
         body = expect_json(r, 415, "text/plain")
-    assert body.get("detail") == 'Unsupported media type "text/plain" in request.', body
+    assert body == UNSUPPORTED_MEDIA, body
+
+
+@pytest.mark.parametrize("template", ["text/plain; secret={}", "application/{}",
+                                      "application/json; charset={}", "{}/{}",
+                                      "<script>{}</script>"])
+def test_415_never_echoes_the_content_type(srv, alice, unchanged, template):
+    user, pw, _ = alice
+    secret = "ct" + uuid.uuid4().hex
+    ctype = template.format(secret, secret)
+    with unchanged(f"Content-Type {ctype!r}"):
+        r = srv.post(LOGIN, data=json.dumps({"username": user, "password": pw}),
+                     headers={"Content-Type": ctype})
+        body = expect_json(r, 415, f"Content-Type {ctype!r}")
+    assert body == UNSUPPORTED_MEDIA, body
+    assert secret[:8] not in r.text and "script" not in r.text, r.text
 
 
 @pytest.mark.parametrize("ctype", ["application/xml", "application/json; charset=latin1",
@@ -155,6 +176,65 @@ def test_parse_error_shape(srv):
     r = srv.post(LOGIN, data=b'{"username": "alice", "password": ', headers={"Content-Type": "application/json"})
     body = expect_parse_error(r, "truncated JSON")
     assert set(body) == {"detail"}, body
+
+
+PARSE_WHERE = re.compile(r"^JSON parse error - [A-Za-z0-9 ()\\',-]+: "
+                         r"line (\d+) column (\d+) \(char (\d+)\)$")
+
+
+@pytest.mark.parametrize("template", [
+    b'{"username": "alice", "password": SECRET}',
+    b'{"username": "alice", "password": "SECRET"',
+    b'{"username": "alice", "password": "SECRET"} SECRET',
+    b'{"username": "alice", "password": "SECRET\xff"}',
+    b'{"username": "alice", "password": "SECRET\x01"}',
+    b'{"username": "alice", "password": "SECRET\\q"}',
+    b'{"username": "alice", "password": "SECRET\\u0000"}',
+    b'{"username": "alice", "password": "SECRET\\ud800"}',
+    b'{"username": "alice", "password": 1e999SECRET}',
+    b'{"username": "alice", "SECRET": "x",}',
+    b'{"username": "alice" "password": "SECRET"}',
+    b'\n\n  {"SECRET" 1}',
+    b'SECRET',
+    b'{"username": "alice", "password" "SECRET"}',
+], ids=["unquoted", "unterminated", "extra-data", "bad-utf8", "control-char", "bad-escape",
+        "nul-escape", "lone-surrogate", "overflow", "trailing-comma", "missing-comma",
+        "missing-colon", "bare-word", "password-without-colon"])
+def test_parse_error_never_echoes_the_body(srv, unchanged, template):
+    """A malformed body's bytes (a password among them) never come back: the
+    detail says where parsing failed, not what was there."""
+    # jansson quotes the token it stopped at when it is 20 bytes or less,
+    # so the secret is short (as passwords are), and starts with a rare
+    # pair of letters so that even a partial echo shows
+    secret = "Zq" + uuid.uuid4().hex[:12]
+    data = template.replace(b"SECRET", secret.encode())
+    with unchanged(f"malformed body {template!r}"):
+        r = srv.post(LOGIN, data=data, headers={"Content-Type": "application/json"})
+        body = expect_parse_error(r, f"malformed body {template!r}")
+    assert set(body) == {"detail"}, body
+    assert "Zq" not in r.text, f"the body's bytes come back: {r.text!r}"
+    assert PARSE_WHERE.match(body["detail"]), (
+        f"detail must say line/column/char, as Python's json does: {body['detail']!r}")
+
+
+@pytest.mark.parametrize("data", [
+    '{"username": "alice", "password": s3cr3t}',
+    '\n\n  {"a" 1}',
+    '{"\u00e9": x}',
+    '{"a": 1,}',
+    '[1, 2',
+], ids=["unquoted", "line-3", "non-ascii", "trailing-comma", "unterminated"])
+def test_parse_error_position_is_pythons(srv, data):
+    """The line, column and (0-based) character of a one-character error
+    are those Python's json (and so DRF) reports."""
+    try:
+        json.loads(data)
+        raise AssertionError(f"{data!r} parses")
+    except json.JSONDecodeError as e:
+        want = f"line {e.lineno} column {e.colno} (char {e.pos})"
+    r = srv.post(LOGIN, data=data.encode(), headers={"Content-Type": "application/json"})
+    body = expect_parse_error(r, f"malformed body {data!r}")
+    assert body["detail"].endswith(": " + want), (data, body["detail"], want)
 
 
 def test_keep_alive_connection_serves_several_requests(srv, alice):

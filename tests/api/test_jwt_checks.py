@@ -657,6 +657,40 @@ def b_typ_other(c, cl, hdr):
     return craft(_with(hdr, typ="at+jwt"), cl, c.hs_key)
 
 
+# RFC 7515 4.1.11: a recipient that does not understand an extension named
+# in crit must refuse the token; tokend understands none, so any crit
+# member (whatever its value) makes the token invalid.
+
+def b_crit_unknown(c, cl, hdr):
+    return craft(_with(hdr, crit=["x-unknown"], **{"x-unknown": 1}), cl, c.hs_key)
+
+
+def b_crit_unknown_absent(c, cl, hdr):
+    return craft(_with(hdr, crit=["x-unknown"]), cl, c.hs_key)
+
+
+def b_crit_empty_list(c, cl, hdr):
+    return craft(_with(hdr, crit=[]), cl, c.hs_key)
+
+
+def b_crit_string(c, cl, hdr):
+    return craft(_with(hdr, crit="x-unknown"), cl, c.hs_key)
+
+
+def b_crit_null(c, cl, hdr):
+    return craft(_with(hdr, crit=None), cl, c.hs_key)
+
+
+def b_crit_b64_false(c, cl, hdr):
+    """RFC 7797's unencoded payload: not supported, so refused."""
+    return craft(_with(hdr, crit=["b64"], b64=False), cl, c.hs_key)
+
+
+def b_crit_pyjwt(c, cl, hdr):
+    return jwt.encode(cl, c.hs_key, algorithm="HS256",
+                      headers={"kid": c.hs_kid, "crit": ["exp"]})
+
+
 HOSTILE = {name[2:]: fn for name, fn in sorted(globals().items())
            if name.startswith("b_") and callable(fn)}
 
@@ -699,6 +733,31 @@ def test_control_resigned_by_hand_verifies(ctx, kind):
     text = json.dumps(dict(reversed(list(cl.items()))), indent=1)
     forged2 = craft(hdr, text, ctx.hs_key)
     expect_verified(verify(ctx.srv, forged2), forged2, f"hand-signed reordered {kind}")
+
+
+def test_control_unknown_header_member_without_crit_verifies(ctx):
+    """An extension header member that crit does not name is ignored (RFC
+    7515 4.1.11), so the crit cases above fail for crit alone."""
+    tok, cl, hdr = _genuine(ctx, "access")
+    forged = craft(_with(hdr, **{"x-unknown": 1}), cl, ctx.hs_key)
+    expect_verified(verify(ctx.srv, forged), forged, "header with x-unknown, no crit")
+
+
+@pytest.mark.parametrize("crit", [["x-unknown"], [], "x-unknown", None])
+def test_crit_token_refused_as_bearer(ctx, crit):
+    """Bearer authentication refuses a crit token too. The team does not
+    exist: a token that authenticates gets 403, one that does not 401."""
+    tok, cl, hdr = _genuine(ctx, "access")
+    team = str(uuidlib.uuid4())
+    path = f"/api/openapi/token/{team}/"
+    control = craft(hdr, cl, ctx.hs_key)
+    r = ctx.srv.request("GET", path, headers={"Authorization": f"Bearer {control}"})
+    expect_json(r, 403, "control token without crit")
+    forged = craft(_with(hdr, crit=crit), cl, ctx.hs_key)
+    r = ctx.srv.request("GET", path, headers={"Authorization": f"Bearer {forged}"})
+    body = expect_json(r, 401, f"Bearer token with crit {crit!r}")
+    assert body.get("code") == "token_not_valid", body
+    assert r.headers.get("WWW-Authenticate") == WWW_AUTH
 
 
 def test_control_hand_signed_refresh_rotates(ctx):

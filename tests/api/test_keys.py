@@ -557,3 +557,142 @@ def test_server_sweeper(factory):
     left = {r["jti"] for r in db_rows(inst.db, "SELECT jti FROM refresh_tokens")}
     assert left == live, left
     srv.assert_alive("sweeps")
+
+
+# ---------------------------------------------------------------- start-up checks of the key directory
+#
+# Keys are chosen by kid, so whoever can write in the key directory can
+# plant a key and mint any token. As OpenSSH's StrictModes: the directory
+# and each key file must be owned by the user tokend runs as or by root, and
+# writable by no one else (key files: no group/other bits at all). tokend
+# refuses to start (and `tokend key ...` to run) otherwise, with one line on
+# stderr. A root-run tokend therefore refuses a directory owned by nobody.
+
+def serve_refused(inst, what, expect):
+    """Start `serve`; assert it exits non-zero without listening, with a
+    stderr line naming the key directory and containing expect."""
+    srv = inst.start(wait=False, label=what)
+    deadline = time.monotonic() + 10
+    while srv.proc.poll() is None and time.monotonic() < deadline:
+        if any("listening on" in ln for ln in srv.err_lines):
+            break
+        time.sleep(0.02)
+    listening = srv.proc.poll() is None
+    rc = srv.stop()
+    assert not listening, f"{what}: tokend started\n{srv.stderr()}"
+    assert rc not in (0, None), f"{what}: exit {rc}\n{srv.stderr()}"
+    lines = [ln for ln in srv.err_lines if str(inst.keys) in ln and expect in ln]
+    assert len(lines) == 1, (
+        f"{what}: want one stderr line naming {inst.keys} and saying {expect!r}:\n{srv.stderr()}")
+    return lines[0]
+
+
+def cli_refused(inst, expect, *args):
+    res = inst.cli(*args)
+    assert res.rc == 1, f"`tokend {' '.join(args)}` with an unsafe key directory: {res!r}"
+    assert expect in res.err and str(inst.keys) in res.err, res
+    return res
+
+
+def _unsafe_install(factory):
+    inst = factory()
+    kid = rotate(inst)
+    return inst, kid
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o770, 0o757, 0o1777, 0o720, 0o702], ids=oct)
+def test_key_dir_writable_by_others_is_refused(factory, mode):
+    inst, kid = _unsafe_install(factory)
+    os.chmod(inst.keys, mode)
+    line = serve_refused(inst, f"key dir {oct(mode)}", "writable")
+    assert oct(mode)[2:] in line, f"the line should show the mode: {line!r}"
+    cli_refused(inst, "writable", "key", "list")
+    cli_refused(inst, "writable", "key", "rotate")
+    assert set(key_files(inst)) == {kid}, "`key rotate` wrote into an unsafe directory"
+    cli_refused(inst, "writable", "key", "retire", kid, "--force")
+    assert set(key_files(inst)) == {kid}
+    # fixed: starts again
+    os.chmod(inst.keys, 0o700)
+    inst.start(label="key dir 0700 again")
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o606, 0o660, 0o620, 0o644, 0o640], ids=oct)
+def test_key_file_open_to_others_is_refused(factory, mode):
+    inst, kid = _unsafe_install(factory)
+    path = key_files(inst)[kid][1]
+    os.chmod(path, mode)
+    serve_refused(inst, f"key file {oct(mode)}", path.name)
+    cli_refused(inst, path.name, "key", "list")
+
+
+@pytest.mark.parametrize("dmode", [0o700, 0o750, 0o755, 0o711], ids=oct)
+def test_safe_modes_start(factory, dmode):
+    inst, kid = _unsafe_install(factory)
+    os.chmod(inst.keys, dmode)
+    os.chmod(key_files(inst)[kid][1], 0o600)
+    srv = inst.start(label=f"key dir {oct(dmode)}")
+    name, pw, _ = new_user(inst)
+    assert header_of(expect_tokens(srv.login(name, pw))["access"])["kid"] == kid
+    assert [r[0] for r in key_list(inst)] == [kid]
+
+
+def test_fresh_key_dir_is_created_0700(factory):
+    inst, srv = factory.server(label="fresh key dir")
+    assert stat.S_IMODE(os.stat(inst.keys).st_mode) == 0o700
+    for _, path in key_files(inst).values():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+
+
+def _nobody():
+    import pwd
+    return pwd.getpwnam("nobody").pw_uid
+
+
+@needs_root
+def test_root_refuses_key_dir_owned_by_another_user(factory):
+    """Run as root, the directory must be root's: one owned by nobody could
+    be written by whoever runs as nobody."""
+    inst, kid = _unsafe_install(factory)
+    os.chown(inst.keys, _nobody(), -1)
+    os.chmod(inst.keys, 0o700)
+    serve_refused(inst, "key dir owned by nobody", "owned by")
+    cli_refused(inst, "owned by", "key", "list")
+    cli_refused(inst, "owned by", "key", "rotate")
+    assert set(key_files(inst)) == {kid}
+    os.chown(inst.keys, 0, -1)
+    inst.start(label="key dir owned by root again")
+
+
+@needs_root
+def test_root_refuses_key_file_owned_by_another_user(factory):
+    inst, kid = _unsafe_install(factory)
+    path = key_files(inst)[kid][1]
+    os.chown(path, _nobody(), -1)
+    serve_refused(inst, "key file owned by nobody", "owned by")
+    cli_refused(inst, "owned by", "key", "list")
+
+
+def test_sighup_refuses_a_key_dir_made_writable(factory):
+    """A key planted in a directory that became world-writable is not
+    loaded by a SIGHUP reload; the server keeps its keys and says why."""
+    inst, srv = factory.server(label="sighup unsafe dir")
+    name, pw, _ = new_user(inst)
+    k1 = current_kid(inst)
+    os.chmod(inst.keys, 0o777)
+    planted = inst.keys / "0123456789abcdef.HS256.key"
+    planted.write_text(base64.urlsafe_b64encode(b"p" * 64).decode().rstrip("=") + "\n")
+    os.chmod(planted, 0o600)
+    (inst.keys / "current").write_text("0123456789abcdef\n")
+    srv.send_signal(signal.SIGHUP)
+    assert srv.wait_for_stderr(lambda ln: "writable" in ln and str(inst.keys) in ln), srv.tail()
+    srv.assert_alive("SIGHUP with a world-writable key directory")
+    assert _login_kid(srv, name, pw) == k1
+    now = int(time.time())
+    forged = jwt.encode({"token_type": "access", "exp": now + 60, "iat": now,
+                         "jti": str(uuidlib.uuid4()), "user_id": new_user(inst)[2]},
+                        b"p" * 64, algorithm="HS256", headers={"kid": "0123456789abcdef"})
+    expect_invalid(verify(srv, forged), "token of a planted key")
+    os.chmod(inst.keys, 0o700)

@@ -1,7 +1,12 @@
 """Django-compatible password hashes, re-hashing, the default iteration
 count, and timing that does not reveal which usernames exist."""
 
+import math
+import os
+import random
+import statistics
 import time
+import uuid as uuidlib
 
 import pytest
 
@@ -134,3 +139,121 @@ def test_unknown_user_costs_as_much_as_wrong_password(default_iter):
         f"timing reveals which usernames exist (hash a dummy)")
     assert disabled > 0.5 * wrong, (
         f"disabled user answered in {disabled * 1000:.0f} ms vs wrong password {wrong * 1000:.0f} ms")
+
+
+# ---------------------------------------------------------------- timing, by rank test
+
+def mann_whitney_p(xs, ys):
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation
+    with the tie correction; fine from about 20 samples a side). Written
+    here because scipy is not installed."""
+    n1, n2 = len(xs), len(ys)
+    pooled = sorted([(v, 0) for v in xs] + [(v, 1) for v in ys])
+    ranks = [0.0] * len(pooled)
+    ties = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t ** 3 - t
+        i = j + 1
+    r1 = sum(r for r, (_, g) in zip(ranks, pooled) if g == 0)
+    u1 = r1 - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    mu = n1 * n2 / 2
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))))
+    if sigma == 0:
+        return 1.0
+    z = (abs(u1 - mu) - 0.5) / sigma  # continuity correction
+    return math.erfc(max(z, 0.0) / math.sqrt(2))
+
+
+SANITIZED = bool(os.environ.get("TOKEND_SANITIZED"))
+TIMING_SAMPLES = 24 if SANITIZED else 36
+TIMING_ALPHA = 0.001
+UNUSABLE_HASHES = [
+    "!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN",  # Django's set_unusable_password()
+    "argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+    "bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+]
+
+
+@pytest.fixture(scope="module")
+def timing_iter(module_factory, default_iter):
+    """(installation, server, configured iterations, the cheaper stored count).
+    The default 600,000 against Django's 260,000; under a sanitizer build,
+    where PBKDF2 runs about seven times slower (ASan intercepts the memcpy
+    calls of every HMAC round: 825 ms a login measured here), 100,000 against
+    the same ratio, 43,333, so that the test stays within ~40 s."""
+    if not SANITIZED:
+        inst, srv = default_iter
+        return inst, srv, DEFAULT_ITERATIONS, 260000
+    inst = module_factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "100000"},
+                          label="timing server (sanitizer build)")
+    return inst, inst.start(), 100000, 100000 * 260000 // DEFAULT_ITERATIONS
+
+
+def test_failed_logins_cost_the_same_whatever_the_stored_hash(timing_iter):
+    """API.md: wrong username, wrong password and inactive user are
+    indistinguishable in timing. A user whose stored hash is cheaper than
+    the configured count (a Django import at 260,000) or does not parse
+    (Django's unusable "!..." password, another hasher's format) must cost
+    what an unknown user costs; so must an inactive user with such a hash
+    who sends the right password (refused, and not re-hashed). Samples are interleaved (a burst of load
+    hits every kind alike) and compared by rank, with no wall-clock bound."""
+    inst, srv, configured, stored = timing_iter
+    tag = uuidlib.uuid4().hex[:8]
+    cheap = f"dj260k-{tag}"
+    insert_user(inst.db, cheap, django_hash("the real password", stored))
+    inactive = f"dj260k-off-{tag}"
+    insert_user(inst.db, inactive, django_hash("the real password", stored), active=False)
+    unusable = []
+    for i, enc in enumerate(UNUSABLE_HASHES):
+        unusable.append(f"unusable{i}-{tag}")
+        insert_user(inst.db, unusable[-1], enc)
+    unknown = f"nobody-{tag}"
+
+    def timed(user):
+        pw = "the real password" if user == inactive else "not the password"
+        t0 = time.perf_counter()
+        r = srv.login(user, pw)
+        dt = time.perf_counter() - t0
+        expect_401(r, user)
+        return dt
+
+    for u in (unknown, cheap, unusable[0]):  # warm up connections and caches
+        timed(u)
+    samples = {"unknown": [], "cheap": [], "unusable": [], "inactive": []}
+    rng = random.Random(10)
+    for i in range(TIMING_SAMPLES):
+        kinds = list(samples)
+        rng.shuffle(kinds)
+        for kind in kinds:
+            user = {"unknown": unknown, "cheap": cheap, "inactive": inactive,
+                    "unusable": unusable[i % len(unusable)]}[kind]
+            samples[kind].append(timed(user))
+    med = {k: statistics.median(v) * 1000 for k, v in samples.items()}
+    p_cheap = mann_whitney_p(samples["cheap"], samples["unknown"])
+    p_unusable = mann_whitney_p(samples["unusable"], samples["unknown"])
+    p_inactive = mann_whitney_p(samples["inactive"], samples["unknown"])
+    print(f"\n{configured} iterations configured, {stored} stored; "
+          f"medians (ms): unknown {med['unknown']:.1f}, cheaper hash {med['cheap']:.1f}, "
+          f"unusable hash {med['unusable']:.1f}, inactive cheaper {med['inactive']:.1f}; "
+          f"Mann-Whitney p: cheaper {p_cheap:.3g}, unusable {p_unusable:.3g}, "
+          f"inactive {p_inactive:.3g}")
+    assert p_cheap >= TIMING_ALPHA, (
+        f"a wrong password for a user with a {stored}-iteration hash answers in "
+        f"{med['cheap']:.0f} ms (median) vs {med['unknown']:.0f} ms for an unknown user "
+        f"(p = {p_cheap:.2g}): timing reveals that the user exists")
+    assert p_unusable >= TIMING_ALPHA, (
+        f"a user with an unusable/foreign hash answers in {med['unusable']:.0f} ms (median) "
+        f"vs {med['unknown']:.0f} ms for an unknown user (p = {p_unusable:.2g}): "
+        f"timing reveals that the user exists")
+    assert p_inactive >= TIMING_ALPHA, (
+        f"an inactive user with a {stored}-iteration hash and the right password answers in "
+        f"{med['inactive']:.0f} ms (median) vs {med['unknown']:.0f} ms for an unknown user "
+        f"(p = {p_inactive:.2g})")

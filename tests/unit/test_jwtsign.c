@@ -3,7 +3,9 @@
  * This suite tests include/tokend/jwtsign.h: the key directory (created 0700
  * with one 0600 key file of 64 random bytes as base64url), the refusal of
  * short keys, unsafe permissions and unknown algorithms, and minted tokens,
- * whose signature is recomputed here with OpenSSL's HMAC().
+ * whose signature is recomputed here with OpenSSL's HMAC(). The "check"
+ * case signs tokens here with the right key, so that only the header
+ * member under test (crit, RFC 7515 4.1.11) can make them fail.
  */
 #include <check.h>
 #include <ctype.h>
@@ -248,6 +250,37 @@ START_TEST(unsafe_mode)
 	ck_assert_ptr_null(keys);
 	ck_assert_int_eq(load(1, &keys), TOKEND_EINVAL);
 	ck_assert_ptr_null(keys);
+}
+END_TEST
+
+START_TEST(unsafe_dir_mode)
+{
+	/* whoever can write the directory can plant a key under any kid */
+	static const mode_t modes[] = {0777, 0775, 0770, 0757, 01777, 0720, 0702};
+	struct jwtsign_keys *keys = NULL;
+	unsigned char k[64];
+	char kid[JWTSIGN_KID_LEN + 1], err[256];
+
+	memset(k, 0x42, sizeof k);
+	write_key("0123456789abcdef", k, 64, 0600);
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		ck_assert_int_eq(chmod(keydir, modes[i]), 0);
+		ck_assert_msg(load(0, &keys) == TOKEND_EINVAL, "mode %o accepted", modes[i]);
+		ck_assert_ptr_null(keys);
+		ck_assert_int_eq(load(1, &keys), TOKEND_EINVAL);
+		err[0] = '\0';
+		ck_assert_int_eq(jwtsign_key_rotate(keydir, "HS256", kid, err, sizeof err),
+				 TOKEND_EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "writable"));
+		ck_assert_int_eq(jwtsign_key_retire(keydir, "0123456789abcdef", err, sizeof err),
+				 TOKEND_EINVAL);
+	}
+	ck_assert_int_eq(chmod(keydir, 0755), 0);
+	ck_assert_int_eq(load(0, &keys), 0);
+	jwtsign_keys_free(&keys);
+	ck_assert_int_eq(chmod(keydir, 0700), 0);
+	ck_assert_int_eq(load(0, &keys), 0);
+	jwtsign_keys_free(&keys);
 }
 END_TEST
 
@@ -524,6 +557,86 @@ START_TEST(mint_null_claims_left_out)
 }
 END_TEST
 
+/* ---- check ------------------------------------------------------------- */
+
+/* A token of header (JSON text) and a valid access payload, signed with the key. */
+static char *signed_with_header(const char *header)
+{
+	unsigned char key[128], mac[EVP_MAX_MD_SIZE];
+	unsigned maclen = 0;
+	size_t keylen = the_key(key, sizeof key);
+	char payload[512], tok[2048];
+	size_t n;
+	int w;
+
+	w = snprintf(payload, sizeof payload,
+		     "{\"exp\":%lld,\"iat\":%lld,\"jti\":\"123e4567-e89b-42d3-a456-426614174000\","
+		     "\"token_type\":\"access\",\"user_id\":\"00000000-1111-4222-8333-444444444444\"}",
+		     (long long)util_now() + 300, (long long)util_now());
+	ck_assert_int_gt(w, 0);
+	n = util_b64url_encode((const unsigned char *)header, strlen(header), tok, sizeof tok);
+	tok[n++] = '.';
+	n += util_b64url_encode((const unsigned char *)payload, (size_t)w, tok + n, sizeof tok - n);
+	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)tok, n,
+				   mac, &maclen));
+	tok[n++] = '.';
+	util_b64url_encode(mac, maclen, tok + n, sizeof tok - n);
+	return strdup(tok);
+}
+
+static int check_header(struct jwtsign_keys *keys, const char *fmt, const char **reason)
+{
+	struct jwtsign_policy pol = {.now = util_now(), .leeway = 0};
+	struct jwtsign_token t;
+	char header[512];
+	char *tok;
+	int rc;
+
+	snprintf(header, sizeof header, fmt, jwtsign_current_kid(keys));
+	tok = signed_with_header(header);
+	ck_assert_ptr_nonnull(tok);
+	*reason = NULL;
+	rc = jwtsign_check(keys, tok, strlen(tok), &pol, &t, reason);
+	free(tok);
+	return rc;
+}
+
+START_TEST(check_refuses_crit)
+{
+	/* RFC 7515 4.1.11: tokend understands no extension, so any crit fails */
+	static const char *const crit[] = {
+		"{\"alg\":\"HS256\",\"crit\":[\"x-unknown\"],\"kid\":\"%s\",\"typ\":\"JWT\","
+		"\"x-unknown\":1}",
+		"{\"alg\":\"HS256\",\"crit\":[\"x-unknown\"],\"kid\":\"%s\",\"typ\":\"JWT\"}",
+		"{\"alg\":\"HS256\",\"crit\":[],\"kid\":\"%s\",\"typ\":\"JWT\"}",
+		"{\"alg\":\"HS256\",\"crit\":\"x-unknown\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
+		"{\"alg\":\"HS256\",\"crit\":null,\"kid\":\"%s\",\"typ\":\"JWT\"}",
+		"{\"alg\":\"HS256\",\"crit\":[\"exp\"],\"kid\":\"%s\"}",
+		"{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"kid\":\"%s\",\"b64\":false}",
+		"{\"crit\":{},\"alg\":\"HS256\",\"kid\":\"%s\"}",
+	};
+	struct jwtsign_keys *keys = NULL;
+	const char *reason;
+
+	ck_assert_int_eq(load(1, &keys), 0);
+	/* the controls: the same tokens without crit verify */
+	ck_assert_int_eq(check_header(keys, "{\"alg\":\"HS256\",\"kid\":\"%s\",\"typ\":\"JWT\"}",
+				      &reason),
+			 0);
+	ck_assert_int_eq(check_header(keys,
+				      "{\"alg\":\"HS256\",\"kid\":\"%s\",\"typ\":\"JWT\","
+				      "\"x-unknown\":1}",
+				      &reason),
+			 0);
+	for (size_t i = 0; i < sizeof crit / sizeof crit[0]; i++) {
+		ck_assert_msg(check_header(keys, crit[i], &reason) == TOKEND_EAUTH,
+			      "accepted header %s", crit[i]);
+		ck_assert_ptr_nonnull(reason);
+	}
+	jwtsign_keys_free(&keys);
+}
+END_TEST
+
 static Suite *jwtsign_suite(void)
 {
 	Suite *s = suite_create("jwtsign");
@@ -537,6 +650,7 @@ static Suite *jwtsign_suite(void)
 	tcase_add_test(tc, short_key);
 	tcase_add_test(tc, key_31_bytes);
 	tcase_add_test(tc, unsafe_mode);
+	tcase_add_test(tc, unsafe_dir_mode);
 	tcase_add_test(tc, malformed_key);
 	tcase_add_test(tc, existing_key_used);
 	tcase_add_test(tc, newest_key_signs);
@@ -549,6 +663,11 @@ static Suite *jwtsign_suite(void)
 	tcase_add_test(tc, mint_api_token);
 	tcase_add_test(tc, mint_with_given_key);
 	tcase_add_test(tc, mint_null_claims_left_out);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("check");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, check_refuses_crit);
 	suite_add_tcase(s, tc);
 	return s;
 }

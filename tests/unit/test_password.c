@@ -4,6 +4,11 @@
  * "pbkdf2_sha256$<iterations>$<salt>$<hash>" format, a fixed vector computed
  * with Python's hashlib, and the refusal of every malformed encoding.
  * Iteration counts stay small so that the suite runs fast under sanitizers.
+ *
+ * The "work" cases prove the timing contract by counting PBKDF2 iterations
+ * (password_iterations_spent), not by wall clock: a failed check costs the
+ * configured count whatever the stored hash is (cheaper, unparsable, none),
+ * so a login's duration does not tell which usernames exist.
  */
 #include <check.h>
 #include <ctype.h>
@@ -237,6 +242,122 @@ START_TEST(verify_dummy)
 }
 END_TEST
 
+/* PBKDF2 iterations spent by this thread since the last work_begin(). */
+static unsigned long long work_mark;
+
+static void work_begin(void)
+{
+	work_mark = password_iterations_spent();
+}
+
+static unsigned long long work_done(void)
+{
+	return password_iterations_spent() - work_mark;
+}
+
+#define CONFIGURED 5000L
+
+START_TEST(work_counter_counts)
+{
+	char out[PASSWORD_HASH_MAX];
+
+	work_begin();
+	ck_assert_int_eq(password_hash(PW("x"), 1234, out, sizeof out), 0);
+	ck_assert_uint_eq(work_done(), 1234);
+	work_begin();
+	ck_assert(password_verify(PW("pw"), DJANGO_PW, 1000, NULL));
+	ck_assert_uint_eq(work_done(), 1000);
+}
+END_TEST
+
+START_TEST(work_failed_cheaper_hash_pays_the_difference)
+{
+	bool rehash = true;
+
+	/* as Django's harden_runtime: a stored 1,000 owes 4,000 more on failure */
+	work_begin();
+	ck_assert(!password_verify(PW("wrong"), DJANGO_PW, CONFIGURED, &rehash));
+	ck_assert(!rehash);
+	ck_assert_uint_eq(work_done(), CONFIGURED);
+	/* the right password is not padded: it re-hashes instead */
+	work_begin();
+	ck_assert(password_verify(PW("pw"), DJANGO_PW, CONFIGURED, &rehash));
+	ck_assert(rehash);
+	ck_assert_uint_eq(work_done(), 1000);
+	/* at the configured count: nothing added */
+	work_begin();
+	ck_assert(!password_verify(PW("wrong"), DJANGO_PW, 1000, NULL));
+	ck_assert_uint_eq(work_done(), 1000);
+}
+END_TEST
+
+START_TEST(work_failed_stronger_hash_costs_its_own)
+{
+	char out[PASSWORD_HASH_MAX];
+
+	ck_assert_int_eq(password_hash(PW("pw"), 8000, out, sizeof out), 0);
+	work_begin();
+	ck_assert(!password_verify(PW("wrong"), out, CONFIGURED, NULL));
+	ck_assert_uint_eq(work_done(), 8000);
+}
+END_TEST
+
+/* Stored values that are not our format: they cost a full dummy hash. */
+static const char *const unusable[] = {
+	NULL,
+	"!",
+	"!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN", /* Django's set_unusable_password */
+	"argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+	"bcrypt_sha256$$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+	"pbkdf2_sha1$260000$saltsaltsaltsaltsaltsa$aGFzaGhhc2hoYXNoaGFzaA==",
+};
+
+START_TEST(work_unparsable_hash_costs_configured)
+{
+	for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+		work_begin();
+		ck_assert(!password_verify(PW("pw"), unusable[i], CONFIGURED, NULL));
+		ck_assert_msg(work_done() == CONFIGURED, "%s: %llu iterations",
+			      unusable[i] ? unusable[i] : "(null)", work_done());
+	}
+	/* every malformed entry above, too (those that parse are cheaper) */
+	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+		work_begin();
+		ck_assert(!password_verify(PW("pw"), malformed[i], CONFIGURED, NULL));
+		ck_assert_msg(work_done() == CONFIGURED, "%s: %llu iterations", malformed[i],
+			      work_done());
+	}
+}
+END_TEST
+
+START_TEST(work_harden_runtime)
+{
+	char out[PASSWORD_HASH_MAX];
+
+	work_begin();
+	password_harden_runtime(PW("pw"), DJANGO_PW, CONFIGURED);
+	ck_assert_uint_eq(work_done(), CONFIGURED - 1000);
+	work_begin();
+	password_harden_runtime(PW("pw"), DJANGO_PW, 1000);
+	ck_assert_uint_eq(work_done(), 0);
+	work_begin();
+	password_harden_runtime(PW("pw"), DJANGO_PW, 999);
+	ck_assert_uint_eq(work_done(), 0);
+	ck_assert_int_eq(password_hash(PW("pw"), 8000, out, sizeof out), 0);
+	work_begin();
+	password_harden_runtime(PW("pw"), out, CONFIGURED);
+	ck_assert_uint_eq(work_done(), 0);
+	for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+		work_begin();
+		password_harden_runtime(PW("pw"), unusable[i], CONFIGURED);
+		ck_assert_uint_eq(work_done(), CONFIGURED);
+	}
+	work_begin();
+	password_verify_dummy(PW("pw"), CONFIGURED);
+	ck_assert_uint_eq(work_done(), CONFIGURED);
+}
+END_TEST
+
 static Suite *password_suite(void)
 {
 	Suite *s = suite_create("password");
@@ -256,6 +377,14 @@ static Suite *password_suite(void)
 	tcase_add_test(tc, verify_malformed);
 	tcase_add_test(tc, verify_overlong_encoding);
 	tcase_add_test(tc, verify_dummy);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("work");
+	tcase_add_test(tc, work_counter_counts);
+	tcase_add_test(tc, work_failed_cheaper_hash_pays_the_difference);
+	tcase_add_test(tc, work_failed_stronger_hash_costs_its_own);
+	tcase_add_test(tc, work_unparsable_hash_costs_configured);
+	tcase_add_test(tc, work_harden_runtime);
 	suite_add_tcase(s, tc);
 	return s;
 }
