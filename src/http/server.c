@@ -2,9 +2,10 @@
 /*
  * This module implements the HTTP server on libmicrohttpd's internal thread
  * pool. It enforces the limits of API.md while reading (header
- * block, body size counted as it arrives, a whole-request deadline against
- * dripped bodies), rejects the framing libmicrohttpd 0.9.75 mishandles
- * (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
+ * block, body size counted as it arrives; the whole-request deadline and
+ * clients gone mid-request are the watchdog's, fed from the connection
+ * life cycle here), refuses connections past the limit at accept, rejects
+ * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
  * the request, decodes its body and runs its handler inline; a handler
  * with slow work left (a password hash) has it run on the bounded worker
  * pool with the connection suspended. Responses are queued on the second handler call or later, never the
@@ -456,8 +457,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	/* epoll: with 10,000 kept-alive connections poll() scanned 5,000 fds
 	 * per wake-up (verify p99 14 ms). libmicrohttpd 0.9.75's edge-triggered
 	 * loop misses a FIN that arrives with the last bytes of a partial
-	 * request; such a connection is reclaimed by the idle timeout, and
-	 * shutdown does not wait for it (server_stop). */
+	 * request; the watchdog notices such a connection and shuts it down. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	/* Two HTTP threads per CPU by default: while one waits a moment

@@ -32,6 +32,7 @@
 #define NIL (-1)
 #define FIRST_CAPACITY 256
 #define JIFFY_MARGIN_US 50000u
+#define IDLE_BATCH 1024
 
 enum wd_state { WD_FREE, WD_READING, WD_ARRIVED, WD_IDLE };
 
@@ -309,8 +310,11 @@ static size_t collect(struct watchdog *wd, uint64_t now, size_t *nreading)
 						 .fd = wd->slots[id].fd,
 						 .since_us = wd->slots[id].since_us};
 	*nreading = n;
-	/* The FIFO is ordered by since_us: stop at the first not yet due. */
-	for (id = wd->idle.head; id != NIL && wd->slots[id].since_us + wd->deadline_us <= now;
+	/* The FIFO is ordered by since_us: stop at the first not yet due, and
+	 * after IDLE_BATCH (the rest next tick), to keep the lock held briefly
+	 * when thousands of idle connections fall due together. */
+	for (id = wd->idle.head; id != NIL && n < *nreading + IDLE_BATCH &&
+	     wd->slots[id].since_us + wd->deadline_us <= now;
 	     id = wd->slots[id].next)
 		wd->probes[n++] = (struct probe){.id = id, .gen = wd->slots[id].gen,
 						 .fd = wd->slots[id].fd,
