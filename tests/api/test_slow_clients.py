@@ -175,6 +175,10 @@ class Slowloris:
         self.thread.join(5)
 
 
+def label(limits):
+    return ",".join(f"{k}={v}" for k, v in limits.items()) or "defaults"
+
+
 def start(factory, **env):
     e = {f"TOKEND_SERVER_{k.upper()}": str(v) for k, v in env.items()}
     return factory.server(env=e)
@@ -192,7 +196,7 @@ def test_partial_then_close_frees_slots(factory, limits, count):
     assert sent == count
     took = wait_served(srv.port)
     held = server_side_conns(srv.port)
-    print(f"partial-and-close {limits or 'defaults'}: {count} sent, legitimate request "
+    print(f"partial-and-close {label(limits)}: {count} sent, legitimate request "
           f"served after {took}s, {held} server-side connections left")
     assert took is not None, (
         f"{count} clients that sent part of a request and closed still lock out a "
@@ -217,7 +221,7 @@ def test_slowloris_cannot_lock_out_clients(factory, limits, count):
         time.sleep(1.5)  # every dripper connected, the slots taken
         took = wait_served(srv.port, until=attack.ending)
         still_running = not attack.ending.is_set()
-    print(f"slowloris {limits or 'defaults'}: {count} drippers, legitimate request served "
+    print(f"slowloris {label(limits)}: {count} drippers, legitimate request served "
           f"after {took}s, {attack.cut} dripping connections cut off")
     assert took is not None and still_running, (
         f"{count} slowloris connections (one header byte a second, request_timeout=2) "
