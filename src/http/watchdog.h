@@ -14,10 +14,10 @@
  *            every tick (peer gone? deadline passed?);
  *   arrived  the request is whole, the answer is being made or sent: never
  *            touched;
- *   idle     after watchdog_done(), between requests: looked at once per
- *            deadline (one getsockopt) to see whether a next request has
- *            begun, so 10,000 idle connections cost ~10,000 / deadline
- *            system calls a second, not 10,000 a tick.
+ *   idle     after watchdog_done(), between requests: looked at once a
+ *            second (one getsockopt) to see whether a next request has
+ *            begun, so 10,000 idle connections cost 10,000 system calls a
+ *            second, not 10,000 a tick; reading again from that look.
  * All functions are thread-safe; ids are small integers owned by the
  * watchdog, valid from watchdog_open() to watchdog_close().
  */

@@ -230,6 +230,66 @@ def test_slowloris_cannot_lock_out_clients(factory, limits, count):
     srv.assert_alive("slowloris attack")
 
 
+def kept_alive(port, src="127.0.0.3"):
+    """A connection after one whole request and its answer."""
+    s = connect_from(src, port, timeout=5)
+    assert s is not None
+    s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    while not final_responses(buf):
+        chunk = s.recv(65536)
+        assert chunk, "first request on the kept-alive connection not answered"
+        buf += chunk
+    return s
+
+
+def closed_by_server(s, timeout):
+    s.settimeout(timeout)
+    try:
+        return s.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_slowloris_on_a_kept_alive_connection_is_cut(factory):
+    """The deadline also holds for the second request of a connection."""
+    inst, srv = start(factory, request_timeout=2)
+    s = kept_alive(srv.port)
+    try:
+        s.sendall(DRIP_HEAD)
+        t0 = time.monotonic()
+        cut = False
+        while not cut and time.monotonic() - t0 < 10 * _SLOWDOWN:
+            try:
+                s.sendall(b"X")
+            except OSError:
+                cut = True
+                break
+            cut = closed_by_server(s, 0.5)
+        print(f"kept-alive slowloris cut after {time.monotonic() - t0:.1f}s")
+        assert cut, "a second request dripped one byte every 0.5 s still open after 10 s (request_timeout=2)"
+    finally:
+        s.close()
+
+
+def test_partial_second_request_then_close_frees_the_slot(factory):
+    """The second request of a connection, cut mid-header, then the client goes."""
+    inst, srv = start(factory, max_connections=20, per_ip_connections=0)
+    socks = [kept_alive(srv.port, src) for src in attacker_sources(20)]
+    for s in socks:
+        s.sendall(b"POST /api/auth/jwt/verify/ HTTP/1.1\r\nHost: x\r\nContent-Le")
+        s.close()
+    t0 = time.monotonic()
+    while server_side_conns(srv.port) > 0 and time.monotonic() - t0 < 5 * _SLOWDOWN:
+        time.sleep(0.1)
+    held = server_side_conns(srv.port)
+    print(f"partial second request then close: {held} slots held after {time.monotonic() - t0:.1f}s")
+    assert held == 0, f"{held} clients gone mid-way through a second request still hold their slots 5 s later"
+    assert wait_served(srv.port) is not None
+
+
 def test_per_client_limit_is_on_by_default(factory):
     """tokend exposed directly: one address cannot take every slot."""
     inst, srv = start(factory)

@@ -4,7 +4,8 @@
  * not whole by the deadline is shut down, so is one whose client left (but
  * not while unread bytes wait), an arrived request is left alone, and an
  * idle kept-alive connection is cut only after a next request has begun and
- * overstayed. The last test runs a real libmicrohttpd 0.9.75 daemon (thread
+ * overstayed (or its client left mid-way), and a descriptor number reused
+ * behind the watchdog's back is never shut down. The last test runs a real libmicrohttpd 0.9.75 daemon (thread
  * pool, epoll) and proves on every connection that NOTIFY_CLOSED comes
  * while the descriptor still names the connection's socket, i.e. before
  * libmicrohttpd close()s it: the order the watchdog's safety rests on.
@@ -174,6 +175,63 @@ START_TEST(idle_connection_cut_only_when_next_request_overstays)
 	ck_assert(sees_eof(cli, 100));
 	watchdog_close(wd, id);
 	close(cli);
+	close(srv);
+	watchdog_free(&wd);
+}
+END_TEST
+
+START_TEST(idle_client_gone_mid_next_request_is_shut_down)
+{
+	struct watchdog *wd = watchdog_new(60000, 20);
+	struct watchdog_stats st = {0};
+	char buf[64];
+	int cli, srv, id;
+
+	tcp_pair(&cli, &srv);
+	id = watchdog_open(wd, srv);
+	watchdog_arrived(wd, id);
+	watchdog_done(wd, id);
+	/* Part of a next request and a FIN, read (as libmicrohttpd does) but
+	 * never handed over: it stays idle, as far as the server can tell. */
+	ck_assert_int_eq(send(cli, "POST / HT", 9, 0), 9);
+	shutdown(cli, SHUT_WR);
+	sleep_ms(20);
+	ck_assert_int_eq(recv(srv, buf, sizeof(buf), 0), 9);
+	for (int i = 0; i < 80 && st.shut_gone == 0; i++) { /* idle look: 1 s */
+		ticks(wd, 1, 25);
+		watchdog_stats(wd, &st);
+	}
+	ck_assert_int_eq(st.shut_gone, 1);
+	ck_assert(sees_eof(cli, 100));
+	watchdog_close(wd, id);
+	close(cli);
+	close(srv);
+	watchdog_free(&wd);
+}
+END_TEST
+
+START_TEST(reused_descriptor_is_never_shut_down)
+{
+	struct watchdog *wd = watchdog_new(100, 10);
+	struct watchdog_stats st;
+	int cli, srv, cli2, srv2, id;
+
+	tcp_pair(&cli, &srv);
+	id = watchdog_open(wd, srv);
+	/* The order libmicrohttpd never uses (the MHD test below proves it):
+	 * the descriptor closed and its number reused by a new connection
+	 * before watchdog_close(). */
+	tcp_pair(&cli2, &srv2);
+	ck_assert_int_eq(dup2(srv2, srv), srv);
+	close(srv2);
+	ticks(wd, 20, 10); /* past the deadline */
+	watchdog_stats(wd, &st);
+	ck_assert_int_eq(st.fd_mismatch, 1);
+	ck_assert_int_eq(st.shut_late + st.shut_gone, 0);
+	ck_assert(!sees_eof(cli2, 50)); /* the new connection was not touched */
+	watchdog_close(wd, id);
+	close(cli);
+	close(cli2);
 	close(srv);
 	watchdog_free(&wd);
 }
@@ -355,6 +413,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, gone_client_is_shut_down_once_bytes_are_read);
 	tcase_add_test(tc, arrived_request_is_left_alone);
 	tcase_add_test(tc, idle_connection_cut_only_when_next_request_overstays);
+	tcase_add_test(tc, idle_client_gone_mid_next_request_is_shut_down);
+	tcase_add_test(tc, reused_descriptor_is_never_shut_down);
 	tcase_add_test(tc, close_frees_the_slot_for_reuse);
 	tcase_add_test(tc, mhd_notifies_closed_before_it_closes);
 	suite_add_tcase(s, tc);
