@@ -310,7 +310,7 @@ static size_t collect(struct watchdog *wd, uint64_t now, size_t *nreading)
 	size_t n = 0;
 	int id;
 
-	if (reserve(wd, (size_t)(wd->reading.n + wd->idle.n)) != 0)
+	if (reserve(wd, (size_t)(wd->reading.n + (wd->idle.n < IDLE_BATCH ? wd->idle.n : IDLE_BATCH))) != 0)
 		return 0; /* next tick, then */
 	for (id = wd->reading.head; id != NIL; id = wd->slots[id].next)
 		wd->probes[n++] = (struct probe){.id = id, .gen = wd->slots[id].gen,
