@@ -20,7 +20,7 @@ struct config {
 	long max_connections;          /* total open connections */
 	long per_ip_connections;       /* per client address; 0 = unlimited */
 	long idle_timeout;             /* seconds a connection may idle */
-	long request_timeout;          /* seconds to receive a whole body */
+	long request_timeout;          /* seconds for a request to arrive whole */
 	long max_body;                 /* request body bytes (413 beyond) */
 	long max_header;               /* request line + header bytes (431) */
 	long max_json_depth;           /* nesting of arrays/objects */

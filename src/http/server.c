@@ -2,9 +2,10 @@
 /*
  * This module implements the HTTP server on libmicrohttpd's internal thread
  * pool. It enforces the limits of API.md while reading (header
- * block, body size counted as it arrives, a whole-request deadline against
- * dripped bodies), rejects the framing libmicrohttpd 0.9.75 mishandles
- * (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
+ * block, body size counted as it arrives; the whole-request deadline and
+ * clients gone mid-request are the watchdog's, fed from the connection
+ * life cycle here), refuses connections past the limit at accept, rejects
+ * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
  * the request, decodes its body and runs its handler inline; a handler
  * with slow work left (a password hash) has it run on the bounded worker
  * pool with the connection suspended. Responses are queued on the second handler call or later, never the
@@ -26,6 +27,7 @@
 
 #include "http/framing.h"
 #include "http/response.h"
+#include "http/watchdog.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/err.h"
@@ -41,6 +43,13 @@
 /* At shutdown, how long requests that are not suspended may take to finish. */
 #define SETTLE_MS 2000
 
+/* How often the watchdog looks at unfinished requests: a client gone
+ * mid-request frees its slot within two ticks. */
+#define WATCHDOG_TICK_MS 100
+
+/* At most one "connection limit reached" line this often. */
+#define LIMIT_LOG_US (10u * 1000000u)
+
 struct server {
 	const struct app *app;
 	struct MHD_Daemon *daemon;
@@ -48,6 +57,10 @@ struct server {
 	atomic_long inflight;   /* requests between first call and completion */
 	atomic_long suspended;  /* of those, handed to the worker pool */
 	atomic_bool stopping;   /* queued slow work answers 503 */
+	struct watchdog *wd;    /* every connection's socket, see watchdog.h */
+	long max_connections;   /* refused at accept past this many */
+	atomic_long refused;
+	atomic_ullong refused_logged_us;
 };
 
 enum req_state { REQ_READING, REQ_SUSPENDED, REQ_DONE };
@@ -241,6 +254,15 @@ static enum MHD_Result dispatch(struct request *req)
 	return MHD_YES;
 }
 
+/* The watchdog's id of conn (stored as id + 1; 0 = not watched). */
+static int conn_watch_id(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci && ci->socket_context ? (int)((intptr_t)ci->socket_context - 1) : -1;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version,
 				  const char *upload_data, size_t *upload_data_size,
@@ -265,6 +287,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->ctx.method = req->method;
 		req->ctx.path = req->path;
 		req->ctx.remote = req->remote;
+		watchdog_begin(srv->wd, conn_watch_id(conn));
 		first_checks(req, method, url, version);
 		if (req->close)
 			return queue(req, req->err, 0);
@@ -312,6 +335,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->len += n;
 		return MHD_YES;
 	}
+	/* The request has arrived whole: the watchdog leaves it alone now. */
+	watchdog_arrived(srv->wd, conn_watch_id(conn));
 	if (req->err != 0)
 		return queue(req, req->err, 0);
 	return dispatch(req);
@@ -323,8 +348,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	struct server *srv = cls;
 	struct request *req = *req_cls;
 
-	(void)conn;
 	(void)toe;
+	watchdog_done(srv->wd, conn_watch_id(conn));
 	if (req == NULL)
 		return;
 	log_access(req->remote, req->method, req->path, req->status,
@@ -334,6 +359,58 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	request_free(req);
 	*req_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+/*
+ * Connection life cycle. libmicrohttpd 0.9.75 calls NOTIFY_CLOSED before it
+ * closes the socket, on both of its paths (MHD_cleanup_connections() and
+ * the failure path of new_connection_process_(), daemon.c), and the
+ * watchdog's shutdown takes the lock that watchdog_close() takes: a shutdown
+ * cannot reach a descriptor number reused by a newer connection.
+ * tests/unit/test_watchdog.c checks that order on a running daemon.
+ */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct server *srv = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		int id = ci ? watchdog_open(srv->wd, ci->connect_fd) : TOKEND_ENOMEM;
+
+		*socket_context = id >= 0 ? (void *)(intptr_t)(id + 1) : NULL;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context != NULL) {
+		watchdog_close(srv->wd, (int)((intptr_t)*socket_context - 1));
+		*socket_context = NULL;
+	}
+}
+
+/*
+ * Refuses a connection over the limit at accept: closed at once, instead
+ * of libmicrohttpd's way at its own limit, which stops accepting and leaves
+ * the clients in the listen backlog, to be accepted (and hold a slot again)
+ * after many of them have gone. libmicrohttpd's own per-address limit has
+ * refused already when it applies.
+ */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+	struct server *srv = cls;
+	uint64_t now, last;
+
+	(void)addr;
+	(void)len;
+	if (watchdog_open_count(srv->wd) < srv->max_connections)
+		return MHD_YES;
+	atomic_fetch_add(&srv->refused, 1);
+	now = util_mono_us();
+	last = atomic_load(&srv->refused_logged_us);
+	if (now - last > LIMIT_LOG_US &&
+	    atomic_compare_exchange_strong(&srv->refused_logged_us, &last, now))
+		log_warn("http: %ld connections open: refusing new ones (server.max_connections); "
+			 "%ld refused so far",
+			 srv->max_connections, (long)atomic_load(&srv->refused));
+	return MHD_NO;
 }
 
 /* Paths are matched as received: "%2F" or "%00" never become "/" or NUL. */
@@ -368,8 +445,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	/* epoll: with 10,000 kept-alive connections poll() scanned 5,000 fds
 	 * per wake-up (verify p99 14 ms). libmicrohttpd 0.9.75's edge-triggered
 	 * loop misses a FIN that arrives with the last bytes of a partial
-	 * request; such a connection is reclaimed by the idle timeout, and
-	 * shutdown does not wait for it (server_stop). */
+	 * request; the watchdog notices such a connection and shuts it down. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	/* Two HTTP threads per CPU by default: while one waits a moment
@@ -410,8 +486,15 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	if (srv == NULL)
 		return TOKEND_ENOMEM;
 	srv->app = app;
+	srv->max_connections = cfg->max_connections;
+	srv->wd = watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS);
+	if (srv->wd == NULL) {
+		free(srv);
+		return TOKEND_ENOMEM;
+	}
 	srv->pool = workpool_new(workers, cfg->hash_queue, cfg->hash_deadline_ms);
 	if (srv->pool == NULL) {
+		watchdog_free(&srv->wd);
 		free(srv);
 		snprintf(errbuf, errlen, "cannot start %ld hashing workers", workers);
 		return TOKEND_ENOMEM;
@@ -419,23 +502,33 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	/* MHD's threads inherit a mask with every signal blocked: main sigwaits. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
+	/* libmicrohttpd's own limit sits above ours by one accept per thread
+	 * (each thread may accept once between our count and its
+	 * NOTIFY_STARTED), so accept_policy() is what refuses. */
 	srv->daemon = MHD_start_daemon(
-		flags, (uint16_t)p, NULL, NULL, on_request, srv,
+		flags, (uint16_t)p, accept_policy, srv, on_request, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + threads),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_END);
+	if (srv->daemon != NULL && watchdog_start(srv->wd) != 0) {
+		MHD_stop_daemon(srv->daemon);
+		srv->daemon = NULL;
+		errno = ENOMEM;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (srv->daemon == NULL) {
 		snprintf(errbuf, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
 		workpool_free(&srv->pool);
+		watchdog_free(&srv->wd);
 		free(srv);
 		return TOKEND_EIO;
 	}
@@ -479,6 +572,8 @@ void server_stop(struct server **srvp, long grace_ms)
 		log_warn("http: stopping with %ld requests unfinished",
 			 (long)atomic_load(&srv->inflight));
 	MHD_stop_daemon(srv->daemon);
+	/* After the daemon: it sends NOTIFY_CLOSED for every connection. */
+	watchdog_free(&srv->wd);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
 	free(srv);

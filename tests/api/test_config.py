@@ -15,7 +15,7 @@ DEFAULTS = {
     ("server", "listen"): "127.0.0.1:8000",
     ("server", "threads"): "0",
     ("server", "max_connections"): "1024",
-    ("server", "per_ip_connections"): "0",
+    ("server", "per_ip_connections"): "128",
     ("server", "idle_timeout"): "30",
     ("server", "request_timeout"): "30",
     ("server", "max_body"): "65536",

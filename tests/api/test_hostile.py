@@ -446,7 +446,8 @@ def test_client_vanishing_mid_request_frees_its_slot(factory, half):
     """A client that sends part of a request and closes its socket must not
     keep a connection slot (per-IP limit 2 here) past the idle timeout, nor
     hold up shutdown. (libmicrohttpd 0.9.75's epoll loop may miss the FIN
-    that arrives with the last bytes: the idle timeout reclaims the slot.)"""
+    that arrives with the last bytes: the connection watchdog frees the slot;
+    tests/api/test_slow_clients.py has the same at scale.)"""
     inst, srv = factory.server(env={"TOKEND_SERVER_PER_IP_CONNECTIONS": "2",
                                     "TOKEND_SERVER_IDLE_TIMEOUT": "2"})
     with StoreUnchanged(srv, inst.db, "clients vanishing mid-request") as _:
