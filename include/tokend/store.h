@@ -174,7 +174,8 @@ int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now
 enum store_rotation {
 	STORE_ROTATED,  /* old is blacklisted, next recorded */
 	STORE_REPLAYED, /* old was rotated within the grace window: *replay is its successor */
-	STORE_REUSED,   /* old was already used (or its session ended): the session is ended */
+	STORE_REUSED,   /* old was already used: theft, the session is now ended */
+	STORE_ENDED,    /* old's session had ended already (logout, passwd, reuse): nothing changed */
 	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
 	STORE_INACTIVE, /* the user is disabled: nothing changed */
 	STORE_EXPIRED,  /* the session is past its absolute lifetime: it is now ended */

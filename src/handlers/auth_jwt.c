@@ -276,6 +276,10 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		log_warn("auth: refresh token %s of user %s reused: family revoked", t.jti,
 			 t.user_id);
 		return token_not_valid(res);
+	case STORE_ENDED:
+		log_info("auth: refresh token %s of user %s: its session has ended", t.jti,
+			 t.user_id);
+		return token_not_valid(res);
 	default:
 		return token_not_valid(res);
 	}

@@ -136,7 +136,7 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 		goto out;
 	}
 	if (revoked) {
-		*outcome = STORE_REUSED;
+		*outcome = STORE_ENDED; /* revoked with its session: not a new theft */
 		goto out;
 	}
 	/* However often it was refreshed, a session ends at its absolute limit. */
