@@ -304,3 +304,22 @@ def test_expired_refresh_token_is_401(factory):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     expect_refused_unchanged(w, lambda: w.logout(pair["refresh"]), "expired refresh token")
+
+
+def test_logout_past_the_session_lifetime_is_401(w):
+    """A session older than tokens.session_lifetime (30 days) is over even if
+    the token presented expires tomorrow: the logout is refused."""
+    import sqlite3
+    name, pw, _ = w.user()
+    pair = w.login(name, pw)
+    sid = claims_of(pair["refresh"])["sid"]
+    con = sqlite3.connect(str(w.inst.db), timeout=10)
+    try:
+        with con:
+            con.execute("UPDATE sessions SET created_at = ? WHERE id = ?",
+                        (int(time.time()) - 30 * 86400 - 5, sid))
+    finally:
+        con.close()
+    expect_invalid(w.logout(pair["refresh"]), "logout 30 days after the login")
+    assert session_revoked(w, sid), "the session past its lifetime was not ended"
+    assert w.verify(pair["access"]) == 401
