@@ -311,7 +311,9 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 		return rc;
 	switch (outcome) {
 	case STORE_LOGOUT_ENDED:
-		log_info("auth: user %s logged out of session %s", t.user_id, t.sid);
+		/* the jti, not the sid: a token minted before sessions has none */
+		log_info("auth: refresh token %s of user %s: logged out, session ended", t.jti,
+			 t.user_id);
 		res->body = json_object();
 		return res->body ? 0 : TOKEND_ENOMEM;
 	case STORE_LOGOUT_REUSED:
