@@ -323,3 +323,37 @@ def test_logout_past_the_session_lifetime_is_401(w):
     expect_invalid(w.logout(pair["refresh"]), "logout 30 days after the login")
     assert session_revoked(w, sid), "the session past its lifetime was not ended"
     assert w.verify(pair["access"]) == 401
+
+
+def test_logout_racing_a_refresh_of_the_same_token_ends_the_session(w):
+    """Refresh and logout with one token at once: whichever the store runs
+    first, the logout answers 200 (inside the grace window the rotated token
+    stands for its successor) and no token of the session is left alive,
+    including a pair the refresh may have returned."""
+    import threading
+    import requests
+    for _ in range(5):
+        name, pw, _ = w.user()
+        pair = w.login(name, pw)
+        barrier = threading.Barrier(2)
+        res = {}
+
+        def call(kind, path):
+            with requests.Session() as s:
+                barrier.wait(timeout=30)
+                r = s.post(w.srv.url(path), json={"refresh": pair["refresh"]}, timeout=30)
+                res[kind] = (r.status_code, r.json())
+
+        ts = [threading.Thread(target=call, args=a) for a in (("refresh", REFRESH),
+                                                               ("logout", LOGOUT))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=60)
+        assert res.get("logout") == (200, {}), res
+        status, body = res["refresh"]
+        assert status in (201, 401), res
+        assert session_revoked(w, claims_of(pair["refresh"])["sid"])
+        alive = [pair["access"]] + ([body["access"], body["refresh"]] if status == 201 else [])
+        for tok in alive:
+            assert w.verify(tok) == 401, f"a token of the logged-out session verifies: {res}"
