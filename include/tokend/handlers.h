@@ -68,6 +68,9 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 /* POST /api/auth/jwt/refresh/ — rotate a refresh token (reuse revokes its family). */
 int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res);
 
+/* POST /api/auth/jwt/blacklist/ — log out: end the session of a refresh token. */
+int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *res);
+
 /* POST /api/auth/jwt/verify/ — is this a live token of ours? */
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res);
 

@@ -174,7 +174,8 @@ int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now
 enum store_rotation {
 	STORE_ROTATED,  /* old is blacklisted, next recorded */
 	STORE_REPLAYED, /* old was rotated within the grace window: *replay is its successor */
-	STORE_REUSED,   /* old was already used (or its session ended): the session is ended */
+	STORE_REUSED,   /* old was already used: theft, the session is now ended */
+	STORE_ENDED,    /* old's session had ended already (logout, passwd, reuse): nothing changed */
 	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
 	STORE_INACTIVE, /* the user is disabled: nothing changed */
 	STORE_EXPIRED,  /* the session is past its absolute lifetime: it is now ended */
@@ -196,6 +197,25 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			 int64_t now, long grace, long session_lifetime,
 			 struct store_refresh *next, struct store_refresh *replay,
 			 enum store_rotation *outcome);
+
+enum store_logout {
+	STORE_LOGOUT_ENDED,   /* the token's session was live: it is now ended */
+	STORE_LOGOUT_REUSED,  /* a used token outside the grace window: theft, the session is ended */
+	STORE_LOGOUT_REFUSED, /* unknown, another's, user disabled, session ended or over */
+};
+
+/*
+ * A logout with the refresh token jti of user_uuid, in one BEGIN IMMEDIATE
+ * transaction: ends its session (revoking every refresh row of the family).
+ * An unused token, or a used one rotated at most grace seconds ago whose
+ * successor is unused (it stands for the successor, as in
+ * store_refresh_rotate), gives STORE_LOGOUT_ENDED; any other used token is a
+ * reuse: the session is ended all the same and the outcome is
+ * STORE_LOGOUT_REUSED. A session at least session_lifetime old (when > 0)
+ * is ended and refused. Otherwise nothing changes.
+ */
+int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,
+			 long grace, long session_lifetime, enum store_logout *outcome);
 
 /*
  * *live = the refresh token jti is recorded for user_uuid, unused and not

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements `tokend user ...`: add, passwd, disable, enable,
- * delete and list. passwd and disable end the user's sessions (disable
- * --revoke deletes their API tokens too); docs/tokens.md, "Revocation". Passwords come from stdin (--password-stdin) or a
- * no-echo prompt and are wiped after hashing.
+ * logout, delete and list. passwd, disable and logout end the user's
+ * sessions (disable --revoke deletes their API tokens too); docs/tokens.md,
+ * "Revocation". Passwords come from stdin (--password-stdin) or a no-echo
+ * prompt and are wiped after hashing.
  */
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@ static const char user_usage[] =
 	"                                  user's API tokens in every team\n"
 	"  enable NAME                     allow logins and kept API tokens again\n"
 	"                                  (ended sessions stay ended)\n"
+	"  logout NAME                     end every session of the user (prints how\n"
+	"                                  many ended); API tokens are kept\n"
 	"  delete NAME                     delete the user and their tokens\n"
 	"  list                            list users\n"
 	"\n"
@@ -106,6 +109,26 @@ out:
 	return rc;
 }
 
+/* Ends every session of user name and prints how many ended. */
+static int logout(struct store *st, const char *name)
+{
+	struct store_user u;
+	long ended = 0;
+	int err;
+
+	err = store_user_get_by_name(st, name, &u);
+	OPENSSL_cleanse(u.password, sizeof(u.password));
+	if (err == 0)
+		err = store_user_sessions_end(st, u.uuid, util_now(), &ended);
+	if (err != 0) {
+		cli_err("user \"%s\": %s", name,
+			err == TOKEND_ENOTFOUND ? "no such user" : tokend_strerror(err));
+		return 1;
+	}
+	printf("%ld\n", ended);
+	return 0;
+}
+
 int cli_user(struct cli *cli, int argc, char **argv)
 {
 	struct store *st = NULL;
@@ -131,7 +154,8 @@ int cli_user(struct cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "add") != 0 && strcmp(cmd, "passwd") != 0 && strcmp(cmd, "disable") != 0 &&
-	    strcmp(cmd, "enable") != 0 && strcmp(cmd, "delete") != 0 && strcmp(cmd, "list") != 0) {
+	    strcmp(cmd, "enable") != 0 && strcmp(cmd, "delete") != 0 && strcmp(cmd, "logout") != 0 &&
+	    strcmp(cmd, "list") != 0) {
 		cli_err("user: unknown command \"%s\" (see tokend user --help)", cmd);
 		return EXIT_USAGE;
 	}
@@ -168,6 +192,10 @@ int cli_user(struct cli *cli, int argc, char **argv)
 	}
 	if (strcmp(cmd, "add") == 0 || strcmp(cmd, "passwd") == 0) {
 		rc = set_password(cli, st, name, from_stdin, strcmp(cmd, "add") == 0);
+		goto out;
+	}
+	if (strcmp(cmd, "logout") == 0) {
+		rc = logout(st, name);
 		goto out;
 	}
 	if (strcmp(cmd, "delete") == 0)

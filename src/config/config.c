@@ -70,7 +70,7 @@ static const struct option_def options[] = {
 	INT("tokens", "leeway", leeway, 0, 3600, "0"),
 	TYPED("tokens", "issuer", OPT_STR_OPT, issuer, ""),
 	TYPED("tokens", "audience", OPT_STR_OPT, audience, ""),
-	INT("tokens", "refresh_grace", refresh_grace, 0, 3600, "0"),
+	INT("tokens", "refresh_grace", refresh_grace, 0, 3600, "10"),
 	INT("tokens", "session_lifetime", session_lifetime, 1, 3660L * 86400, "2592000"),
 	INT("tokens", "purge_interval", purge_interval, 1, 86400, "300"),
 	INT("tokens", "purge_batch", purge_batch, 1, 1000000, "1000"),

@@ -189,7 +189,7 @@ int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result
 static int read_expiry(const struct handler_ctx *ctx, int64_t now, int64_t *exp, json_t *errors)
 {
 	const struct config *cfg = &ctx->app->cfg;
-	const json_t *v = json_object_get(ctx->body, "expires_at");
+	const json_t *v = body_field(ctx->body, "expires_at");
 	const char *msg = NULL;
 	int64_t t;
 
@@ -233,7 +233,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	memset(&t, 0, sizeof(t));
 	t.issued_at = t.updated_at = util_now();
 	(void)read_expiry(ctx, t.issued_at, &t.expires_at, errors);
-	name = json_object_get(ctx->body, "name");
+	name = body_field(ctx->body, "name");
 	if (name != NULL && !json_is_null(name)) {
 		size_t len = 0;
 		const char *s = body_string_field(ctx->body, "name", true, STORE_NAME_MAX, errors,
@@ -278,25 +278,28 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 }
 
 /*
- * Collects the distinct strings of the array field name into list (up to
- * DELETE_MAX + 1 in all); a non-array or a non-string entry is a field error
- * in DRF's shape ({"name": {"3": ["Not a valid string."]}}).
+ * Collects the distinct strings of the list field name into seen (up to
+ * DELETE_MAX + 1 in all) and adds the entries as sent to *sent; a non-list
+ * or a non-string entry is a field error in DRF's shape
+ * ({"name": {"3": ["Not a valid string."]}}). A form's field is every
+ * occurrence of its key (body_list_field).
  */
 static void collect(const json_t *body, const char *name, bool uuids, json_t *seen,
-		    json_t *errors)
+		    size_t *sent, json_t *errors)
 {
-	const json_t *arr = json_object_get(body, name);
+	json_t *arr = body_list_field(body, name);
 	json_t *bad = NULL;
 	const json_t *v;
 	size_t i;
 
 	if (arr == NULL || json_is_null(arr))
-		return;
+		goto out;
 	if (!json_is_array(arr)) {
 		json_object_set_new(errors, name,
 				    json_pack("[s]", "Expected a list of items."));
-		return;
+		goto out;
 	}
+	*sent += json_array_size(arr);
 	json_array_foreach(arr, i, v) {
 		const char *msg = NULL;
 		char key[24];
@@ -316,6 +319,8 @@ static void collect(const json_t *body, const char *name, bool uuids, json_t *se
 	}
 	if (bad != NULL)
 		json_object_set_new(errors, name, bad);
+out:
+	json_decref(arr);
 }
 
 int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res)
@@ -325,7 +330,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	json_t *errors = NULL, *ids = NULL, *toks = NULL;
 	const char **jtis = NULL;
 	char (*found)[UUID_STR_LEN] = NULL;
-	size_t n = 0, requested;
+	size_t n = 0, requested, sent = 0;
 	const char *key;
 	json_t *v;
 	long deleted = 0;
@@ -343,12 +348,13 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	rc = TOKEND_ENOMEM;
 	if (errors == NULL || ids == NULL || toks == NULL)
 		goto out;
-	collect(ctx->body, "token_issuer_uuids", true, ids, errors);
-	collect(ctx->body, "access_tokens", false, toks, errors);
+	collect(ctx->body, "token_issuer_uuids", true, ids, &sent, errors);
+	collect(ctx->body, "access_tokens", false, toks, &sent, errors);
+	/* The bound counts entries as sent; requested_count counts them once. */
 	requested = json_object_size(ids) + json_object_size(toks);
-	if (json_object_size(errors) == 0 && (requested == 0 || requested > DELETE_MAX))
+	if (json_object_size(errors) == 0 && (sent == 0 || sent > DELETE_MAX))
 		json_object_set_new(errors, "non_field_errors",
-				    json_pack("[s]", requested == 0
+				    json_pack("[s]", sent == 0
 							     ? "Provide token_issuer_uuids and/or "
 							       "access_tokens (1 to 1000 entries)."
 							     : "Ensure there are no more than 1000 "

@@ -286,11 +286,53 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		log_warn("auth: refresh token %s of user %s reused: family revoked", t.jti,
 			 t.user_id);
 		return token_not_valid(res);
+	case STORE_ENDED:
+		log_info("auth: refresh token %s of user %s: its session has ended", t.jti,
+			 t.user_id);
+		return token_not_valid(res);
 	default:
 		return token_not_valid(res);
 	}
 	res->no_store = true;
 	return rc;
+}
+
+int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct jwtsign_policy pol;
+	struct jwtsign_token t;
+	enum store_logout outcome;
+	const char *tok;
+	size_t len;
+	int rc;
+
+	handler_token_policy(app, &pol);
+	rc = token_field(ctx, res, "refresh", &tok, &len);
+	if (rc != 0)
+		return rc;
+	/* The refresh token is the credential: whoever holds it may end its session. */
+	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0 ||
+	    strcmp(t.token_type, "refresh") != 0)
+		return token_not_valid(res);
+	rc = store_refresh_logout(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
+				  app->cfg.session_lifetime, &outcome);
+	if (rc != 0)
+		return rc;
+	switch (outcome) {
+	case STORE_LOGOUT_ENDED:
+		/* the jti, not the sid: a token minted before sessions has none */
+		log_info("auth: refresh token %s of user %s: logged out, session ended", t.jti,
+			 t.user_id);
+		res->body = json_object();
+		return res->body ? 0 : TOKEND_ENOMEM;
+	case STORE_LOGOUT_REUSED:
+		log_warn("auth: refresh token %s of user %s reused at logout: family revoked", t.jti,
+			 t.user_id);
+		return token_not_valid(res);
+	default:
+		return token_not_valid(res);
+	}
 }
 
 /* *active = user uuid exists and is active. */

@@ -2,7 +2,10 @@
 /*
  * This module implements request-body decoding (JSON and
  * application/x-www-form-urlencoded, both into jansson values) and the DRF
- * field validation messages of API.md. It never sees libmicrohttpd.
+ * field validation messages of API.md. A form keeps a repeated key's every
+ * value, so that a list field reads them all and a string field the last,
+ * as DRF reads a QueryDict; a JSON body keeps its strict types. It never
+ * sees libmicrohttpd.
  */
 #include "tokend/body.h"
 
@@ -149,6 +152,56 @@ static int form_unescape(const char *s, size_t len, char *out, size_t *outlen)
 	return 0;
 }
 
+/*
+ * The key that marks a form-decoded body: one NUL byte. jansson refuses NUL
+ * in a JSON object key, and body_form_decode refuses it in a form key.
+ */
+static const char form_mark[] = "";
+#define FORM_MARK_LEN 1
+
+/* Adds value v (stolen) under key: a second occurrence makes an array. */
+static int form_add(json_t *obj, const char *key, json_t *v)
+{
+	json_t *old = json_object_get(obj, key);
+	json_t *arr;
+
+	if (old == NULL)
+		return json_object_set_new(obj, key, v);
+	if (json_is_array(old))
+		return json_array_append_new(old, v);
+	arr = json_array();
+	if (arr == NULL || json_array_append(arr, old) != 0 || json_array_append_new(arr, v) != 0) {
+		json_decref(arr);
+		return -1;
+	}
+	return json_object_set_new(obj, key, arr);
+}
+
+bool body_is_form(const json_t *body)
+{
+	return json_is_object(body) && json_object_getn(body, form_mark, FORM_MARK_LEN) != NULL;
+}
+
+json_t *body_list_field(const json_t *body, const char *name)
+{
+	json_t *v = json_object_get(body, name);
+
+	if (v == NULL)
+		return NULL;
+	if (body_is_form(body) && json_is_string(v))
+		return json_pack("[O]", v);
+	return json_incref(v);
+}
+
+const json_t *body_field(const json_t *body, const char *name)
+{
+	const json_t *v = json_object_get(body, name);
+
+	if (body_is_form(body) && json_is_array(v))
+		return json_array_get(v, json_array_size(v) - 1);
+	return v;
+}
+
 int body_form_decode(const char *data, size_t len, json_t **out)
 {
 	json_t *obj = json_object();
@@ -180,7 +233,7 @@ int body_form_decode(const char *data, size_t len, json_t **out)
 		if (eq != NULL && form_unescape(eq + 1, plen - klen - 1, buf, &vout) != 0)
 			goto out;
 		v = json_stringn_nocheck(buf, vout);
-		if (v == NULL || json_object_set_new(obj, key, v) != 0) {
+		if (v == NULL || form_add(obj, key, v) != 0) {
 			rc = TOKEND_ENOMEM;
 			goto out;
 		}
@@ -258,6 +311,12 @@ int body_decode(enum body_type type, const char *data, size_t len, long max_dept
 		int rc = body_form_decode(data, len, out);
 		if (rc == TOKEND_EINVAL)
 			*err = detail("Form parse error - invalid percent-encoding or UTF-8");
+		if (rc == 0 && json_object_setn_new_nocheck(*out, form_mark, FORM_MARK_LEN,
+							    json_true()) != 0) {
+			json_decref(*out);
+			*out = NULL;
+			rc = TOKEND_ENOMEM;
+		}
 		return rc;
 	}
 	if (!json_depth_ok(data, len, max_depth)) {
@@ -310,7 +369,7 @@ static void add_error(json_t *errors, const char *name, const char *msg)
 const char *body_string_field(const json_t *body, const char *name, bool trim, size_t max,
 			      json_t *errors, size_t *len)
 {
-	const json_t *v = json_object_get(body, name);
+	const json_t *v = body_field(body, name);
 	const char *s;
 	size_t n;
 	char msg[96];

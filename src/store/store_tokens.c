@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the token half of store.h on SQLite: refresh
- * tokens (login with its session, rotation with reuse detection, liveness,
- * purge) and API
+ * tokens (login with its session, rotation with reuse detection, logout,
+ * liveness, purge) and API
  * tokens (cap-checked insert, list, digest lookup, delete, liveness).
  * Read-then-write work runs in BEGIN IMMEDIATE transactions, so concurrent
  * rotations and issues serialise (../shared/PITFALLS.md: a deferred BEGIN
@@ -90,60 +90,91 @@ static int refresh_row(struct conn *c, const char *jti, struct store_refresh *ou
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "refresh row");
 }
 
+/* What S_REFRESH_GET tells about one refresh row, for rotation and logout. */
+struct refresh_state {
+	bool found;
+	char family[UUID_STR_LEN];
+	char owner[UUID_STR_LEN];
+	char replaced_by[UUID_STR_LEN];
+	bool used, revoked, active;
+	int64_t used_at;
+	int64_t session_created_at;
+};
+
+static int refresh_get(struct conn *c, const char *jti, struct refresh_state *rs)
+{
+	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_GET);
+	int step;
+
+	memset(rs, 0, sizeof(*rs));
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
+	step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		rs->found = true;
+		store_db_copy_col(s, 0, rs->family, sizeof(rs->family));
+		store_db_copy_col(s, 1, rs->owner, sizeof(rs->owner));
+		rs->used = sqlite3_column_type(s, 2) != SQLITE_NULL;
+		rs->used_at = sqlite3_column_int64(s, 2);
+		rs->revoked = sqlite3_column_int(s, 3) != 0;
+		store_db_copy_col(s, 4, rs->replaced_by, sizeof(rs->replaced_by));
+		rs->active = sqlite3_column_int(s, 5) != 0;
+		rs->session_created_at = sqlite3_column_int64(s, 6);
+	}
+	store_db_done(s);
+	if (step == SQLITE_ROW || step == SQLITE_DONE)
+		return 0;
+	return store_db_error(c, "refresh get");
+}
+
+/*
+ * A used token within the grace window whose successor is still unused:
+ * *replay (if not NULL) gets the successor's row.
+ */
+static bool in_grace(struct conn *c, const struct refresh_state *rs, int64_t now, long grace,
+		     struct store_refresh *replay)
+{
+	struct store_refresh tmp;
+
+	return grace > 0 && now - rs->used_at <= grace && rs->replaced_by[0] != '\0' &&
+	       refresh_row(c, rs->replaced_by, replay ? replay : &tmp) == 0;
+}
+
 int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
 			 int64_t now, long grace, long session_lifetime,
 			 struct store_refresh *next, struct store_refresh *replay,
 			 enum store_rotation *outcome)
 {
 	struct conn *c = NULL;
+	struct refresh_state rs;
 	sqlite3_stmt *s;
-	char owner[UUID_STR_LEN] = "";
-	char replaced_by[UUID_STR_LEN] = "";
-	bool used = false, revoked = false, active = false;
-	int64_t used_at = 0;
-	int rc, step;
+	int rc;
 
 	*outcome = STORE_UNKNOWN;
 	rc = store_db_begin(st, &c);
 	if (rc != 0)
 		return rc;
-	s = store_db_stmt(c, S_REFRESH_GET);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, old_jti);
-	step = sqlite3_step(s);
-	if (step == SQLITE_ROW) {
-		store_db_copy_col(s, 0, next->family, sizeof(next->family));
-		store_db_copy_col(s, 1, owner, sizeof(owner));
-		used = sqlite3_column_type(s, 2) != SQLITE_NULL;
-		used_at = sqlite3_column_int64(s, 2);
-		revoked = sqlite3_column_int(s, 3) != 0;
-		store_db_copy_col(s, 4, replaced_by, sizeof(replaced_by));
-		active = sqlite3_column_int(s, 5) != 0;
-		next->session_created_at = sqlite3_column_int64(s, 6);
-	}
-	store_db_done(s);
-	if (step != SQLITE_ROW) {
-		rc = step == SQLITE_DONE ? 0 : store_db_error(c, "refresh get");
+	rc = refresh_get(c, old_jti, &rs);
+	if (rc != 0 || !rs.found)
 		goto out; /* STORE_UNKNOWN */
-	}
-	if (strcmp(owner, user_uuid) != 0)
+	if (strcmp(rs.owner, user_uuid) != 0)
 		goto out; /* STORE_UNKNOWN: a token must not name another's row */
-	if (!active) {
+	memcpy(next->family, rs.family, UUID_STR_LEN);
+	next->session_created_at = rs.session_created_at;
+	if (!rs.active) {
 		*outcome = STORE_INACTIVE;
 		goto out;
 	}
-	if (revoked) {
-		*outcome = STORE_REUSED;
+	if (rs.revoked) {
+		*outcome = STORE_ENDED; /* revoked with its session: not a new theft */
 		goto out;
 	}
 	/* However often it was refreshed, a session ends at its absolute limit. */
 	if (session_lifetime > 0) {
 		int64_t end = next->session_created_at + session_lifetime;
 		if (now >= end) {
-			rc = store_db_sessions_end(c, next->family, owner, now, NULL);
+			rc = store_db_sessions_end(c, next->family, rs.owner, now, NULL);
 			if (rc == 0)
 				*outcome = STORE_EXPIRED;
 			goto out;
@@ -151,14 +182,13 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 		if (next->expires_at > end)
 			next->expires_at = end;
 	}
-	if (used) {
-		if (grace > 0 && now - used_at <= grace && replaced_by[0] != '\0' &&
-		    refresh_row(c, replaced_by, replay) == 0) {
+	if (rs.used) {
+		if (in_grace(c, &rs, now, grace, replay)) {
 			*outcome = STORE_REPLAYED;
 			goto out;
 		}
 		/* Theft: whoever holds the session's live tokens loses them too. */
-		rc = store_db_sessions_end(c, next->family, owner, now, NULL);
+		rc = store_db_sessions_end(c, next->family, rs.owner, now, NULL);
 		if (rc == 0)
 			*outcome = STORE_REUSED;
 		goto out;
@@ -176,6 +206,38 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 		rc = refresh_insert(c, next);
 	if (rc == 0)
 		*outcome = STORE_ROTATED;
+out:
+	return store_db_end(c, rc);
+}
+
+int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,
+			 long grace, long session_lifetime, enum store_logout *outcome)
+{
+	struct conn *c = NULL;
+	struct refresh_state rs;
+	bool standin;
+	int rc;
+
+	*outcome = STORE_LOGOUT_REFUSED;
+	rc = store_db_begin(st, &c);
+	if (rc != 0)
+		return rc;
+	rc = refresh_get(c, jti, &rs);
+	/* Unknown, another's row, a disabled user, an ended session: refused. */
+	if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0 || !rs.active ||
+	    rs.revoked)
+		goto out;
+	if (session_lifetime > 0 && now >= rs.session_created_at + session_lifetime) {
+		/* over already: end the row as a rotation would, and refuse */
+		rc = store_db_sessions_end(c, rs.family, rs.owner, now, NULL);
+		goto out;
+	}
+	/* A used token stands for its successor inside the window; else theft.
+	 * (Asked before the end, which revokes the successor.) */
+	standin = !rs.used || in_grace(c, &rs, now, grace, NULL);
+	rc = store_db_sessions_end(c, rs.family, rs.owner, now, NULL);
+	if (rc == 0)
+		*outcome = standin ? STORE_LOGOUT_ENDED : STORE_LOGOUT_REUSED;
 out:
 	return store_db_end(c, rc);
 }

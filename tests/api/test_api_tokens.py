@@ -578,11 +578,62 @@ def test_delete_1000_and_1001_entries(w):
     r = w.delete(team, u, {"token_issuer_uuids": ids[:600], "access_tokens": garbage})
     expect_json(r, 400, "600 ids + 401 tokens = 1001 entries")
 
-    # 1000 distinct plus duplicates: fine
-    req, dele = w.deleted(team, u, {"token_issuer_uuids": ids + ids[:5],
-                                    "access_tokens": []}, "1000 distinct + 5 duplicates")
-    assert (req, dele) == (1000, 1), (req, dele)
+    # the bound counts entries as sent: 1000 distinct plus duplicates is too many
+    r = w.delete(team, u, {"token_issuer_uuids": ids + ids[:5], "access_tokens": []})
+    expect_json(r, 400, "1000 distinct + 5 duplicates = 1005 entries")
+    # 1001 entries that are all the same id: 400 too, nothing deleted
+    r = w.delete(team, u, {"token_issuer_uuids": [mine["token_issuer_uuid"]] * 1001})
+    body = expect_json(r, 400, "1001 duplicates")
+    assert set(body) == {"non_field_errors"}, body
+    assert w.verifies(mine["access_token"]), "a refused delete must delete nothing"
+    r = w.delete(team, u, {"token_issuer_uuids": [mine["token_issuer_uuid"]] * 600,
+                           "access_tokens": ["x"] * 401})
+    expect_json(r, 400, "600 + 401 duplicates")
+    assert w.verifies(mine["access_token"])
+
+    # 1000 entries as sent, duplicates among them: fine, counted once
+    req, dele = w.deleted(team, u, {"token_issuer_uuids": ids[:995] + ids[-1:] * 5,
+                                    "access_tokens": []}, "996 distinct in 1000 entries")
+    assert (req, dele) == (996, 1), (req, dele)
     assert not w.verifies(mine["access_token"])
+
+
+def test_delete_by_form_one_and_two_ids(w):
+    """API.md: in a form body a list field is its repeated key, as DRF reads
+    a QueryDict (curl -d token_issuer_uuids=A -d token_issuer_uuids=B)."""
+    team = w.team()
+    u = w.user(team)
+    toks = [w.issued(team, u, json={"name": f"f{i}"}) for i in range(4)]
+    ids = [t["token_issuer_uuid"] for t in toks]
+    req, dele = w.deleted(team, u, None, "form, one id", data={"token_issuer_uuids": ids[0]})
+    assert (req, dele) == (1, 1), (req, dele)
+    req, dele = w.deleted(team, u, None, "form, two ids",
+                          data=[("token_issuer_uuids", ids[1]), ("token_issuer_uuids", ids[2])])
+    assert (req, dele) == (2, 2), (req, dele)
+    assert [t["token_issuer_uuid"] for t in w.listed(team, u)] == [ids[3]]
+    req, dele = w.deleted(team, u, None, "form, a token string and a repeated id",
+                          data=[("access_tokens", toks[3]["access_token"]),
+                                ("token_issuer_uuids", ids[0]), ("token_issuer_uuids", ids[0])])
+    assert (req, dele) == (2, 1), (req, dele)
+    assert w.listed(team, u) == []
+    # a bad entry in a form list is named by its index, as in JSON
+    r = w.delete(team, u, data=[("token_issuer_uuids", ids[0]), ("token_issuer_uuids", "nope")])
+    body = expect_json(r, 400, "form, second id not a uuid")
+    assert body == {"token_issuer_uuids": {"1": ["Must be a valid UUID."]}}, body
+
+
+def test_delete_json_string_is_still_not_a_list(w):
+    team, u = _team_user(w)
+    r = w.delete(team, u, {"token_issuer_uuids": str(uuidlib.uuid4())})
+    body = expect_json(r, 400, "JSON string for a list field")
+    assert body == {"token_issuer_uuids": ["Expected a list of items."]}, body
+
+
+def test_issue_by_form_repeated_name_last_wins(w):
+    team, u = _team_user(w)
+    b = w.issued(team, u, "form, name twice", data=[("name", "first"), ("name", "second")])
+    rows = [r for r in w.db_tokens(u, team) if r["jti"] == b["token_issuer_uuid"]]
+    assert rows and rows[0]["name"] == "second", rows
 
 
 # --------------------------------------------------------------------------

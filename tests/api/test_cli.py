@@ -6,7 +6,7 @@ from conftest import UUID_RE, db_rows, expect_401, expect_tokens
 
 HELP_PATHS = [
     [], ["serve"], ["migrate"], ["user"], ["user", "add"], ["user", "passwd"], ["user", "disable"],
-    ["user", "enable"], ["user", "delete"], ["user", "list"], ["team"], ["team", "add"],
+    ["user", "enable"], ["user", "delete"], ["user", "logout"], ["user", "list"], ["team"], ["team", "add"],
     ["team", "list"], ["team", "add-member"], ["team", "remove-member"],
 ]
 
@@ -66,7 +66,8 @@ def test_help_lists_commands(cli):
     [], ["frobnicate"], ["--nope", "user", "list"], ["user"], ["user", "frob"], ["user", "add"],
     ["user", "add", "x", "--nope"], ["user", "disable"], ["user", "delete"], ["team"], ["team", "add"],
     ["team", "add-member", "t"], ["team", "remove-member", "t"], ["serve", "--threads", "abc"],
-    ["serve", "--bogus"], ["user", "list", "extra-arg"], ["--database"],
+    ["serve", "--bogus"], ["user", "list", "extra-arg"], ["--database"], ["user", "logout"],
+    ["user", "logout", "x", "--revoke"],
 ], ids=lambda a: " ".join(a) or "no-args")
 def test_usage_errors_exit_2(cli, argv):
     res = cli.cli(*argv, input="")
@@ -113,7 +114,8 @@ def test_password_stdin_reads_one_line(factory):
 
 
 def test_user_unknown_is_1(cli):
-    for argv in (["user", "disable", "ghost"], ["user", "enable", "ghost"], ["user", "delete", "ghost"]):
+    for argv in (["user", "disable", "ghost"], ["user", "enable", "ghost"], ["user", "delete", "ghost"],
+                 ["user", "logout", "ghost"]):
         one_line_error(cli.cli(*argv), " ".join(argv))
     one_line_error(cli.cli("user", "passwd", "ghost", "--password-stdin", input="x\n"), "passwd ghost")
 
@@ -135,6 +137,31 @@ def test_disable_enable_delete_passwd_over_http(shared, srv):
     assert user_state(inst, name) is None, f"deleted user still listed: {user_lines(inst)}"
     expect_401(srv.login(name, "pw-two"), "deleted user")
     assert not db_rows(inst.db, "SELECT * FROM users WHERE username=?", (name,))
+
+
+def test_user_logout_ends_every_session(shared, srv):
+    inst = shared.inst
+    name, uid = shared.new_user("bye", "pw")
+    other, _ = shared.new_user("stay", "pw")
+    pairs = [expect_tokens(srv.login(name, "pw")) for _ in range(2)]
+    kept = expect_tokens(srv.login(other, "pw"))
+    res = inst.cli_ok("user", "logout", name)
+    assert res.out == "2\n", f"`user logout` prints how many sessions ended: {res!r}"
+    assert res.err == "", res
+    for p in pairs:
+        for tok in (p["access"], p["refresh"]):
+            r = srv.post("/api/auth/jwt/verify/", json={"token": tok})
+            assert r.status_code == 401, f"token of a logged-out session still verifies: {r.text}"
+        r = srv.post("/api/auth/jwt/refresh/", json={"refresh": p["refresh"]})
+        assert r.status_code == 401, r.text
+    for tok in (kept["access"], kept["refresh"]):
+        r = srv.post("/api/auth/jwt/verify/", json={"token": tok})
+        assert r.status_code == 201, f"another user's session ended too: {r.text}"
+    rows = db_rows(inst.db, "SELECT revoked_at FROM sessions WHERE user_uuid = ?", (uid,))
+    assert len(rows) == 2 and all(r["revoked_at"] is not None for r in rows), rows
+    # nothing left to end; the user can log in again
+    assert inst.cli_ok("user", "logout", name).out == "0\n"
+    expect_tokens(srv.login(name, "pw"), "login after logout")
 
 
 def test_delete_user_with_tokens_and_teams(shared, srv):

@@ -30,6 +30,8 @@ DEFAULTS = {
     ("keys", "algorithm"): "HS256",
     ("tokens", "access_lifetime"): "300",
     ("tokens", "refresh_lifetime"): "86400",
+    ("tokens", "refresh_grace"): "10",
+    ("tokens", "session_lifetime"): "2592000",
     ("password", "pbkdf2_iterations"): "600000",
     ("password", "hash_workers"): "0",
     ("password", "hash_queue"): "64",

@@ -211,6 +211,17 @@ def test_form_duplicate_keys_last_wins(srv, alice):
                         headers=ct), "duplicate keys, last password wrong")
 
 
+def test_form_repeated_username_last_wins_json_list_refused(srv, alice):
+    """A form's repeated key is a list to a list field and its last value to a
+    string field; a JSON list for a string field stays a type error."""
+    user, pw, _ = alice
+    expect_tokens(srv.post(LOGIN, data=[("username", "nobody"), ("username", user),
+                                        ("password", pw)]), "form, username twice")
+    r = srv.post(LOGIN, json={"username": [user], "password": pw})
+    body = expect_json(r, 400, "JSON list for username")
+    assert body == {"username": ["Not a valid string."]}, body
+
+
 def test_json_extra_fields_ignored(srv, alice):
     user, pw, _ = alice
     expect_tokens(srv.post(LOGIN, json={"username": user, "password": pw, "access": "x",

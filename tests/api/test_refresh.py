@@ -4,6 +4,7 @@ issue 3 "Refresh")."""
 
 import base64
 import json
+import sqlite3
 import threading
 import time
 import uuid as uuidlib
@@ -78,8 +79,9 @@ class Inst:
 
 @pytest.fixture(scope="module")
 def d(module_factory):
-    """Default configuration (grace 0, leeway 0)."""
-    inst, srv = module_factory.server(label="refresh default")
+    """Default configuration, but grace 0 (immediate reuse is theft); leeway 0."""
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_REFRESH_GRACE": "0"},
+                                      label="refresh grace=0")
     return Inst(inst, srv)
 
 
@@ -217,8 +219,8 @@ def test_reuse_leaves_other_logins_alone(d):
     expect_tokens(refresh(d.srv, b["refresh"]), "other family after theft in one family")
 
 
-def test_reuse_without_grace_default(d):
-    """grace defaults to 0: an immediate retry is reuse."""
+def test_reuse_without_grace(d):
+    """With grace 0 an immediate retry is reuse."""
     pair, _, _ = d.fresh_pair()
     first = expect_tokens(refresh(d.srv, pair["refresh"]))
     expect_invalid(refresh(d.srv, pair["refresh"]), "immediate retry with grace 0")
@@ -425,3 +427,153 @@ def test_sweeper_purges_expired_rows(short):
             break
         time.sleep(0.2)
     assert not rows, "expired refresh row still present 6 s after login (purge_interval 1)"
+
+
+# ---------------------------------------------------------------- the default grace window (10 s)
+# Issue 11: two tabs refreshing at once must not log the user out.
+
+@pytest.fixture(scope="module")
+def dflt(module_factory):
+    """The default configuration: grace 10 s."""
+    inst, srv = module_factory.server(label="refresh default")
+    return Inst(inst, srv)
+
+
+@pytest.fixture(scope="module")
+def grace1(module_factory):
+    """A grace window of 1 s, to reach "after the window" by polling the clock."""
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_REFRESH_GRACE": "1"},
+                                      label="refresh grace=1")
+    return Inst(inst, srv)
+
+
+def _used_at(inst, token):
+    rows = db_rows(inst.db, "SELECT used_at FROM refresh_tokens WHERE jti = ?",
+                   (claims_of(token)["jti"],))
+    assert rows and rows[0]["used_at"] is not None, f"token not recorded as used: {rows}"
+    return rows[0]["used_at"]
+
+
+def _wait_past_grace(inst, token, grace):
+    """Poll the clock until `token`'s rotation is more than `grace` s old
+    (the store compares whole seconds: now - used_at > grace)."""
+    end = _used_at(inst, token) + grace + 1
+    deadline = time.monotonic() + grace + 30
+    while time.time() < end:
+        assert time.monotonic() < deadline, "the clock did not move"
+        time.sleep(0.05)
+
+
+def test_default_grace_replays_the_same_pair(dflt):
+    pair, _, _ = dflt.fresh_pair("dg")
+    first = expect_tokens(refresh(dflt.srv, pair["refresh"]), "rotation")
+    again = expect_tokens(refresh(dflt.srv, pair["refresh"]), "retry inside the default window")
+    assert again == first, "the default grace window (10 s) must answer the same pair"
+    assert verify_status(dflt.srv, first["refresh"]) == 201, "the family was revoked"
+    assert verify_status(dflt.srv, first["access"]) == 201, "the session was ended"
+    # a second rotation inside the window, from the new token, proceeds normally
+    second = expect_tokens(refresh(dflt.srv, first["refresh"]), "rotation of the successor")
+    assert second["refresh"] != first["refresh"]
+    assert claims_of(second["refresh"])["sid"] == claims_of(pair["refresh"])["sid"]
+    assert verify_status(dflt.srv, second["access"]) == 201
+
+
+def test_fifty_concurrent_refreshes_inside_the_window_get_one_pair(dflt):
+    pair, _, _ = dflt.fresh_pair("dg50")
+    res = _fire(dflt.srv, pair["refresh"], 50)
+    statuses = [r[0] for r in res]
+    assert statuses == [201] * 50, f"inside the window every refresh gets the pair: {statuses}"
+    bodies = {json.dumps(b, sort_keys=True) for _, b in res}
+    assert len(bodies) == 1, f"{len(bodies)} different pairs for one token"
+    body = res[0][1]
+    assert verify_status(dflt.srv, body["refresh"]) == 201
+    assert verify_status(dflt.srv, body["access"]) == 201
+    expect_tokens(refresh(dflt.srv, body["refresh"]), "the successor still rotates")
+
+
+def test_reuse_after_the_window_revokes_the_family(grace1):
+    pair, _, _ = grace1.fresh_pair("g1")
+    first = expect_tokens(refresh(grace1.srv, pair["refresh"]), "rotation")
+    _wait_past_grace(grace1.inst, pair["refresh"], 1)
+    expect_invalid(refresh(grace1.srv, pair["refresh"]), "reuse after the window")
+    expect_invalid(verify(grace1.srv, first["refresh"]), "successor after reuse")
+    expect_invalid(verify(grace1.srv, first["access"]), "access token after reuse")
+
+
+def test_fifty_concurrent_reuses_after_the_window_revoke_once(grace1):
+    pair, _, _ = grace1.fresh_pair("g1x50")
+    jti = claims_of(pair["refresh"])["jti"]
+    first = expect_tokens(refresh(grace1.srv, pair["refresh"]), "rotation")
+    _wait_past_grace(grace1.inst, pair["refresh"], 1)
+    res = _fire(grace1.srv, pair["refresh"], 50)
+    assert all(r == (401, TOKEN_INVALID) for r in res), (
+        f"after the window no reuse gets a pair: {sorted(set(map(str, res)))[:5]}")
+    expect_invalid(verify(grace1.srv, first["refresh"]), "successor after the stampede")
+    expect_invalid(verify(grace1.srv, first["access"]), "access token after the stampede")
+    # one family revocation: the other 49 found the session ended already
+    ended = lambda ln: jti in ln and "session has ended" in ln  # noqa: E731
+    deadline = time.monotonic() + 10
+    while sum(1 for ln in list(grace1.srv.err_lines) if ended(ln)) < 49:
+        assert time.monotonic() < deadline, grace1.srv.tail()
+        time.sleep(0.05)
+    revoked = [ln for ln in list(grace1.srv.err_lines) if jti in ln and "family revoked" in ln]
+    assert len(revoked) == 1, f"expected one family revocation, got {revoked}"
+
+
+def test_two_instances_on_one_database_replay_the_same_pair(factory):
+    inst = factory(label="shared db")
+    a = inst.start(label="instance A")
+    b = inst.start(label="instance B")
+    one = Inst(inst, a)
+    for _ in range(3):
+        pair, _, _ = one.fresh_pair("two")
+        barrier = threading.Barrier(2)
+        res = [None, None]
+
+        def worker(i, srv):
+            with requests.Session() as s:
+                barrier.wait(timeout=30)
+                r = s.post(srv.url(REFRESH), json={"refresh": pair["refresh"]}, timeout=30)
+                res[i] = (r.status_code, r.json())
+
+        ts = [threading.Thread(target=worker, args=(i, srv)) for i, srv in enumerate((a, b))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=60)
+        assert res[0] is not None and res[1] is not None, res
+        assert res[0][0] == res[1][0] == 201, f"both instances answer 201 inside the window: {res}"
+        assert res[0][1] == res[1][1], "the two instances gave different pairs"
+        assert verify_status(b, res[0][1]["refresh"]) == 201
+        assert verify_status(a, res[0][1]["access"]) == 201
+
+
+def test_refresh_of_an_ended_session_is_not_logged_as_reuse(dflt):
+    pair, name, _ = dflt.fresh_pair("ended")
+    jti = claims_of(pair["refresh"])["jti"]
+    dflt.inst.cli_ok("user", "passwd", name, "--password-stdin", input="a new password\n")
+    expect_invalid(refresh(dflt.srv, pair["refresh"]), "refresh after passwd")
+    line = dflt.srv.wait_for_stderr(lambda ln: jti in ln and "session has ended" in ln,
+                                    timeout=10)
+    assert line is not None, f"no 'session has ended' line for {jti}:\n{dflt.srv.tail()}"
+    reuse = [ln for ln in list(dflt.srv.err_lines) if jti in ln and "reused" in ln]
+    assert not reuse, f"an ended session is not a reuse: {reuse}"
+
+
+def test_refresh_past_the_session_lifetime_whatever_the_tokens_exp(dflt):
+    """tokens.session_lifetime (30 days): a session older than that is over
+    even if the refresh token presented expires tomorrow."""
+    pair, _, uid = dflt.fresh_pair("old")
+    c = claims_of(pair["refresh"])
+    assert c["exp"] > time.time() + 3600, c
+    con = sqlite3.connect(str(dflt.inst.db), timeout=10)
+    try:
+        with con:
+            con.execute("UPDATE sessions SET created_at = ? WHERE id = ?",
+                        (int(time.time()) - 30 * 86400 - 5, c["sid"]))
+    finally:
+        con.close()
+    expect_invalid(refresh(dflt.srv, pair["refresh"]), "refresh 30 days after the login")
+    rows = db_rows(dflt.inst.db, "SELECT revoked_at FROM sessions WHERE id = ?", (c["sid"],))
+    assert rows and rows[0]["revoked_at"] is not None, f"the session was not ended: {rows}"
+    expect_invalid(verify(dflt.srv, pair["access"]), "access token of the ended session")

@@ -79,7 +79,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def w(module_factory):
-    inst, srv = module_factory.server(label="revocation")
+    # grace 0: test_reuse_ends_the_session_access_tokens_too reuses at once
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_REFRESH_GRACE": "0"},
+                                      label="revocation grace=0")
     return World(inst, srv)
 
 

@@ -66,7 +66,9 @@ class Inst:
 
 @pytest.fixture(scope="module")
 def d(module_factory):
-    inst, srv = module_factory.server(label="verify default")
+    # grace 0: test_revoked_family reuses a token at once
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_REFRESH_GRACE": "0"},
+                                      label="verify grace=0")
     return Inst(inst, srv)
 
 

@@ -2,7 +2,10 @@
 /*
  * This suite tests include/tokend/body.h: Content-Type classification, JSON
  * and form decoding with their limits (depth, NUL, UTF-8, percent-encoding),
- * and the DRF-shaped field errors handlers send back.
+ * and the DRF-shaped field errors handlers send back. A form's repeated key
+ * is a list to a list field and its last value to a string field; a JSON
+ * body keeps its strict types, and cannot pass for a form (the mark a form
+ * carries is a key no JSON text can hold).
  */
 #include <check.h>
 #include <stdlib.h>
@@ -407,9 +410,14 @@ END_TEST
 START_TEST(form_edge_cases)
 {
 	json_t *o = form_ok("a=1&a=2&a=3");
+	const json_t *a = json_object_get(o, "a");
 
+	/* a repeated key keeps every value, in order */
 	ck_assert_uint_eq(json_object_size(o), 1);
-	ck_assert_str_eq(sv(o, "a"), "3");
+	ck_assert(json_is_array(a));
+	ck_assert_uint_eq(json_array_size(a), 3);
+	ck_assert_str_eq(json_string_value(json_array_get(a, 0)), "1");
+	ck_assert_str_eq(json_string_value(json_array_get(a, 2)), "3");
 	put(&o);
 
 	o = form_ok("a");
@@ -663,6 +671,85 @@ START_TEST(string_field_from_form)
 }
 END_TEST
 
+static json_t *form_body(const char *s)
+{
+	json_t *out = NULL, *err = NULL;
+
+	ck_assert_int_eq(body_decode(BODY_FORM, s, strlen(s), DEPTH, &out, &err), 0);
+	ck_assert_ptr_null(err);
+	return out;
+}
+
+START_TEST(form_repeated_string_field_last_wins)
+{
+	json_t *o = form_body("username=nobody&password=x&username=+bob+");
+	json_t *errors = json_object();
+	size_t len = 0;
+	const char *v = body_string_field(o, "username", true, 150, errors, &len);
+
+	ck_assert(body_is_form(o));
+	ck_assert_ptr_nonnull(v);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_mem_eq(v, "bob", 3);
+	ck_assert_ptr_nonnull(body_string_field(o, "password", false, 4096, errors, &len));
+	ck_assert_uint_eq(json_object_size(errors), 0);
+	put(&o);
+	/* the last one decides, blank included */
+	o = form_body("username=bob&username=");
+	ck_assert_ptr_null(body_string_field(o, "username", true, 150, errors, &len));
+	assert_field_error(errors, "username", "This field may not be blank.");
+	put(&o);
+	put(&errors);
+}
+END_TEST
+
+START_TEST(form_list_field_is_every_occurrence)
+{
+	json_t *o = form_body("ids=A&x=1&ids=B");
+	json_t *l = body_list_field(o, "ids");
+
+	ck_assert(json_is_array(l));
+	ck_assert_uint_eq(json_array_size(l), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(l, 0)), "A");
+	ck_assert_str_eq(json_string_value(json_array_get(l, 1)), "B");
+	put(&l);
+	l = body_list_field(o, "x"); /* one occurrence: a list of one */
+	ck_assert(json_is_array(l));
+	ck_assert_uint_eq(json_array_size(l), 1);
+	ck_assert_str_eq(json_string_value(json_array_get(l, 0)), "1");
+	put(&l);
+	ck_assert_ptr_null(body_list_field(o, "none"));
+	put(&o);
+}
+END_TEST
+
+START_TEST(json_keeps_strict_types)
+{
+	json_t *o = obj("{\"ids\": \"A\", \"username\": [\"bob\"]}");
+	json_t *errors = json_object();
+	json_t *l = body_list_field(o, "ids");
+	size_t len = 0;
+
+	ck_assert(!body_is_form(o));
+	ck_assert(json_is_string(l)); /* not a list: the handler says so */
+	put(&l);
+	ck_assert_ptr_null(body_string_field(o, "username", true, 150, errors, &len));
+	assert_field_error(errors, "username", "Not a valid string.");
+	put(&o);
+	put(&errors);
+	/* the form's mark is a key with a NUL: no JSON text can hold it */
+	json_t *err = NULL;
+	const char *forged = "{\"\\u0000\": true}";
+	ck_assert_int_eq(body_decode(BODY_JSON, forged, strlen(forged), DEPTH, &o, &err),
+			 TOKEND_EINVAL);
+	put(&err);
+	/* nor does an empty or a plain form-decoded object count */
+	o = form_ok("a=1");
+	ck_assert(!body_is_form(o));
+	put(&o);
+}
+END_TEST
+
 static Suite *body_suite(void)
 {
 	Suite *s = suite_create("body");
@@ -700,6 +787,9 @@ static Suite *body_suite(void)
 	tcase_add_test(tc, string_field_nul);
 	tcase_add_test(tc, string_field_accumulates);
 	tcase_add_test(tc, string_field_from_form);
+	tcase_add_test(tc, form_repeated_string_field_last_wins);
+	tcase_add_test(tc, form_list_field_is_every_occurrence);
+	tcase_add_test(tc, json_keeps_strict_types);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -13,6 +13,10 @@
  *   rows; an enable brings none back; a login's rehash
  *   (store_user_set_password) ends nothing;
  * - store_session_end ends one session, and nothing for another user's sid;
+ * - store_refresh_logout ends the token's session (ENDED), for a used token
+ *   inside the grace window too; outside it a used token is a reuse (the
+ *   session ends all the same); an ended session, another user's token, a
+ *   disabled user and an unknown jti are refused and change nothing;
  * - disable keeps API tokens (refused until enabled) unless asked to delete
  *   them; remove-member deletes the user's tokens in that team only;
  * - store_refresh_live requires the row's own user, a live session and an
@@ -216,6 +220,58 @@ START_TEST(rotation_stays_reuse_ends)
 }
 END_TEST
 
+static enum store_logout logout(const struct store_refresh *r, const char *user, long grace)
+{
+	enum store_logout out;
+
+	ck_assert_int_eq(store_refresh_logout(st, r->jti, user, util_now(), grace, 0, &out), 0);
+	return out;
+}
+
+START_TEST(refresh_logout)
+{
+	struct store_refresh a, b, c, d, next, other;
+	long revoked;
+
+	login(&a, alice);
+	login(&other, alice);
+	/* an unused token: its session ends, with every refresh row */
+	ck_assert_int_eq(rotate(&a, &next, 0), STORE_ROTATED);
+	ck_assert_int_eq(logout(&next, alice, 0), STORE_LOGOUT_ENDED);
+	ck_assert_int_eq(state(a.family, alice), STORE_SESSION_ENDED);
+	ck_assert(!rlive(&next));
+	ck_assert_int_eq(state(other.family, alice), STORE_SESSION_LIVE);
+	/* again, or with the used token: refused, nothing changes */
+	revoked = count("SELECT count(*) FROM refresh_tokens WHERE revoked = 1");
+	ck_assert_int_eq(logout(&next, alice, 30), STORE_LOGOUT_REFUSED);
+	ck_assert_int_eq(logout(&a, alice, 30), STORE_LOGOUT_REFUSED);
+	ck_assert_int_eq(count("SELECT count(*) FROM refresh_tokens WHERE revoked = 1"), revoked);
+	/* a grace replay after the logout gets nothing */
+	ck_assert_int_eq(rotate(&a, &next, 30), STORE_ENDED);
+	/* a used token inside the window stands for its successor */
+	login(&b, alice);
+	ck_assert_int_eq(rotate(&b, &next, 30), STORE_ROTATED);
+	ck_assert_int_eq(logout(&b, alice, 30), STORE_LOGOUT_ENDED);
+	ck_assert_int_eq(state(b.family, alice), STORE_SESSION_ENDED);
+	ck_assert(!rlive(&next));
+	/* outside it (grace 0) a used token is reuse: the session ends too */
+	login(&c, alice);
+	ck_assert_int_eq(rotate(&c, &next, 0), STORE_ROTATED);
+	ck_assert_int_eq(logout(&c, alice, 0), STORE_LOGOUT_REUSED);
+	ck_assert_int_eq(state(c.family, alice), STORE_SESSION_ENDED);
+	ck_assert(!rlive(&next));
+	/* another user's name, an unknown jti, a disabled user: refused */
+	login(&d, bob);
+	ck_assert_int_eq(logout(&d, alice, 0), STORE_LOGOUT_REFUSED);
+	ck_assert_int_eq(state(d.family, bob), STORE_SESSION_LIVE);
+	memcpy(next.jti, NOBODY, UUID_STR_LEN);
+	ck_assert_int_eq(logout(&next, bob, 0), STORE_LOGOUT_REFUSED);
+	ck_assert_int_eq(store_user_disable(st, "bob", util_now(), false), 0);
+	ck_assert_int_eq(logout(&d, bob, 0), STORE_LOGOUT_REFUSED);
+	ck_assert_int_eq(state(other.family, alice), STORE_SESSION_LIVE);
+}
+END_TEST
+
 START_TEST(user_sessions_end_all_of_them)
 {
 	struct store_refresh a1, a2, b1, next;
@@ -229,7 +285,7 @@ START_TEST(user_sessions_end_all_of_them)
 	ck_assert_int_eq(state(a1.family, alice), STORE_SESSION_ENDED);
 	ck_assert_int_eq(state(a2.family, alice), STORE_SESSION_ENDED);
 	ck_assert(!rlive(&a1) && !rlive(&a2));
-	ck_assert_int_eq(rotate(&a1, &next, 30), STORE_REUSED);
+	ck_assert_int_eq(rotate(&a1, &next, 30), STORE_ENDED); /* not a theft */
 	ck_assert_int_eq(state(b1.family, bob), STORE_SESSION_LIVE);
 	ck_assert(rlive(&b1));
 	ck_assert_int_eq(store_user_sessions_end(st, alice, util_now(), &n), 0);
@@ -437,6 +493,7 @@ static Suite *sessions_suite(void)
 	tcase_add_test(tc, login_refused_once_disabled_or_deleted);
 	tcase_add_test(tc, rotation_stays_reuse_ends);
 	tcase_add_test(tc, user_sessions_end_all_of_them);
+	tcase_add_test(tc, refresh_logout);
 	tcase_add_test(tc, session_end_is_one_and_own);
 	tcase_add_test(tc, disable_ends_sessions_keeps_api_tokens);
 	tcase_add_test(tc, set_active_false_is_a_disable);

@@ -188,9 +188,10 @@ START_TEST(reuse_revokes_family)
 	ck_assert(!live(r3.jti)); /* nothing recorded for the thief */
 	ck_assert_int_eq(count_rows("revoked = 0 AND family = family"), 1);
 
-	/* the live token of the revoked family can not rotate either */
+	/* the live token of the revoked family can not rotate either: its
+	 * session has ended (not a second theft) */
 	row_of(&r3, alice, "k1", now, 3600);
-	ck_assert_int_eq(rotate(r2.jti, alice, now + 2, 0, &r3, NULL), STORE_REUSED);
+	ck_assert_int_eq(rotate(r2.jti, alice, now + 2, 0, &r3, NULL), STORE_ENDED);
 	ck_assert(!live(r3.jti));
 	/* another login's family is untouched */
 	ck_assert(live(other.jti));
@@ -304,7 +305,7 @@ START_TEST(rotate_inactive)
 	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_INACTIVE);
 	/* an enable does not bring the session back */
 	ck_assert_int_eq(store_user_set_active(st, "alice", true), 0);
-	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_REUSED);
+	ck_assert_int_eq(rotate(r0.jti, alice, now, 0, &next, NULL), STORE_ENDED);
 	ck_assert(!live(next.jti));
 	ck_assert(!live(r0.jti));
 }
@@ -347,7 +348,7 @@ START_TEST(concurrent_rotation_one_wins)
 		pthread_barrier_t bar;
 		struct store_refresh r0;
 		int64_t now = util_now();
-		int won = 0, winner = -1;
+		int won = 0, winner = -1, reused = 0;
 
 		login(&r0, alice, "k1", now, 3600);
 		ck_assert_int_eq(pthread_barrier_init(&bar, NULL, RACERS), 0);
@@ -368,11 +369,15 @@ START_TEST(concurrent_rotation_one_wins)
 			if (rs[i].outcome == STORE_ROTATED) {
 				won++;
 				winner = i;
+			} else if (rs[i].outcome == STORE_REUSED) {
+				reused++;
 			} else {
-				ck_assert_int_eq(rs[i].outcome, STORE_REUSED);
+				ck_assert_int_eq(rs[i].outcome, STORE_ENDED);
 			}
 		}
 		ck_assert_int_eq(won, 1);
+		/* one theft ends the session; the later losers find it ended */
+		ck_assert_int_eq(reused, 1);
 		/* the losers were reuse: the winner's token is revoked too */
 		ck_assert(!live(rs[winner].next.jti));
 		for (int i = 0; i < RACERS; i++)
