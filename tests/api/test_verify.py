@@ -74,8 +74,10 @@ def d(module_factory):
 
 @pytest.fixture(scope="module")
 def short_access(module_factory):
-    inst, srv = module_factory.server(env={"TOKEND_TOKENS_ACCESS_LIFETIME": "1"},
-                                      label="verify access lifetime=1")
+    # 4 s: a token minted at second T lives until T+4, so the "fresh" check
+    # has at least 3 s (a 1 s lifetime expired at the next second boundary).
+    inst, srv = module_factory.server(env={"TOKEND_TOKENS_ACCESS_LIFETIME": "4"},
+                                      label="verify access lifetime=4")
     return Inst(inst, srv)
 
 
@@ -198,9 +200,12 @@ def test_api_typed_token_is_refused(d):
 def test_expired_access_token(short_access):
     pair, _, _ = short_access.fresh_pair()
     c = claims_of(pair["access"])
-    assert c["exp"] - c["iat"] == 1, c
+    assert c["exp"] - c["iat"] == 4, c
     expect_verified(verify(short_access.srv, pair["access"]), pair["access"], "fresh")
-    time.sleep(2.1)
+    # Poll until exp has passed by the server's clock; the deadline only bounds a hang.
+    deadline = time.monotonic() + 30
+    while time.time() < c["exp"] + 1.1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     expect_invalid(verify(short_access.srv, pair["access"]), "expired access token")
     # the refresh token still lives
     expect_verified(verify(short_access.srv, pair["refresh"]), pair["refresh"])
