@@ -18,11 +18,15 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "tokend/cidr.h"
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
 
-enum opt_type { OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN };
+/* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
+ * so a bad entry stops start-up with file:line; users parse it once. */
+enum opt_type { OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN,
+		OPT_CIDRS };
 
 struct option_def {
 	const char *section;
@@ -203,6 +207,12 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 			return TOKEND_EINVAL;
 		}
 		break;
+	case OPT_CIDRS: {
+		struct cidr_list l;
+		if (cidr_list_parse(value, &l, reason, rlen) != 0)
+			return TOKEND_EINVAL;
+		break;
+	}
 	case OPT_STR_OPT:
 		break;
 	case OPT_STR:
