@@ -27,6 +27,7 @@ enum tokend_err {
 	TOKEND_EHEADER = -16,   /* request line + headers over their limit */
 	TOKEND_EBADREQ = -17,   /* malformed HTTP framing */
 	TOKEND_ENOTIMPL = -18,  /* e.g. an unknown Transfer-Encoding */
+	TOKEND_ETHROTTLED = -19, /* a rate limit refused it: 429, retry_after seconds */
 };
 
 /* Returns a short constant English description of err; never NULL. */

@@ -31,11 +31,12 @@ unsigned response_status_for(int rc, unsigned ok_status)
 	case TOKEND_EHEADER: return MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
 	case TOKEND_ENOTIMPL: return MHD_HTTP_NOT_IMPLEMENTED;
 	case TOKEND_EBUSY: return MHD_HTTP_SERVICE_UNAVAILABLE;
+	case TOKEND_ETHROTTLED: return MHD_HTTP_TOO_MANY_REQUESTS;
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
 }
 
-static json_t *default_body(int rc, const struct response_meta *meta)
+static json_t *default_body(int rc, const struct response_meta *meta, int retry_after)
 {
 	char msg[256];
 
@@ -71,6 +72,13 @@ static json_t *default_body(int rc, const struct response_meta *meta)
 	case TOKEND_EAUTH:
 		return json_pack("{s:s}", "detail",
 				 "Authentication credentials were not provided.");
+	case TOKEND_ETHROTTLED:
+		/* DRF's Throttled text, "1 second" in the singular. */
+		retry_after = retry_after > 0 ? retry_after : 1;
+		snprintf(msg, sizeof(msg),
+			 "Request was throttled. Expected available in %d second%s.", retry_after,
+			 retry_after == 1 ? "" : "s");
+		return json_pack("{s:s}", "detail", msg);
 	default:
 		return json_pack("{s:s}", "detail", "A server error occurred.");
 	}
@@ -98,7 +106,7 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 	}
 	if (text == NULL) {
 		if (body == NULL)
-			body = default_body(rc, meta);
+			body = default_body(rc, meta, res->retry_after);
 		text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	}
 	json_decref(body);
@@ -122,7 +130,7 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 					"Bearer realm=\"api\"");
 	if (*status == MHD_HTTP_METHOD_NOT_ALLOWED && meta->allow != NULL)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, meta->allow);
-	if (*status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+	if (*status == MHD_HTTP_SERVICE_UNAVAILABLE || *status == MHD_HTTP_TOO_MANY_REQUESTS) {
 		snprintf(num, sizeof(num), "%d", res->retry_after > 0 ? res->retry_after : 1);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, num);
 	}

@@ -15,6 +15,7 @@ const char *tokend_strerror(int err)
 	case TOKEND_ECRYPTO: return "cryptographic failure";
 	case TOKEND_EAUTH: return "not authenticated";
 	case TOKEND_EBUSY: return "busy";
+	case TOKEND_ETHROTTLED: return "throttled";
 	case TOKEND_ETIMEOUT: return "timed out";
 	case TOKEND_ECONFLICT: return "conflict";
 	case TOKEND_EFORBIDDEN: return "forbidden";
