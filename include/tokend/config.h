@@ -53,6 +53,12 @@ struct config {
 	long hash_workers;             /* hashing threads; 0 = CPUs */
 	long hash_queue;               /* waiting logins before 503 */
 	long hash_deadline_ms;         /* a queued login older than this: 503 */
+	/* [throttle] */
+	long login_client_failures;    /* per (username, client) per window; 0 = off */
+	long login_client_window;      /* seconds */
+	long login_user_failures;      /* per username from all clients; 0 = off */
+	long login_user_window;        /* seconds */
+	long throttle_entries;         /* entries in each of the two tables */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -19,6 +19,7 @@
 #include "tokend/password.h"
 #include "tokend/server.h"
 #include "tokend/store.h"
+#include "tokend/throttle.h"
 #include "tokend/util.h"
 
 #define SHUTDOWN_GRACE_MS 10000
@@ -138,6 +139,33 @@ static void sweeper_stop(struct sweeper *sw)
 	pthread_cond_destroy(&sw->wake);
 }
 
+/*
+ * Allocates the login throttle tables of app->cfg (a limit of 0 leaves its
+ * table NULL: off). Each is resident whole from here on.
+ */
+static int throttle_start(struct app *app)
+{
+	const struct config *c = &app->cfg;
+	size_t n = (size_t)c->throttle_entries;
+
+	if (c->login_client_failures > 0) {
+		app->login_client = throttle_new(n, c->login_client_failures, c->login_client_window);
+		if (app->login_client == NULL)
+			return TOKEND_ENOMEM;
+	}
+	if (c->login_user_failures > 0) {
+		app->login_user = throttle_new(n, c->login_user_failures, c->login_user_window);
+		if (app->login_user == NULL)
+			return TOKEND_ENOMEM;
+	}
+	log_info("throttle: login refused past %ld failures per (username, client) in %ld s "
+		 "and %ld per username in %ld s (0 = off); %zu KiB of tables",
+		 c->login_client_failures, c->login_client_window, c->login_user_failures,
+		 c->login_user_window,
+		 (throttle_bytes(app->login_client) + throttle_bytes(app->login_user)) / 1024);
+	return 0;
+}
+
 /* Waits for SIGINT/SIGTERM; SIGHUP reloads the signing keys. */
 static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 {
@@ -238,6 +266,11 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	}
 	app.store = st;
 	app.keys = keys;
+	if (throttle_start(&app) != 0) {
+		cli_err("cannot allocate the login throttle tables (throttle.entries = %ld)",
+			app.cfg.throttle_entries);
+		goto out;
+	}
 	if (app.cfg.access_log && log_access_buffer_start(app.cfg.access_log_flush_ms) != 0)
 		log_warn("access log: no flusher thread; writing each line at once");
 	if (server_start(&app, &srv, &port, err, sizeof(err)) != 0) {
@@ -264,6 +297,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	rc = 0;
 out:
 	log_access_buffer_stop();
+	throttle_free(&app.login_client);
+	throttle_free(&app.login_user);
 	OPENSSL_cleanse(password, sizeof(password));
 	jwtsign_keys_free(&keys);
 	store_close(&st);

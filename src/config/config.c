@@ -22,6 +22,7 @@
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
+#include "tokend/throttle.h"
 
 /* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
  * so a bad entry stops start-up with file:line; users parse it once. */
@@ -85,6 +86,15 @@ static const struct option_def options[] = {
 	INT("password", "hash_workers", hash_workers, 0, 1024, "0"),
 	INT("password", "hash_queue", hash_queue, 1, 1000000, "64"),
 	INT("password", "hash_deadline_ms", hash_deadline_ms, 1, 3600000, "10000"),
+	/* Issue 12: tight per (username, client), the ASVS 2.2.1 bound per
+	 * username from all clients; 0 failures = that limit off. */
+	INT("throttle", "login_client_failures", login_client_failures, 0, THROTTLE_LIMIT_MAX,
+	    "10"),
+	INT("throttle", "login_client_window", login_client_window, 1, THROTTLE_WINDOW_MAX,
+	    "900"),
+	INT("throttle", "login_user_failures", login_user_failures, 0, THROTTLE_LIMIT_MAX, "100"),
+	INT("throttle", "login_user_window", login_user_window, 1, THROTTLE_WINDOW_MAX, "3600"),
+	INT("throttle", "entries", throttle_entries, 1024, 100000000, "100000"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -6,6 +6,17 @@
  * that is cheaper than configured or does not parse costs the configured
  * count all the same, and an inactive user is refused only after the hash,
  * so body and timing never tell which usernames exist.
+ *
+ * Login is throttled (issue 12) per (username, client) and per username in
+ * the fast part, on the HTTP thread, before the hash is queued: a
+ * throttled attempt costs no hash and is answered 429 at once, and the
+ * username is counted whether or not it exists. An admitted attempt is
+ * counted as a failure at once, so that a burst of parallel guesses cannot
+ * pass the check before the first of them is hashed; the slow part undoes
+ * the count when the attempt does not fail after all (a success clears the
+ * (username, client) entry and takes one count off the username's; a
+ * server error takes one off both). A login refused 503 (hash queue full
+ * or past its deadline) stays counted: the handler never learns of it.
  */
 #include <assert.h>
 #include <openssl/crypto.h>
@@ -21,6 +32,8 @@
 #include "tokend/log.h"
 #include "tokend/password.h"
 #include "tokend/store.h"
+#include "tokend/throttle.h"
+#include "tokend/util.h"
 
 static const char no_account[] = "No active account found with the given credentials";
 
@@ -132,6 +145,111 @@ static const char *login_fields(const struct handler_ctx *ctx, json_t *errors, s
 	return *pw ? name : NULL;
 }
 
+/* Bytes of a username shown in a log line; the rest is cut. */
+#define LOG_NAME_MAX 64
+
+/* Copies name (len bytes, any bytes) into out for a log line: printable
+ * ASCII as is, but '\\', '"' and every other byte as \xHH (nothing can
+ * forge a line or end the quotes), cut at LOG_NAME_MAX. */
+static void name_for_log(const char *name, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && i < LOG_NAME_MAX && o + 5 < outlen; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	if (len > LOG_NAME_MAX && o + 4 < outlen) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+}
+
+struct login_keys {
+	uint64_t client; /* (username, client address) in app->login_client */
+	uint64_t user;   /* username in app->login_user */
+	int64_t now;     /* monotonic seconds */
+};
+
+static void login_keys(const struct handler_ctx *ctx, const char *name, size_t namelen,
+		       struct login_keys *k)
+{
+	const char *remote = ctx->remote ? ctx->remote : "";
+
+	k->client = throttle_key(ctx->app->login_client, name, namelen, remote, strlen(remote));
+	k->user = throttle_key(ctx->app->login_user, name, namelen, NULL, 0);
+	k->now = (int64_t)(util_mono_us() / 1000000u);
+}
+
+/*
+ * Admits a login attempt under both limits, counting it, or fills the 429
+ * (retry_after) and returns TOKEND_ETHROTTLED with nothing counted. The
+ * first refusal of a window logs one warn line (fail2ban reads the access
+ * log's 429 and address; this line says which limit and for whom).
+ */
+static int login_admit(const struct handler_ctx *ctx, const char *name, size_t namelen,
+		       struct handler_result *res)
+{
+	const struct app *app = ctx->app;
+	struct login_keys k;
+	enum throttle_outcome o;
+	char shown[LOG_NAME_MAX * 4 + 8];
+	long ra = 1;
+
+	login_keys(ctx, name, namelen, &k);
+	o = throttle_admit(app->login_client, k.client, k.now, &ra);
+	if (o == THROTTLE_ADMITTED) {
+		o = throttle_admit(app->login_user, k.user, k.now, &ra);
+		if (o == THROTTLE_ADMITTED)
+			return 0;
+		throttle_forgive(app->login_client, k.client, k.now);
+		if (o == THROTTLE_REFUSED_FIRST) {
+			name_for_log(name, namelen, shown, sizeof(shown));
+			log_warn("auth: login throttled for user \"%s\" from all clients (last %s): "
+				 "%ld failures in %ld s; retry in %ld s",
+				 shown, ctx->remote, app->cfg.login_user_failures,
+				 app->cfg.login_user_window, ra);
+		}
+	} else if (o == THROTTLE_REFUSED_FIRST) {
+		name_for_log(name, namelen, shown, sizeof(shown));
+		log_warn("auth: login throttled for user \"%s\" from %s: %ld failures in %ld s; "
+			 "retry in %ld s",
+			 shown, ctx->remote, app->cfg.login_client_failures,
+			 app->cfg.login_client_window, ra);
+	}
+	res->retry_after = ra > INT32_MAX ? INT32_MAX : (int)ra;
+	return TOKEND_ETHROTTLED;
+}
+
+/*
+ * Settles an admitted attempt by its outcome rc: a refusal (TOKEND_EAUTH)
+ * stays counted; a success clears the (username, client) entry and is not
+ * a failure of the username; any other error was not the caller's failure.
+ */
+static void login_settle(const struct handler_ctx *ctx, const char *name, size_t namelen, int rc)
+{
+	const struct app *app = ctx->app;
+	struct login_keys k;
+
+	if (rc == TOKEND_EAUTH)
+		return;
+	login_keys(ctx, name, namelen, &k);
+	if (rc == 0)
+		throttle_clear(app->login_client, k.client);
+	else
+		throttle_forgive(app->login_client, k.client, k.now);
+	throttle_forgive(app->login_user, k.user, k.now);
+}
+
 /* The slow part of login, on the worker pool: lookup, hash, tokens. */
 static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result *res)
 {
@@ -185,6 +303,7 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 	}
 	res->no_store = true;
 out:
+	login_settle(ctx, name, namelen, rc);
 	OPENSSL_cleanse(&user, sizeof(user));
 	json_decref(errors);
 	return rc;
@@ -193,7 +312,7 @@ out:
 int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	json_t *errors;
-	const char *pw;
+	const char *name, *pw;
 	size_t namelen = 0, pwlen = 0;
 	int rc;
 
@@ -203,11 +322,15 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	errors = json_object();
 	if (errors == NULL)
 		return TOKEND_ENOMEM;
-	if (login_fields(ctx, errors, &namelen, &pw, &pwlen) == NULL) {
+	name = login_fields(ctx, errors, &namelen, &pw, &pwlen);
+	if (name == NULL) { /* a field error counts nothing */
 		res->body = errors;
 		return TOKEND_EINVAL;
 	}
 	json_decref(errors);
+	rc = login_admit(ctx, name, namelen, res);
+	if (rc != 0)
+		return rc;
 	res->slow = jwt_obtain_slow;
 	return 0;
 }

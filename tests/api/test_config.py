@@ -36,6 +36,11 @@ DEFAULTS = {
     ("password", "hash_workers"): "0",
     ("password", "hash_queue"): "64",
     ("password", "hash_deadline_ms"): "10000",
+    ("throttle", "login_client_failures"): "10",
+    ("throttle", "login_client_window"): "900",
+    ("throttle", "login_user_failures"): "100",
+    ("throttle", "login_user_window"): "3600",
+    ("throttle", "entries"): "100000",
 }
 
 
