@@ -43,6 +43,11 @@ _SLOWDOWN = 2.0 if os.environ.get("TOKEND_SANITIZED") else 1.0
 START_TIMEOUT = float(os.environ.get("TOKEND_TEST_START_TIMEOUT", 10 * _SLOWDOWN))
 STOP_TIMEOUT = float(os.environ.get("TOKEND_TEST_STOP_TIMEOUT", 10 * _SLOWDOWN))
 HTTP_TIMEOUT = 15
+# For servers of tests that fail many logins on purpose (timing samples, a
+# saturated hash pool): login throttling (test_throttle.py) at its highest
+# limits, so that it neither refuses them nor is switched off.
+UNTHROTTLED = {"TOKEND_THROTTLE_LOGIN_CLIENT_FAILURES": "65535",
+               "TOKEND_THROTTLE_LOGIN_USER_FAILURES": "65535"}
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "UndefinedBehaviorSanitizer",
                      "ThreadSanitizer")

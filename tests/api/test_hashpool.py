@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import LOGIN, RawConn, build_request, expect_detail, expect_json
+from conftest import LOGIN, UNTHROTTLED, RawConn, build_request, expect_detail, expect_json
 
 SLOW = {
     "TOKEND_PASSWORD_PBKDF2_ITERATIONS": "2000000",
@@ -15,6 +15,8 @@ SLOW = {
     "TOKEND_PASSWORD_HASH_QUEUE": "1",
     # one HTTP thread: if hashing ran on it, cheap requests would stall
     "TOKEND_SERVER_THREADS": "1",
+    # every test here fails many logins of one user on purpose
+    **UNTHROTTLED,
 }
 
 

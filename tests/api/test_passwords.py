@@ -10,7 +10,7 @@ import uuid as uuidlib
 
 import pytest
 
-from conftest import (DEFAULT_ITERATIONS, FAST_ITERATIONS, HASH_RE, db_rows, django_check, django_hash,
+from conftest import (DEFAULT_ITERATIONS, FAST_ITERATIONS, HASH_RE, UNTHROTTLED, db_rows, django_check, django_hash,
                       expect_401, expect_tokens, insert_user, user_row, b64url_decode)
 
 
@@ -95,7 +95,8 @@ def test_passwd_writes_django_compatible_hash(shared, srv):
 @pytest.fixture(scope="module")
 def default_iter(module_factory):
     """A server and CLI with no PBKDF2 override: the default 600,000."""
-    inst = module_factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": None}, label="default-iterations server")
+    inst = module_factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": None, **UNTHROTTLED},
+                          label="default-iterations server")
     inst.add_user("dflt", "default-iterations-pw")
     inst.add_user("dflt-off", "default-iterations-pw")
     inst.cli_ok("user", "disable", "dflt-off")
@@ -192,7 +193,7 @@ def timing_iter(module_factory, default_iter):
     if not SANITIZED:
         inst, srv = default_iter
         return inst, srv, DEFAULT_ITERATIONS, 260000
-    inst = module_factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "100000"},
+    inst = module_factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "100000", **UNTHROTTLED},
                           label="timing server (sanitizer build)")
     return inst, inst.start(), 100000, 100000 * 260000 // DEFAULT_ITERATIONS
 
