@@ -43,6 +43,13 @@ struct handler_result {
 	 * refusals (field errors) thus never wait for a worker.
 	 */
 	handler_fn slow;
+	/*
+	 * Optional, with slow: called instead of slow (on whichever thread
+	 * finds out) when the slow part will never run -- the queue was full,
+	 * its deadline passed, or the server is stopping -- so that the fast
+	 * part can release what it reserved (login's throttle counts).
+	 */
+	void (*cancel)(const struct handler_ctx *ctx);
 };
 
 struct jwtsign_policy;

@@ -13,10 +13,16 @@
  * next, a key can see up to 2 x limit failures in `window` seconds; on
  * average never more than limit per window.
  *
+ * Attempts in flight: an admitted attempt is pending until the caller
+ * settles it (throttle_fail, throttle_forgive or throttle_clear), and
+ * failures plus pending attempts never exceed limit: a burst of parallel
+ * attempts cannot all pass the check before the first of them fails. An
+ * attempt refused only because others are pending gets Retry-After 1.
+ *
  * Layout and eviction: 8-way set-associative. A key lives in one set of 8
  * entries chosen by its keyed hash; a new key takes a free or expired entry
- * of its set, else evicts the entry with the fewest failures in its current
- * window (ties: the oldest window). So a flood of new keys evicts only
+ * of its set, else evicts the entry with the fewest failures and pending
+ * attempts in its current window (ties: the oldest window). So a flood of new keys evicts only
  * entries with no more failures than the new key's 1, and a hot entry
  * (many recent failures) is evicted only once its 7 set-mates each hold at
  * least as many: the attacker would have to spend that many failures on
@@ -48,9 +54,9 @@ struct throttle; /* opaque */
 #define THROTTLE_WINDOW_MAX (30L * 86400)
 
 enum throttle_outcome {
-	THROTTLE_ADMITTED,      /* counted as a failure, pending its outcome */
-	THROTTLE_REFUSED,       /* over the limit; nothing counted */
-	THROTTLE_REFUSED_FIRST, /* the same, and the first refusal of this window */
+	THROTTLE_ADMITTED,      /* pending: the caller must settle it */
+	THROTTLE_REFUSED,       /* over the limit (or full of pending); nothing counted */
+	THROTTLE_REFUSED_FIRST, /* at the limit of failures, the first refusal of the window */
 };
 
 /*
@@ -77,24 +83,35 @@ uint64_t throttle_key(const struct throttle *t, const void *a, size_t alen, cons
 
 /*
  * One attempt of key at time now (seconds, any clock that does not jump
- * back): if the key's current window holds fewer than limit failures,
- * counts one more, provisionally (a success undoes it with
- * throttle_forgive or throttle_clear), and returns THROTTLE_ADMITTED.
- * Otherwise counts nothing, sets *retry_after to the seconds until the
- * window ends (at least 1) and returns THROTTLE_REFUSED(_FIRST). A NULL
+ * back): if the failures counted in the key's current window plus its
+ * pending attempts are fewer than limit, makes it pending and returns
+ * THROTTLE_ADMITTED; the caller must settle it with exactly one of
+ * throttle_fail, throttle_forgive or throttle_clear. Otherwise counts
+ * nothing, sets *retry_after to the seconds until the window ends (1 when
+ * only pending attempts fill the limit; at least 1) and refuses. A NULL
  * table (throttling off) admits everything.
  */
 enum throttle_outcome throttle_admit(struct throttle *t, uint64_t key, int64_t now,
 				     long *retry_after);
 
 /*
- * Undoes one count of key in its current window (an admitted attempt that
- * did not fail after all). Nothing when the key has no count any more
- * (evicted or its window ended). NULL table: nothing.
+ * Settles an admitted attempt of key as a failure: counts it in the key's
+ * window (opening one if the key has none any more: evicted, or its window
+ * ended while the attempt was pending). NULL table: nothing.
+ */
+void throttle_fail(struct throttle *t, uint64_t key, int64_t now);
+
+/*
+ * Settles an admitted attempt of key as no failure (it succeeded, or was
+ * never tried). NULL table, or the key gone meanwhile: nothing.
  */
 void throttle_forgive(struct throttle *t, uint64_t key, int64_t now);
 
-/* Forgets key altogether (e.g. a success from that client). NULL: nothing. */
+/*
+ * Forgets key altogether: its failures and pending attempts (e.g. a success
+ * from that client; attempts still pending then settle as if new). Settles
+ * the caller's own admitted attempt too. NULL table: nothing.
+ */
 void throttle_clear(struct throttle *t, uint64_t key);
 
 /* The failures counted for key in its window at now; 0 when none. */

@@ -11,12 +11,12 @@
  * the fast part, on the HTTP thread, before the hash is queued: a
  * throttled attempt costs no hash and is answered 429 at once, and the
  * username is counted whether or not it exists. An admitted attempt is
- * counted as a failure at once, so that a burst of parallel guesses cannot
- * pass the check before the first of them is hashed; the slow part undoes
- * the count when the attempt does not fail after all (a success clears the
- * (username, client) entry and takes one count off the username's; a
- * server error takes one off both). A login refused 503 (hash queue full
- * or past its deadline) stays counted: the handler never learns of it.
+ * pending at once (tokend/throttle.h), so that a burst of parallel guesses
+ * cannot pass the check before the first of them is hashed; the slow part
+ * settles it (a failure counts; a success clears the (username, client)
+ * entry and is no failure of the username; a
+ * server error or a 503 -- hash queue full, or past its deadline: never
+ * tried -- counts nothing).
  */
 #include <assert.h>
 #include <openssl/crypto.h>
@@ -231,23 +231,43 @@ static int login_admit(const struct handler_ctx *ctx, const char *name, size_t n
 }
 
 /*
- * Settles an admitted attempt by its outcome rc: a refusal (TOKEND_EAUTH)
- * stays counted; a success clears the (username, client) entry and is not
- * a failure of the username; any other error was not the caller's failure.
+ * Settles an admitted attempt by its outcome rc: a refusal (TOKEND_EAUTH:
+ * wrong password, unknown or inactive user) is a failure of both keys; a
+ * success clears the (username, client) entry and is no failure of the
+ * username; any other error was not the caller's failure.
  */
 static void login_settle(const struct handler_ctx *ctx, const char *name, size_t namelen, int rc)
 {
 	const struct app *app = ctx->app;
 	struct login_keys k;
 
-	if (rc == TOKEND_EAUTH)
-		return;
 	login_keys(ctx, name, namelen, &k);
+	if (rc == TOKEND_EAUTH) {
+		throttle_fail(app->login_client, k.client, k.now);
+		throttle_fail(app->login_user, k.user, k.now);
+		return;
+	}
 	if (rc == 0)
 		throttle_clear(app->login_client, k.client);
 	else
 		throttle_forgive(app->login_client, k.client, k.now);
 	throttle_forgive(app->login_user, k.user, k.now);
+}
+
+/* A login whose hash will never run (503): no failure. On ENOMEM here its
+ * attempt stays pending until the window ends (at most limit of them). */
+static void jwt_obtain_cancel(const struct handler_ctx *ctx)
+{
+	json_t *errors = json_object();
+	const char *name, *pw;
+	size_t namelen = 0, pwlen = 0;
+
+	if (errors == NULL)
+		return;
+	name = login_fields(ctx, errors, &namelen, &pw, &pwlen);
+	if (name != NULL) /* validated by handler_jwt_obtain */
+		login_settle(ctx, name, namelen, TOKEND_EBUSY);
+	json_decref(errors);
 }
 
 /* The slow part of login, on the worker pool: lookup, hash, tokens. */
@@ -332,6 +352,7 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	if (rc != 0)
 		return rc;
 	res->slow = jwt_obtain_slow;
+	res->cancel = jwt_obtain_cancel;
 	return 0;
 }
 

@@ -211,6 +211,8 @@ static void slow_job(void *arg, int expired)
 
 	req->res.slow = NULL;
 	if (expired || atomic_load(&req->srv->stopping)) {
+		if (req->res.cancel != NULL)
+			req->res.cancel(&req->ctx);
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
 	} else {
@@ -246,6 +248,8 @@ static enum MHD_Result dispatch(struct request *req)
 	atomic_fetch_add(&req->srv->suspended, 1);
 	MHD_suspend_connection(req->conn);
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
+		if (req->res.cancel != NULL)
+			req->res.cancel(&req->ctx);
 		req->res.slow = NULL;
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;

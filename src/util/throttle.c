@@ -31,8 +31,12 @@ struct entry {
 	uint64_t key;
 	uint32_t start;   /* the window opened at this second */
 	uint16_t count;   /* failures counted in it */
-	uint16_t refused; /* a refusal was reported in this window */
+	uint16_t pending; /* PENDING_MASK: admitted, not settled; REFUSED_BIT */
 };
+
+/* A refusal at the limit was reported in this window. */
+#define REFUSED_BIT 0x8000u
+#define PENDING_MASK 0x7fffu
 
 struct throttle {
 	uint64_t k0, k1; /* SipHash key, random per table */
@@ -230,6 +234,12 @@ static bool live(const struct throttle *t, const struct entry *e, int64_t now)
 	return e->key != 0 && age(e, now) < (uint32_t)t->window;
 }
 
+/* Failures and pending attempts: what an eviction would forget. */
+static unsigned heat(const struct entry *e)
+{
+	return (unsigned)e->count + (e->pending & PENDING_MASK);
+}
+
 /* key's entry in set, if its window is live; NULL otherwise. */
 static struct entry *find(struct throttle *t, struct entry *set, uint64_t key, int64_t now)
 {
@@ -241,8 +251,8 @@ static struct entry *find(struct throttle *t, struct entry *set, uint64_t key, i
 
 /*
  * The entry a new key takes: its own stale entry, a free or expired one,
- * else the one with the fewest failures, ties to the oldest window (the
- * nearest to expiring). The victim is never hotter than every set-mate.
+ * else the one with the fewest failures and pending attempts (an entry with
+ * neither is free), ties to the oldest window (the nearest to expiring). The victim is never hotter than every set-mate.
  */
 static struct entry *victim(struct throttle *t, struct entry *set, uint64_t key, int64_t now)
 {
@@ -254,10 +264,10 @@ static struct entry *victim(struct throttle *t, struct entry *set, uint64_t key,
 	for (int i = 0; i < THROTTLE_WAYS; i++) {
 		struct entry *e = &set[i];
 
-		if (!live(t, e, now))
+		if (!live(t, e, now) || heat(e) == 0)
 			return e;
-		if (best == NULL || e->count < best->count ||
-		    (e->count == best->count && age(e, now) > age(best, now)))
+		if (best == NULL || heat(e) < heat(best) ||
+		    (heat(e) == heat(best) && age(e, now) > age(best, now)))
 			best = e;
 	}
 	return best;
@@ -280,36 +290,60 @@ enum throttle_outcome throttle_admit(struct throttle *t, uint64_t key, int64_t n
 	e = find(t, set, key, now);
 	if (e == NULL) {
 		e = victim(t, set, key, now);
-		*e = (struct entry){.key = key, .start = (uint32_t)now, .count = 1};
-	} else if (e->count < t->limit) {
-		e->count++;
-	} else {
-		out = e->refused ? THROTTLE_REFUSED : THROTTLE_REFUSED_FIRST;
-		e->refused = 1;
+		*e = (struct entry){.key = key, .start = (uint32_t)now};
+	}
+	if (e->count >= t->limit) {
+		out = e->pending & REFUSED_BIT ? THROTTLE_REFUSED : THROTTLE_REFUSED_FIRST;
+		e->pending |= REFUSED_BIT;
 		*retry_after = t->window - (long)age(e, now);
+	} else if (heat(e) >= (unsigned)t->limit || (e->pending & PENDING_MASK) == PENDING_MASK) {
+		out = THROTTLE_REFUSED; /* the pending ones may yet fail */
+		*retry_after = 1;
+	} else {
+		e->pending++;
 	}
 	pthread_mutex_unlock(mu);
 	return out;
 }
 
-void throttle_forgive(struct throttle *t, uint64_t key, int64_t now)
+/* Settles one pending attempt of key; counts a failure when failed. */
+static void settle(struct throttle *t, uint64_t key, int64_t now, bool failed)
 {
-	struct entry *e;
+	struct entry *set, *e;
 	pthread_mutex_t *mu;
 	size_t s;
 
 	if (t == NULL)
 		return;
 	s = set_of(t, key);
+	set = &t->e[s * THROTTLE_WAYS];
 	mu = lock_of(t, s);
 	pthread_mutex_lock(mu);
-	e = find(t, &t->e[s * THROTTLE_WAYS], key, now);
-	if (e != NULL && e->count > 0) {
-		e->count--;
-		if (e->count < t->limit)
-			e->refused = 0;
+	e = find(t, set, key, now);
+	if (e != NULL && (e->pending & PENDING_MASK) > 0)
+		e->pending--;
+	if (failed) {
+		if (e == NULL) {
+			e = victim(t, set, key, now);
+			*e = (struct entry){.key = key, .start = (uint32_t)now};
+		}
+		/* The window opens at the first failure, not at its admission. */
+		if (e->count == 0)
+			e->start = (uint32_t)now;
+		if (e->count < THROTTLE_LIMIT_MAX)
+			e->count++;
 	}
 	pthread_mutex_unlock(mu);
+}
+
+void throttle_fail(struct throttle *t, uint64_t key, int64_t now)
+{
+	settle(t, key, now, true);
+}
+
+void throttle_forgive(struct throttle *t, uint64_t key, int64_t now)
+{
+	settle(t, key, now, false);
 }
 
 void throttle_clear(struct throttle *t, uint64_t key)

@@ -332,3 +332,42 @@ def test_throttle_off(module_factory):
     for _ in range(15):
         expect_401(login_from(srv, "127.0.0.1", name, "wrong"), "failure with throttling off")
     expect_201(login_from(srv, "127.0.0.1", name, pw), "login with throttling off")
+
+
+# ---------------------------------------------------------------- 503 counts nothing
+
+
+@pytest.fixture(scope="module")
+def saturated(module_factory):
+    inst = module_factory(env={
+        "TOKEND_PASSWORD_PBKDF2_ITERATIONS": "2000000",
+        "TOKEND_PASSWORD_HASH_WORKERS": "1",
+        "TOKEND_PASSWORD_HASH_QUEUE": "1",
+        "TOKEND_THROTTLE_LOGIN_CLIENT_FAILURES": "3",
+        "TOKEND_THROTTLE_LOGIN_USER_FAILURES": "3",
+    }, label="throttle server (one hashing thread, queue of 1)")
+    inst.start()
+    return inst, inst.servers[0]
+
+
+def test_logins_refused_503_count_nothing(saturated):
+    """A login the full hash queue refused (503) was never tried: a user
+    retrying through an overload must not be locked out by it."""
+    inst, srv = saturated
+    name, pw = fresh("busy"), "pw"
+    insert_user(inst.db, name, django_hash(pw, 2000000))
+    for attempt in range(3):
+        with ThreadPoolExecutor(max_workers=8) as ex:
+            answers = list(ex.map(lambda i: login_from(srv, "127.0.0.1", name, pw), range(8)))
+        statuses = sorted(a.status for a in answers)
+        assert set(statuses) <= {201, 429, 503}, f"right password under overload: {statuses}"
+        # a 429 here is only "3 attempts in flight already": Retry-After 1
+        for a in answers:
+            if a.status == 429:
+                assert a.headers.get("retry-after") == "1", f"429 while pending: {a!r}"
+        if statuses.count(503) >= 3:
+            break
+    else:
+        pytest.skip(f"could not saturate the hash queue: {statuses}")
+    # more 503s than the limit of 3 for the user and the client: still welcome
+    expect_201(login_from(srv, "127.0.0.1", name, pw), "login after an overload")
