@@ -128,6 +128,9 @@ def test_unknown_section(factory, tmp_path):
     ("log", "access_log", "maybe"), ("password", "pbkdf2_iterations", "0"),
     ("password", "hash_queue", "-1"), ("keys", "algorithm", "none"), ("keys", "algorithm", "HS999"),
     ("tokens", "access_lifetime", "-300"), ("database", "busy_timeout_ms", "soon"),
+    ("throttle", "login_client_failures", "-1"), ("throttle", "login_user_failures", "65536"),
+    ("throttle", "login_client_window", "0"), ("throttle", "login_user_window", "2592001"),
+    ("throttle", "entries", "0"), ("throttle", "entries", "1023"),
 ])
 def test_bad_value_in_file(factory, tmp_path, section, key, value):
     cfg = write(tmp_path, f"# header\n[{section}]\n{key} = {value}\n")
