@@ -22,8 +22,9 @@
  * Layout and eviction: 8-way set-associative. A key lives in one set of 8
  * entries chosen by its keyed hash; a new key takes a free or expired entry
  * of its set, else evicts the entry with the fewest failures and pending
- * attempts in its current window (ties: the oldest window). So a flood of new keys evicts only
- * entries with no more failures than the new key's 1, and a hot entry
+ * attempts in its current window (ties: the oldest window). So a flood of
+ * new keys evicts only entries with no more failures than the new key's
+ * 1, and a hot entry
  * (many recent failures) is evicted only once its 7 set-mates each hold at
  * least as many: the attacker would have to spend that many failures on
  * every set, which it cannot aim (the hash key is secret, per process).
