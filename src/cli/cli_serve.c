@@ -147,6 +147,7 @@ static int throttle_start(struct app *app)
 {
 	const struct config *c = &app->cfg;
 	size_t n = (size_t)c->throttle_entries;
+	char per_client[64] = "off", per_user[64] = "off";
 
 	if (c->login_client_failures > 0) {
 		app->login_client = throttle_new(n, c->login_client_failures, c->login_client_window);
@@ -158,10 +159,15 @@ static int throttle_start(struct app *app)
 		if (app->login_user == NULL)
 			return TOKEND_ENOMEM;
 	}
-	log_info("throttle: login refused past %ld failures per (username, client) in %ld s "
-		 "and %ld per username in %ld s (0 = off); %zu KiB of tables",
-		 c->login_client_failures, c->login_client_window, c->login_user_failures,
-		 c->login_user_window,
+	if (c->login_client_failures > 0)
+		snprintf(per_client, sizeof(per_client), "%ld failures in %ld s",
+			 c->login_client_failures, c->login_client_window);
+	if (c->login_user_failures > 0)
+		snprintf(per_user, sizeof(per_user), "%ld failures in %ld s", c->login_user_failures,
+			 c->login_user_window);
+	log_info("throttle: login limits %s per (username, client), %s per username; "
+		 "%zu KiB of tables",
+		 per_client, per_user,
 		 (throttle_bytes(app->login_client) + throttle_bytes(app->login_user)) / 1024);
 	return 0;
 }
