@@ -12,13 +12,17 @@
 #include <stdio.h>
 
 #define CONFIG_STR_MAX 512
+#define CONFIG_CIDRS_MAX 4096 /* CIDR_LIST_MAX entries of CIDR_ADDR_MAX bytes */
 
 struct config {
 	/* [server] */
 	char listen[CONFIG_STR_MAX];   /* host:port; port 0 picks a free one */
 	long threads;                  /* MHD thread pool size; 0 = CPUs */
 	long max_connections;          /* total open connections */
-	long per_ip_connections;       /* per client address; 0 = unlimited */
+	long per_ip_connections;       /* per peer address at accept; 0 = unlimited,
+					* -1 = 128, or 0 with trusted_proxies */
+	long per_client_requests;      /* in flight per client address; 0 = unlimited */
+	char trusted_proxies[CONFIG_CIDRS_MAX]; /* address list (tokend/cidr.h) */
 	long idle_timeout;             /* seconds a connection may idle */
 	long request_timeout;          /* seconds for a request to arrive whole */
 	long max_body;                 /* request body bytes (413 beyond) */

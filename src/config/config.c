@@ -51,11 +51,12 @@ static const struct option_def options[] = {
 	TYPED("server", "listen", OPT_LISTEN, listen, "127.0.0.1:8000"),
 	INT("server", "threads", threads, 0, 1024, "0"),
 	INT("server", "max_connections", max_connections, 1, 1000000, "1024"),
-	/* On by default for a tokend exposed directly (one address cannot
-	 * take every slot). Behind a reverse proxy every connection comes from
-	 * the proxy: set it to 0 there (once trusted_proxies exists, the
-	 * default will follow it). */
-	INT("server", "per_ip_connections", per_ip_connections, 0, 1000000, "128"),
+	/* -1 follows trusted_proxies: 128 for a tokend exposed directly (one
+	 * address cannot take every slot), off behind proxies, where every
+	 * connection comes from one of them (server.c: per_ip_limit). */
+	INT("server", "per_ip_connections", per_ip_connections, -1, 1000000, "-1"),
+	INT("server", "per_client_requests", per_client_requests, 0, 1000000, "32"),
+	TYPED("server", "trusted_proxies", OPT_CIDRS, trusted_proxies, ""),
 	INT("server", "idle_timeout", idle_timeout, 1, 86400, "30"),
 	INT("server", "request_timeout", request_timeout, 1, 86400, "30"),
 	INT("server", "max_body", max_body, 1, 64L << 20, "65536"),

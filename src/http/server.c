@@ -25,11 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/forwarded.h"
 #include "http/framing.h"
+#include "http/inflight.h"
 #include "http/response.h"
 #include "http/watchdog.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
+#include "tokend/cidr.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/router.h"
@@ -47,6 +50,9 @@
  * mid-request frees its slot within two ticks. */
 #define WATCHDOG_TICK_MS 100
 
+/* server.per_ip_connections = -1 without trusted proxies. */
+#define PER_IP_DIRECT 128
+
 /* At most one "connection limit reached" line this often. */
 #define LIMIT_LOG_US (10u * 1000000u)
 
@@ -61,6 +67,8 @@ struct server {
 	long max_connections;   /* refused at accept past this many */
 	atomic_long refused;
 	atomic_ullong refused_logged_us;
+	struct cidr_list trusted;  /* server.trusted_proxies, parsed once */
+	struct inflight *per_client; /* requests in flight per client address */
 };
 
 enum req_state { REQ_READING, REQ_SUSPENDED, REQ_DONE };
@@ -76,7 +84,8 @@ struct request {
 	enum req_state state;
 	char method[16];
 	char path[257];                 /* cut for the log; routing uses MHD's url */
-	char remote[INET6_ADDRSTRLEN];
+	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
+	struct inflight_ticket counted; /* in srv->per_client until completion */
 	const struct route *route;
 	int err;                        /* an error found before the handler */
 	bool was_suspended;             /* counted in srv->suspended */
@@ -283,6 +292,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->conn = conn;
 		req->start_us = util_mono_us();
 		remote_of(conn, req->remote, sizeof(req->remote));
+		if (srv->trusted.n > 0)
+			forwarded_resolve(conn, &srv->trusted, req->remote, req->remote,
+					  sizeof(req->remote));
 		req->ctx.app = app;
 		req->ctx.method = req->method;
 		req->ctx.path = req->path;
@@ -291,6 +303,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		first_checks(req, method, url, version);
 		if (req->close)
 			return queue(req, req->err, 0);
+		/* Counted whatever it is: it holds a connection until answered. */
+		if (!inflight_enter(srv->per_client, req->remote, &req->counted)) {
+			req->err = TOKEND_ETHROTTLED;
+			req->res.retry_after = 1;
+		}
 		return MHD_YES;
 	}
 	if (req->state == REQ_SUSPENDED) /* resumed by the worker */
@@ -356,6 +373,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		   util_mono_us() - req->start_us, req->bytes);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);
+	inflight_leave(srv->per_client, &req->counted);
 	request_free(req);
 	*req_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
@@ -463,6 +481,8 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	 * max_header + 4 KiB lets our JSON 431 speak for a block of normal
 	 * headers, while a block of hundreds of tiny headers meets MHD's. */
 	size_t pool_bytes = (size_t)cfg->max_header + 4 * 1024;
+	char why[160];
+	long per_ip;
 
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));
@@ -487,14 +507,28 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		return TOKEND_ENOMEM;
 	srv->app = app;
 	srv->max_connections = cfg->max_connections;
-	srv->wd = watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS);
+	if (cidr_list_parse(cfg->trusted_proxies, &srv->trusted, why, sizeof(why)) != 0) {
+		snprintf(errbuf, errlen, "server.trusted_proxies: %s", why);
+		free(srv);
+		return TOKEND_EINVAL;
+	}
+	/* Behind proxies every connection comes from one of them: a limit
+	 * per peer address would cap the whole service. */
+	per_ip = cfg->per_ip_connections >= 0 ? cfg->per_ip_connections
+	       : srv->trusted.n > 0	      ? 0
+					      : PER_IP_DIRECT;
+	srv->per_client = inflight_new(cfg->per_client_requests);
+	srv->wd = srv->per_client ? watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS)
+				  : NULL;
 	if (srv->wd == NULL) {
+		inflight_free(&srv->per_client);
 		free(srv);
 		return TOKEND_ENOMEM;
 	}
 	srv->pool = workpool_new(workers, cfg->hash_queue, cfg->hash_deadline_ms);
 	if (srv->pool == NULL) {
 		watchdog_free(&srv->wd);
+		inflight_free(&srv->per_client);
 		free(srv);
 		snprintf(errbuf, errlen, "cannot start %ld hashing workers", workers);
 		return TOKEND_ENOMEM;
@@ -510,7 +544,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + threads),
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
@@ -529,6 +563,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		snprintf(errbuf, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
 		workpool_free(&srv->pool);
 		watchdog_free(&srv->wd);
+		inflight_free(&srv->per_client);
 		free(srv);
 		return TOKEND_EIO;
 	}
@@ -574,6 +609,7 @@ void server_stop(struct server **srvp, long grace_ms)
 	MHD_stop_daemon(srv->daemon);
 	/* After the daemon: it sends NOTIFY_CLOSED for every connection. */
 	watchdog_free(&srv->wd);
+	inflight_free(&srv->per_client);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
 	free(srv);

@@ -15,7 +15,9 @@ DEFAULTS = {
     ("server", "listen"): "127.0.0.1:8000",
     ("server", "threads"): "0",
     ("server", "max_connections"): "1024",
-    ("server", "per_ip_connections"): "128",
+    ("server", "per_ip_connections"): "-1",
+    ("server", "per_client_requests"): "32",
+    ("server", "trusted_proxies"): "",
     ("server", "idle_timeout"): "30",
     ("server", "request_timeout"): "30",
     ("server", "max_body"): "65536",
@@ -123,6 +125,9 @@ def test_unknown_section(factory, tmp_path):
     ("log", "access_log", "maybe"), ("password", "pbkdf2_iterations", "0"),
     ("password", "hash_queue", "-1"), ("keys", "algorithm", "none"), ("keys", "algorithm", "HS999"),
     ("tokens", "access_lifetime", "-300"), ("database", "busy_timeout_ms", "soon"),
+    ("server", "per_ip_connections", "-2"), ("server", "per_client_requests", "-1"),
+    ("server", "trusted_proxies", "10.0.0.1/8"), ("server", "trusted_proxies", "localhost"),
+    ("server", "trusted_proxies", "10.0.0.0/8 fe80::1%eth0"),
 ])
 def test_bad_value_in_file(factory, tmp_path, section, key, value):
     cfg = write(tmp_path, f"# header\n[{section}]\n{key} = {value}\n")
