@@ -28,6 +28,15 @@ struct handler_ctx {
 	char user_uuid[37];          /* set by handler_authenticated() on auth routes */
 };
 
+/* Response headers a handler may set: a few, each value copied. */
+#define HANDLER_HEADERS_MAX 4
+#define HANDLER_HEADER_VALUE_MAX 256
+
+struct handler_header {
+	const char *name;                     /* a constant token */
+	char value[HANDLER_HEADER_VALUE_MAX]; /* checked by handler_header_add() */
+};
+
 struct handler_result;
 typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
 
@@ -43,7 +52,20 @@ struct handler_result {
 	 * refusals (field errors) thus never wait for a worker.
 	 */
 	handler_fn slow;
+	/* Sent with a successful answer only (rc 0), after the fixed headers. */
+	struct handler_header headers[HANDLER_HEADERS_MAX];
+	unsigned n_headers;
 };
+
+/*
+ * Adds header name (a constant token) with a copy of value to res. Returns
+ * false and adds nothing when res has HANDLER_HEADERS_MAX already, or when
+ * value cannot be sent as it is: empty, HANDLER_HEADER_VALUE_MAX bytes or
+ * more, a control character (CR, LF, NUL, HTAB, DEL, ...), or a space at
+ * either end (a parser would strip it, and another name would arrive). A
+ * value is never escaped or cut: the receiver acts on it as the identity.
+ */
+bool handler_header_add(struct handler_result *res, const char *name, const char *value);
 
 struct jwtsign_policy;
 
@@ -73,6 +95,15 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 
 /* POST /api/auth/jwt/verify/ — is this a live token of ours? */
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res);
+
+/*
+ * GET /api/auth/forward/ — forward authentication for a reverse proxy: a
+ * live access token or API token of an active user in "Authorization:
+ * Bearer" answers 200 with X-Auth-User-Id, X-Auth-Username (left out when
+ * it cannot be a header value), X-Auth-Token-Type and, for an API token,
+ * X-Auth-Team; anything else 401.
+ */
+int handler_forward_auth(const struct handler_ctx *ctx, struct handler_result *res);
 
 /* GET /.well-known/jwks.json — the public keys (RS256/ES256) as a JWKS. */
 int handler_jwks(const struct handler_ctx *ctx, struct handler_result *res);

@@ -136,5 +136,8 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 	}
 	if (meta->close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	/* The handler's own, checked by handler_header_add(): never on an error. */
+	for (unsigned i = 0; rc == TOKEND_OK && i < res->n_headers && i < HANDLER_HEADERS_MAX; i++)
+		MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
 	return r;
 }

@@ -17,6 +17,8 @@ static const struct route routes[] = {
 	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false, 0},
 	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, false, 0},
 	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false, 0},
+	/* Not marked auth: it takes API tokens too, and answers for the proxy. */
+	{"GET", "/api/auth/forward/", handler_forward_auth, 200, false, 0},
 	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, true, 0},
 	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201, true, 0},
 	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200, true, 0},
