@@ -4,7 +4,10 @@
  * pool. It enforces the limits of API.md while reading (header
  * block, body size counted as it arrives; the whole-request deadline and
  * clients gone mid-request are the watchdog's, fed from the connection
- * life cycle here), refuses connections past the limit at accept, rejects
+ * life cycle here), refuses connections past the limit at accept, names
+ * the client (the peer, or behind trusted proxies the address they forward
+ * for: forwarded.h) and refuses a client's requests in flight past
+ * server.per_client_requests (inflight.h) with 429, rejects
  * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
  * the request, decodes its body and runs its handler inline; a handler
  * with slow work left (a password hash) has it run on the bounded worker
