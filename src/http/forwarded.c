@@ -244,6 +244,10 @@ void forwarded_resolve(struct MHD_Connection *conn, const struct cidr_list *trus
 {
 	struct collect c;
 
+	if (out != peer)
+		snprintf(out, outlen, "%s", peer);
+	if (trusted->n == 0 || !cidr_list_match_text(trusted, peer, strlen(peer)))
+		return; /* the common case: no pass over the headers */
 	c.n_xff = c.n_fwd = 0;
 	MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_field, &c);
 	/* FORWARDED_MAX_FIELDS + 1 collected means "too many": the peer stays. */

@@ -314,6 +314,14 @@ def test_nginx_auth_request(w, tmp_path):
         assert hdrs.get("x-user-name") == name and hdrs.get("x-token-type") == "access"
         assert "authorization" not in hdrs
 
+        # a client's own identity headers are replaced, never passed on
+        r = requests.get(ngx.url("/app/c"), timeout=15, headers={
+            "Authorization": f"Bearer {pair['access']}", "X-User": "forged",
+            "X-Team": "forged", "X-Auth-User-Id": "forged"})
+        assert r.status_code == 200
+        path, hdrs = app.seen[-1]
+        assert hdrs.get("x-user") == uid and "x-team" not in hdrs, hdrs
+
         r = get("/app/b", f"Bearer {tok}")
         assert r.status_code == 200, (r.status_code, r.text)
         path, hdrs = app.seen[-1]
