@@ -520,6 +520,11 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	per_ip = cfg->per_ip_connections >= 0 ? cfg->per_ip_connections
 	       : srv->trusted.n > 0	      ? 0
 					      : PER_IP_DIRECT;
+	if (srv->trusted.n > 0)
+		log_info("http: %zu trusted prox%s: the client is whom X-Forwarded-For names "
+			 "(Forwarded without it); connections per address: %s",
+			 srv->trusted.n, srv->trusted.n == 1 ? "y" : "ies",
+			 per_ip > 0 ? "limited" : "unlimited");
 	srv->per_client = inflight_new(cfg->per_client_requests);
 	srv->wd = srv->per_client ? watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS)
 				  : NULL;
