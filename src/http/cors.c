@@ -236,7 +236,7 @@ int cors_origins_add(struct cors_origins *list, const char *text, char *reason, 
 	const char *p = text;
 
 	for (;;) {
-		struct cors_origin o;
+		struct cors_origin o = {0}; /* all of it: lists are compared whole */
 		size_t elen;
 		bool dup = false;
 
