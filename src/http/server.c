@@ -269,7 +269,7 @@ static enum MHD_Result dispatch(struct request *req)
 	json_t *body = NULL;
 	int rc;
 
-	if (req->preflight) /* no body is read, no handler runs: no authentication */
+	if (req->preflight) /* granted: nothing decoded, no handler, no authentication */
 		return queue(req, 0, MHD_HTTP_NO_CONTENT);
 	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
 			 req->srv->app->cfg.max_json_depth, &body, &err_body);
