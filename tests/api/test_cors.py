@@ -11,6 +11,7 @@ Origin, a method the route lacks) gets no Access-Control-* header at all.
 With the list empty (the default) no answer changes.
 """
 
+import os
 import threading
 import time
 import uuid as uuidlib
@@ -381,7 +382,10 @@ def test_preflight_flood(env):
     flood(2000)
     after = rss_kib(env.srv.proc.pid)
     env.srv.assert_alive("preflight flood")
-    assert after - before < 2048, f"RSS grew {after - before} KiB over 2,000 preflights"
+    # Under a sanitizer freed memory sits in quarantine (RSS grows by
+    # design); LeakSanitizer checks at exit instead.
+    if not os.environ.get("TOKEND_SANITIZED"):
+        assert after - before < 2048, f"RSS grew {after - before} KiB over 2,000 preflights"
 
 
 # ---------------------------------------------------------------- 503, and CORS off
