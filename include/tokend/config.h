@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "tokend/cors.h"
+
 #define CONFIG_STR_MAX 512
 
 struct config {
@@ -53,6 +55,9 @@ struct config {
 	long hash_workers;             /* hashing threads; 0 = CPUs */
 	long hash_queue;               /* waiting logins before 503 */
 	long hash_deadline_ms;         /* a queued login older than this: 503 */
+	/* [cors] */
+	struct cors_origins cors_origins; /* browser origins allowed; none = CORS off */
+	long cors_max_age;             /* seconds a browser may cache a preflight */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -11,6 +11,8 @@
 
 #include "tokend/err.h"
 
+/* No route has OPTIONS: a CORS preflight is granted from the methods that
+ * router_match lists for it (src/http/server.c, cors_preflight). */
 static const struct route routes[] = {
 	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, 0},
 	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false, 0},

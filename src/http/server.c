@@ -30,6 +30,7 @@
 #include "http/watchdog.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
+#include "tokend/cors.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/router.h"
@@ -84,6 +85,8 @@ struct request {
 	const char *why;                /* its reason (constant), for the 400 body */
 	char allow[64];
 	const char *media;              /* refused Content-Type (MHD-owned) */
+	const char *cors_origin;        /* the allowed entry Origin equals (config-owned) */
+	bool preflight;                 /* a CORS preflight to grant: 204 */
 	enum body_type btype;
 	long limit;                     /* body bytes allowed */
 	char *body;                     /* received body, owned */
@@ -124,6 +127,7 @@ static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
 
 static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 {
+	const struct config *cfg = &req->srv->app->cfg;
 	struct response_meta meta = {
 		.method = req->method,
 		.allow = req->allow,
@@ -131,6 +135,10 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		.limit = req->limit,
 		.close = req->close,
 		.detail = req->why,
+		.cors = cfg->cors_origins.n > 0,
+		.cors_origin = req->cors_origin,
+		.preflight = req->preflight && rc == 0,
+		.max_age = cfg->cors_max_age,
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -148,10 +156,51 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 	return ret;
 }
 
+/* The configured origin that the request's Origin header equals, or NULL:
+ * one lookup, run only when the allow-list is not empty. */
+static const char *cors_origin_of(struct MHD_Connection *conn, const struct cors_origins *list)
+{
+	const char *v;
+	size_t len;
+
+	if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN,
+					  sizeof(MHD_HTTP_HEADER_ORIGIN) - 1, &v, &len) != MHD_YES)
+		return NULL;
+	return cors_origin_match(list, v, len);
+}
+
+/*
+ * A CORS preflight (Fetch: OPTIONS with Origin and
+ * Access-Control-Request-Method) from an allowed origin is granted when the
+ * path is a route's and the method one of its methods, which router_match
+ * has just listed in allow for OPTIONS (no route has that method): so every
+ * route of the table, whenever added, has its preflight. Not granted: the
+ * request is answered as usual (404, or 405 with Allow) and without CORS
+ * headers, since the browser will not send the request anyway. OPTIONS
+ * without the header is no preflight, and gets the usual answer with them.
+ */
+static void cors_preflight(struct request *req, int route_err)
+{
+	const char *m;
+	size_t mlen;
+
+	if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND,
+					  "Access-Control-Request-Method",
+					  sizeof("Access-Control-Request-Method") - 1, &m,
+					  &mlen) != MHD_YES)
+		return;
+	if (req->route == NULL && route_err == TOKEND_EMETHOD &&
+	    cors_method_listed(req->allow, m, mlen))
+		req->preflight = true;
+	else
+		req->cors_origin = NULL;
+}
+
 /*
  * Checks what can be checked from the request line and headers alone. The
  * framing module refuses what would let two hops disagree on where the
- * request ends (400 or 501, and the connection closed).
+ * request ends (400 or 501, and the connection closed). An allowed Origin
+ * is found first, so that those refusals name it too.
  */
 static void first_checks(struct request *req, const char *method, const char *url,
 			 const char *version)
@@ -170,6 +219,8 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	snprintf(req->method, sizeof(req->method), "%s", loggable ? method : "-");
 	loggable = loggable && framing_target_path(url, &routed) == 0;
 	snprintf(req->path, sizeof(req->path), "%s", loggable ? url : "-");
+	if (app->cfg.cors_origins.n > 0)
+		req->cors_origin = cors_origin_of(req->conn, &app->cfg.cors_origins);
 	err = framing_check(req->conn, method, url, version, (size_t)app->cfg.max_header, &fr);
 	if (err != 0) {
 		req->err = err;
@@ -190,6 +241,11 @@ static void first_checks(struct request *req, const char *method, const char *ur
 			req->close = true;
 			return;
 		}
+	}
+	if (req->cors_origin != NULL && strcmp(method, "OPTIONS") == 0) {
+		cors_preflight(req, err);
+		if (req->preflight)
+			return;
 	}
 	if (req->route == NULL) {
 		req->err = err;
@@ -226,6 +282,8 @@ static enum MHD_Result dispatch(struct request *req)
 	json_t *body = NULL;
 	int rc;
 
+	if (req->preflight) /* granted: nothing decoded, no handler, no authentication */
+		return queue(req, 0, MHD_HTTP_NO_CONTENT);
 	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
 			 req->srv->app->cfg.max_json_depth, &body, &err_body);
 	if (rc != 0) {

@@ -123,6 +123,33 @@ START_TEST(head_is_get)
 }
 END_TEST
 
+/* CORS preflights (src/http/server.c) are granted from what router_match
+ * lists for OPTIONS: no route may have that method itself. */
+START_TEST(options_lists_every_method)
+{
+	static const struct {
+		const char *path, *allow;
+	} cases[] = {
+		{"/api/auth/jwt/", "POST"},
+		{"/api/auth/jwt/refresh", "POST"},
+		{"/api/auth/jwt/verify/", "POST"},
+		{"/.well-known/jwks.json", "GET, HEAD"},
+		{"/api/openapi/token/abc/", "GET, HEAD, POST"},
+		{"/api/openapi/token/abc/delete/", "POST"},
+	};
+	char allow[64];
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		allow[0] = '\0';
+		ck_assert_ptr_null(match("OPTIONS", cases[i].path, allow, sizeof allow, &err));
+		ck_assert_int_eq(err, TOKEND_EMETHOD);
+		ck_assert_str_eq(allow, cases[i].allow);
+	}
+	assert_not_found("OPTIONS", "/nope");
+}
+END_TEST
+
 START_TEST(long_path)
 {
 	size_t n = 100000;
@@ -148,6 +175,7 @@ static Suite *router_suite(void)
 	tcase_add_test(tc, wrong_method);
 	tcase_add_test(tc, not_found);
 	tcase_add_test(tc, head_is_get);
+	tcase_add_test(tc, options_lists_every_method);
 	tcase_add_test(tc, long_path);
 	suite_add_tcase(s, tc);
 	return s;
