@@ -428,7 +428,8 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 	struct jwtsign_claims c = {0};
 
 	*done = false;
-	if (ks->iss_json[0] || ks->aud_json[0] || (pol->issuer && pol->issuer[0]) ||
+	if (pol->full_json || ks->iss_json[0] || ks->aud_json[0] ||
+	    (pol->issuer && pol->issuer[0]) ||
 	    (pol->audience && pol->audience[0]) ||
 	    util_b64url_decode(b64, b64len, (unsigned char *)payload, sizeof(payload) - 1, &n) != 0)
 		return NULL;

@@ -75,9 +75,8 @@ int password_hash(const char *password, size_t len, long iterations, char *out, 
 	return 0;
 }
 
-/* Splits an encoded hash; pointers point into encoded. */
-static bool parse_encoded(const char *encoded, long *iterations, const char **salt,
-			  size_t *saltlen, const char **hash)
+bool password_parse(const char *encoded, long *iterations, const char **salt, size_t *saltlen,
+		    const char **hash)
 {
 	const char *p;
 	const char *d1;
@@ -121,7 +120,7 @@ bool password_verify(const char *password, size_t len, const char *encoded,
 
 	if (needs_rehash != NULL)
 		*needs_rehash = false;
-	if (!parse_encoded(encoded, &iterations, &salt, &saltlen, &hash))
+	if (!password_parse(encoded, &iterations, &salt, &saltlen, &hash))
 		return false;
 	if (derive_b64(password, len, salt, saltlen, iterations, b64) != 0)
 		return false;
