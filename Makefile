@@ -7,7 +7,7 @@ PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-asan fuzz coverage bench clean format check-style
+.PHONY: all deps build run test test-unit test-api test-asan test-torture fuzz coverage bench clean format check-style
 
 all: build
 
@@ -25,9 +25,10 @@ run: build
 
 test: build
 	@scripts/check-style
-	@cd $(BUILD) && ctest --output-on-failure
+	@cd $(BUILD) && ctest --output-on-failure -E test_torture
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 	@JOBS=$(JOBS) fuzz/run $(FUZZ_TEST_SECONDS)
+	@$(MAKE) --no-print-directory test-torture
 	@$(MAKE) --no-print-directory test-asan
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -39,6 +40,11 @@ test-asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		TOKEND_BIN=$(CURDIR)/$(BUILD_ASAN)/tokend TOKEND_SANITIZED=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+
+# Allocation-failure injection (tests/unit/test_torture.c): every operation
+# with its 1st, 2nd, ... allocation failing; TORTURE_ALL=1 for every N.
+test-torture: build
+	@cd $(BUILD) && ctest --output-on-failure -R test_torture
 
 test-unit: build
 	@cd $(BUILD) && ctest --output-on-failure
