@@ -13,8 +13,10 @@
  *
  * Operations: config load; key load, key creation, mint/check/JWKS; body
  * decode; store open + migrate on a fresh file; user add, login, refresh
- * rotation, API token add and delete, team membership on a seeded
- * database; the router; the logger with its access-log buffer.
+ * rotation, API token add and delete, team membership, a new password on
+ * a seeded database; the router; the logger with its access-log buffer;
+ * three operator commands through cli_main() (config file, store open and
+ * migrate, password hashing, the write).
  *
  * Cost: every N up to TORTURE_FULL (1200) for each operation, then evenly
  * spaced N up to the operation's count (about TORTURE_RUNS in all, 2000);
@@ -35,6 +37,7 @@
 
 #include "faultinject.h"
 #include "tokend/body.h"
+#include "tokend/cli.h"
 #include "tokend/config.h"
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
@@ -64,6 +67,7 @@ static char base[64];
 static volatile const char *cur_name = "";
 static volatile long cur_n;
 static int saved_stderr = -1;
+static int saved_stdout = -1;
 
 /* On a crash, says which operation and which failed allocation. */
 static void on_crash(int sig)
@@ -81,7 +85,7 @@ static void nothing(void)
 {
 }
 
-/* Sends stderr (the log's error lines, one per failed run) to /dev/null. */
+/* Sends stderr (the log's error lines, one per failed run) and stdout to /dev/null. */
 static void quiet(bool on)
 {
 	if (getenv("FI_TRACE") != NULL)
@@ -90,13 +94,19 @@ static void quiet(bool on)
 		int devnull = open("/dev/null", O_WRONLY);
 		if (devnull < 0)
 			abort();
+		fflush(stdout);
 		saved_stderr = dup(2);
+		saved_stdout = dup(1);
 		dup2(devnull, 2);
+		dup2(devnull, 1);
 		close(devnull);
 	} else {
+		fflush(stdout);
 		dup2(saved_stderr, 2);
+		dup2(saved_stdout, 1);
 		close(saved_stderr);
-		saved_stderr = -1;
+		close(saved_stdout);
+		saved_stderr = saved_stdout = -1;
 	}
 }
 
@@ -854,6 +864,92 @@ WRITE_TEST(t_api_delete, "store api token delete", api_delete_run)
 WRITE_TEST(t_member, "store team add member", member_run)
 WRITE_TEST(t_set_password, "store set password", set_password_run)
 
+/* -- the operator commands, in-process through cli_main() on a seeded database */
+
+static char cli_conf[160], cli_stdin[160];
+
+static void cli_setup(void)
+{
+	FILE *fp;
+
+	write_setup();
+	store_close(&st); /* the command opens its own */
+	snprintf(cli_conf, sizeof cli_conf, "%s/cli.conf", base);
+	snprintf(cli_stdin, sizeof cli_stdin, "%s/password", base);
+	fp = fopen(cli_conf, "w");
+	ck_assert_ptr_nonnull(fp);
+	fprintf(fp, "[database]\npath = %s\n[keys]\ndir = %s\n[password]\n"
+		"pbkdf2_iterations = 1\n[log]\nlevel = error\n", db_path, key_dir);
+	fclose(fp);
+	fp = fopen(cli_stdin, "w");
+	ck_assert_ptr_nonnull(fp);
+	fputs("correct horse battery\n", fp);
+	fclose(fp);
+	ck_assert_ptr_nonnull(freopen(cli_stdin, "r", stdin));
+}
+
+static int cli_run_argv(int argc, const char **argv)
+{
+	return cli_main(argc, (char **)argv);
+}
+
+static int cli_user_add_run(void)
+{
+	const char *argv[] = {"tokend", "--config", cli_conf, "user", "add", "carol",
+			      "--password-stdin"};
+	return cli_run_argv(7, argv);
+}
+
+static int cli_member_run(void)
+{
+	const char *argv[] = {"tokend", "--config", cli_conf, "team", "add-member", "Red", "bob",
+			      "--role", "admin"};
+	return cli_run_argv(9, argv);
+}
+
+static int cli_purge_run(void)
+{
+	const char *argv[] = {"tokend", "--config", cli_conf, "user", "disable", "alice"};
+	return cli_run_argv(6, argv);
+}
+
+/* A failed command exits non-zero and changed nothing. */
+static void cli_check(int rc, bool hit)
+{
+	char *now;
+
+	(void)hit;
+	now = db_dump(db_path, false);
+	if (rc != 0)
+		ck_assert_msg(strcmp(now, dump_before) == 0,
+			      "allocation %ld failed: exit %d, but the database changed", cur_n, rc);
+	else
+		ck_assert_msg(strcmp(now, dump_before) != 0, "the command changed nothing");
+	free(now);
+}
+
+static void cli_teardown(void)
+{
+	write_teardown();
+	log_set_level(LOG_WARN);
+	log_set_access(0);
+}
+
+#define CLI_TEST(fn, label, runner)                                                          \
+	START_TEST(fn)                                                                       \
+	{                                                                                    \
+		static const struct torture t = {label, false, false, cli_setup, runner,     \
+						 cli_check, cli_teardown};                   \
+		make_seed();                                                                 \
+		make_key_dir();                                                              \
+		torture(&t);                                                                 \
+	}                                                                                    \
+	END_TEST
+
+CLI_TEST(t_cli_user_add, "cli user add", cli_user_add_run)
+CLI_TEST(t_cli_member, "cli team add-member", cli_member_run)
+CLI_TEST(t_cli_disable, "cli user disable", cli_purge_run)
+
 static void unchecked_setup(void)
 {
 	/* tmpfs when there is one: key files and SQLite fsync on every run. */
@@ -895,6 +991,9 @@ int main(void)
 	tcase_add_test(tc, t_api_delete);
 	tcase_add_test(tc, t_member);
 	tcase_add_test(tc, t_set_password);
+	tcase_add_test(tc, t_cli_user_add);
+	tcase_add_test(tc, t_cli_member);
+	tcase_add_test(tc, t_cli_disable);
 	suite_add_tcase(s, tc);
 	log_set_level(LOG_WARN);
 	/*
