@@ -176,6 +176,8 @@ static void torture(const struct torture *t)
 		cur_n = n;
 		t->setup();
 		rc = armed(t, n, &count, &hit);
+		if (getenv("TORTURE_DEBUG"))
+			fprintf(stderr, "%s: n=%ld: %ld allocations, rc %d\n", t->name, n, count, rc);
 		ck_assert_msg(hit || rc == 0, "%s: allocation %ld: fails without injection: %d",
 			      t->name, n, rc);
 		t->check(rc, hit);
@@ -215,7 +217,8 @@ static void torture(const struct torture *t)
 		if (!hit)
 			break;
 	}
-	fprintf(stderr, "torture: %s: %ld allocations, %ld runs", t->name, total, runs);
+	fprintf(stderr, "torture: %s: %ld allocations in the first run, %ld runs", t->name, total,
+		runs);
 	if (cached > 0)
 		fprintf(stderr, " (%ld blocks kept once by a library, first at %ld)", cached,
 			first_cached);
