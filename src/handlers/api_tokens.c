@@ -258,21 +258,23 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	if (rc != 0)
 		return rc;
 	SHA256((const unsigned char *)tok, strlen(tok), t.digest);
-	rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
+	/* The answer is written before the insert: a token whose answer cannot be
+	 * sent (out of memory) is never recorded. */
+	struct util_buf b = {0};
+	rc = token_json(app, &t, tok, &b);
+	if (rc == 0)
+		rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
 	if (rc == TOKEND_ECONFLICT) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "Token limit reached: at most %ld live tokens per team.",
 			 app->cfg.api_max_tokens);
 		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
 	} else if (rc == 0) {
-		struct util_buf b = {0};
-		rc = token_json(app, &t, tok, &b);
-		if (rc == 0)
-			res->text = b.p;
-		else
-			free(b.p);
+		res->text = b.p;
+		b.p = NULL;
 		res->no_store = true;
 	}
+	free(b.p);
 	free(tok);
 	return rc;
 }

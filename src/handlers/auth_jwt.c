@@ -227,6 +227,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	struct jwtsign_token t;
 	struct store_refresh next, replay;
 	enum store_rotation outcome;
+	json_t *pair = NULL;
 	const char *tok;
 	size_t len;
 	int rc;
@@ -243,13 +244,25 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		return rc;
 	next.issued_at = pol.now;
 	next.expires_at = pol.now + app->cfg.refresh_lifetime;
-	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
-				  &next, &replay, &outcome);
+	/*
+	 * The new pair is minted before the rotation commits: once the old
+	 * token is spent, an answer that cannot be built (out of memory) would
+	 * leave the client holding a used token, whose retry revokes the family.
+	 */
+	rc = mint_pair(app, &next, &pair);
 	if (rc != 0)
 		return rc;
+	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
+				  &next, &replay, &outcome);
+	if (rc != 0) {
+		json_decref(pair);
+		return rc;
+	}
+	if (outcome != STORE_ROTATED)
+		json_decref(pair);
 	switch (outcome) {
 	case STORE_ROTATED:
-		rc = mint_pair(app, &next, &res->body);
+		res->body = pair;
 		break;
 	case STORE_REPLAYED:
 		rc = mint_pair(app, &replay, &res->body);
