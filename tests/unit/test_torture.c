@@ -36,10 +36,12 @@
 #include <unistd.h>
 
 #include "faultinject.h"
+#include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/cli.h"
 #include "tokend/config.h"
 #include "tokend/err.h"
+#include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
 #include "tokend/router.h"
@@ -765,23 +767,29 @@ static void write_setup(void)
 	dump_before = db_dump(db_path, false);
 }
 
-/* A failed write changed nothing; a successful one changed something. */
-static void write_check(int rc, bool hit)
+/* The database after rc: unchanged after a failure, changed after a success. */
+static void db_check(int rc)
 {
 	char *now;
 
-	(void)hit;
 	store_close(&st);
 	now = db_dump(db_path, false);
 	if (rc != 0) {
-		ck_assert_msg(rc == TOKEND_EDB || rc == TOKEND_ENOMEM || rc == TOKEND_ECRYPTO,
-			      "a failed write returned %d", rc);
 		ck_assert_msg(strcmp(now, dump_before) == 0,
 			      "allocation %ld failed: rc %d, but the database changed", cur_n, rc);
 	} else {
 		ck_assert_msg(strcmp(now, dump_before) != 0, "a successful write changed nothing");
 	}
 	free(now);
+}
+
+/* A failed write changed nothing; a successful one changed something. */
+static void write_check(int rc, bool hit)
+{
+	(void)hit;
+	ck_assert_msg(rc == 0 || rc == TOKEND_EDB || rc == TOKEND_ENOMEM || rc == TOKEND_ECRYPTO,
+		      "a failed write returned %d", rc);
+	db_check(rc);
 }
 
 static void write_teardown(void)
@@ -953,6 +961,125 @@ CLI_TEST(t_cli_user_add, "cli user add", cli_user_add_run)
 CLI_TEST(t_cli_member, "cli team add-member", cli_member_run)
 CLI_TEST(t_cli_disable, "cli user disable", cli_purge_run)
 
+/* -- handlers, called as the HTTP layer calls them, on a seeded database */
+
+static struct app app;
+static struct handler_ctx hctx;
+static struct handler_result hres;
+static json_t *hbody;
+static char bearer[2100], refresh_tok[2048];
+
+static void mint_for_alice(const char *type, const char *jti, char *out, size_t cap)
+{
+	int64_t now = util_now();
+	struct jwtsign_claims c = {.token_type = type, .jti = jti, .user_id = alice,
+				   .iat = now, .exp = now + 3600};
+	char *tok = NULL;
+
+	ck_assert_int_eq(jwtsign_mint(app.keys, &c, &tok), 0);
+	snprintf(out, cap, "%s", tok);
+	free(tok);
+}
+
+static void handler_setup(void)
+{
+	char err[256];
+	char access[2048];
+
+	write_setup(); /* st: the store on a copy of the seed */
+	config_defaults(&app.cfg);
+	app.store = st;
+	ck_assert_int_eq(jwtsign_keys_load(key_dir, "HS256", 0, &app.keys, err, sizeof err), 0);
+	mint_for_alice("access", "77777777-7777-4777-8777-777777777777", access, sizeof access);
+	snprintf(bearer, sizeof bearer, "Bearer %s", access);
+	mint_for_alice("refresh", seed_refresh.jti, refresh_tok, sizeof refresh_tok);
+	memset(&hctx, 0, sizeof hctx);
+	memset(&hres, 0, sizeof hres);
+	hctx.app = &app;
+	hctx.method = "POST";
+	hctx.remote = "127.0.0.1";
+	hctx.authorization = bearer;
+	snprintf(hctx.params[0], sizeof hctx.params[0], "%s", red);
+}
+
+static void handler_teardown(void)
+{
+	json_decref(hres.body);
+	free(hres.text);
+	memset(&hres, 0, sizeof hres);
+	json_decref(hbody);
+	hbody = NULL;
+	jwtsign_keys_free(&app.keys);
+	write_teardown();
+}
+
+/* A failed request changed nothing; a successful write changed something. */
+static void handler_write_check(int rc, bool hit)
+{
+	(void)hit;
+	ck_assert_msg(rc == 0 || rc == TOKEND_ENOMEM || rc == TOKEND_EDB || rc == TOKEND_ECRYPTO ||
+			      rc == TOKEND_EAUTH || rc == TOKEND_EINVAL,
+		      "allocation %ld failed: rc %d", cur_n, rc);
+	if (rc == 0)
+		ck_assert(hres.body != NULL || hres.text != NULL);
+	db_check(rc);
+}
+
+static void handler_read_check(int rc, bool hit)
+{
+	(void)hit;
+	ck_assert_msg(rc == 0 || rc == TOKEND_ENOMEM || rc == TOKEND_EDB || rc == TOKEND_ECRYPTO ||
+			      rc == TOKEND_EAUTH,
+		      "allocation %ld failed: rc %d", cur_n, rc);
+	if (rc == 0)
+		ck_assert(hres.body != NULL || hres.text != NULL);
+	store_close(&st);
+}
+
+static int issue_run(void)
+{
+	hbody = json_pack("{s:s}", "name", "ci");
+	if (hbody == NULL)
+		return TOKEND_ENOMEM;
+	hctx.body = hbody;
+	return handler_authenticated(&hctx, &hres, handler_api_tokens_issue);
+}
+
+static int list_run(void)
+{
+	hbody = json_object();
+	if (hbody == NULL)
+		return TOKEND_ENOMEM;
+	hctx.body = hbody;
+	hctx.method = "GET";
+	return handler_authenticated(&hctx, &hres, handler_api_tokens_list);
+}
+
+static int refresh_run(void)
+{
+	hbody = json_pack("{s:s}", "refresh", refresh_tok);
+	if (hbody == NULL)
+		return TOKEND_ENOMEM;
+	hctx.body = hbody;
+	hctx.authorization = NULL;
+	return handler_jwt_refresh(&hctx, &hres);
+}
+
+#define HANDLER_TEST(fn, label, runner, checker)                                             \
+	START_TEST(fn)                                                                       \
+	{                                                                                    \
+		static const struct torture t = {label, true, false, handler_setup, runner,  \
+						 checker, handler_teardown};                 \
+		make_seed();                                                                 \
+		make_key_dir();                                                              \
+		torture(&t);                                                                 \
+	}                                                                                    \
+	END_TEST
+
+HANDLER_TEST(t_h_issue, "handler api token issue", issue_run, handler_write_check)
+HANDLER_TEST(t_h_list, "handler api token list", list_run, handler_read_check)
+HANDLER_TEST(t_h_refresh, "handler jwt refresh", refresh_run, handler_write_check)
+
 static void unchecked_setup(void)
 {
 	/* tmpfs when there is one: key files and SQLite fsync on every run. */
@@ -997,6 +1124,9 @@ int main(void)
 	tcase_add_test(tc, t_cli_user_add);
 	tcase_add_test(tc, t_cli_member);
 	tcase_add_test(tc, t_cli_disable);
+	tcase_add_test(tc, t_h_issue);
+	tcase_add_test(tc, t_h_list);
+	tcase_add_test(tc, t_h_refresh);
 	suite_add_tcase(s, tc);
 	log_set_level(LOG_WARN);
 	/*
