@@ -387,12 +387,18 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 		else if (rc != TOKEND_ENOTFOUND)
 			goto out;
 	}
-	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now, jtis, n,
-				    &deleted);
+	/* The answer exists before the delete commits; only its count is set after. */
+	res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
+			      "deleted_count", (json_int_t)0);
+	rc = res->body ? 0 : TOKEND_ENOMEM;
+	if (rc == 0)
+		rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now,
+					    jtis, n, &deleted);
 	if (rc == 0) {
-		res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
-				      "deleted_count", (json_int_t)deleted);
-		rc = res->body ? 0 : TOKEND_ENOMEM;
+		json_integer_set(json_object_get(res->body, "deleted_count"), (json_int_t)deleted);
+	} else {
+		json_decref(res->body);
+		res->body = NULL;
 	}
 out:
 	free(jtis);
