@@ -22,6 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char path[64];
 
+static void remove_file(void)
+{
+	unlink(path);
+}
+
 /* config_dump() into a malloc'd string. */
 static char *dump(const struct config *cfg, size_t *len)
 {
@@ -81,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (fd < 0)
 			abort();
 		close(fd);
+		atexit(remove_file);
 	}
 	fd = open(path, O_WRONLY | O_TRUNC);
 	if (fd < 0 || write(fd, data, size) != (ssize_t)size || close(fd) != 0)

@@ -16,7 +16,8 @@
  * rotation, API token add and delete, team membership, a new password on
  * a seeded database; the router; the logger with its access-log buffer;
  * three operator commands through cli_main() (config file, store open and
- * migrate, password hashing, the write).
+ * migrate, password hashing, the write); the refresh and the API-token
+ * issue, list and delete handlers, called as the HTTP layer calls them.
  *
  * Cost: every N up to TORTURE_FULL (1200) for each operation, then evenly
  * spaced N up to the operation's count (about TORTURE_RUNS in all, 2000);
@@ -1065,6 +1066,15 @@ static int refresh_run(void)
 	return handler_jwt_refresh(&hctx, &hres);
 }
 
+static int delete_run(void)
+{
+	hbody = json_pack("{s:[s]}", "token_issuer_uuids", seed_token.jti);
+	if (hbody == NULL)
+		return TOKEND_ENOMEM;
+	hctx.body = hbody;
+	return handler_authenticated(&hctx, &hres, handler_api_tokens_delete);
+}
+
 #define HANDLER_TEST(fn, label, runner, checker)                                             \
 	START_TEST(fn)                                                                       \
 	{                                                                                    \
@@ -1079,6 +1089,7 @@ static int refresh_run(void)
 HANDLER_TEST(t_h_issue, "handler api token issue", issue_run, handler_write_check)
 HANDLER_TEST(t_h_list, "handler api token list", list_run, handler_read_check)
 HANDLER_TEST(t_h_refresh, "handler jwt refresh", refresh_run, handler_write_check)
+HANDLER_TEST(t_h_delete, "handler api token delete", delete_run, handler_write_check)
 
 static void unchecked_setup(void)
 {
@@ -1127,6 +1138,7 @@ int main(void)
 	tcase_add_test(tc, t_h_issue);
 	tcase_add_test(tc, t_h_list);
 	tcase_add_test(tc, t_h_refresh);
+	tcase_add_test(tc, t_h_delete);
 	suite_add_tcase(s, tc);
 	log_set_level(LOG_WARN);
 	/*
