@@ -53,6 +53,21 @@ struct jwtsign_policy;
  */
 void handler_token_policy(const struct app *app, struct jwtsign_policy *pol);
 
+/* What an Authorization header holds, for handler_authenticated(). */
+enum handler_bearer {
+	BEARER_OK,        /* "Bearer" SP and one value */
+	BEARER_MISSING,   /* no header, or an empty one: credentials not provided */
+	BEARER_MALFORMED, /* anything else: bad_authorization_header */
+};
+
+/*
+ * Parses an Authorization header value as libmicrohttpd hands it over
+ * (NUL-terminated; NULL when absent): exactly "Bearer" SP and one non-empty
+ * value without spaces, the scheme case-sensitive as in simplejwt. On
+ * BEARER_OK, *token points into header and *len is its length.
+ */
+enum handler_bearer handler_bearer_parse(const char *header, const char **token, size_t *len);
+
 /*
  * Runs fn, the handler of a route marked auth, for an authenticated caller:
  * requires "Authorization: Bearer <access token>" of an active, existing

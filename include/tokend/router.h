@@ -33,4 +33,7 @@ const struct route *router_match(const char *method, const char *path,
 				 char params[][HANDLER_PARAM_MAX], char *allow, size_t allowlen,
 				 int *err);
 
+/* The route table (count entries, static), in match order. */
+const struct route *router_routes(size_t *count);
+
 #endif

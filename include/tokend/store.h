@@ -198,6 +198,21 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			 struct store_refresh *next, struct store_refresh *replay,
 			 enum store_rotation *outcome);
 
+/*
+ * Called by store_refresh_rotate_then() with next in its final form
+ * (family, expires_at) when the outcome is STORE_ROTATED, just before the
+ * transaction commits: a non-zero return rolls the rotation back and is
+ * returned, so a caller that cannot build its answer spends no token.
+ */
+typedef int (*store_rotation_commit_fn)(const struct store_refresh *next, void *arg);
+
+/* store_refresh_rotate() with a commit hook (may be NULL). */
+int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
+			      int64_t now, long grace, long session_lifetime,
+			      struct store_refresh *next, struct store_refresh *replay,
+			      enum store_rotation *outcome, store_rotation_commit_fn fn,
+			      void *arg);
+
 enum store_logout {
 	STORE_LOGOUT_ENDED,   /* the token's session was live: it is now ended */
 	STORE_LOGOUT_REUSED,  /* a used token outside the grace window: theft, the session is ended */

@@ -243,6 +243,19 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	return 0;
 }
 
+struct mint_arg {
+	const struct app *app;
+	json_t **pair;
+};
+
+/* store_rotation_commit_fn: mints the pair of the row about to be committed. */
+static int mint_before_commit(const struct store_refresh *next, void *arg)
+{
+	struct mint_arg *ma = arg;
+
+	return mint_pair(ma->app, next, ma->pair);
+}
+
 int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
@@ -250,6 +263,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	struct jwtsign_token t;
 	struct store_refresh next, replay;
 	enum store_rotation outcome;
+	json_t *pair = NULL;
 	const char *tok;
 	size_t len;
 	int rc;
@@ -266,13 +280,26 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		return rc;
 	next.issued_at = pol.now;
 	next.expires_at = pol.now + app->cfg.refresh_lifetime;
-	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
-				  app->cfg.session_lifetime, &next, &replay, &outcome);
-	if (rc != 0)
+	/*
+	 * The new pair is minted inside the rotation, before it commits: once
+	 * the old token is spent, an answer that cannot be built (out of
+	 * memory) would leave the client holding a used token, whose retry
+	 * revokes the family. (The store fills the family and cuts expires_at
+	 * to the session's end first, so the pair is minted from the final row.)
+	 */
+	struct mint_arg ma = {app, &pair};
+	rc = store_refresh_rotate_then(app->store, t.jti, t.user_id, pol.now,
+				       app->cfg.refresh_grace, app->cfg.session_lifetime, &next,
+				       &replay, &outcome, mint_before_commit, &ma);
+	if (rc != 0) {
+		json_decref(pair);
 		return rc;
+	}
+	if (outcome != STORE_ROTATED)
+		json_decref(pair);
 	switch (outcome) {
 	case STORE_ROTATED:
-		rc = mint_pair(app, &next, &res->body);
+		res->body = pair;
 		break;
 	case STORE_REPLAYED:
 		rc = mint_pair(app, &replay, &res->body);

@@ -100,3 +100,9 @@ const struct route *router_match(const char *method, const char *path,
 	*err = path_known ? TOKEND_EMETHOD : TOKEND_ENOTFOUND;
 	return NULL;
 }
+
+const struct route *router_routes(size_t *count)
+{
+	*count = N_ROUTES;
+	return routes;
+}
