@@ -4,9 +4,10 @@
  * written here from body.h's contract: pairs split at '&' (empty pairs
  * skipped), key and value at the first '=', '+' a space, %XX a byte (any
  * other '%' an error), every key and value valid UTF-8 and no key with a
- * NUL, a duplicate key keeping the last value. Both must accept the same
- * inputs and give equal objects; an accepted object, encoded again with
- * every byte as %XX, decodes to itself.
+ * NUL; a repeated key becomes the array of its values in order (as DRF's
+ * QueryDict keeps them). Both must accept the same inputs and give equal
+ * objects; an accepted object, encoded again with every byte as %XX (an
+ * array as its key repeated), decodes to itself.
  */
 #include <jansson.h>
 #include <stddef.h>
@@ -72,7 +73,16 @@ static json_t *reference(const uint8_t *d, size_t n)
 				break;
 			}
 			k[kl] = '\0';
-			json_object_set_new(obj, k, json_stringn(v, (size_t)vl));
+			json_t *old = json_object_get(obj, k), *nv = json_stringn(v, (size_t)vl);
+			if (old == NULL) {
+				json_object_set_new(obj, k, nv);
+			} else if (json_is_array(old)) {
+				json_array_append_new(old, nv);
+			} else {
+				json_t *arr = json_pack("[O]", old);
+				json_array_append_new(arr, nv);
+				json_object_set_new(obj, k, arr);
+			}
 		}
 		i = end + 1;
 	}
@@ -106,13 +116,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (rc == 0) {
 		json_object_foreach(got, k, v) {
-			if (!json_is_string(v))
+			size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+			if (!json_is_string(v) && !(json_is_array(v) && n >= 2))
 				abort();
-			if (b.len)
-				util_buf_add(&b, "&", 1);
-			encode(&b, k, strlen(k));
-			util_buf_add(&b, "=", 1);
-			encode(&b, json_string_value(v), json_string_length(v));
+			for (i = 0; i < n; i++) {
+				json_t *one = json_is_array(v) ? json_array_get(v, i) : v;
+				if (!json_is_string(one))
+					abort();
+				if (b.len)
+					util_buf_add(&b, "&", 1);
+				encode(&b, k, strlen(k));
+				util_buf_add(&b, "=", 1);
+				encode(&b, json_string_value(one), json_string_length(one));
+			}
 		}
 		if (b.failed || body_form_decode(b.p ? b.p : "", b.len, &again) != 0 ||
 		    !json_equal(again, got))

@@ -5,9 +5,9 @@
  * '/', one trailing slash on the path optional (and none on the pattern
  * counted), literal segments equal byte for byte, a {capture} any non-empty
  * segment shorter than HANDLER_PARAM_MAX; the first route in table order
- * whose pattern and method match wins; a path that matches only under
- * other methods is TOKEND_EMETHOD with those methods, in table order, in
- * Allow. First byte: the method (and a small Allow buffer now and then);
+ * whose pattern and method match wins (HEAD matches a GET route); a path
+ * that matches only under other methods is TOKEND_EMETHOD with those
+ * methods, in table order, in Allow (", HEAD" after each GET). First byte: the method (and a small Allow buffer now and then);
  * the rest, up to a NUL, is the path.
  */
 #include <stdbool.h>
@@ -104,13 +104,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(tmp, 0, sizeof tmp);
 		if (!ref_match(routes[i].pattern, path, tmp))
 			continue;
-		if (strcmp(routes[i].method, method) == 0) {
+		if (strcmp(routes[i].method, method) == 0 ||
+		    (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
 			want = &routes[i];
 			memcpy(want_params, tmp, sizeof tmp);
 		} else {
 			size_t u = strlen(want_allow);
-			snprintf(want_allow + u, sizeof want_allow - u, "%s%s", known ? ", " : "",
-				 routes[i].method);
+			snprintf(want_allow + u, sizeof want_allow - u, "%s%s%s", known ? ", " : "",
+				 routes[i].method,
+				 strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
 			known = true;
 		}
 	}

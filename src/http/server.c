@@ -61,7 +61,7 @@ struct server {
 	struct watchdog *wd;    /* every connection's socket, see watchdog.h */
 	long max_connections;   /* refused at accept past this many */
 	atomic_long refused;
-	atomic_ullong refused_logged_us;
+	_Atomic uint64_t refused_logged_us;
 };
 
 enum req_state { REQ_READING, REQ_SUSPENDED, REQ_DONE };
