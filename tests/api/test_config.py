@@ -36,6 +36,8 @@ DEFAULTS = {
     ("password", "hash_workers"): "0",
     ("password", "hash_queue"): "64",
     ("password", "hash_deadline_ms"): "10000",
+    ("metrics", "enabled"): "true",
+    ("metrics", "allowed"): "127.0.0.0/8 ::1",
 }
 
 
