@@ -53,6 +53,9 @@ struct config {
 	long hash_workers;             /* hashing threads; 0 = CPUs */
 	long hash_queue;               /* waiting logins before 503 */
 	long hash_deadline_ms;         /* a queued login older than this: 503 */
+	/* [metrics] */
+	long metrics_enabled;          /* 1 = count, and serve GET /metrics */
+	char metrics_allowed[CONFIG_STR_MAX]; /* client addresses served /metrics */
 };
 
 /* Fills cfg with the built-in defaults. */

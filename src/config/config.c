@@ -85,6 +85,8 @@ static const struct option_def options[] = {
 	INT("password", "hash_workers", hash_workers, 0, 1024, "0"),
 	INT("password", "hash_queue", hash_queue, 1, 1000000, "64"),
 	INT("password", "hash_deadline_ms", hash_deadline_ms, 1, 3600000, "10000"),
+	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true"},
+	TYPED("metrics", "allowed", OPT_CIDRS, metrics_allowed, "127.0.0.0/8 ::1"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
