@@ -18,6 +18,7 @@
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
+#include "tokend/metrics.h"
 #include "tokend/store.h"
 
 #define DELETE_MAX 1000 /* entries in one delete request */
@@ -266,6 +267,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
 	} else if (rc == 0) {
 		struct util_buf b = {0};
+		metrics_api_tokens_issued(1);
 		rc = token_json(app, &t, tok, &b);
 		if (rc == 0)
 			res->text = b.p;
@@ -394,6 +396,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now, jtis, n,
 				    &deleted);
 	if (rc == 0) {
+		metrics_api_tokens_deleted(deleted);
 		res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
 				      "deleted_count", (json_int_t)deleted);
 		rc = res->body ? 0 : TOKEND_ENOMEM;
