@@ -8,6 +8,7 @@
  * a 503's reason is one of a few constants: a probe's body may be shown
  * to anyone, and paths or driver messages belong in the log.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
+#include "tokend/log.h"
 #include "tokend/metrics.h"
 #include "tokend/store.h"
 
@@ -24,6 +26,21 @@
 #define READY_TIMEOUT_MS 250
 
 static const char prometheus_text[] = "text/plain; version=0.0.4; charset=utf-8";
+
+/* The last readiness answered, so that a change is logged once, not per probe. */
+static atomic_bool was_ready = true;
+
+static void note_readiness(const char *reason)
+{
+	bool ready = reason == NULL;
+
+	if (atomic_exchange(&was_ready, ready) == ready)
+		return;
+	if (ready)
+		log_info("readyz: ready again");
+	else
+		log_warn("readyz: not ready: %s", reason);
+}
 
 static int constant(struct handler_result *res, const char *text)
 {
@@ -54,6 +71,7 @@ int handler_readyz(const struct handler_ctx *ctx, struct handler_result *res)
 		else if (rc != 0)
 			reason = "store unavailable";
 	}
+	note_readiness(reason);
 	if (reason == NULL)
 		return constant(res, "{\"status\":\"ready\"}");
 	res->body = json_pack("{s:s, s:s}", "status", "unavailable", "reason", reason);

@@ -127,6 +127,11 @@ def test_readyz_database_moved_away_and_back(factory):
     assert r.json() == {"status": "ready"}
     for _ in range(10):
         assert s.request("GET", "/readyz").status_code == 200
+    # logged once each way, not once per probe
+    assert s.wait_for_stderr(lambda ln: "readyz: ready again" in ln, timeout=10)
+    lines = [ln for ln in s.err_lines if "readyz:" in ln]
+    assert len(lines) == 2 and "not ready: store unavailable" in lines[0] and (
+        "ready again" in lines[1]), lines
 
 
 def test_readyz_database_removed(factory):
