@@ -606,12 +606,13 @@ int store_ping(struct store *st, long timeout_ms)
 	rc = ping_exec(c, "SELECT count(*) FROM sqlite_master", timeout_ms, st->busy_timeout_ms);
 	if (rc != 0 || pthread_mutex_trylock(&st->write_lock) != 0)
 		goto out; /* a writer of ours holds the lock: the store answers it */
-	rc = writer_open(st);
-	if (rc == 0) {
-		rc = ping_exec(st->writer, "BEGIN IMMEDIATE", timeout_ms, st->busy_timeout_ms);
-		if (rc == 0 && ping_exec(st->writer, "ROLLBACK", timeout_ms, st->busy_timeout_ms) != 0)
-			rc = TOKEND_EDB;
+	if (writer_open(st) != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB; /* counted */
 	}
+	rc = ping_exec(st->writer, "BEGIN IMMEDIATE", timeout_ms, st->busy_timeout_ms);
+	if (rc == 0 && ping_exec(st->writer, "ROLLBACK", timeout_ms, st->busy_timeout_ms) != 0)
+		rc = TOKEND_EDB;
 	pthread_mutex_unlock(&st->write_lock);
 out:
 	if (rc != 0)
