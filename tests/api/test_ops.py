@@ -150,6 +150,31 @@ def test_readyz_database_removed(factory):
     poll_ready(s, 200)
 
 
+def test_readyz_database_replaced_by_a_copy(factory):
+    """A copy renamed over the database is another file: the process still
+    reads and writes the old one (and its -wal, which must never be applied
+    to another file), so it stays not ready until restarted, or until the
+    file it opened is back under its name."""
+    inst, s = factory.server()
+    poll_ready(s, 200)
+    keep = inst.db.with_name("tokend.db.keep")
+    copy = inst.db.with_name("tokend.db.copy")
+    os.link(inst.db, keep)
+    src = sqlite3.connect(str(inst.db), timeout=10)
+    dst = sqlite3.connect(str(copy))
+    src.backup(dst)
+    src.close()
+    dst.close()
+    os.replace(copy, inst.db)
+    try:
+        unavailable(poll_ready(s, 503), inst, "database replaced by a copy")
+        for _ in range(5):
+            assert s.request("GET", "/readyz").status_code == 503
+    finally:
+        os.replace(keep, inst.db)
+    poll_ready(s, 200)
+
+
 def test_readyz_database_locked_by_another_process(factory):
     inst, s = factory.server()
     poll_ready(s, 200)
