@@ -266,6 +266,7 @@ def main():
     }
     td = Tokend(binary, tmp, td_env)
     td_cors = None
+    off = None
     try:
         iterations = 600000
         password = "benchmark-" + uuid.uuid4().hex
@@ -299,6 +300,20 @@ def main():
         verify = run("verify (valid access token)", "/api/auth/jwt/verify/",
                      script="post_body.lua", env={"BODY": "token=" + access},
                      target=("ratio", 0.6))
+        # The same verify on a second tokend (same store and keys) with
+        # [metrics] enabled = false: what counting costs (target: within 3 %).
+        off = Tokend(binary, tmp, {**td_env, "TOKEND_METRICS_ENABLED": "false"},
+                     log="tokend-metrics-off.log")
+        off.start()
+        res = wrk(off.url + "/api/auth/jwt/verify/", D, 64, "post_body.lua",
+                  {"BODY": "token=" + access})
+        res.update(name="verify, metrics off", rss=off.rss(), target=("ratio", 0.6))
+        rows.append(res)
+        off.stop()
+        off = None
+        notes.append(f"metrics on vs off (verify): {verify['rps']:,.0f} vs {res['rps']:,.0f} "
+                     f"req/s ({(verify['rps'] / res['rps'] - 1) * 100 if res['rps'] else 0:+.1f} %; "
+                     f"target within 3 %)")
         listed = run("list (10 tokens)", list_path, script="get_auth.lua", env={"AUTH": auth},
                      target=("ratio", 0.4))
 
@@ -381,8 +396,8 @@ def main():
         code = td.stop()
         notes.append(f"tokend exited with {code} after SIGTERM")
     finally:
-        for t in (td, td_cors):
-            if t and t.proc and t.proc.poll() is None:
+        for t in (td, td_cors, off):
+            if t is not None and t.proc and t.proc.poll() is None:
                 t.proc.kill()
         nginx.stop()
 

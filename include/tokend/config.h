@@ -58,6 +58,9 @@ struct config {
 	/* [cors] */
 	struct cors_origins cors_origins; /* browser origins allowed; none = CORS off */
 	long cors_max_age;             /* seconds a browser may cache a preflight */
+	/* [metrics] */
+	long metrics_enabled;          /* 1 = count, and serve GET /metrics */
+	char metrics_allowed[CONFIG_STR_MAX]; /* client addresses served /metrics */
 };
 
 /* Fills cfg with the built-in defaults. */

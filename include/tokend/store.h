@@ -46,6 +46,18 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 void store_close(struct store **st);
 
 /*
+ * Readiness: is the store answering? Cheap enough for a probe every second.
+ * Checks that the database path still names the file the store opened (a
+ * removed or replaced file keeps answering on the old descriptor, to no
+ * one), reads on this thread's connection and begins (then rolls back) a
+ * write transaction, each waiting at most timeout_ms for another process's
+ * lock (the write check is skipped while this process writes: the store
+ * answers). Returns 0, TOKEND_EBUSY (locked longer than timeout_ms) or
+ * TOKEND_EDB (missing, replaced or failing). Counts failures as store errors.
+ */
+int store_ping(struct store *st, long timeout_ms);
+
+/*
  * A read snapshot on this thread's connection: the lookups up to
  * store_read_end() share one SQLite read transaction (one read lock, taken
  * at the first lookup) instead of one each. Writes go through their own

@@ -91,6 +91,8 @@ static const struct option_def options[] = {
 	INT("password", "hash_deadline_ms", hash_deadline_ms, 1, 3600000, "10000"),
 	TYPED("cors", "allowed_origins", OPT_ORIGINS, cors_origins, ""),
 	INT("cors", "max_age", cors_max_age, 0, 86400, "600"),
+	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true"},
+	TYPED("metrics", "allowed", OPT_CIDRS, metrics_allowed, "127.0.0.0/8 ::1"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -18,6 +18,7 @@
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
+#include "tokend/metrics.h"
 #include "tokend/store.h"
 
 #define DELETE_MAX 1000 /* entries in one delete request */
@@ -270,6 +271,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 			 app->cfg.api_max_tokens);
 		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
 	} else if (rc == 0) {
+		metrics_api_tokens_issued(1);
 		res->text = b.p;
 		b.p = NULL;
 		res->no_store = true;
@@ -424,6 +426,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 		rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now,
 					    jtis, n, &deleted);
 	if (rc == 0) {
+		metrics_api_tokens_deleted(deleted);
 		json_integer_set(json_object_get(res->body, "deleted_count"), (json_int_t)deleted);
 	} else {
 		json_decref(res->body);

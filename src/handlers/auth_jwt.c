@@ -19,6 +19,7 @@
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/password.h"
 #include "tokend/store.h"
 
@@ -185,6 +186,10 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 	}
 	res->no_store = true;
 out:
+	if (rc == 0)
+		metrics_login(METRICS_LOGIN_SUCCESS);
+	else if (rc == TOKEND_EAUTH)
+		metrics_login(METRICS_LOGIN_FAILURE);
 	OPENSSL_cleanse(&user, sizeof(user));
 	json_decref(errors);
 	return rc;
@@ -299,9 +304,11 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		json_decref(pair);
 	switch (outcome) {
 	case STORE_ROTATED:
+		metrics_refresh(METRICS_REFRESH_ROTATED);
 		res->body = pair;
 		break;
 	case STORE_REPLAYED:
+		metrics_refresh(METRICS_REFRESH_REPLAYED);
 		rc = mint_pair(app, &replay, &res->body);
 		break;
 	case STORE_INACTIVE:
@@ -310,10 +317,12 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 				      "no_active_account");
 		return TOKEND_EAUTH;
 	case STORE_REUSED:
+		metrics_refresh(METRICS_REFRESH_REUSED);
 		log_warn("auth: refresh token %s of user %s reused: family revoked", t.jti,
 			 t.user_id);
 		return token_not_valid(res);
 	case STORE_ENDED:
+		metrics_refresh(METRICS_REFRESH_ENDED);
 		log_info("auth: refresh token %s of user %s: its session has ended", t.jti,
 			 t.user_id);
 		return token_not_valid(res);

@@ -160,7 +160,10 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 		return NULL;
 	}
 	*bytes = len;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	/* An error is JSON whatever the handler meant to send. */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				rc == 0 && res->content_type ? res->content_type
+							     : "application/json");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (res->no_store) {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");

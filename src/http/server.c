@@ -33,6 +33,7 @@
 #include "tokend/cors.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/router.h"
 #include "tokend/util.h"
 #include "tokend/workpool.h"
@@ -196,6 +197,11 @@ static void cors_preflight(struct request *req, int route_err)
 		req->cors_origin = NULL;
 }
 
+static bool get_route(const struct request *req)
+{
+	return req->route != NULL && strcmp(req->route->method, "GET") == 0;
+}
+
 /*
  * Checks what can be checked from the request line and headers alone. The
  * framing module refuses what would let two hops disagree on where the
@@ -253,7 +259,7 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	}
 	has_body = fr.chunked || (fr.content_length != NULL && strcmp(fr.content_length, "0") != 0);
 	req->btype = body_type_of(ct);
-	if (has_body && req->btype == BODY_UNSUPPORTED) {
+	if (has_body && req->btype == BODY_UNSUPPORTED && !get_route(req)) {
 		req->err = TOKEND_EMEDIA;
 		req->media = ct;
 	}
@@ -269,6 +275,7 @@ static void slow_job(void *arg, int expired)
 	if (expired || atomic_load(&req->srv->stopping)) {
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
+		metrics_login(METRICS_LOGIN_QUEUE_FULL); /* a login's hash is the slow work */
 	} else {
 		req->rc = slow(&req->ctx, &req->res);
 	}
@@ -284,8 +291,13 @@ static enum MHD_Result dispatch(struct request *req)
 
 	if (req->preflight) /* granted: nothing decoded, no handler, no authentication */
 		return queue(req, 0, MHD_HTTP_NO_CONTENT);
-	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
-			 req->srv->app->cfg.max_json_depth, &body, &err_body);
+	/* A GET route never reads a body (RFC 9110 9.3.1 gives it no meaning;
+	 * DRF's GET views ignore it): it is counted against the limit only. */
+	if (get_route(req))
+		rc = body_decode(BODY_JSON, "", 0, 1, &body, &err_body);
+	else
+		rc = body_decode(req->btype, req->body ? req->body : "", req->len,
+				 req->srv->app->cfg.max_json_depth, &body, &err_body);
 	if (rc != 0) {
 		req->res.body = err_body;
 		return queue(req, rc, 0);
@@ -304,6 +316,7 @@ static enum MHD_Result dispatch(struct request *req)
 	atomic_fetch_add(&req->srv->suspended, 1);
 	MHD_suspend_connection(req->conn);
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
+		metrics_login(METRICS_LOGIN_QUEUE_FULL);
 		req->res.slow = NULL;
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
@@ -405,13 +418,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct server *srv = cls;
 	struct request *req = *req_cls;
+	uint64_t us;
 
 	(void)toe;
 	watchdog_done(srv->wd, conn_watch_id(conn));
 	if (req == NULL)
 		return;
-	log_access(req->remote, req->method, req->path, req->status,
-		   util_mono_us() - req->start_us, req->bytes);
+	us = util_mono_us() - req->start_us;
+	log_access(req->remote, req->method, req->path, req->status, us, req->bytes);
+	metrics_request(router_index(req->route), req->status, us);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);
 	request_free(req);
@@ -469,6 +484,19 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 			 "%ld refused so far",
 			 srv->max_connections, (long)atomic_load(&srv->refused));
 	return MHD_NO;
+}
+
+/* The gauges a scrape reads: connections (the watchdog counts them) and the hash pool. */
+static void gauges(void *arg, struct metrics_gauges *g)
+{
+	struct server *srv = arg;
+	size_t queued = 0, running = 0;
+
+	if (srv->pool != NULL)
+		workpool_stats(srv->pool, &queued, &running);
+	g->hash_queue = (long)queued;
+	g->hash_busy = (long)running;
+	g->open_connections = watchdog_open_count(srv->wd);
 }
 
 /* Paths are matched as received: "%2F" or "%00" never become "/" or NUL. */
@@ -590,6 +618,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		free(srv);
 		return TOKEND_EIO;
 	}
+	metrics_gauges_source(gauges, srv);
 	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	*port = di ? di->port : p;
 	*out = srv;
@@ -616,6 +645,7 @@ void server_stop(struct server **srvp, long grace_ms)
 	 * if a connection is still suspended when it stops. 4. Other requests
 	 * get a moment to finish; one whose client vanished mid-body (which
 	 * MHD's epoll loop may not notice) is not waited for. */
+	metrics_gauges_source(NULL, NULL); /* waits for a scrape reading srv */
 	lsock = MHD_quiesce_daemon(srv->daemon);
 	atomic_store(&srv->stopping, true);
 	workpool_free(&srv->pool);

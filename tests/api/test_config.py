@@ -38,6 +38,8 @@ DEFAULTS = {
     ("password", "hash_deadline_ms"): "10000",
     ("cors", "allowed_origins"): "",
     ("cors", "max_age"): "600",
+    ("metrics", "enabled"): "true",
+    ("metrics", "allowed"): "127.0.0.0/8 ::1",
 }
 
 
