@@ -7,6 +7,7 @@
 #ifndef TOKEND_APP_H
 #define TOKEND_APP_H
 
+#include "tokend/cidr.h"
 #include "tokend/config.h"
 
 struct store;
@@ -16,6 +17,7 @@ struct app {
 	struct config cfg;
 	struct store *store;        /* owned by main; closed last */
 	struct jwtsign_keys *keys;  /* owned by main */
+	struct cidr_list metrics_allowed; /* [metrics] allowed, parsed once */
 };
 
 #endif

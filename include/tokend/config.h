@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "tokend/cors.h"
+
 #define CONFIG_STR_MAX 512
 #define CONFIG_CIDRS_MAX 4096 /* CIDR_LIST_MAX entries of CIDR_ADDR_MAX bytes */
 
@@ -57,6 +59,12 @@ struct config {
 	long hash_workers;             /* hashing threads; 0 = CPUs */
 	long hash_queue;               /* waiting logins before 503 */
 	long hash_deadline_ms;         /* a queued login older than this: 503 */
+	/* [cors] */
+	struct cors_origins cors_origins; /* browser origins allowed; none = CORS off */
+	long cors_max_age;             /* seconds a browser may cache a preflight */
+	/* [metrics] */
+	long metrics_enabled;          /* 1 = count, and serve GET /metrics */
+	char metrics_allowed[CONFIG_STR_MAX]; /* client addresses served /metrics */
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -44,6 +44,7 @@ struct handler_result {
 	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
 	char *text;        /* or: JSON text already serialised (malloc'd, owned) */
 	bool no_store;     /* carries credentials: Cache-Control: no-store */
+	const char *content_type; /* constant; NULL = application/json */
 	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
 	/*
 	 * Set by a handler that returns 0 but has slow work left (a password
@@ -74,6 +75,21 @@ struct jwtsign_policy;
  * leeway, issuer and audience.
  */
 void handler_token_policy(const struct app *app, struct jwtsign_policy *pol);
+
+/* What an Authorization header holds, for handler_authenticated(). */
+enum handler_bearer {
+	BEARER_OK,        /* "Bearer" SP and one value */
+	BEARER_MISSING,   /* no header, or an empty one: credentials not provided */
+	BEARER_MALFORMED, /* anything else: bad_authorization_header */
+};
+
+/*
+ * Parses an Authorization header value as libmicrohttpd hands it over
+ * (NUL-terminated; NULL when absent): exactly "Bearer" SP and one non-empty
+ * value without spaces, the scheme case-sensitive as in simplejwt. On
+ * BEARER_OK, *token points into header and *len is its length.
+ */
+enum handler_bearer handler_bearer_parse(const char *header, const char **token, size_t *len);
 
 /*
  * Runs fn, the handler of a route marked auth, for an authenticated caller:
@@ -116,5 +132,21 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 
 /* POST /api/openapi/token/{team}/delete/ — delete API tokens by id or string. */
 int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* GET /healthz — 200 {"status": "ok"} while the process serves. */
+int handler_healthz(const struct handler_ctx *ctx, struct handler_result *res);
+
+/*
+ * GET /readyz — 200 {"status": "ready"} when the store answers promptly
+ * (store_ping) and a signing key is loaded, else 503 {"status":
+ * "unavailable", "reason": <a short constant>}.
+ */
+int handler_readyz(const struct handler_ctx *ctx, struct handler_result *res);
+
+/*
+ * GET /metrics — the Prometheus text format (metrics_render) for a client
+ * address in [metrics] allowed, with metrics enabled; else the JSON 404.
+ */
+int handler_metrics(const struct handler_ctx *ctx, struct handler_result *res);
 
 #endif

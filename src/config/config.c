@@ -24,9 +24,13 @@
 #include "tokend/log.h"
 
 /* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
- * so a bad entry stops start-up with file:line; users parse it once. */
-enum opt_type { OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN,
-		OPT_CIDRS };
+ * so a bad entry stops start-up with file:line; users parse it once.
+ * OPT_ORIGINS: a list of browser origins, parsed into struct cors_origins
+ * here, once; in a file, continued lines and repeats of the key add to it. */
+enum opt_type {
+	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN, OPT_CIDRS,
+	OPT_ORIGINS
+};
 
 struct option_def {
 	const char *section;
@@ -86,6 +90,10 @@ static const struct option_def options[] = {
 	INT("password", "hash_workers", hash_workers, 0, 1024, "0"),
 	INT("password", "hash_queue", hash_queue, 1, 1000000, "64"),
 	INT("password", "hash_deadline_ms", hash_deadline_ms, 1, 3600000, "10000"),
+	TYPED("cors", "allowed_origins", OPT_ORIGINS, cors_origins, ""),
+	INT("cors", "max_age", cors_max_age, 0, 86400, "600"),
+	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true"},
+	TYPED("metrics", "allowed", OPT_CIDRS, metrics_allowed, "127.0.0.0/8 ::1"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -165,6 +173,13 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 	unsigned port;
 
 	switch (opt->type) {
+	case OPT_ORIGINS: {
+		struct cors_origins list = {0};
+		if (cors_origins_add(&list, value, reason, rlen) != 0)
+			return TOKEND_EINVAL;
+		memcpy(field, &list, sizeof(list));
+		return 0;
+	}
 	case OPT_INT:
 		errno = 0;
 		n = strtol(value, &end, 10);
@@ -264,6 +279,7 @@ struct ini_ctx {
 	struct config *cfg;
 	char err[512];
 	int failed;
+	bool origins_seen; /* later allowed_origins lines of this file add */
 };
 
 static int ini_on_line(void *user, const char *section, const char *name, const char *value)
@@ -280,6 +296,18 @@ static int ini_on_line(void *user, const char *section, const char *name, const 
 		ctx->failed = 1;
 		return 0;
 	}
+	/* inih calls us for each continued line of a value (and for a key
+	 * repeated); for the origin list both add to what the file set. */
+	if (opt->type == OPT_ORIGINS && ctx->origins_seen) {
+		if (cors_origins_add(&ctx->cfg->cors_origins, value, reason, sizeof(reason)) != 0) {
+			snprintf(ctx->err, sizeof(ctx->err), "%s.%s: %s", section, name, reason);
+			ctx->failed = 1;
+			return 0;
+		}
+		return 1;
+	}
+	if (opt->type == OPT_ORIGINS)
+		ctx->origins_seen = true;
 	if (option_apply(ctx->cfg, opt, value, reason, sizeof(reason)) != 0) {
 		snprintf(ctx->err, sizeof(ctx->err), "%s.%s: %s", section, name, reason);
 		ctx->failed = 1;
@@ -383,6 +411,13 @@ void config_dump(const struct config *cfg, FILE *fp)
 			memcpy(&n, field, sizeof(n));
 			fprintf(fp, "%s\n", n ? "true" : "false");
 			break;
+		case OPT_ORIGINS: {
+			char text[CORS_MAX_ORIGINS * (CORS_ORIGIN_MAX + 1)];
+			cors_origins_format((const struct cors_origins *)(const void *)field, text,
+					    sizeof(text));
+			fprintf(fp, "%s\n", text);
+			break;
+		}
 		default:
 			fprintf(fp, "%s\n", field);
 			break;

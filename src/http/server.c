@@ -36,8 +36,10 @@
 #include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/cidr.h"
+#include "tokend/cors.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/router.h"
 #include "tokend/util.h"
 #include "tokend/workpool.h"
@@ -69,7 +71,7 @@ struct server {
 	struct watchdog *wd;    /* every connection's socket, see watchdog.h */
 	long max_connections;   /* refused at accept past this many */
 	atomic_long refused;
-	atomic_ullong refused_logged_us;
+	_Atomic uint64_t refused_logged_us;
 	struct cidr_list trusted;  /* server.trusted_proxies, parsed once */
 	struct inflight *per_client; /* requests in flight per client address */
 };
@@ -96,6 +98,8 @@ struct request {
 	const char *why;                /* its reason (constant), for the 400 body */
 	char allow[64];
 	const char *media;              /* refused Content-Type (MHD-owned) */
+	const char *cors_origin;        /* the allowed entry Origin equals (config-owned) */
+	bool preflight;                 /* a CORS preflight to grant: 204 */
 	enum body_type btype;
 	long limit;                     /* body bytes allowed */
 	char *body;                     /* received body, owned */
@@ -136,6 +140,7 @@ static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
 
 static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 {
+	const struct config *cfg = &req->srv->app->cfg;
 	struct response_meta meta = {
 		.method = req->method,
 		.allow = req->allow,
@@ -143,6 +148,10 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		.limit = req->limit,
 		.close = req->close,
 		.detail = req->why,
+		.cors = cfg->cors_origins.n > 0,
+		.cors_origin = req->cors_origin,
+		.preflight = req->preflight && rc == 0,
+		.max_age = cfg->cors_max_age,
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -160,10 +169,56 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 	return ret;
 }
 
+/* The configured origin that the request's Origin header equals, or NULL:
+ * one lookup, run only when the allow-list is not empty. */
+static const char *cors_origin_of(struct MHD_Connection *conn, const struct cors_origins *list)
+{
+	const char *v;
+	size_t len;
+
+	if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN,
+					  sizeof(MHD_HTTP_HEADER_ORIGIN) - 1, &v, &len) != MHD_YES)
+		return NULL;
+	return cors_origin_match(list, v, len);
+}
+
+/*
+ * A CORS preflight (Fetch: OPTIONS with Origin and
+ * Access-Control-Request-Method) from an allowed origin is granted when the
+ * path is a route's and the method one of its methods, which router_match
+ * has just listed in allow for OPTIONS (no route has that method): so every
+ * route of the table, whenever added, has its preflight. Not granted: the
+ * request is answered as usual (404, or 405 with Allow) and without CORS
+ * headers, since the browser will not send the request anyway. OPTIONS
+ * without the header is no preflight, and gets the usual answer with them.
+ */
+static void cors_preflight(struct request *req, int route_err)
+{
+	const char *m;
+	size_t mlen;
+
+	if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND,
+					  "Access-Control-Request-Method",
+					  sizeof("Access-Control-Request-Method") - 1, &m,
+					  &mlen) != MHD_YES)
+		return;
+	if (req->route == NULL && route_err == TOKEND_EMETHOD &&
+	    cors_method_listed(req->allow, m, mlen))
+		req->preflight = true;
+	else
+		req->cors_origin = NULL;
+}
+
+static bool get_route(const struct request *req)
+{
+	return req->route != NULL && strcmp(req->route->method, "GET") == 0;
+}
+
 /*
  * Checks what can be checked from the request line and headers alone. The
  * framing module refuses what would let two hops disagree on where the
- * request ends (400 or 501, and the connection closed).
+ * request ends (400 or 501, and the connection closed). An allowed Origin
+ * is found first, so that those refusals name it too.
  */
 static void first_checks(struct request *req, const char *method, const char *url,
 			 const char *version)
@@ -182,6 +237,8 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	snprintf(req->method, sizeof(req->method), "%s", loggable ? method : "-");
 	loggable = loggable && framing_target_path(url, &routed) == 0;
 	snprintf(req->path, sizeof(req->path), "%s", loggable ? url : "-");
+	if (app->cfg.cors_origins.n > 0)
+		req->cors_origin = cors_origin_of(req->conn, &app->cfg.cors_origins);
 	err = framing_check(req->conn, method, url, version, (size_t)app->cfg.max_header, &fr);
 	if (err != 0) {
 		req->err = err;
@@ -203,13 +260,18 @@ static void first_checks(struct request *req, const char *method, const char *ur
 			return;
 		}
 	}
+	if (req->cors_origin != NULL && strcmp(method, "OPTIONS") == 0) {
+		cors_preflight(req, err);
+		if (req->preflight)
+			return;
+	}
 	if (req->route == NULL) {
 		req->err = err;
 		return;
 	}
 	has_body = fr.chunked || (fr.content_length != NULL && strcmp(fr.content_length, "0") != 0);
 	req->btype = body_type_of(ct);
-	if (has_body && req->btype == BODY_UNSUPPORTED) {
+	if (has_body && req->btype == BODY_UNSUPPORTED && !get_route(req)) {
 		req->err = TOKEND_EMEDIA;
 		req->media = ct;
 	}
@@ -225,6 +287,7 @@ static void slow_job(void *arg, int expired)
 	if (expired || atomic_load(&req->srv->stopping)) {
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
+		metrics_login(METRICS_LOGIN_QUEUE_FULL); /* a login's hash is the slow work */
 	} else {
 		req->rc = slow(&req->ctx, &req->res);
 	}
@@ -238,8 +301,15 @@ static enum MHD_Result dispatch(struct request *req)
 	json_t *body = NULL;
 	int rc;
 
-	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
-			 req->srv->app->cfg.max_json_depth, &body, &err_body);
+	if (req->preflight) /* granted: nothing decoded, no handler, no authentication */
+		return queue(req, 0, MHD_HTTP_NO_CONTENT);
+	/* A GET route never reads a body (RFC 9110 9.3.1 gives it no meaning;
+	 * DRF's GET views ignore it): it is counted against the limit only. */
+	if (get_route(req))
+		rc = body_decode(BODY_JSON, "", 0, 1, &body, &err_body);
+	else
+		rc = body_decode(req->btype, req->body ? req->body : "", req->len,
+				 req->srv->app->cfg.max_json_depth, &body, &err_body);
 	if (rc != 0) {
 		req->res.body = err_body;
 		return queue(req, rc, 0);
@@ -258,6 +328,7 @@ static enum MHD_Result dispatch(struct request *req)
 	atomic_fetch_add(&req->srv->suspended, 1);
 	MHD_suspend_connection(req->conn);
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
+		metrics_login(METRICS_LOGIN_QUEUE_FULL);
 		req->res.slow = NULL;
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
@@ -367,13 +438,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct server *srv = cls;
 	struct request *req = *req_cls;
+	uint64_t us;
 
 	(void)toe;
 	watchdog_done(srv->wd, conn_watch_id(conn));
 	if (req == NULL)
 		return;
-	log_access(req->remote, req->method, req->path, req->status,
-		   util_mono_us() - req->start_us, req->bytes);
+	us = util_mono_us() - req->start_us;
+	log_access(req->remote, req->method, req->path, req->status, us, req->bytes);
+	metrics_request(router_index(req->route), req->status, us);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);
 	inflight_leave(srv->per_client, &req->counted);
@@ -432,6 +505,19 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 			 "%ld refused so far",
 			 srv->max_connections, (long)atomic_load(&srv->refused));
 	return MHD_NO;
+}
+
+/* The gauges a scrape reads: connections (the watchdog counts them) and the hash pool. */
+static void gauges(void *arg, struct metrics_gauges *g)
+{
+	struct server *srv = arg;
+	size_t queued = 0, running = 0;
+
+	if (srv->pool != NULL)
+		workpool_stats(srv->pool, &queued, &running);
+	g->hash_queue = (long)queued;
+	g->hash_busy = (long)running;
+	g->open_connections = watchdog_open_count(srv->wd);
 }
 
 /* Paths are matched as received: "%2F" or "%00" never become "/" or NUL. */
@@ -575,6 +661,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		free(srv);
 		return TOKEND_EIO;
 	}
+	metrics_gauges_source(gauges, srv);
 	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	*port = di ? di->port : p;
 	*out = srv;
@@ -601,6 +688,7 @@ void server_stop(struct server **srvp, long grace_ms)
 	 * if a connection is still suspended when it stops. 4. Other requests
 	 * get a moment to finish; one whose client vanished mid-body (which
 	 * MHD's epoll loop may not notice) is not waited for. */
+	metrics_gauges_source(NULL, NULL); /* waits for a scrape reading srv */
 	lsock = MHD_quiesce_daemon(srv->daemon);
 	atomic_store(&srv->stopping, true);
 	workpool_free(&srv->pool);
