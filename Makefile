@@ -2,11 +2,12 @@
 # A thin wrapper over CMake (like neovim's): `make run`, `make test`.
 BUILD       ?= build
 BUILD_ASAN  ?= build-asan
+BUILD_COV   ?= build-cov
 PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-asan fuzz bench clean format check-style
+.PHONY: all deps build run test test-unit test-api test-asan test-torture fuzz coverage bench clean format check-style
 
 all: build
 
@@ -24,9 +25,10 @@ run: build
 
 test: build
 	@scripts/check-style
-	@cd $(BUILD) && ctest --output-on-failure
+	@cd $(BUILD) && ctest --output-on-failure -E test_torture
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
-	@fuzz/run 10
+	@JOBS=$(JOBS) fuzz/run $(FUZZ_TEST_SECONDS)
+	@$(MAKE) --no-print-directory test-torture
 	@$(MAKE) --no-print-directory test-asan
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
@@ -38,6 +40,11 @@ test-asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		TOKEND_BIN=$(CURDIR)/$(BUILD_ASAN)/tokend TOKEND_SANITIZED=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+
+# Allocation-failure injection (tests/unit/test_torture.c): every operation
+# with its 1st, 2nd, ... allocation failing; TORTURE_ALL=1 for every N.
+test-torture: build
+	@cd $(BUILD) && ctest --output-on-failure -R test_torture
 
 test-unit: build
 	@cd $(BUILD) && ctest --output-on-failure
@@ -51,10 +58,25 @@ bench:
 	@scripts/install-deps --bench
 	@$(PYTHON) bench/run.py $(BENCH_ARGS)
 
-# libFuzzer drivers (clang), each for FUZZ_SECONDS on its corpus.
+# libFuzzer drivers (clang, built by CMake with -DTOKEND_FUZZ=ON in
+# build-fuzz/), each for FUZZ_SECONDS on its corpus; `make test` runs each
+# for FUZZ_TEST_SECONDS.
 FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 3
 fuzz: deps
-	@fuzz/run $(FUZZ_SECONDS)
+	@JOBS=$(JOBS) fuzz/run $(FUZZ_SECONDS)
+
+# Line and branch coverage (gcov + gcovr) of src/ by the unit suites and the
+# black-box suite, run against an instrumented build. Slow: not in `make test`.
+coverage: deps
+	@cmake -S . -B $(BUILD_COV) -DCMAKE_BUILD_TYPE=Debug -DTOKEND_COVERAGE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_COV) -j $(JOBS) -- --no-print-directory
+	@find $(BUILD_COV) -name '*.gcda' -delete
+	@cd $(BUILD_COV) && ctest --output-on-failure
+	@TOKEND_BIN=$(CURDIR)/$(BUILD_COV)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+	@gcovr -r . --object-directory $(BUILD_COV) --filter 'src/' --print-summary \
+		-o $(BUILD_COV)/coverage.txt
+	@cat $(BUILD_COV)/coverage.txt
 
 format:
 	@clang-format -i src/*.c src/*/*.c src/*/*.h include/tokend/*.h
@@ -63,4 +85,4 @@ check-style:
 	@scripts/check-style
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) build-fuzz build-bench
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_COV) build-fuzz build-bench

@@ -7,6 +7,7 @@
 #ifndef TOKEND_APP_H
 #define TOKEND_APP_H
 
+#include "tokend/cidr.h"
 #include "tokend/config.h"
 
 struct store;
@@ -21,6 +22,7 @@ struct app {
 	 * server stops; NULL = that limit is off. */
 	struct throttle *login_client; /* per (username, client address) */
 	struct throttle *login_user;   /* per username, from all clients */
+	struct cidr_list metrics_allowed; /* [metrics] allowed, parsed once */
 };
 
 #endif

@@ -11,14 +11,20 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "tokend/cors.h"
+
 #define CONFIG_STR_MAX 512
+#define CONFIG_CIDRS_MAX 4096 /* CIDR_LIST_MAX entries of CIDR_ADDR_MAX bytes */
 
 struct config {
 	/* [server] */
 	char listen[CONFIG_STR_MAX];   /* host:port; port 0 picks a free one */
 	long threads;                  /* MHD thread pool size; 0 = CPUs */
 	long max_connections;          /* total open connections */
-	long per_ip_connections;       /* per client address; 0 = unlimited */
+	long per_ip_connections;       /* per peer address at accept; 0 = unlimited,
+					* -1 = 128, or 0 with trusted_proxies */
+	long per_client_requests;      /* in flight per client address; 0 = unlimited */
+	char trusted_proxies[CONFIG_CIDRS_MAX]; /* address list (tokend/cidr.h) */
 	long idle_timeout;             /* seconds a connection may idle */
 	long request_timeout;          /* seconds for a request to arrive whole */
 	long max_body;                 /* request body bytes (413 beyond) */
@@ -59,6 +65,12 @@ struct config {
 	long login_user_failures;      /* per username from all clients; 0 = off */
 	long login_user_window;        /* seconds */
 	long throttle_entries;         /* entries in each of the two tables */
+	/* [cors] */
+	struct cors_origins cors_origins; /* browser origins allowed; none = CORS off */
+	long cors_max_age;             /* seconds a browser may cache a preflight */
+	/* [metrics] */
+	long metrics_enabled;          /* 1 = count, and serve GET /metrics */
+	char metrics_allowed[CONFIG_STR_MAX]; /* client addresses served /metrics */
 };
 
 /* Fills cfg with the built-in defaults. */

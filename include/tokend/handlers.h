@@ -28,6 +28,15 @@ struct handler_ctx {
 	char user_uuid[37];          /* set by handler_authenticated() on auth routes */
 };
 
+/* Response headers a handler may set: a few, each value copied. */
+#define HANDLER_HEADERS_MAX 4
+#define HANDLER_HEADER_VALUE_MAX 256
+
+struct handler_header {
+	const char *name;                     /* a constant token */
+	char value[HANDLER_HEADER_VALUE_MAX]; /* checked by handler_header_add() */
+};
+
 struct handler_result;
 typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
 
@@ -35,6 +44,7 @@ struct handler_result {
 	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
 	char *text;        /* or: JSON text already serialised (malloc'd, owned) */
 	bool no_store;     /* carries credentials: Cache-Control: no-store */
+	const char *content_type; /* constant; NULL = application/json */
 	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
 	/*
 	 * Set by a handler that returns 0 but has slow work left (a password
@@ -50,7 +60,20 @@ struct handler_result {
 	 * part can release what it reserved (login's throttle counts).
 	 */
 	void (*cancel)(const struct handler_ctx *ctx);
+	/* Sent with a successful answer only (rc 0), after the fixed headers. */
+	struct handler_header headers[HANDLER_HEADERS_MAX];
+	unsigned n_headers;
 };
+
+/*
+ * Adds header name (a constant token) with a copy of value to res. Returns
+ * false and adds nothing when res has HANDLER_HEADERS_MAX already, or when
+ * value cannot be sent as it is: empty, HANDLER_HEADER_VALUE_MAX bytes or
+ * more, a control character (CR, LF, NUL, HTAB, DEL, ...), or a space at
+ * either end (a parser would strip it, and another name would arrive). A
+ * value is never escaped or cut: the receiver acts on it as the identity.
+ */
+bool handler_header_add(struct handler_result *res, const char *name, const char *value);
 
 struct jwtsign_policy;
 
@@ -59,6 +82,21 @@ struct jwtsign_policy;
  * leeway, issuer and audience.
  */
 void handler_token_policy(const struct app *app, struct jwtsign_policy *pol);
+
+/* What an Authorization header holds, for handler_authenticated(). */
+enum handler_bearer {
+	BEARER_OK,        /* "Bearer" SP and one value */
+	BEARER_MISSING,   /* no header, or an empty one: credentials not provided */
+	BEARER_MALFORMED, /* anything else: bad_authorization_header */
+};
+
+/*
+ * Parses an Authorization header value as libmicrohttpd hands it over
+ * (NUL-terminated; NULL when absent): exactly "Bearer" SP and one non-empty
+ * value without spaces, the scheme case-sensitive as in simplejwt. On
+ * BEARER_OK, *token points into header and *len is its length.
+ */
+enum handler_bearer handler_bearer_parse(const char *header, const char **token, size_t *len);
 
 /*
  * Runs fn, the handler of a route marked auth, for an authenticated caller:
@@ -81,6 +119,15 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 /* POST /api/auth/jwt/verify/ — is this a live token of ours? */
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res);
 
+/*
+ * GET /api/auth/forward/ — forward authentication for a reverse proxy: a
+ * live access token or API token of an active user in "Authorization:
+ * Bearer" answers 200 with X-Auth-User-Id, X-Auth-Username (left out when
+ * it cannot be a header value), X-Auth-Token-Type and, for an API token,
+ * X-Auth-Team; anything else 401.
+ */
+int handler_forward_auth(const struct handler_ctx *ctx, struct handler_result *res);
+
 /* GET /.well-known/jwks.json — the public keys (RS256/ES256) as a JWKS. */
 int handler_jwks(const struct handler_ctx *ctx, struct handler_result *res);
 
@@ -92,5 +139,21 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 
 /* POST /api/openapi/token/{team}/delete/ — delete API tokens by id or string. */
 int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res);
+
+/* GET /healthz — 200 {"status": "ok"} while the process serves. */
+int handler_healthz(const struct handler_ctx *ctx, struct handler_result *res);
+
+/*
+ * GET /readyz — 200 {"status": "ready"} when the store answers promptly
+ * (store_ping) and a signing key is loaded, else 503 {"status":
+ * "unavailable", "reason": <a short constant>}.
+ */
+int handler_readyz(const struct handler_ctx *ctx, struct handler_result *res);
+
+/*
+ * GET /metrics — the Prometheus text format (metrics_render) for a client
+ * address in [metrics] allowed, with metrics enabled; else the JSON 404.
+ */
+int handler_metrics(const struct handler_ctx *ctx, struct handler_result *res);
 
 #endif

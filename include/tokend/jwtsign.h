@@ -57,6 +57,12 @@ struct jwtsign_policy {
 	long leeway;          /* seconds of clock skew forgiven */
 	const char *issuer;   /* required "iss" when not NULL/"" */
 	const char *audience; /* required in "aud" when not NULL/"" */
+	/*
+	 * Skips the fast path for tokend's own payload form, so that every
+	 * payload is read as JSON. It exists only so that tests and the fuzz
+	 * driver can compare the two paths; tokend itself never sets it.
+	 */
+	bool full_json;
 };
 
 /* One key, as `tokend key list` shows it. */

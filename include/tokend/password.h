@@ -42,6 +42,16 @@ bool password_verify(const char *password, size_t len, const char *encoded, long
 		     bool *needs_rehash);
 
 /*
+ * Splits a stored hash "pbkdf2_sha256$<iterations>$<salt>$<44 characters>"
+ * (at most PASSWORD_HASH_MAX bytes; iterations 1 to PASSWORD_MAX_ITERATIONS
+ * without a sign or leading zero; a non-empty salt; no '$' after the salt)
+ * as password_verify() reads it. Returns false for anything else. On true,
+ * *salt (*saltlen bytes) and *hash (NUL-terminated) point into encoded.
+ */
+bool password_parse(const char *encoded, long *iterations, const char **salt, size_t *saltlen,
+		    const char **hash);
+
+/*
  * Spends the same work as a password_verify() at iterations, and always
  * fails: used for unknown users so timing does not reveal which exist.
  * iterations out of range means PASSWORD_DEFAULT_ITERATIONS.

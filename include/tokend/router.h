@@ -33,4 +33,13 @@ const struct route *router_match(const char *method, const char *path,
 				 char params[][HANDLER_PARAM_MAX], char *allow, size_t allowlen,
 				 int *err);
 
+/* The route table (count entries, static), in match order. */
+const struct route *router_routes(size_t *count);
+/* The number of routes in the table; route i's pattern (NULL past the end). */
+size_t router_count(void);
+const char *router_pattern(size_t i);
+
+/* r's index in the table (router_count() for NULL): the metrics' route label. */
+size_t router_index(const struct route *r);
+
 #endif

@@ -46,6 +46,18 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 void store_close(struct store **st);
 
 /*
+ * Readiness: is the store answering? Cheap enough for a probe every second.
+ * Checks that the database path still names the file the store opened (a
+ * removed or replaced file keeps answering on the old descriptor, to no
+ * one), reads on this thread's connection and begins (then rolls back) a
+ * write transaction, each waiting at most timeout_ms for another process's
+ * lock (the write check is skipped while this process writes: the store
+ * answers). Returns 0, TOKEND_EBUSY (locked longer than timeout_ms) or
+ * TOKEND_EDB (missing, replaced or failing). Counts failures as store errors.
+ */
+int store_ping(struct store *st, long timeout_ms);
+
+/*
  * A read snapshot on this thread's connection: the lookups up to
  * store_read_end() share one SQLite read transaction (one read lock, taken
  * at the first lookup) instead of one each. Writes go through their own
@@ -197,6 +209,21 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 			 int64_t now, long grace, long session_lifetime,
 			 struct store_refresh *next, struct store_refresh *replay,
 			 enum store_rotation *outcome);
+
+/*
+ * Called by store_refresh_rotate_then() with next in its final form
+ * (family, expires_at) when the outcome is STORE_ROTATED, just before the
+ * transaction commits: a non-zero return rolls the rotation back and is
+ * returned, so a caller that cannot build its answer spends no token.
+ */
+typedef int (*store_rotation_commit_fn)(const struct store_refresh *next, void *arg);
+
+/* store_refresh_rotate() with a commit hook (may be NULL). */
+int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
+			      int64_t now, long grace, long session_lifetime,
+			      struct store_refresh *next, struct store_refresh *replay,
+			      enum store_rotation *outcome, store_rotation_commit_fn fn,
+			      void *arg);
 
 enum store_logout {
 	STORE_LOGOUT_ENDED,   /* the token's session was live: it is now ended */

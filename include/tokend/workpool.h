@@ -29,6 +29,9 @@ int workpool_submit(struct workpool *wp, workpool_fn fn, void *arg);
 /* Jobs queued or running now. */
 size_t workpool_pending(struct workpool *wp);
 
+/* Jobs waiting in the queue, and jobs running, now. */
+void workpool_stats(struct workpool *wp, size_t *queued, size_t *running);
+
 /* Runs every queued job to the end, joins the workers, frees; clears *wp. */
 void workpool_free(struct workpool **wp);
 

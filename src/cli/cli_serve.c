@@ -16,7 +16,9 @@
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/password.h"
+#include "tokend/router.h"
 #include "tokend/server.h"
 #include "tokend/store.h"
 #include "tokend/throttle.h"
@@ -195,6 +197,19 @@ static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 	}
 }
 
+/* Counting on or off, the route table's patterns as route labels. */
+static void metrics_serve_setup(bool enabled)
+{
+	const char *names[METRICS_ROUTES_MAX];
+	size_t n = router_count();
+
+	if (n > METRICS_ROUTES_MAX)
+		n = METRICS_ROUTES_MAX;
+	for (size_t i = 0; i < n; i++)
+		names[i] = router_pattern(i);
+	metrics_setup(enabled, names, n);
+}
+
 int cli_serve(struct cli *cli, int argc, char **argv)
 {
 	struct app app;
@@ -277,6 +292,12 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 			app.cfg.throttle_entries);
 		goto out;
 	}
+	/* Checked when the configuration was read: this parse cannot fail. */
+	if (cidr_list_parse(app.cfg.metrics_allowed, &app.metrics_allowed, err, sizeof(err)) != 0) {
+		cli_err("metrics.allowed: %s", err);
+		goto out;
+	}
+	metrics_serve_setup(app.cfg.metrics_enabled != 0);
 	if (app.cfg.access_log && log_access_buffer_start(app.cfg.access_log_flush_ms) != 0)
 		log_warn("access log: no flusher thread; writing each line at once");
 	if (server_start(&app, &srv, &port, err, sizeof(err)) != 0) {

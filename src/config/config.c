@@ -25,9 +25,13 @@
 #include "tokend/throttle.h"
 
 /* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
- * so a bad entry stops start-up with file:line; users parse it once. */
-enum opt_type { OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN,
-		OPT_CIDRS };
+ * so a bad entry stops start-up with file:line; users parse it once.
+ * OPT_ORIGINS: a list of browser origins, parsed into struct cors_origins
+ * here, once; in a file, continued lines and repeats of the key add to it. */
+enum opt_type {
+	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN, OPT_CIDRS,
+	OPT_ORIGINS
+};
 
 struct option_def {
 	const char *section;
@@ -52,11 +56,12 @@ static const struct option_def options[] = {
 	TYPED("server", "listen", OPT_LISTEN, listen, "127.0.0.1:8000"),
 	INT("server", "threads", threads, 0, 1024, "0"),
 	INT("server", "max_connections", max_connections, 1, 1000000, "1024"),
-	/* On by default for a tokend exposed directly (one address cannot
-	 * take every slot). Behind a reverse proxy every connection comes from
-	 * the proxy: set it to 0 there (once trusted_proxies exists, the
-	 * default will follow it). */
-	INT("server", "per_ip_connections", per_ip_connections, 0, 1000000, "128"),
+	/* -1 follows trusted_proxies: 128 for a tokend exposed directly (one
+	 * address cannot take every slot), off behind proxies, where every
+	 * connection comes from one of them (server.c: per_ip_limit). */
+	INT("server", "per_ip_connections", per_ip_connections, -1, 1000000, "-1"),
+	INT("server", "per_client_requests", per_client_requests, 0, 1000000, "32"),
+	TYPED("server", "trusted_proxies", OPT_CIDRS, trusted_proxies, ""),
 	INT("server", "idle_timeout", idle_timeout, 1, 86400, "30"),
 	INT("server", "request_timeout", request_timeout, 1, 86400, "30"),
 	INT("server", "max_body", max_body, 1, 64L << 20, "65536"),
@@ -95,6 +100,10 @@ static const struct option_def options[] = {
 	INT("throttle", "login_user_failures", login_user_failures, 0, THROTTLE_LIMIT_MAX, "100"),
 	INT("throttle", "login_user_window", login_user_window, 1, THROTTLE_WINDOW_MAX, "3600"),
 	INT("throttle", "entries", throttle_entries, 1024, 100000000, "100000"),
+	TYPED("cors", "allowed_origins", OPT_ORIGINS, cors_origins, ""),
+	INT("cors", "max_age", cors_max_age, 0, 86400, "600"),
+	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true"},
+	TYPED("metrics", "allowed", OPT_CIDRS, metrics_allowed, "127.0.0.0/8 ::1"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -174,6 +183,13 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 	unsigned port;
 
 	switch (opt->type) {
+	case OPT_ORIGINS: {
+		struct cors_origins list = {0};
+		if (cors_origins_add(&list, value, reason, rlen) != 0)
+			return TOKEND_EINVAL;
+		memcpy(field, &list, sizeof(list));
+		return 0;
+	}
 	case OPT_INT:
 		errno = 0;
 		n = strtol(value, &end, 10);
@@ -273,6 +289,7 @@ struct ini_ctx {
 	struct config *cfg;
 	char err[512];
 	int failed;
+	bool origins_seen; /* later allowed_origins lines of this file add */
 };
 
 static int ini_on_line(void *user, const char *section, const char *name, const char *value)
@@ -289,6 +306,18 @@ static int ini_on_line(void *user, const char *section, const char *name, const 
 		ctx->failed = 1;
 		return 0;
 	}
+	/* inih calls us for each continued line of a value (and for a key
+	 * repeated); for the origin list both add to what the file set. */
+	if (opt->type == OPT_ORIGINS && ctx->origins_seen) {
+		if (cors_origins_add(&ctx->cfg->cors_origins, value, reason, sizeof(reason)) != 0) {
+			snprintf(ctx->err, sizeof(ctx->err), "%s.%s: %s", section, name, reason);
+			ctx->failed = 1;
+			return 0;
+		}
+		return 1;
+	}
+	if (opt->type == OPT_ORIGINS)
+		ctx->origins_seen = true;
 	if (option_apply(ctx->cfg, opt, value, reason, sizeof(reason)) != 0) {
 		snprintf(ctx->err, sizeof(ctx->err), "%s.%s: %s", section, name, reason);
 		ctx->failed = 1;
@@ -392,6 +421,13 @@ void config_dump(const struct config *cfg, FILE *fp)
 			memcpy(&n, field, sizeof(n));
 			fprintf(fp, "%s\n", n ? "true" : "false");
 			break;
+		case OPT_ORIGINS: {
+			char text[CORS_MAX_ORIGINS * (CORS_ORIGIN_MAX + 1)];
+			cors_origins_format((const struct cors_origins *)(const void *)field, text,
+					    sizeof(text));
+			fprintf(fp, "%s\n", text);
+			break;
+		}
 		default:
 			fprintf(fp, "%s\n", field);
 			break;

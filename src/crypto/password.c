@@ -84,9 +84,8 @@ int password_hash(const char *password, size_t len, long iterations, char *out, 
 	return 0;
 }
 
-/* Splits an encoded hash; pointers point into encoded. */
-static bool parse_encoded(const char *encoded, long *iterations, const char **salt,
-			  size_t *saltlen, const char **hash)
+bool password_parse(const char *encoded, long *iterations, const char **salt, size_t *saltlen,
+		    const char **hash)
 {
 	const char *p;
 	const char *d1;
@@ -130,7 +129,7 @@ bool password_verify(const char *password, size_t len, const char *encoded, long
 
 	if (needs_rehash != NULL)
 		*needs_rehash = false;
-	if (parse_encoded(encoded, &stored, &salt, &saltlen, &hash) &&
+	if (password_parse(encoded, &stored, &salt, &saltlen, &hash) &&
 	    derive_b64(password, len, salt, saltlen, stored, b64) == 0)
 		ok = CRYPTO_memcmp(b64, hash, DK_B64_LEN) == 0;
 	OPENSSL_cleanse(b64, sizeof(b64));
@@ -170,7 +169,7 @@ void password_harden_runtime(const char *password, size_t len, const char *encod
 	if (iterations < 1 || iterations > PASSWORD_MAX_ITERATIONS)
 		iterations = PASSWORD_DEFAULT_ITERATIONS;
 	/* As Django's harden_runtime(): the difference, on a dummy salt. */
-	if (!parse_encoded(encoded, &stored, &salt, &saltlen, &hash))
+	if (!password_parse(encoded, &stored, &salt, &saltlen, &hash))
 		stored = 0;
 	if (stored < iterations)
 		password_verify_dummy(password, len, iterations - stored);

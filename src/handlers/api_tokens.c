@@ -18,6 +18,7 @@
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
+#include "tokend/metrics.h"
 #include "tokend/store.h"
 
 #define DELETE_MAX 1000 /* entries in one delete request */
@@ -258,21 +259,24 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	if (rc != 0)
 		return rc;
 	SHA256((const unsigned char *)tok, strlen(tok), t.digest);
-	rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
+	/* The answer is written before the insert: a token whose answer cannot be
+	 * sent (out of memory) is never recorded. */
+	struct util_buf b = {0};
+	rc = token_json(app, &t, tok, &b);
+	if (rc == 0)
+		rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
 	if (rc == TOKEND_ECONFLICT) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "Token limit reached: at most %ld live tokens per team.",
 			 app->cfg.api_max_tokens);
 		res->body = json_pack("{s:s, s:s}", "detail", msg, "code", "token_limit");
 	} else if (rc == 0) {
-		struct util_buf b = {0};
-		rc = token_json(app, &t, tok, &b);
-		if (rc == 0)
-			res->text = b.p;
-		else
-			free(b.p);
+		metrics_api_tokens_issued(1);
+		res->text = b.p;
+		b.p = NULL;
 		res->no_store = true;
 	}
+	free(b.p);
 	free(tok);
 	return rc;
 }
@@ -284,19 +288,26 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
  * ({"name": {"3": ["Not a valid string."]}}). A form's field is every
  * occurrence of its key (body_list_field).
  */
-static void collect(const json_t *body, const char *name, bool uuids, json_t *seen,
-		    size_t *sent, json_t *errors)
+static int collect(const json_t *body, const char *name, bool uuids, json_t *seen,
+		   size_t *sent, json_t *errors)
 {
 	json_t *arr = body_list_field(body, name);
 	json_t *bad = NULL;
 	const json_t *v;
 	size_t i;
+	int rc = 0;
 
-	if (arr == NULL || json_is_null(arr))
+	if (arr == NULL) {
+		/* absent, or a form's one value that could not be wrapped */
+		if (json_object_get(body, name) != NULL)
+			rc = TOKEND_ENOMEM;
+		goto out;
+	}
+	if (json_is_null(arr))
 		goto out;
 	if (!json_is_array(arr)) {
-		json_object_set_new(errors, name,
-				    json_pack("[s]", "Expected a list of items."));
+		if (json_object_set_new(errors, name, json_pack("[s]", "Expected a list of items.")))
+			rc = TOKEND_ENOMEM;
 		goto out;
 	}
 	*sent += json_array_size(arr);
@@ -308,19 +319,31 @@ static void collect(const json_t *body, const char *name, bool uuids, json_t *se
 		else if (uuids && !util_uuid_valid(json_string_value(v)))
 			msg = "Must be a valid UUID.";
 		if (msg != NULL) {
-			if (bad == NULL)
-				bad = json_object();
+			if (bad == NULL && (bad = json_object()) == NULL) {
+				rc = TOKEND_ENOMEM;
+				goto out;
+			}
 			snprintf(key, sizeof(key), "%zu", i);
-			json_object_set_new(bad, key, json_pack("[s]", msg));
+			if (json_object_set_new(bad, key, json_pack("[s]", msg)) != 0) {
+				rc = TOKEND_ENOMEM;
+				goto out;
+			}
 			continue;
 		}
-		if (json_object_size(seen) <= DELETE_MAX)
-			json_object_set_new(seen, json_string_value(v), json_string(name));
+		if (json_object_size(seen) <= DELETE_MAX &&
+		    json_object_set_new(seen, json_string_value(v), json_string(name)) != 0) {
+			rc = TOKEND_ENOMEM;
+			goto out;
+		}
 	}
-	if (bad != NULL)
-		json_object_set_new(errors, name, bad);
+	if (bad != NULL) {
+		rc = json_object_set_new(errors, name, bad) != 0 ? TOKEND_ENOMEM : 0;
+		bad = NULL;
+	}
 out:
+	json_decref(bad);
 	json_decref(arr);
+	return rc;
 }
 
 int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_result *res)
@@ -348,18 +371,22 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	rc = TOKEND_ENOMEM;
 	if (errors == NULL || ids == NULL || toks == NULL)
 		goto out;
-	collect(ctx->body, "token_issuer_uuids", true, ids, &sent, errors);
-	collect(ctx->body, "access_tokens", false, toks, &sent, errors);
+	/* An allocation that fails while reading the lists is a 500, never a
+	 * shorter list (which would answer 200 and delete less). */
+	if (collect(ctx->body, "token_issuer_uuids", true, ids, &sent, errors) != 0 ||
+	    collect(ctx->body, "access_tokens", false, toks, &sent, errors) != 0)
+		goto out;
 	/* The bound counts entries as sent; requested_count counts them once. */
 	requested = json_object_size(ids) + json_object_size(toks);
-	if (json_object_size(errors) == 0 && (sent == 0 || sent > DELETE_MAX))
-		json_object_set_new(errors, "non_field_errors",
-				    json_pack("[s]", sent == 0
-							     ? "Provide token_issuer_uuids and/or "
-							       "access_tokens (1 to 1000 entries)."
-							     : "Ensure there are no more than 1000 "
-							       "entries in token_issuer_uuids and "
-							       "access_tokens together."));
+	if (json_object_size(errors) == 0 && (sent == 0 || sent > DELETE_MAX) &&
+	    json_object_set_new(errors, "non_field_errors",
+				json_pack("[s]", sent == 0
+							 ? "Provide token_issuer_uuids and/or "
+							   "access_tokens (1 to 1000 entries)."
+							 : "Ensure there are no more than 1000 "
+							   "entries in token_issuer_uuids and "
+							   "access_tokens together.")) != 0)
+		goto out; /* rc is TOKEND_ENOMEM */
 	if (json_object_size(errors) > 0) {
 		res->body = errors;
 		errors = NULL;
@@ -391,12 +418,19 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 		else if (rc != TOKEND_ENOTFOUND)
 			goto out;
 	}
-	rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now, jtis, n,
-				    &deleted);
+	/* The answer exists before the delete commits; only its count is set after. */
+	res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
+			      "deleted_count", (json_int_t)0);
+	rc = res->body ? 0 : TOKEND_ENOMEM;
+	if (rc == 0)
+		rc = store_api_token_delete(app->store, ctx->user_uuid, ctx->params[0], pol.now,
+					    jtis, n, &deleted);
 	if (rc == 0) {
-		res->body = json_pack("{s:I, s:I}", "requested_count", (json_int_t)requested,
-				      "deleted_count", (json_int_t)deleted);
-		rc = res->body ? 0 : TOKEND_ENOMEM;
+		metrics_api_tokens_deleted(deleted);
+		json_integer_set(json_object_get(res->body, "deleted_count"), (json_int_t)deleted);
+	} else {
+		json_decref(res->body);
+		res->body = NULL;
 	}
 out:
 	free(jtis);

@@ -46,6 +46,7 @@ void handler_token_policy(const struct app *app, struct jwtsign_policy *pol)
 	pol->leeway = app->cfg.leeway;
 	pol->issuer = app->cfg.issuer;
 	pol->audience = app->cfg.audience;
+	pol->full_json = false;
 }
 
 /*
@@ -85,23 +86,42 @@ static int user_check(struct handler_ctx *ctx, struct handler_result *res,
 	}
 }
 
+enum handler_bearer handler_bearer_parse(const char *h, const char **token, size_t *len)
+{
+	const char *tok;
+
+	if (h == NULL || h[0] == '\0')
+		return BEARER_MISSING;
+	/* Exactly "Bearer" SP <one value>: the scheme is case-sensitive as in simplejwt. */
+	if (strncmp(h, "Bearer ", 7) != 0)
+		return BEARER_MALFORMED;
+	tok = h + 7;
+	if (tok[0] == '\0' || strchr(tok, ' ') != NULL)
+		return BEARER_MALFORMED;
+	*token = tok;
+	*len = strlen(tok);
+	return BEARER_OK;
+}
+
 int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn)
 {
 	const struct app *app = ctx->app;
-	const char *h = ctx->authorization;
 	struct jwtsign_policy pol;
 	struct jwtsign_token t;
-	const char *tok;
+	const char *tok = NULL;
+	size_t toklen = 0;
 	int rc;
 
 	handler_token_policy(app, &pol);
-	if (h == NULL || h[0] == '\0')
+	switch (handler_bearer_parse(ctx->authorization, &tok, &toklen)) {
+	case BEARER_MISSING:
 		return refuse(res, body_not_provided);
-	/* Exactly "Bearer" SP <one value>: the scheme is case-sensitive as in simplejwt. */
-	tok = h + 7;
-	if (strncmp(h, "Bearer ", 7) != 0 || tok[0] == '\0' || strchr(tok, ' ') != NULL)
+	case BEARER_MALFORMED:
 		return refuse(res, body_bad_header);
-	if (jwtsign_check(app->keys, tok, strlen(tok), &pol, &t, NULL) != 0)
+	case BEARER_OK:
+		break;
+	}
+	if (jwtsign_check(app->keys, tok, toklen, &pol, &t, NULL) != 0)
 		return refuse(res, body_invalid);
 	if (strcmp(t.token_type, "access") != 0)
 		return refuse(res, body_wrong_type);

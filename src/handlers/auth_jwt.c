@@ -30,6 +30,7 @@
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/password.h"
 #include "tokend/store.h"
 #include "tokend/throttle.h"
@@ -227,6 +228,7 @@ static int login_admit(const struct handler_ctx *ctx, const char *name, size_t n
 			 app->cfg.login_client_window, ra);
 	}
 	res->retry_after = ra > INT32_MAX ? INT32_MAX : (int)ra;
+	metrics_login(METRICS_LOGIN_THROTTLED);
 	return TOKEND_ETHROTTLED;
 }
 
@@ -324,6 +326,10 @@ static int jwt_obtain_slow(const struct handler_ctx *ctx, struct handler_result 
 	res->no_store = true;
 out:
 	login_settle(ctx, name, namelen, rc);
+	if (rc == 0)
+		metrics_login(METRICS_LOGIN_SUCCESS);
+	else if (rc == TOKEND_EAUTH)
+		metrics_login(METRICS_LOGIN_FAILURE);
 	OPENSSL_cleanse(&user, sizeof(user));
 	json_decref(errors);
 	return rc;
@@ -387,6 +393,19 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	return 0;
 }
 
+struct mint_arg {
+	const struct app *app;
+	json_t **pair;
+};
+
+/* store_rotation_commit_fn: mints the pair of the row about to be committed. */
+static int mint_before_commit(const struct store_refresh *next, void *arg)
+{
+	struct mint_arg *ma = arg;
+
+	return mint_pair(ma->app, next, ma->pair);
+}
+
 int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
@@ -394,6 +413,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	struct jwtsign_token t;
 	struct store_refresh next, replay;
 	enum store_rotation outcome;
+	json_t *pair = NULL;
 	const char *tok;
 	size_t len;
 	int rc;
@@ -410,15 +430,30 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		return rc;
 	next.issued_at = pol.now;
 	next.expires_at = pol.now + app->cfg.refresh_lifetime;
-	rc = store_refresh_rotate(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
-				  app->cfg.session_lifetime, &next, &replay, &outcome);
-	if (rc != 0)
+	/*
+	 * The new pair is minted inside the rotation, before it commits: once
+	 * the old token is spent, an answer that cannot be built (out of
+	 * memory) would leave the client holding a used token, whose retry
+	 * revokes the family. (The store fills the family and cuts expires_at
+	 * to the session's end first, so the pair is minted from the final row.)
+	 */
+	struct mint_arg ma = {app, &pair};
+	rc = store_refresh_rotate_then(app->store, t.jti, t.user_id, pol.now,
+				       app->cfg.refresh_grace, app->cfg.session_lifetime, &next,
+				       &replay, &outcome, mint_before_commit, &ma);
+	if (rc != 0) {
+		json_decref(pair);
 		return rc;
+	}
+	if (outcome != STORE_ROTATED)
+		json_decref(pair);
 	switch (outcome) {
 	case STORE_ROTATED:
-		rc = mint_pair(app, &next, &res->body);
+		metrics_refresh(METRICS_REFRESH_ROTATED);
+		res->body = pair;
 		break;
 	case STORE_REPLAYED:
+		metrics_refresh(METRICS_REFRESH_REPLAYED);
 		rc = mint_pair(app, &replay, &res->body);
 		break;
 	case STORE_INACTIVE:
@@ -427,10 +462,12 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 				      "no_active_account");
 		return TOKEND_EAUTH;
 	case STORE_REUSED:
+		metrics_refresh(METRICS_REFRESH_REUSED);
 		log_warn("auth: refresh token %s of user %s reused: family revoked", t.jti,
 			 t.user_id);
 		return token_not_valid(res);
 	case STORE_ENDED:
+		metrics_refresh(METRICS_REFRESH_ENDED);
 		log_info("auth: refresh token %s of user %s: its session has ended", t.jti,
 			 t.user_id);
 		return token_not_valid(res);

@@ -169,8 +169,15 @@ static int form_add(json_t *obj, const char *key, json_t *v)
 		return json_object_set_new(obj, key, v);
 	if (json_is_array(old))
 		return json_array_append_new(old, v);
+	/* Every *_new call takes v, on failure too (jansson decrefs it then):
+	 * v is ours to drop only until json_array_append_new has it. */
 	arr = json_array();
-	if (arr == NULL || json_array_append(arr, old) != 0 || json_array_append_new(arr, v) != 0) {
+	if (arr == NULL || json_array_append(arr, old) != 0) {
+		json_decref(arr);
+		json_decref(v);
+		return -1;
+	}
+	if (json_array_append_new(arr, v) != 0) {
 		json_decref(arr);
 		return -1;
 	}

@@ -84,6 +84,36 @@ static json_t *default_body(int rc, const struct response_meta *meta, int retry_
 	}
 }
 
+/*
+ * API.md "Browsers (CORS)". Only for an allowed origin, named as configured
+ * (never "*", never the request's bytes); never Allow-Credentials, since
+ * tokens travel in Authorization, not cookies. Vary: Origin on every answer
+ * while CORS is on: a shared cache (jwks.json is cacheable) must not hand
+ * one origin's answer to another.
+ */
+static void add_cors(struct MHD_Response *r, const struct response_meta *meta)
+{
+	char num[24];
+
+	if (!meta->cors)
+		return;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ORIGIN);
+	if (meta->cors_origin == NULL)
+		return;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, meta->cors_origin);
+	if (meta->preflight) {
+		snprintf(num, sizeof(num), "%ld", meta->max_age);
+		MHD_add_response_header(r, "Access-Control-Allow-Methods", meta->allow);
+		MHD_add_response_header(r, "Access-Control-Allow-Headers",
+					"Authorization, Content-Type");
+		MHD_add_response_header(r, "Access-Control-Max-Age", num);
+	} else {
+		/* What a page may read besides the safelisted headers. */
+		MHD_add_response_header(r, "Access-Control-Expose-Headers",
+					"Retry-After, WWW-Authenticate");
+	}
+}
+
 struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_result *res,
 				    const struct response_meta *meta, unsigned *status,
 				    size_t *bytes)
@@ -97,6 +127,17 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 	res->body = NULL;
 	res->text = NULL;
 	*status = response_status_for(rc, ok_status);
+	if (meta->preflight && rc == 0) {
+		json_decref(body);
+		free(text);
+		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (r == NULL)
+			return NULL;
+		*bytes = 0;
+		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+		add_cors(r, meta);
+		return r;
+	}
 	if (*status == MHD_HTTP_INTERNAL_SERVER_ERROR) {
 		/* Never leak internals: replace whatever was built. */
 		json_decref(body);
@@ -119,7 +160,10 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 		return NULL;
 	}
 	*bytes = len;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	/* An error is JSON whatever the handler meant to send. */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+				rc == 0 && res->content_type ? res->content_type
+							     : "application/json");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	if (res->no_store) {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -136,5 +180,9 @@ struct MHD_Response *response_build(int rc, unsigned ok_status, struct handler_r
 	}
 	if (meta->close)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	/* The handler's own, checked by handler_header_add(): never on an error. */
+	for (unsigned i = 0; rc == TOKEND_OK && i < res->n_headers && i < HANDLER_HEADERS_MAX; i++)
+		MHD_add_response_header(r, res->headers[i].name, res->headers[i].value);
+	add_cors(r, meta);
 	return r;
 }

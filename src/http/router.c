@@ -11,18 +11,40 @@
 
 #include "tokend/err.h"
 
+/* No route has OPTIONS: a CORS preflight is granted from the methods that
+ * router_match lists for it (src/http/server.c, cors_preflight). */
 static const struct route routes[] = {
 	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, 0},
 	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false, 0},
 	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false, 0},
 	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, false, 0},
 	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false, 0},
+	/* Not marked auth: it takes API tokens too, and answers for the proxy. */
+	{"GET", "/api/auth/forward/", handler_forward_auth, 200, false, 0},
 	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, true, 0},
 	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201, true, 0},
 	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200, true, 0},
+	{"GET", "/healthz", handler_healthz, 200, false, 0},
+	{"GET", "/readyz", handler_readyz, 200, false, 0},
+	{"GET", "/metrics", handler_metrics, 200, false, 0},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+size_t router_count(void)
+{
+	return N_ROUTES;
+}
+
+const char *router_pattern(size_t i)
+{
+	return i < N_ROUTES ? routes[i].pattern : NULL;
+}
+
+size_t router_index(const struct route *r)
+{
+	return r != NULL && r >= routes && r < routes + N_ROUTES ? (size_t)(r - routes) : N_ROUTES;
+}
 
 /*
  * Matches path against pattern segment by segment; a trailing slash is
@@ -97,4 +119,10 @@ const struct route *router_match(const char *method, const char *path,
 	}
 	*err = path_known ? TOKEND_EMETHOD : TOKEND_ENOTFOUND;
 	return NULL;
+}
+
+const struct route *router_routes(size_t *count)
+{
+	*count = N_ROUTES;
+	return routes;
 }

@@ -4,7 +4,10 @@
  * pool. It enforces the limits of API.md while reading (header
  * block, body size counted as it arrives; the whole-request deadline and
  * clients gone mid-request are the watchdog's, fed from the connection
- * life cycle here), refuses connections past the limit at accept, rejects
+ * life cycle here), refuses connections past the limit at accept, names
+ * the client (the peer, or behind trusted proxies the address they forward
+ * for: forwarded.h) and refuses a client's requests in flight past
+ * server.per_client_requests (inflight.h) with 429, rejects
  * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
  * the request, decodes its body and runs its handler inline; a handler
  * with slow work left (a password hash) has it run on the bounded worker
@@ -25,13 +28,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/forwarded.h"
 #include "http/framing.h"
+#include "http/inflight.h"
 #include "http/response.h"
 #include "http/watchdog.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
+#include "tokend/cidr.h"
+#include "tokend/cors.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 #include "tokend/router.h"
 #include "tokend/util.h"
 #include "tokend/workpool.h"
@@ -47,6 +55,9 @@
  * mid-request frees its slot within two ticks. */
 #define WATCHDOG_TICK_MS 100
 
+/* server.per_ip_connections = -1 without trusted proxies. */
+#define PER_IP_DIRECT 128
+
 /* At most one "connection limit reached" line this often. */
 #define LIMIT_LOG_US (10u * 1000000u)
 
@@ -60,7 +71,9 @@ struct server {
 	struct watchdog *wd;    /* every connection's socket, see watchdog.h */
 	long max_connections;   /* refused at accept past this many */
 	atomic_long refused;
-	atomic_ullong refused_logged_us;
+	_Atomic uint64_t refused_logged_us;
+	struct cidr_list trusted;  /* server.trusted_proxies, parsed once */
+	struct inflight *per_client; /* requests in flight per client address */
 };
 
 enum req_state { REQ_READING, REQ_SUSPENDED, REQ_DONE };
@@ -76,7 +89,8 @@ struct request {
 	enum req_state state;
 	char method[16];
 	char path[257];                 /* cut for the log; routing uses MHD's url */
-	char remote[INET6_ADDRSTRLEN];
+	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
+	struct inflight_ticket counted; /* in srv->per_client until completion */
 	const struct route *route;
 	int err;                        /* an error found before the handler */
 	bool was_suspended;             /* counted in srv->suspended */
@@ -84,6 +98,8 @@ struct request {
 	const char *why;                /* its reason (constant), for the 400 body */
 	char allow[64];
 	const char *media;              /* refused Content-Type (MHD-owned) */
+	const char *cors_origin;        /* the allowed entry Origin equals (config-owned) */
+	bool preflight;                 /* a CORS preflight to grant: 204 */
 	enum body_type btype;
 	long limit;                     /* body bytes allowed */
 	char *body;                     /* received body, owned */
@@ -124,6 +140,7 @@ static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
 
 static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 {
+	const struct config *cfg = &req->srv->app->cfg;
 	struct response_meta meta = {
 		.method = req->method,
 		.allow = req->allow,
@@ -131,6 +148,10 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		.limit = req->limit,
 		.close = req->close,
 		.detail = req->why,
+		.cors = cfg->cors_origins.n > 0,
+		.cors_origin = req->cors_origin,
+		.preflight = req->preflight && rc == 0,
+		.max_age = cfg->cors_max_age,
 	};
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -148,10 +169,56 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 	return ret;
 }
 
+/* The configured origin that the request's Origin header equals, or NULL:
+ * one lookup, run only when the allow-list is not empty. */
+static const char *cors_origin_of(struct MHD_Connection *conn, const struct cors_origins *list)
+{
+	const char *v;
+	size_t len;
+
+	if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN,
+					  sizeof(MHD_HTTP_HEADER_ORIGIN) - 1, &v, &len) != MHD_YES)
+		return NULL;
+	return cors_origin_match(list, v, len);
+}
+
+/*
+ * A CORS preflight (Fetch: OPTIONS with Origin and
+ * Access-Control-Request-Method) from an allowed origin is granted when the
+ * path is a route's and the method one of its methods, which router_match
+ * has just listed in allow for OPTIONS (no route has that method): so every
+ * route of the table, whenever added, has its preflight. Not granted: the
+ * request is answered as usual (404, or 405 with Allow) and without CORS
+ * headers, since the browser will not send the request anyway. OPTIONS
+ * without the header is no preflight, and gets the usual answer with them.
+ */
+static void cors_preflight(struct request *req, int route_err)
+{
+	const char *m;
+	size_t mlen;
+
+	if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND,
+					  "Access-Control-Request-Method",
+					  sizeof("Access-Control-Request-Method") - 1, &m,
+					  &mlen) != MHD_YES)
+		return;
+	if (req->route == NULL && route_err == TOKEND_EMETHOD &&
+	    cors_method_listed(req->allow, m, mlen))
+		req->preflight = true;
+	else
+		req->cors_origin = NULL;
+}
+
+static bool get_route(const struct request *req)
+{
+	return req->route != NULL && strcmp(req->route->method, "GET") == 0;
+}
+
 /*
  * Checks what can be checked from the request line and headers alone. The
  * framing module refuses what would let two hops disagree on where the
- * request ends (400 or 501, and the connection closed).
+ * request ends (400 or 501, and the connection closed). An allowed Origin
+ * is found first, so that those refusals name it too.
  */
 static void first_checks(struct request *req, const char *method, const char *url,
 			 const char *version)
@@ -170,6 +237,8 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	snprintf(req->method, sizeof(req->method), "%s", loggable ? method : "-");
 	loggable = loggable && framing_target_path(url, &routed) == 0;
 	snprintf(req->path, sizeof(req->path), "%s", loggable ? url : "-");
+	if (app->cfg.cors_origins.n > 0)
+		req->cors_origin = cors_origin_of(req->conn, &app->cfg.cors_origins);
 	err = framing_check(req->conn, method, url, version, (size_t)app->cfg.max_header, &fr);
 	if (err != 0) {
 		req->err = err;
@@ -191,13 +260,18 @@ static void first_checks(struct request *req, const char *method, const char *ur
 			return;
 		}
 	}
+	if (req->cors_origin != NULL && strcmp(method, "OPTIONS") == 0) {
+		cors_preflight(req, err);
+		if (req->preflight)
+			return;
+	}
 	if (req->route == NULL) {
 		req->err = err;
 		return;
 	}
 	has_body = fr.chunked || (fr.content_length != NULL && strcmp(fr.content_length, "0") != 0);
 	req->btype = body_type_of(ct);
-	if (has_body && req->btype == BODY_UNSUPPORTED) {
+	if (has_body && req->btype == BODY_UNSUPPORTED && !get_route(req)) {
 		req->err = TOKEND_EMEDIA;
 		req->media = ct;
 	}
@@ -215,6 +289,7 @@ static void slow_job(void *arg, int expired)
 			req->res.cancel(&req->ctx);
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
+		metrics_login(METRICS_LOGIN_QUEUE_FULL); /* a login's hash is the slow work */
 	} else {
 		req->rc = slow(&req->ctx, &req->res);
 	}
@@ -228,8 +303,15 @@ static enum MHD_Result dispatch(struct request *req)
 	json_t *body = NULL;
 	int rc;
 
-	rc = body_decode(req->btype, req->body ? req->body : "", req->len,
-			 req->srv->app->cfg.max_json_depth, &body, &err_body);
+	if (req->preflight) /* granted: nothing decoded, no handler, no authentication */
+		return queue(req, 0, MHD_HTTP_NO_CONTENT);
+	/* A GET route never reads a body (RFC 9110 9.3.1 gives it no meaning;
+	 * DRF's GET views ignore it): it is counted against the limit only. */
+	if (get_route(req))
+		rc = body_decode(BODY_JSON, "", 0, 1, &body, &err_body);
+	else
+		rc = body_decode(req->btype, req->body ? req->body : "", req->len,
+				 req->srv->app->cfg.max_json_depth, &body, &err_body);
 	if (rc != 0) {
 		req->res.body = err_body;
 		return queue(req, rc, 0);
@@ -250,6 +332,7 @@ static enum MHD_Result dispatch(struct request *req)
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
 		if (req->res.cancel != NULL)
 			req->res.cancel(&req->ctx);
+		metrics_login(METRICS_LOGIN_QUEUE_FULL);
 		req->res.slow = NULL;
 		req->rc = TOKEND_EBUSY;
 		req->res.retry_after = 1;
@@ -287,6 +370,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->conn = conn;
 		req->start_us = util_mono_us();
 		remote_of(conn, req->remote, sizeof(req->remote));
+		if (srv->trusted.n > 0)
+			forwarded_resolve(conn, &srv->trusted, req->remote, req->remote,
+					  sizeof(req->remote));
 		req->ctx.app = app;
 		req->ctx.method = req->method;
 		req->ctx.path = req->path;
@@ -295,6 +381,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		first_checks(req, method, url, version);
 		if (req->close)
 			return queue(req, req->err, 0);
+		/* Counted whatever it is: it holds a connection until answered. */
+		if (!inflight_enter(srv->per_client, req->remote, &req->counted)) {
+			req->err = TOKEND_ETHROTTLED;
+			req->res.retry_after = 1;
+		}
 		return MHD_YES;
 	}
 	if (req->state == REQ_SUSPENDED) /* resumed by the worker */
@@ -351,15 +442,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
 	struct server *srv = cls;
 	struct request *req = *req_cls;
+	uint64_t us;
 
 	(void)toe;
 	watchdog_done(srv->wd, conn_watch_id(conn));
 	if (req == NULL)
 		return;
-	log_access(req->remote, req->method, req->path, req->status,
-		   util_mono_us() - req->start_us, req->bytes);
+	us = util_mono_us() - req->start_us;
+	log_access(req->remote, req->method, req->path, req->status, us, req->bytes);
+	metrics_request(router_index(req->route), req->status, us);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);
+	inflight_leave(srv->per_client, &req->counted);
 	request_free(req);
 	*req_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
@@ -417,6 +511,19 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
 	return MHD_NO;
 }
 
+/* The gauges a scrape reads: connections (the watchdog counts them) and the hash pool. */
+static void gauges(void *arg, struct metrics_gauges *g)
+{
+	struct server *srv = arg;
+	size_t queued = 0, running = 0;
+
+	if (srv->pool != NULL)
+		workpool_stats(srv->pool, &queued, &running);
+	g->hash_queue = (long)queued;
+	g->hash_busy = (long)running;
+	g->open_connections = watchdog_open_count(srv->wd);
+}
+
 /* Paths are matched as received: "%2F" or "%00" never become "/" or NUL. */
 static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
@@ -467,6 +574,8 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	 * max_header + 4 KiB lets our JSON 431 speak for a block of normal
 	 * headers, while a block of hundreds of tiny headers meets MHD's. */
 	size_t pool_bytes = (size_t)cfg->max_header + 4 * 1024;
+	char why[160];
+	long per_ip;
 
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));
@@ -491,14 +600,33 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		return TOKEND_ENOMEM;
 	srv->app = app;
 	srv->max_connections = cfg->max_connections;
-	srv->wd = watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS);
+	if (cidr_list_parse(cfg->trusted_proxies, &srv->trusted, why, sizeof(why)) != 0) {
+		snprintf(errbuf, errlen, "server.trusted_proxies: %s", why);
+		free(srv);
+		return TOKEND_EINVAL;
+	}
+	/* Behind proxies every connection comes from one of them: a limit
+	 * per peer address would cap the whole service. */
+	per_ip = cfg->per_ip_connections >= 0 ? cfg->per_ip_connections
+	       : srv->trusted.n > 0	      ? 0
+					      : PER_IP_DIRECT;
+	if (srv->trusted.n > 0)
+		log_info("http: %zu trusted prox%s: the client is whom X-Forwarded-For names "
+			 "(Forwarded without it); connections per address: %s",
+			 srv->trusted.n, srv->trusted.n == 1 ? "y" : "ies",
+			 per_ip > 0 ? "limited" : "unlimited");
+	srv->per_client = inflight_new(cfg->per_client_requests);
+	srv->wd = srv->per_client ? watchdog_new(cfg->request_timeout * 1000, WATCHDOG_TICK_MS)
+				  : NULL;
 	if (srv->wd == NULL) {
+		inflight_free(&srv->per_client);
 		free(srv);
 		return TOKEND_ENOMEM;
 	}
 	srv->pool = workpool_new(workers, cfg->hash_queue, cfg->hash_deadline_ms);
 	if (srv->pool == NULL) {
 		watchdog_free(&srv->wd);
+		inflight_free(&srv->per_client);
 		free(srv);
 		snprintf(errbuf, errlen, "cannot start %ld hashing workers", workers);
 		return TOKEND_ENOMEM;
@@ -514,7 +642,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + threads),
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->per_ip_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
@@ -533,9 +661,11 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		snprintf(errbuf, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
 		workpool_free(&srv->pool);
 		watchdog_free(&srv->wd);
+		inflight_free(&srv->per_client);
 		free(srv);
 		return TOKEND_EIO;
 	}
+	metrics_gauges_source(gauges, srv);
 	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	*port = di ? di->port : p;
 	*out = srv;
@@ -562,6 +692,7 @@ void server_stop(struct server **srvp, long grace_ms)
 	 * if a connection is still suspended when it stops. 4. Other requests
 	 * get a moment to finish; one whose client vanished mid-body (which
 	 * MHD's epoll loop may not notice) is not waited for. */
+	metrics_gauges_source(NULL, NULL); /* waits for a scrape reading srv */
 	lsock = MHD_quiesce_daemon(srv->daemon);
 	atomic_store(&srv->stopping, true);
 	workpool_free(&srv->pool);
@@ -578,6 +709,7 @@ void server_stop(struct server **srvp, long grace_ms)
 	MHD_stop_daemon(srv->daemon);
 	/* After the daemon: it sends NOTIFY_CLOSED for every connection. */
 	watchdog_free(&srv->wd);
+	inflight_free(&srv->per_client);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
 	free(srv);

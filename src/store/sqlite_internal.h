@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "tokend/store.h"
 
@@ -73,6 +74,12 @@ struct conn {
 struct store {
 	char *path;
 	long busy_timeout_ms;
+	/* The file store_open() opened (or created): later connections never
+	 * create one, and store_ping() checks the path still names it. */
+	bool opened;
+	bool ident_known;
+	dev_t dev;
+	ino_t ino;
 	pthread_key_t key;        /* this thread's struct conn */
 	pthread_mutex_t lock;     /* guards conns */
 	struct conn *conns;       /* every open connection */

@@ -14,11 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store/migrations.h"
 #include "store/sqlite_internal.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
+#include "tokend/metrics.h"
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -157,8 +159,11 @@ static int conn_open(struct store *st, struct conn **out, bool registered, char 
 	if (c == NULL)
 		return TOKEND_ENOMEM;
 	c->owner = st;
+	/* Only the first connection creates the file: a later one finding it
+	 * gone must fail, not serve a new empty database beside the others. */
 	rc = sqlite3_open_v2(st->path, &c->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			     SQLITE_OPEN_READWRITE | (st->opened ? 0 : SQLITE_OPEN_CREATE) |
+				     SQLITE_OPEN_NOMUTEX,
 			     NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(errbuf, errlen, "%s: %s", st->path,
@@ -197,6 +202,7 @@ struct conn *store_db_conn(struct store *st)
 		return c;
 	if (conn_open(st, &c, true, err, sizeof(err)) != 0) {
 		log_error("store: %s", err);
+		metrics_store_error();
 		return NULL;
 	}
 	pthread_setspecific(st->key, c);
@@ -212,6 +218,7 @@ sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id)
 		if (sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s,
 				       NULL) != SQLITE_OK) {
 			log_error("store: prepare: %s", sqlite3_errmsg(c->db));
+			metrics_store_error();
 			return NULL;
 		}
 		c->stmts[id] = s;
@@ -228,6 +235,7 @@ void store_db_done(sqlite3_stmt *s)
 int store_db_error(struct conn *c, const char *what)
 {
 	log_error("store: %s: %s", what, sqlite3_errmsg(c->db));
+	metrics_store_error();
 	return TOKEND_EDB;
 }
 
@@ -350,9 +358,24 @@ static void checkpoint_due(struct store *st)
 	pthread_mutex_unlock(&st->ckpt_lock);
 }
 
-int store_db_begin(struct store *st, struct conn **out)
+/* Opens the writer connection if it is not yet (under write_lock). */
+static int writer_open(struct store *st)
 {
 	char err[256];
+
+	if (st->writer != NULL)
+		return 0;
+	if (conn_open(st, &st->writer, false, err, sizeof(err)) != 0) {
+		log_error("store: %s", err);
+		metrics_store_error();
+		return TOKEND_EDB;
+	}
+	sqlite3_wal_hook(st->writer->db, wal_committed, st);
+	return 0;
+}
+
+int store_db_begin(struct store *st, struct conn **out)
+{
 	sqlite3_stmt *s;
 	int rc;
 
@@ -364,13 +387,9 @@ int store_db_begin(struct store *st, struct conn **out)
 	 */
 	store_read_end(st);
 	pthread_mutex_lock(&st->write_lock);
-	if (st->writer == NULL) {
-		if (conn_open(st, &st->writer, false, err, sizeof(err)) != 0) {
-			log_error("store: %s", err);
-			pthread_mutex_unlock(&st->write_lock);
-			return TOKEND_EDB;
-		}
-		sqlite3_wal_hook(st->writer->db, wal_committed, st);
+	if (writer_open(st) != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB;
 	}
 	s = store_db_stmt(st->writer, S_BEGIN);
 	rc = s ? store_db_exec(st->writer, s, "begin") : TOKEND_EDB;
@@ -507,6 +526,15 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 		store_close(&st);
 		return rc;
 	}
+	st->opened = true;
+	{
+		struct stat sb;
+		if (stat(st->path, &sb) == 0) {
+			st->ident_known = true;
+			st->dev = sb.st_dev;
+			st->ino = sb.st_ino;
+		}
+	}
 	pthread_setspecific(st->key, c);
 	*out = st;
 	return 0;
@@ -544,6 +572,52 @@ void store_close(struct store **stp)
 	free(st->path);
 	free(st);
 	*stp = NULL;
+}
+
+/* Runs sql on c waiting at most timeout_ms for a lock: 0, TOKEND_EBUSY, TOKEND_EDB. */
+static int ping_exec(struct conn *c, const char *sql, long timeout_ms, long restore_ms)
+{
+	int rc;
+
+	sqlite3_busy_timeout(c->db, (int)timeout_ms);
+	rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	sqlite3_busy_timeout(c->db, (int)restore_ms);
+	if (rc == SQLITE_OK)
+		return 0;
+	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? TOKEND_EBUSY
+									 : TOKEND_EDB;
+}
+
+int store_ping(struct store *st, long timeout_ms)
+{
+	struct stat sb;
+	struct conn *c;
+	int rc;
+
+	/* Before any connection: a thread's first one must not find the file gone. */
+	if (st->ident_known &&
+	    (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino)) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	c = store_db_conn(st);
+	if (c == NULL)
+		return TOKEND_EDB; /* counted */
+	rc = ping_exec(c, "SELECT count(*) FROM sqlite_master", timeout_ms, st->busy_timeout_ms);
+	if (rc != 0 || pthread_mutex_trylock(&st->write_lock) != 0)
+		goto out; /* a writer of ours holds the lock: the store answers it */
+	if (writer_open(st) != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB; /* counted */
+	}
+	rc = ping_exec(st->writer, "BEGIN IMMEDIATE", timeout_ms, st->busy_timeout_ms);
+	if (rc == 0 && ping_exec(st->writer, "ROLLBACK", timeout_ms, st->busy_timeout_ms) != 0)
+		rc = TOKEND_EDB;
+	pthread_mutex_unlock(&st->write_lock);
+out:
+	if (rc != 0)
+		metrics_store_error();
+	return rc;
 }
 
 static int user_version(struct conn *c, int *v)

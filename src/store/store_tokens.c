@@ -141,10 +141,11 @@ static bool in_grace(struct conn *c, const struct refresh_state *rs, int64_t now
 	       refresh_row(c, rs->replaced_by, replay ? replay : &tmp) == 0;
 }
 
-int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, long session_lifetime,
-			 struct store_refresh *next, struct store_refresh *replay,
-			 enum store_rotation *outcome)
+int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
+			      int64_t now, long grace, long session_lifetime,
+			      struct store_refresh *next, struct store_refresh *replay,
+			      enum store_rotation *outcome, store_rotation_commit_fn fn,
+			      void *arg)
 {
 	struct conn *c = NULL;
 	struct refresh_state rs;
@@ -204,10 +205,21 @@ int store_refresh_rotate(struct store *st, const char *old_jti, const char *user
 	rc = store_db_exec_changes(c, s, "refresh use");
 	if (rc == 0)
 		rc = refresh_insert(c, next);
+	if (rc == 0 && fn != NULL)
+		rc = fn(next, arg);
 	if (rc == 0)
 		*outcome = STORE_ROTATED;
 out:
 	return store_db_end(c, rc);
+}
+
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
+			 int64_t now, long grace, long session_lifetime,
+			 struct store_refresh *next, struct store_refresh *replay,
+			 enum store_rotation *outcome)
+{
+	return store_refresh_rotate_then(st, old_jti, user_uuid, now, grace, session_lifetime,
+					 next, replay, outcome, NULL, NULL);
 }
 
 int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,

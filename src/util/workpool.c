@@ -139,6 +139,14 @@ size_t workpool_pending(struct workpool *wp)
 	return n;
 }
 
+void workpool_stats(struct workpool *wp, size_t *queued, size_t *running)
+{
+	pthread_mutex_lock(&wp->lock);
+	*queued = wp->count;
+	*running = wp->running;
+	pthread_mutex_unlock(&wp->lock);
+}
+
 void workpool_free(struct workpool **wpp)
 {
 	struct workpool *wp = wpp ? *wpp : NULL;

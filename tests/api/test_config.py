@@ -15,7 +15,9 @@ DEFAULTS = {
     ("server", "listen"): "127.0.0.1:8000",
     ("server", "threads"): "0",
     ("server", "max_connections"): "1024",
-    ("server", "per_ip_connections"): "128",
+    ("server", "per_ip_connections"): "-1",
+    ("server", "per_client_requests"): "32",
+    ("server", "trusted_proxies"): "",
     ("server", "idle_timeout"): "30",
     ("server", "request_timeout"): "30",
     ("server", "max_body"): "65536",
@@ -41,7 +43,22 @@ DEFAULTS = {
     ("throttle", "login_user_failures"): "100",
     ("throttle", "login_user_window"): "3600",
     ("throttle", "entries"): "100000",
+    ("cors", "allowed_origins"): "",
+    ("cors", "max_age"): "600",
+    ("metrics", "enabled"): "true",
+    ("metrics", "allowed"): "127.0.0.0/8 ::1",
 }
+
+
+# Each could never equal an Origin header a browser sends: refused at start-up.
+BAD_ORIGINS = [
+    "*", "https://*.app.example", "null", "app.example", "//app.example",
+    "https://app.example/", "https://app.example/path", "https://user@app.example",
+    "ftp://app.example", "file:///etc", "https://", "https://app.example:0",
+    "https://app.example:70000", "https://app.example:", "http://127.1",
+    "https://app..example", "https://app.exämple", "https://[::1", "garbage",
+    "https://ok.example, https://bad.example/",
+]
 
 
 def check_config(inst, cfg=None, env=None):
@@ -131,11 +148,47 @@ def test_unknown_section(factory, tmp_path):
     ("throttle", "login_client_failures", "-1"), ("throttle", "login_user_failures", "65536"),
     ("throttle", "login_client_window", "0"), ("throttle", "login_user_window", "2592001"),
     ("throttle", "entries", "0"), ("throttle", "entries", "1023"),
-])
+    ("server", "per_ip_connections", "-2"), ("server", "per_client_requests", "-1"),
+    ("server", "trusted_proxies", "10.0.0.1/8"), ("server", "trusted_proxies", "localhost"),
+    ("server", "trusted_proxies", "10.0.0.0/8 fe80::1%eth0"),
+    ("cors", "max_age", "-1"), ("cors", "max_age", "1d"),
+] + [("cors", "allowed_origins", v) for v in BAD_ORIGINS])
 def test_bad_value_in_file(factory, tmp_path, section, key, value):
     cfg = write(tmp_path, f"# header\n[{section}]\n{key} = {value}\n")
     res = check_config(factory(), cfg)
     assert_startup_error(res, f"{section}.{key} = {value!r}", f"{cfg}:3:")
+
+
+def test_cors_origins_in_file_env_and_check_config(factory, tmp_path):
+    """Entries are normalised as a browser serialises an origin; a long list
+    continues on indented lines; the environment replaces the file's list."""
+    cfg = write(tmp_path, "[cors]\nallowed_origins = HTTPS://App.Example:443,\n"
+                          "    http://127.0.0.1:5000 http://[0:0::1]:80\nmax_age = 60\n")
+    inst = factory()
+    res = check_config(inst, cfg)
+    assert res.rc == 0, res
+    values = dumped(res)
+    assert values["cors.allowed_origins"] == "https://app.example http://127.0.0.1:5000 http://[::1]", values
+    assert values["cors.max_age"] == "60"
+    res = check_config(inst, cfg, env={"TOKEND_CORS_ALLOWED_ORIGINS": "https://b.example"})
+    assert res.rc == 0, res
+    assert dumped(res)["cors.allowed_origins"] == "https://b.example"
+    res = check_config(inst, cfg, env={"TOKEND_CORS_ALLOWED_ORIGINS": ""})
+    assert dumped(res)["cors.allowed_origins"] == "", "an empty variable turns CORS off"
+
+
+def test_bad_cors_origin_on_a_continued_line(factory, tmp_path):
+    cfg = write(tmp_path, "[cors]\nallowed_origins = https://a.example\n  https://b.example/\n")
+    res = check_config(factory(), cfg)
+    assert_startup_error(res, "continued line", f"{cfg}:3: cors.allowed_origins: ")
+    assert '"https://b.example/"' in res.err, res.err
+
+
+@pytest.mark.parametrize("value", ["*", "https://app.example/", "app.example", "null"])
+def test_bad_cors_origin_in_environment(factory, value):
+    res = check_config(factory(), env={"TOKEND_CORS_ALLOWED_ORIGINS": value})
+    assert_startup_error(res, f"TOKEND_CORS_ALLOWED_ORIGINS={value}",
+                         "env TOKEND_CORS_ALLOWED_ORIGINS: cors.allowed_origins: ")
 
 
 def test_unreadable_config(factory, tmp_path):

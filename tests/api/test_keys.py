@@ -528,12 +528,17 @@ def test_cli_purge(factory):
 
 
 def test_cli_purge_after_real_expiry(factory):
-    inst, srv = factory.server(env={"TOKEND_TOKENS_REFRESH_LIFETIME": "1"}, label="purge real")
+    # 3 s: a token minted at second T lives until T+3, so the refresh right
+    # after the login cannot meet its expiry (1 s did, at a second boundary).
+    inst, srv = factory.server(env={"TOKEND_TOKENS_REFRESH_LIFETIME": "3"}, label="purge real")
     name, pw, uid = new_user(inst)
     p1 = expect_tokens(srv.login(name, pw))
     expect_tokens(refresh(srv, p1["refresh"]))
     assert len(db_rows(inst.db, "SELECT jti FROM refresh_tokens")) == 2
-    time.sleep(2.1)
+    last_exp = max(r["expires_at"] for r in db_rows(inst.db, "SELECT expires_at FROM refresh_tokens"))
+    deadline = time.monotonic() + 30  # bounds a hang only
+    while time.time() < last_exp + 1.1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     res = inst.cli_ok("purge")
     assert res.out.strip() == "purged 2 expired token rows", res
     assert db_rows(inst.db, "SELECT jti FROM refresh_tokens") == []

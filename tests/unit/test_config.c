@@ -407,6 +407,9 @@ START_TEST(dump_roundtrip)
 	ck_assert_ptr_nonnull(fp);
 	config_defaults(&cfg);
 	cfg.threads = 7;
+	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins",
+				    "https://a.example http://127.0.0.1:5000", "--x", err, sizeof err),
+			 0);
 	config_dump(&cfg, fp);
 	fclose(fp);
 	memset(&again, 0, sizeof again);
@@ -425,6 +428,100 @@ START_TEST(dump_roundtrip)
 	}
 	ck_assert_int_eq(again.threads, 7);
 	ck_assert_int_eq(memcmp(&cfg, &again, sizeof cfg), 0);
+	free(buf);
+}
+END_TEST
+
+START_TEST(cors)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	/* off by default */
+	config_defaults(&cfg);
+	ck_assert_uint_eq(cfg.cors_origins.n, 0);
+	ck_assert_int_eq(cfg.cors_max_age, 600);
+
+	/* normalised once, here */
+	ck_assert_int_eq(load("[cors]\n"
+			      "allowed_origins = HTTPS://App.Example:443, http://127.0.0.1:5000\n"
+			      "max_age = 60\n",
+			      &cfg, err, sizeof err),
+			 0);
+	ck_assert_uint_eq(cfg.cors_origins.n, 2);
+	ck_assert_str_eq(cfg.cors_origins.o[0].text, "https://app.example");
+	ck_assert_str_eq(cfg.cors_origins.o[1].text, "http://127.0.0.1:5000");
+	ck_assert_int_eq(cfg.cors_max_age, 60);
+
+	/* a long list goes on continued lines, or the key repeated: both add */
+	ck_assert_int_eq(load("[cors]\n"
+			      "allowed_origins = https://a.example\n"
+			      "    https://b.example, https://c.example\n"
+			      "allowed_origins = https://d.example\n",
+			      &cfg, err, sizeof err),
+			 0);
+	ck_assert_uint_eq(cfg.cors_origins.n, 4);
+	ck_assert_str_eq(cfg.cors_origins.o[3].text, "https://d.example");
+
+	/* the file's list replaces what came before it (the defaults) */
+	config_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins", "https://x.example", "--x",
+				    err, sizeof err),
+			 0);
+	write_file("[cors]\nallowed_origins = https://y.example\n");
+	ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof err), 0);
+	ck_assert_uint_eq(cfg.cors_origins.n, 1);
+	ck_assert_str_eq(cfg.cors_origins.o[0].text, "https://y.example");
+
+	/* and the environment replaces the file's */
+	ck_assert_int_eq(setenv("TOKEND_CORS_ALLOWED_ORIGINS", "https://z.example", 1), 0);
+	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), 0);
+	ck_assert_uint_eq(cfg.cors_origins.n, 1);
+	ck_assert_str_eq(cfg.cors_origins.o[0].text, "https://z.example");
+	ck_assert_int_eq(setenv("TOKEND_CORS_ALLOWED_ORIGINS", "https://z.example/", 1), 0);
+	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
+	ck_assert_msg(strstr(err, "env TOKEND_CORS_ALLOWED_ORIGINS: cors.allowed_origins: ") != NULL,
+		      "errbuf: %s", err);
+	unsetenv("TOKEND_CORS_ALLOWED_ORIGINS");
+	/* an empty value turns CORS off again */
+	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins", "", "--x", err, sizeof err),
+			 0);
+	ck_assert_uint_eq(cfg.cors_origins.n, 0);
+
+	/* bad entries stop at their line */
+	bad_value("[cors]\nallowed_origins = *\n", 2);
+	bad_value("[cors]\nallowed_origins = https://a.example/\n", 2);
+	bad_value("[cors]\nallowed_origins = https://a.example\n  https://b.example/x\n", 3);
+	bad_value("[cors]\n\nallowed_origins = app.example\n", 3);
+	bad_value("[cors]\nmax_age = -1\n", 2);
+	bad_value("[cors]\nmax_age = 86401\n", 2);
+	bad_value("[cors]\nallowed = https://a.example\n", 2);
+}
+END_TEST
+
+START_TEST(cors_dump)
+{
+	struct config cfg;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&buf, &len);
+	char err[512];
+
+	ck_assert_ptr_nonnull(fp);
+	config_defaults(&cfg);
+	config_dump(&cfg, fp);
+	fflush(fp);
+	ck_assert_msg(strstr(buf, "cors.allowed_origins = \n") != NULL, "dump: %s", buf);
+	ck_assert_msg(strstr(buf, "cors.max_age = 600\n") != NULL, "dump: %s", buf);
+	rewind(fp);
+	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins",
+				    "https://A.example:443,http://[0::1]:8080", "--x", err, sizeof err),
+			 0);
+	config_dump(&cfg, fp);
+	fclose(fp);
+	ck_assert_msg(strstr(buf, "cors.allowed_origins = https://a.example http://[::1]:8080\n") !=
+			      NULL,
+		      "dump: %s", buf);
 	free(buf);
 }
 END_TEST
@@ -451,6 +548,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, set_long_string);
 	tcase_add_test(tc, dump);
 	tcase_add_test(tc, dump_roundtrip);
+	tcase_add_test(tc, cors);
+	tcase_add_test(tc, cors_dump);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -358,6 +358,34 @@ START_TEST(work_harden_runtime)
 }
 END_TEST
 
+/* password_parse() splits what password_verify() reads, and nothing else. */
+START_TEST(parse_parts)
+{
+	static const char *const bad[] = {
+		"pbkdf2_sha256$0100$s$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"pbkdf2_sha256$+100$s$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"pbkdf2_sha256$100000001$s$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"pbkdf2_sha256$100$$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"pbkdf2_sha256$100$s$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y",
+		"pbkdf2_sha256$100$s$t$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"pbkdf2_sha1$100$s$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=",
+		"",
+	};
+	const char *salt = NULL, *hash = NULL;
+	size_t saltlen = 0;
+	long iter = 0;
+
+	ck_assert(password_parse(DJANGO_PW, &iter, &salt, &saltlen, &hash));
+	ck_assert_int_eq(iter, 1000);
+	ck_assert_uint_eq(saltlen, 22);
+	ck_assert(strncmp(salt, "saltsaltsaltsaltsaltsa$", 23) == 0);
+	ck_assert_str_eq(hash, "Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y=");
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!password_parse(bad[i], &iter, &salt, &saltlen, &hash), "%s", bad[i]);
+	ck_assert(!password_parse(NULL, &iter, &salt, &saltlen, &hash));
+}
+END_TEST
+
 static Suite *password_suite(void)
 {
 	Suite *s = suite_create("password");
@@ -377,6 +405,7 @@ static Suite *password_suite(void)
 	tcase_add_test(tc, verify_malformed);
 	tcase_add_test(tc, verify_overlong_encoding);
 	tcase_add_test(tc, verify_dummy);
+	tcase_add_test(tc, parse_parts);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("work");

@@ -6,6 +6,7 @@
  * wherever GET), and 404 otherwise.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,33 @@ START_TEST(head_is_get)
 }
 END_TEST
 
+/* CORS preflights (src/http/server.c) are granted from what router_match
+ * lists for OPTIONS: no route may have that method itself. */
+START_TEST(options_lists_every_method)
+{
+	static const struct {
+		const char *path, *allow;
+	} cases[] = {
+		{"/api/auth/jwt/", "POST"},
+		{"/api/auth/jwt/refresh", "POST"},
+		{"/api/auth/jwt/verify/", "POST"},
+		{"/.well-known/jwks.json", "GET, HEAD"},
+		{"/api/openapi/token/abc/", "GET, HEAD, POST"},
+		{"/api/openapi/token/abc/delete/", "POST"},
+	};
+	char allow[64];
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		allow[0] = '\0';
+		ck_assert_ptr_null(match("OPTIONS", cases[i].path, allow, sizeof allow, &err));
+		ck_assert_int_eq(err, TOKEND_EMETHOD);
+		ck_assert_str_eq(allow, cases[i].allow);
+	}
+	assert_not_found("OPTIONS", "/nope");
+}
+END_TEST
+
 START_TEST(long_path)
 {
 	size_t n = 100000;
@@ -139,6 +167,28 @@ START_TEST(long_path)
 }
 END_TEST
 
+/* Every entry of router_routes() is found by its own method and pattern. */
+START_TEST(table)
+{
+	size_t n = 0;
+	const struct route *r = router_routes(&n);
+
+	ck_assert_uint_gt(n, 0); /* the count grows with the table */
+	for (size_t i = 0; i < n; i++) {
+		char path[128], allow[64];
+		const char *cap = strchr(r[i].pattern, '{');
+		int err = 0;
+		if (cap != NULL)
+			snprintf(path, sizeof path, "%.*sred%s", (int)(cap - r[i].pattern),
+				 r[i].pattern, strchr(cap, '}') + 1);
+		else
+			snprintf(path, sizeof path, "%s", r[i].pattern);
+		ck_assert_msg(match(r[i].method, path, allow, sizeof allow, &err) == &r[i], "%s %s",
+			      r[i].method, path);
+	}
+}
+END_TEST
+
 static Suite *router_suite(void)
 {
 	Suite *s = suite_create("router");
@@ -148,7 +198,9 @@ static Suite *router_suite(void)
 	tcase_add_test(tc, wrong_method);
 	tcase_add_test(tc, not_found);
 	tcase_add_test(tc, head_is_get);
+	tcase_add_test(tc, options_lists_every_method);
 	tcase_add_test(tc, long_path);
+	tcase_add_test(tc, table);
 	suite_add_tcase(s, tc);
 	return s;
 }

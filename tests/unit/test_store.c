@@ -63,6 +63,31 @@ static void teardown(void)
 	rmdir(tmpdir);
 }
 
+/* ---- readiness ---------------------------------------------------------- */
+
+/* store_ping: the file moved away (and a thread's first connection then
+ * creates no empty one), back again, and locked by another connection. */
+START_TEST(ping)
+{
+	char away[256];
+	sqlite3 *other;
+
+	ck_assert_int_eq(store_ping(st, 100), 0);
+	snprintf(away, sizeof away, "%s.away", dbpath);
+	ck_assert_int_eq(rename(dbpath, away), 0);
+	ck_assert_int_eq(store_ping(st, 100), TOKEND_EDB);
+	ck_assert_int_eq(access(dbpath, F_OK), -1);
+	ck_assert_int_eq(rename(away, dbpath), 0);
+	ck_assert_int_eq(store_ping(st, 100), 0);
+	ck_assert_int_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(store_ping(st, 100), TOKEND_EBUSY);
+	ck_assert_int_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	ck_assert_int_eq(store_ping(st, 100), 0);
+}
+END_TEST
+
 /* ---- open and migrate --------------------------------------------------- */
 
 START_TEST(migrate)
@@ -609,6 +634,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, user_active_password);
 	tcase_add_test(tc, user_count_list_delete);
 	tcase_add_test(tc, teams);
+	tcase_add_test(tc, ping);
 	tcase_add_test(tc, login_record);
 	tcase_add_test(tc, threads);
 	tcase_add_test(tc, read_snapshot);
