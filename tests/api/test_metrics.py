@@ -204,6 +204,21 @@ def test_refresh_reuse_and_session_ended(factory):
         assert got == want, f"refresh {outcome}: +{got}, want {want}"
 
 
+def test_login_throttled_counted(factory):
+    """A 429 of the login throttle is outcome="throttled", never a failure."""
+    inst, s = factory.server(env={"TOKEND_THROTTLE_LOGIN_CLIENT_FAILURES": "2"})
+    inst.add_user("tess", "tess-password")
+    before, _ = parse(scrape(s))
+    codes = [s.login("tess", "wrong").status_code for _ in range(2)]
+    codes += [s.login("tess", "tess-password").status_code for _ in range(3)]
+    assert codes == [401, 401, 429, 429, 429], codes
+    after, _ = parse(scrape(s))
+    for outcome, want in (("failure", 2), ("throttled", 3), ("success", 0)):
+        got = value(after, "tokend_logins_total", outcome=outcome) - value(
+            before, "tokend_logins_total", outcome=outcome)
+        assert got == want, f"login {outcome}: +{got}, want {want}"
+
+
 def test_login_queue_full_counted(factory):
     inst, s = factory.server(env={"TOKEND_PASSWORD_HASH_WORKERS": "1",
                                   "TOKEND_PASSWORD_HASH_QUEUE": "1",
