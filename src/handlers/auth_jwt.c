@@ -393,6 +393,28 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	return 0;
 }
 
+/*
+ * Reads the body's "refresh" field and checks it is a valid refresh token
+ * of ours (claims into *t, the policy used into *pol); otherwise fills the
+ * 400 field errors or the 401 token_not_valid body.
+ */
+static int refresh_field(const struct handler_ctx *ctx, struct handler_result *res,
+			 struct jwtsign_policy *pol, struct jwtsign_token *t)
+{
+	const char *tok;
+	size_t len;
+	int rc;
+
+	handler_token_policy(ctx->app, pol);
+	rc = token_field(ctx, res, "refresh", &tok, &len);
+	if (rc != 0)
+		return rc;
+	if (jwtsign_check(ctx->app->keys, tok, len, pol, t, NULL) != 0 ||
+	    strcmp(t->token_type, "refresh") != 0)
+		return token_not_valid(res);
+	return 0;
+}
+
 struct mint_arg {
 	const struct app *app;
 	json_t **pair;
@@ -414,17 +436,11 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	struct store_refresh next, replay;
 	enum store_rotation outcome;
 	json_t *pair = NULL;
-	const char *tok;
-	size_t len;
 	int rc;
 
-	handler_token_policy(app, &pol);
-	rc = token_field(ctx, res, "refresh", &tok, &len);
+	rc = refresh_field(ctx, res, &pol, &t);
 	if (rc != 0)
 		return rc;
-	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0 ||
-	    strcmp(t.token_type, "refresh") != 0)
-		return token_not_valid(res);
 	rc = new_refresh(app, t.user_id, &next);
 	if (rc != 0)
 		return rc;
@@ -484,18 +500,12 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 	struct jwtsign_policy pol;
 	struct jwtsign_token t;
 	enum store_logout outcome;
-	const char *tok;
-	size_t len;
 	int rc;
 
-	handler_token_policy(app, &pol);
-	rc = token_field(ctx, res, "refresh", &tok, &len);
+	/* The refresh token is the credential: whoever holds it may end its session. */
+	rc = refresh_field(ctx, res, &pol, &t);
 	if (rc != 0)
 		return rc;
-	/* The refresh token is the credential: whoever holds it may end its session. */
-	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0 ||
-	    strcmp(t.token_type, "refresh") != 0)
-		return token_not_valid(res);
 	rc = store_refresh_logout(app->store, t.jti, t.user_id, pol.now, app->cfg.refresh_grace,
 				  app->cfg.session_lifetime, &outcome);
 	if (rc != 0)
