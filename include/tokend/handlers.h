@@ -57,7 +57,8 @@ struct handler_result {
 	 * Optional, with slow: called instead of slow (on whichever thread
 	 * finds out) when the slow part will never run -- the queue was full,
 	 * its deadline passed, or the server is stopping -- so that the fast
-	 * part can release what it reserved (login's throttle counts).
+	 * part can release what it reserved (login: its throttle counts) and
+	 * count the refusal (login: outcome queue_full).
 	 */
 	void (*cancel)(const struct handler_ctx *ctx);
 	/* Sent with a successful answer only (rc 0), after the fixed headers. */

@@ -256,14 +256,16 @@ static void login_settle(const struct handler_ctx *ctx, const char *name, size_t
 	throttle_forgive(app->login_user, k.user, k.now);
 }
 
-/* A login whose hash will never run (503): no failure. On ENOMEM here its
- * attempt stays pending until the window ends (at most limit of them). */
+/* A login whose hash will never run (503, queue full): no failure. On
+ * ENOMEM here its attempt stays pending until the window ends (at most
+ * limit of them). */
 static void jwt_obtain_cancel(const struct handler_ctx *ctx)
 {
 	json_t *errors = json_object();
 	const char *name, *pw;
 	size_t namelen = 0, pwlen = 0;
 
+	metrics_login(METRICS_LOGIN_QUEUE_FULL);
 	if (errors == NULL)
 		return;
 	name = login_fields(ctx, errors, &namelen, &pw, &pwlen);

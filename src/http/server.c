@@ -91,6 +91,7 @@ struct request {
 	char path[257];                 /* cut for the log; routing uses MHD's url */
 	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
 	struct inflight_ticket counted; /* in srv->per_client until completion */
+	int watch_id;                   /* the connection's in srv->wd (conn_watch_id) */
 	const struct route *route;
 	int err;                        /* an error found before the handler */
 	bool was_suspended;             /* counted in srv->suspended */
@@ -277,6 +278,16 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	}
 }
 
+/* The slow part will never run (queue full, deadline passed, stopping):
+ * 503, and the handler releases what its fast part reserved. */
+static void slow_refused(struct request *req)
+{
+	if (req->res.cancel != NULL)
+		req->res.cancel(&req->ctx);
+	req->rc = TOKEND_EBUSY;
+	req->res.retry_after = 1;
+}
+
 /* Worker-pool job for a handler's slow part; resumes the connection. */
 static void slow_job(void *arg, int expired)
 {
@@ -284,15 +295,10 @@ static void slow_job(void *arg, int expired)
 	handler_fn slow = req->res.slow;
 
 	req->res.slow = NULL;
-	if (expired || atomic_load(&req->srv->stopping)) {
-		if (req->res.cancel != NULL)
-			req->res.cancel(&req->ctx);
-		req->rc = TOKEND_EBUSY;
-		req->res.retry_after = 1;
-		metrics_login(METRICS_LOGIN_QUEUE_FULL); /* a login's hash is the slow work */
-	} else {
+	if (expired || atomic_load(&req->srv->stopping))
+		slow_refused(req);
+	else
 		req->rc = slow(&req->ctx, &req->res);
-	}
 	/* The last touch of req here: after resume the completion may free it. */
 	MHD_resume_connection(req->conn);
 }
@@ -330,12 +336,8 @@ static enum MHD_Result dispatch(struct request *req)
 	atomic_fetch_add(&req->srv->suspended, 1);
 	MHD_suspend_connection(req->conn);
 	if (workpool_submit(req->srv->pool, slow_job, req) != 0) {
-		if (req->res.cancel != NULL)
-			req->res.cancel(&req->ctx);
-		metrics_login(METRICS_LOGIN_QUEUE_FULL);
 		req->res.slow = NULL;
-		req->rc = TOKEND_EBUSY;
-		req->res.retry_after = 1;
+		slow_refused(req);
 		MHD_resume_connection(req->conn);
 	}
 	return MHD_YES;
@@ -377,7 +379,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->ctx.method = req->method;
 		req->ctx.path = req->path;
 		req->ctx.remote = req->remote;
-		watchdog_begin(srv->wd, conn_watch_id(conn));
+		req->watch_id = conn_watch_id(conn);
+		watchdog_begin(srv->wd, req->watch_id);
 		first_checks(req, method, url, version);
 		if (req->close)
 			return queue(req, req->err, 0);
@@ -431,7 +434,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	/* The request has arrived whole: the watchdog leaves it alone now. */
-	watchdog_arrived(srv->wd, conn_watch_id(conn));
+	watchdog_arrived(srv->wd, req->watch_id);
 	if (req->err != 0)
 		return queue(req, req->err, 0);
 	return dispatch(req);
@@ -445,7 +448,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	uint64_t us;
 
 	(void)toe;
-	watchdog_done(srv->wd, conn_watch_id(conn));
+	watchdog_done(srv->wd, req != NULL ? req->watch_id : conn_watch_id(conn));
 	if (req == NULL)
 		return;
 	us = util_mono_us() - req->start_us;
