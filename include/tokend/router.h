@@ -35,11 +35,7 @@ const struct route *router_match(const char *method, const char *path,
 
 /* The route table (count entries, static), in match order. */
 const struct route *router_routes(size_t *count);
-/* The number of routes in the table; route i's pattern (NULL past the end). */
-size_t router_count(void);
-const char *router_pattern(size_t i);
-
-/* r's index in the table (router_count() for NULL): the metrics' route label. */
+/* r's index in router_routes() (its count for NULL): the metrics' route label. */
 size_t router_index(const struct route *r);
 
 #endif

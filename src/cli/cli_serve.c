@@ -201,12 +201,13 @@ static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 static void metrics_serve_setup(bool enabled)
 {
 	const char *names[METRICS_ROUTES_MAX];
-	size_t n = router_count();
+	size_t n;
+	const struct route *routes = router_routes(&n);
 
 	if (n > METRICS_ROUTES_MAX)
 		n = METRICS_ROUTES_MAX;
 	for (size_t i = 0; i < n; i++)
-		names[i] = router_pattern(i);
+		names[i] = routes[i].pattern;
 	metrics_setup(enabled, names, n);
 }
 

@@ -31,16 +31,6 @@ static const struct route routes[] = {
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
-size_t router_count(void)
-{
-	return N_ROUTES;
-}
-
-const char *router_pattern(size_t i)
-{
-	return i < N_ROUTES ? routes[i].pattern : NULL;
-}
-
 size_t router_index(const struct route *r)
 {
 	return r != NULL && r >= routes && r < routes + N_ROUTES ? (size_t)(r - routes) : N_ROUTES;
