@@ -5,7 +5,8 @@
  * session is live (verify and Bearer authentication ask for every access
  * token), and ends sessions: one (logout), all of a user's (`user passwd`,
  * `user disable`), each together with the session's refresh rows and in the
- * same transaction as the change that calls for it.
+ * same transaction as the change that calls for it. A user's active flag is
+ * set here too, so that no path disables a user and leaves a session live.
  */
 #include <string.h>
 
@@ -126,6 +127,22 @@ int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now
 	if (rc != 0 && ended != NULL)
 		*ended = 0;
 	return rc;
+}
+
+int store_user_set_active(struct store *st, const char *username, bool active)
+{
+	struct conn *c;
+	sqlite3_stmt *s;
+
+	if (!active) /* never without ending the sessions */
+		return store_user_disable(st, username, util_now(), false);
+	c = store_db_conn(st);
+	s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, username);
+	sqlite3_bind_int(s, 2, active ? 1 : 0);
+	return store_db_exec_changes(c, s, "user set active");
 }
 
 int store_user_disable(struct store *st, const char *username, int64_t now,

@@ -767,22 +767,6 @@ int store_user_set_password(struct store *st, const char *uuid, const char *hash
 	return store_db_exec_changes(c, s, "user passwd");
 }
 
-int store_user_set_active(struct store *st, const char *username, bool active)
-{
-	struct conn *c;
-	sqlite3_stmt *s;
-
-	if (!active) /* never without ending the sessions */
-		return store_user_disable(st, username, util_now(), false);
-	c = store_db_conn(st);
-	s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
-	if (s == NULL)
-		return TOKEND_EDB;
-	store_db_bind_text(s, 1, username);
-	sqlite3_bind_int(s, 2, active ? 1 : 0);
-	return store_db_exec_changes(c, s, "user set active");
-}
-
 int store_user_delete(struct store *st, const char *username)
 {
 	struct conn *c = store_db_conn(st);
