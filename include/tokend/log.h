@@ -7,6 +7,8 @@
 #ifndef TOKEND_LOG_H
 #define TOKEND_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -24,6 +26,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/*
+ * Copies s (len bytes, any bytes) into out (outlen bytes, always
+ * terminated) for a log line: printable ASCII as is, but '\\', '"' and every
+ * other byte as \xHH, so no text can forge or garble a line. Reads at most
+ * max_in bytes; returns true when s was cut (by max_in or outlen).
+ */
+bool log_escape(const char *s, size_t len, char *out, size_t outlen, size_t max_in);
 
 /*
  * One access-log line: time, remote address, method, path, status,

@@ -149,30 +149,11 @@ static const char *login_fields(const struct handler_ctx *ctx, json_t *errors, s
 /* Bytes of a username shown in a log line; the rest is cut. */
 #define LOG_NAME_MAX 64
 
-/* Copies name (len bytes, any bytes) into out for a log line: printable
- * ASCII as is, but '\\', '"' and every other byte as \xHH (nothing can
- * forge a line or end the quotes), cut at LOG_NAME_MAX. */
+/* name for a log line (log_escape), cut at LOG_NAME_MAX with "...". */
 static void name_for_log(const char *name, size_t len, char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (size_t i = 0; i < len && i < LOG_NAME_MAX && o + 5 < outlen; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	if (len > LOG_NAME_MAX && o + 4 < outlen) {
-		memcpy(out + o, "...", 3);
-		o += 3;
-	}
-	out[o] = '\0';
+	if (log_escape(name, len, out, outlen - 3, LOG_NAME_MAX))
+		memcpy(out + strlen(out), "...", 4);
 }
 
 struct login_keys {

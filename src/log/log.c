@@ -92,15 +92,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	log_write(buf, (size_t)n + (size_t)m);
 }
 
-/* Copies s into out, escaping bytes that could forge or garble a log line. */
-static void log_escape(const char *s, char *out, size_t outlen, size_t max_in)
+bool log_escape(const char *s, size_t len, char *out, size_t outlen, size_t max_in)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t o = 0, i;
 
-	for (size_t i = 0; s[i] != '\0' && i < max_in; i++) {
+	for (i = 0; i < len && i < max_in; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c > 0x20 && c < 0x7f && c != '\\') {
+		if (c > 0x20 && c < 0x7f && c != '\\' && c != '"') {
 			if (o + 1 >= outlen)
 				break;
 			out[o++] = (char)c;
@@ -114,6 +113,7 @@ static void log_escape(const char *s, char *out, size_t outlen, size_t max_in)
 		}
 	}
 	out[o] = '\0';
+	return i < len;
 }
 
 /* An access line under construction: appended to, cut at LOG_LINE_MAX. */
@@ -299,8 +299,10 @@ void log_access(const char *remote, const char *method, const char *path,
 
 	if (!atomic_load(&log_access_on))
 		return;
-	log_escape(method ? method : "-", m, sizeof(m), 32);
-	log_escape(path ? path : "-", p, sizeof(p), LOG_PATH_MAX);
+	method = method ? method : "-";
+	path = path ? path : "-";
+	(void)log_escape(method, strlen(method), m, sizeof(m), 32);
+	(void)log_escape(path, strlen(path), p, sizeof(p), LOG_PATH_MAX);
 	line_put(&l, log_now());
 	line_put(&l, " access ");
 	line_put(&l, remote ? remote : "-");
