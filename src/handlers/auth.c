@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/auth.h"
 #include "tokend/app.h"
 #include "tokend/err.h"
 #include "tokend/handlers.h"
@@ -49,33 +50,27 @@ void handler_token_policy(const struct app *app, struct jwtsign_policy *pol)
 	pol->full_json = false;
 }
 
-/*
- * The user of a valid access token must exist and be active, and its
- * session (sid) must not have ended: one lookup that tells the three apart.
- * A token without sid (minted before sessions) is checked by its user only.
- */
-static int user_check(struct handler_ctx *ctx, struct handler_result *res,
-		      const struct jwtsign_token *t)
+int handler_access_state(const struct app *app, const struct jwtsign_token *t,
+			 enum store_session *state)
 {
-	enum store_session state = STORE_SESSION_ENDED;
 	struct store_user u;
 	int rc;
 
-	if (t->sid[0] != '\0') {
-		rc = store_session_state(ctx->app->store, t->sid, t->user_id, &state);
-	} else {
-		rc = store_user_get_by_uuid(ctx->app->store, t->user_id, &u);
-		if (rc == TOKEND_ENOTFOUND)
-			state = STORE_SESSION_NO_USER;
-		else if (rc == 0)
-			state = u.is_active ? STORE_SESSION_LIVE : STORE_SESSION_INACTIVE;
-		rc = rc == TOKEND_ENOTFOUND ? 0 : rc;
-	}
-	if (rc != 0)
-		return rc;
+	if (t->sid[0] != '\0')
+		return store_session_state(app->store, t->sid, t->user_id, state);
+	/* Minted before sessions: the user row decides. */
+	rc = store_user_get_by_uuid(app->store, t->user_id, &u);
+	if (rc == TOKEND_ENOTFOUND)
+		*state = STORE_SESSION_NO_USER;
+	else if (rc == 0)
+		*state = u.is_active ? STORE_SESSION_LIVE : STORE_SESSION_INACTIVE;
+	return rc == TOKEND_ENOTFOUND ? 0 : rc;
+}
+
+int handler_session_refusal(struct handler_result *res, enum store_session state)
+{
 	switch (state) {
 	case STORE_SESSION_LIVE:
-		memcpy(ctx->user_uuid, t->user_id, UUID_STR_LEN);
 		return 0;
 	case STORE_SESSION_NO_USER:
 		return refuse(res, body_not_found);
@@ -103,16 +98,13 @@ enum handler_bearer handler_bearer_parse(const char *h, const char **token, size
 	return BEARER_OK;
 }
 
-int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn)
+int handler_bearer_token(const struct handler_ctx *ctx, struct handler_result *res, bool api,
+			 struct jwtsign_token *t)
 {
-	const struct app *app = ctx->app;
 	struct jwtsign_policy pol;
-	struct jwtsign_token t;
 	const char *tok = NULL;
 	size_t toklen = 0;
-	int rc;
 
-	handler_token_policy(app, &pol);
 	switch (handler_bearer_parse(ctx->authorization, &tok, &toklen)) {
 	case BEARER_MISSING:
 		return refuse(res, body_not_provided);
@@ -121,17 +113,34 @@ int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, h
 	case BEARER_OK:
 		break;
 	}
-	if (jwtsign_check(app->keys, tok, toklen, &pol, &t, NULL) != 0)
+	handler_token_policy(ctx->app, &pol);
+	if (jwtsign_check(ctx->app->keys, tok, toklen, &pol, t, NULL) != 0)
 		return refuse(res, body_invalid);
-	if (strcmp(t.token_type, "access") != 0)
+	if (strcmp(t->token_type, "access") != 0 && !(api && strcmp(t->token_type, "api") == 0))
 		return refuse(res, body_wrong_type);
-	/* The user check and the route's lookups read one snapshot. */
-	rc = store_read_begin(app->store);
+	return 0;
+}
+
+int handler_authenticated(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn)
+{
+	enum store_session state = STORE_SESSION_ENDED;
+	struct jwtsign_token t;
+	int rc;
+
+	rc = handler_bearer_token(ctx, res, false, &t);
 	if (rc != 0)
 		return rc;
-	rc = user_check(ctx, res, &t);
+	/* The user check and the route's lookups read one snapshot. */
+	rc = store_read_begin(ctx->app->store);
+	if (rc != 0)
+		return rc;
+	rc = handler_access_state(ctx->app, &t, &state);
 	if (rc == 0)
+		rc = handler_session_refusal(res, state);
+	if (rc == 0) {
+		memcpy(ctx->user_uuid, t.user_id, UUID_STR_LEN);
 		rc = fn(ctx, res);
-	store_read_end(app->store);
+	}
+	store_read_end(ctx->app->store);
 	return rc;
 }
