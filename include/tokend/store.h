@@ -166,8 +166,6 @@ enum store_session {
 int store_session_state(struct store *st, const char *sid, const char *user_uuid,
 			enum store_session *state);
 
-/* *live = store_session_state() says STORE_SESSION_LIVE. */
-int store_session_live(struct store *st, const char *sid, const char *user_uuid, bool *live);
 
 /*
  * Ends session sid of user_uuid (a logout), in one transaction: revoked_at

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/auth.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/err.h"
@@ -510,15 +511,6 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 }
 
 /* *active = user uuid exists and is active. */
-static int user_active(const struct app *app, const char *uuid, bool *active)
-{
-	struct store_user u;
-	int rc = store_user_get_by_uuid(app->store, uuid, &u);
-
-	*active = rc == 0 && u.is_active;
-	return rc == TOKEND_ENOTFOUND ? 0 : rc;
-}
-
 int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res)
 {
 	const struct app *app = ctx->app;
@@ -546,10 +538,11 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 		rc = store_refresh_live(app->store, t.jti, t.user_id, &live);
 	else if (strcmp(t.token_type, "api") == 0)
 		rc = store_api_token_live(app->store, t.jti, t.user_id, t.team_uuid, &live);
-	else if (t.sid[0] != '\0')
-		rc = store_session_live(app->store, t.sid, t.user_id, &live);
-	else
-		rc = user_active(app, t.user_id, &live);
+	else {
+		enum store_session state = STORE_SESSION_ENDED;
+		rc = handler_access_state(app, &t, &state); /* as Bearer authentication */
+		live = state == STORE_SESSION_LIVE;
+	}
 	if (rc != 0)
 		return rc;
 	if (!live)

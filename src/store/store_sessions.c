@@ -38,15 +38,6 @@ int store_session_state(struct store *st, const char *sid, const char *user_uuid
 	return 0;
 }
 
-int store_session_live(struct store *st, const char *sid, const char *user_uuid, bool *live)
-{
-	enum store_session state;
-	int rc = store_session_state(st, sid, user_uuid, &state);
-
-	*live = rc == 0 && state == STORE_SESSION_LIVE;
-	return rc;
-}
-
 int store_db_sessions_end(struct conn *c, const char *sid, const char *user_uuid, int64_t now,
 			  long *ended)
 {
