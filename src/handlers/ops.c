@@ -85,10 +85,8 @@ int handler_metrics(const struct handler_ctx *ctx, struct handler_result *res)
 	const char *remote = ctx->remote ? ctx->remote : "";
 
 	if (!metrics_enabled() ||
-	    !cidr_list_match_text(&ctx->app->metrics_allowed, remote, strlen(remote))) {
-		res->body = json_pack("{s:s}", "detail", "Not found.");
-		return TOKEND_ENOTFOUND;
-	}
+	    !cidr_list_match_text(&ctx->app->metrics_allowed, remote, strlen(remote)))
+		return TOKEND_ENOTFOUND; /* the router's own 404 body */
 	res->text = metrics_render();
 	if (res->text == NULL)
 		return TOKEND_ENOMEM;

@@ -20,7 +20,6 @@ unsigned response_status_for(int rc, unsigned ok_status);
 struct response_meta {
 	const char *method; /* for the 405 message */
 	const char *allow;  /* methods, for 405 */
-	const char *media;  /* the refused Content-Type, for 415 */
 	long limit;         /* the body limit, for 413 */
 	bool close;         /* framing was bad: close after answering */
 	const char *detail; /* a 400's reason (constant, never request bytes) */

@@ -98,7 +98,6 @@ struct request {
 	bool close;                     /* bad framing: answer, then close */
 	const char *why;                /* its reason (constant), for the 400 body */
 	char allow[64];
-	const char *media;              /* refused Content-Type (MHD-owned) */
 	const char *cors_origin;        /* the allowed entry Origin equals (config-owned) */
 	bool preflight;                 /* a CORS preflight to grant: 204 */
 	enum body_type btype;
@@ -145,7 +144,6 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 	struct response_meta meta = {
 		.method = req->method,
 		.allow = req->allow,
-		.media = req->media,
 		.limit = req->limit,
 		.close = req->close,
 		.detail = req->why,
@@ -272,10 +270,8 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	}
 	has_body = fr.chunked || (fr.content_length != NULL && strcmp(fr.content_length, "0") != 0);
 	req->btype = body_type_of(ct);
-	if (has_body && req->btype == BODY_UNSUPPORTED && !get_route(req)) {
+	if (has_body && req->btype == BODY_UNSUPPORTED && !get_route(req))
 		req->err = TOKEND_EMEDIA;
-		req->media = ct;
-	}
 }
 
 /* The slow part will never run (queue full, deadline passed, stopping):
