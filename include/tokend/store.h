@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This header is the one narrow interface between tokend and its database.
- * The handlers and the CLI reach persistent state only through it, so that a
- * PostgreSQL implementation can be added beside store_sqlite.c. The store
- * never sees HTTP. Every function may be called from any thread: the SQLite
- * implementation keeps one connection per calling thread.
+ * The handlers and the CLI reach persistent state only through it and never
+ * learn which backend runs: src/store/store.c holds the rules once, over the
+ * row-level ops of src/store/backend.h that SQLite (src/store/sqlite/) and
+ * PostgreSQL (src/store/postgres/) implement. The store never sees HTTP.
+ * Every function may be called from any thread: each backend keeps one
+ * connection per calling thread.
  */
 #ifndef TOKEND_STORE_H
 #define TOKEND_STORE_H
@@ -35,12 +37,18 @@ struct store_team {
 };
 
 /*
- * Opens (creating if needed) the database at path. Does not migrate. On
- * success *out owns the store (store_close). Errors: TOKEND_EDB with a
- * message in errbuf.
+ * Opens the database target names. Does not migrate. A postgresql:// or
+ * postgres:// URL, or a libpq conninfo ("host=... dbname=..."), opens
+ * PostgreSQL (the password from the URL, PGPASSFILE or PGPASSWORD: it is
+ * never logged); anything else is the path of an SQLite file, created if
+ * needed. On success *out owns the store (store_close). Errors: TOKEND_EDB
+ * with a message in errbuf.
  */
-int store_open(const char *path, long busy_timeout_ms, struct store **out, char *errbuf,
+int store_open(const char *target, long busy_timeout_ms, struct store **out, char *errbuf,
 	       size_t errlen);
+
+/* "sqlite" or "postgres": for the start-up log line only. */
+const char *store_backend_name(const struct store *st);
 
 /* Closes every connection and frees the store; clears *st; accepts NULL. */
 void store_close(struct store **st);
@@ -59,11 +67,11 @@ int store_ping(struct store *st, long timeout_ms);
 
 /*
  * A read snapshot on this thread's connection: the lookups up to
- * store_read_end() share one SQLite read transaction (one read lock, taken
- * at the first lookup) instead of one each. Writes go through their own
- * connection: a write transaction (store_db_begin) ends the thread's
- * snapshot first, and lookups after it read outside any snapshot, seeing
- * the write. store_read_end() after that is harmless.
+ * store_read_end() may share one read transaction instead of one each
+ * (SQLite: one read lock, taken at the first lookup; PostgreSQL: each
+ * lookup is one statement, and this is a no-op). A write ends the thread's
+ * snapshot first, and lookups after it see the write. store_read_end()
+ * after that is harmless.
  */
 int store_read_begin(struct store *st);
 void store_read_end(struct store *st);
@@ -192,9 +200,8 @@ enum store_rotation {
 };
 
 /*
- * Rotates the refresh token old_jti of user_uuid to next, in one BEGIN
- * IMMEDIATE transaction, so of two concurrent rotations exactly one wins and
- * the other sees a used token. next->family is filled from the old row. A
+ * Rotates the refresh token old_jti of user_uuid to next, in one transaction, so of two concurrent rotations (by any processes) exactly one
+ * wins and the other sees a used token. next->family is filled from the old row. A
  * used token presented again revokes its family, unless it was rotated at
  * most grace seconds ago and its successor is still unused: then *replay
  * gets that successor so the caller can answer as before. With
@@ -230,7 +237,7 @@ enum store_logout {
 };
 
 /*
- * A logout with the refresh token jti of user_uuid, in one BEGIN IMMEDIATE
+ * A logout with the refresh token jti of user_uuid, in one write
  * transaction: ends its session (revoking every refresh row of the family).
  * An unused token, or a used one rotated at most grace seconds ago whose
  * successor is unused (it stands for the successor, as in
@@ -266,7 +273,8 @@ int store_purge(struct store *st, int64_t before, long limit, long *deleted);
 int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
 		     bool *in_use);
 
-/* An API token as stored: its digest and the claims to mint it again. */
+/* An API token as stored: its digest and the claims to mint it again. The
+ * digest is the store's business: it computes it from the token string. */
 struct store_api_token {
 	char jti[UUID_STR_LEN];        /* token_issuer_uuid */
 	unsigned char digest[32];      /* SHA-256 of the token string */
@@ -280,11 +288,14 @@ struct store_api_token {
 };
 
 /*
- * Records t unless its user already has cap live (unexpired at t->issued_at)
- * tokens in its team: TOKEND_ECONFLICT then. Count and insert share one
- * BEGIN IMMEDIATE transaction, so concurrent issues never exceed the cap.
+ * Records t, the claims of token (t->digest is ignored: the store keeps the
+ * digest of token, never token), unless its user already has cap live
+ * (unexpired at t->issued_at) tokens in its team: TOKEND_ECONFLICT then.
+ * Count and insert share one transaction, so concurrent issues, by any
+ * number of processes, never exceed the cap.
  */
-int store_api_token_add(struct store *st, const struct store_api_token *t, long cap);
+int store_api_token_add(struct store *st, const struct store_api_token *t, const char *token,
+			long cap);
 
 /*
  * *member = team_uuid exists and user_uuid belongs to it, and *version is
@@ -299,9 +310,8 @@ int store_api_token_list(struct store *st, const char *user_uuid, const char *te
 			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
 			 void *arg);
 
-/* Finds the jti of the token whose SHA-256 is digest; TOKEND_ENOTFOUND. */
-int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
-			      char jti[UUID_STR_LEN]);
+/* Finds the jti of the API token string token; TOKEND_ENOTFOUND. */
+int store_api_token_find(struct store *st, const char *token, char jti[UUID_STR_LEN]);
 
 /*
  * Deletes, in one transaction, the tokens among jtis[0..n) that belong to

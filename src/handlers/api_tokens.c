@@ -2,12 +2,11 @@
 /*
  * This module implements the /api/openapi/token/{team_uuid}/ routes: list,
  * issue and delete per-team API tokens. The caller is authenticated before
- * these run (handler_authenticated); each checks team membership itself. A
- * token is stored as a SHA-256 digest plus the claims needed to mint it
- * again, never as its string: the list re-mints each token with the key
+ * these run (handler_authenticated); each checks team membership itself.
+ * The store keeps a token as a SHA-256 digest plus the claims needed to mint
+ * it again, never as its string: the list re-mints each token with the key
  * that signed it, byte-identical for HS256 and RS256.
  */
-#include <openssl/sha.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,13 +257,12 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	rc = jwtsign_mint(app->keys, &c, &tok);
 	if (rc != 0)
 		return rc;
-	SHA256((const unsigned char *)tok, strlen(tok), t.digest);
 	/* The answer is written before the insert: a token whose answer cannot be
 	 * sent (out of memory) is never recorded. */
 	struct util_buf b = {0};
 	rc = token_json(app, &t, tok, &b);
 	if (rc == 0)
-		rc = store_api_token_add(app->store, &t, app->cfg.api_max_tokens);
+		rc = store_api_token_add(app->store, &t, tok, app->cfg.api_max_tokens);
 	if (rc == TOKEND_ECONFLICT) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "Token limit reached: at most %ld live tokens per team.",
@@ -398,13 +396,11 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	if (jtis == NULL || found == NULL)
 		goto out;
 	json_object_foreach(ids, key, v) jtis[n++] = key;
-	/* A token string is found by its digest; an ES256 token listed again
-	 * (same claims, other signature bytes) by its checked jti. */
+	/* A token string is found as stored; an ES256 token listed again (same
+	 * claims, other signature bytes) by its checked jti. */
 	json_object_foreach(toks, key, v) {
-		unsigned char digest[SHA256_DIGEST_LENGTH];
 		struct jwtsign_token t;
-		SHA256((const unsigned char *)key, strlen(key), digest);
-		rc = store_api_token_by_digest(app->store, digest, found[n]);
+		rc = store_api_token_find(app->store, key, found[n]);
 		if (rc == TOKEND_ENOTFOUND &&
 		    jwtsign_check(app->keys, key, strlen(key), &pol, &t, NULL) == 0 &&
 		    strcmp(t.token_type, "api") == 0) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This suite tests the API-token part of include/tokend/store.h against a
- * temporary SQLite file (the cap, listing, lookup by digest, deletion and
+ * temporary SQLite file (the cap, listing, lookup by token string, deletion and
  * liveness), the store calls bearer authentication relies on
  * (store_team_is_member, store_user_get_by_uuid), the listing version, and util_time_parse_rfc3339,
  * which reads the expires_at of an issue request.
@@ -140,38 +140,38 @@ START_TEST(add_cap)
 	make_world(&w);
 	/* two tokens that expired before now do not count against the cap */
 	token_of(&t, w.alice, w.red, now - 1000, now - 500, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 	token_of(&t, w.alice, w.red, now - 900, now - 1, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 	/* a token expiring exactly now is expired at now */
 	token_of(&t, w.alice, w.red, now - 800, now, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 
 	for (int i = 0; i < 3; i++) {
 		token_of(&t, w.alice, w.red, now, now + 3600, "ci");
-		ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+		ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 	}
 	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), TOKEND_ECONFLICT);
 	ck_assert(!live_of(&t));
 	/* still refused with a later issue time at which nothing has expired */
 	token_of(&t, w.alice, w.red, now + 10, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), TOKEND_ECONFLICT);
 	/* but once the live ones expired (issued after their exp) there is room */
 	token_of(&t, w.alice, w.red, now + 3600, now + 7200, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 
 	/* the cap is per user and per team */
 	token_of(&t, w.bob, w.red, now, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 	token_of(&t, w.alice, w.blue, now, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 3), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 3), 0);
 	/* four live at now (three and the one issued at now + 3600): a cap of 5 admits one more */
 	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 4), TOKEND_ECONFLICT);
-	ck_assert_int_eq(store_api_token_add(st, &t, 5), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 4), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 5), 0);
 	token_of(&t, w.alice, w.red, now, now + 3600, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &t, 5), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 5), TOKEND_ECONFLICT);
 }
 END_TEST
 
@@ -185,14 +185,14 @@ START_TEST(add_cap_one)
 
 	make_world(&w);
 	token_of(&a, w.alice, w.red, now, now + 60, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &a, 1), 0);
+	ck_assert_int_eq(store_api_token_add(st, &a, a.jti, 1), 0);
 	token_of(&b, w.alice, w.red, now, now + 60, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &b, 1), TOKEND_ECONFLICT);
+	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 1), TOKEND_ECONFLICT);
 	/* deleting one makes room for another */
 	jtis[0] = a.jti;
 	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
 	ck_assert_int_eq(deleted, 1);
-	ck_assert_int_eq(store_api_token_add(st, &b, 1), 0);
+	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 1), 0);
 	ck_assert(live_of(&b));
 }
 END_TEST
@@ -216,12 +216,12 @@ START_TEST(list_newest_first)
 	token_of(&expired, w.alice, w.red, now - 5, now - 1, "expired");
 	token_of(&bobs, w.bob, w.red, now - 1, now + 1000, "bob");
 	token_of(&blue, w.alice, w.blue, now - 1, now + 1000, "blue");
-	ck_assert_int_eq(store_api_token_add(st, &mid, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &old, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &expired, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &new, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &blue, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mid, mid.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &old, old.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &expired, expired.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &new, new.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, bobs.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &blue, blue.jti, 100), 0);
 
 	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 3);
 	ck_assert_str_eq(s.t[0].jti, new.jti);
@@ -268,7 +268,7 @@ START_TEST(list_same_second)
 	make_world(&w);
 	for (int i = 0; i < 5; i++) {
 		token_of(&t[i], w.alice, w.red, now, now + 100, NULL);
-		ck_assert_int_eq(store_api_token_add(st, &t[i], 100), 0);
+		ck_assert_int_eq(store_api_token_add(st, &t[i], t[i].jti, 100), 0);
 	}
 	/* issued within one second: the later insert is the newer */
 	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 5);
@@ -277,33 +277,33 @@ START_TEST(list_same_second)
 }
 END_TEST
 
-/* ---- store_api_token_by_digest ------------------------------------------ */
+/* ---- store_api_token_find ------------------------------------------------ */
 
-START_TEST(by_digest)
+START_TEST(find_by_string)
 {
 	struct world w;
 	struct store_api_token a, b;
-	unsigned char other[32];
+	char other[UUID_STR_LEN + 1];
 	char jti[UUID_STR_LEN];
 	int64_t now = util_now();
 
 	make_world(&w);
 	token_of(&a, w.alice, w.red, now, now + 100, NULL);
 	token_of(&b, w.bob, w.red, now, now + 100, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &a, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &b, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &a, a.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 100), 0);
 
 	memset(jti, 0, sizeof jti);
-	ck_assert_int_eq(store_api_token_by_digest(st, a.digest, jti), 0);
+	ck_assert_int_eq(store_api_token_find(st, a.jti, jti), 0);
 	ck_assert_str_eq(jti, a.jti);
-	ck_assert_int_eq(store_api_token_by_digest(st, b.digest, jti), 0);
+	ck_assert_int_eq(store_api_token_find(st, b.jti, jti), 0);
 	ck_assert_str_eq(jti, b.jti);
 
-	memcpy(other, a.digest, sizeof other);
-	other[31] ^= 1;
-	ck_assert_int_eq(store_api_token_by_digest(st, other, jti), TOKEND_ENOTFOUND);
-	memset(other, 0, sizeof other);
-	ck_assert_int_eq(store_api_token_by_digest(st, other, jti), TOKEND_ENOTFOUND);
+	/* a string one byte off, and an empty one, are no token */
+	memcpy(other, a.jti, UUID_STR_LEN);
+	other[0] ^= 1;
+	ck_assert_int_eq(store_api_token_find(st, other, jti), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_api_token_find(st, "", jti), TOKEND_ENOTFOUND);
 
 	/* a deleted token is not found any more */
 	{
@@ -313,8 +313,8 @@ START_TEST(by_digest)
 		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
 		ck_assert_int_eq(deleted, 1);
 	}
-	ck_assert_int_eq(store_api_token_by_digest(st, a.digest, jti), TOKEND_ENOTFOUND);
-	ck_assert_int_eq(store_api_token_by_digest(st, b.digest, jti), 0);
+	ck_assert_int_eq(store_api_token_find(st, a.jti, jti), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_api_token_find(st, b.jti, jti), 0);
 }
 END_TEST
 
@@ -334,11 +334,11 @@ START_TEST(delete_own_only)
 	token_of(&keep, w.alice, w.red, now, now + 100, NULL);
 	token_of(&mine_blue, w.alice, w.blue, now, now + 100, NULL);
 	token_of(&bobs, w.bob, w.red, now, now + 100, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &mine1, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &mine2, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &keep, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &mine_blue, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mine1, mine1.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mine2, mine2.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &keep, keep.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &mine_blue, mine_blue.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, bobs.jti, 100), 0);
 
 	{
 		const char *jtis[] = {mine1.jti, bobs.jti, mine_blue.jti, NO_SUCH_UUID,
@@ -403,7 +403,7 @@ START_TEST(delete_many)
 	make_world(&w);
 	for (int i = 0; i < N; i++) {
 		token_of(&t[i], w.alice, w.red, now, now + 100, NULL);
-		ck_assert_int_eq(store_api_token_add(st, &t[i], N), 0);
+		ck_assert_int_eq(store_api_token_add(st, &t[i], t[i].jti, N), 0);
 		jtis[i] = t[i].jti;
 	}
 	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, N - 1, &deleted), 0);
@@ -426,9 +426,9 @@ START_TEST(live)
 	token_of(&red, w.alice, w.red, now, now + 100, NULL);
 	token_of(&blue, w.alice, w.blue, now, now + 100, NULL);
 	token_of(&bobs, w.bob, w.red, now, now + 100, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &red, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &blue, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &bobs, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &red, red.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &blue, blue.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &bobs, bobs.jti, 100), 0);
 	ck_assert(live_of(&red));
 	ck_assert(live_of(&blue));
 	ck_assert(live_of(&bobs));
@@ -483,8 +483,8 @@ START_TEST(live_after_delete_only_that_one)
 	make_world(&w);
 	token_of(&a, w.alice, w.red, now, now + 100, NULL);
 	token_of(&b, w.alice, w.red, now, now + 100, NULL);
-	ck_assert_int_eq(store_api_token_add(st, &a, 100), 0);
-	ck_assert_int_eq(store_api_token_add(st, &b, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &a, a.jti, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 100), 0);
 	jtis[0] = a.jti;
 	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
 	ck_assert_int_eq(deleted, 1);
@@ -550,14 +550,14 @@ START_TEST(token_version)
 	ck_assert_int_eq(v0, 0); /* never had a token */
 
 	token_of(&t, w.alice, w.red, now, now + 3600, "a");
-	ck_assert_int_eq(store_api_token_add(st, &t, 10), 0);
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 10), 0);
 	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v1), 0);
 	ck_assert_int_gt(v1, v0);
 
 	/* another pair's change leaves this one alone */
 	ck_assert_int_eq(store_api_token_version(st, w.red, w.bob, &member, &vb), 0);
 	token_of(&other, w.bob, w.red, now, now + 3600, "b");
-	ck_assert_int_eq(store_api_token_add(st, &other, 10), 0);
+	ck_assert_int_eq(store_api_token_add(st, &other, other.jti, 10), 0);
 	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v2), 0);
 	ck_assert_int_eq(v2, v1);
 
@@ -701,7 +701,7 @@ static Suite *api_store_suite(void)
 	tcase_add_test(tc, add_cap_one);
 	tcase_add_test(tc, list_newest_first);
 	tcase_add_test(tc, list_same_second);
-	tcase_add_test(tc, by_digest);
+	tcase_add_test(tc, find_by_string);
 	tcase_add_test(tc, delete_own_only);
 	tcase_add_test(tc, delete_many);
 	tcase_add_test(tc, live);

@@ -152,7 +152,7 @@ static void api_token(struct store_api_token *t, const char *user, const char *t
 	snprintf(t->kid, sizeof t->kid, "k1");
 	t->issued_at = t->updated_at = util_now();
 	t->expires_at = t->issued_at + 86400;
-	ck_assert_int_eq(store_api_token_add(st, t, 100), 0);
+	ck_assert_int_eq(store_api_token_add(st, t, t->jti, 100), 0);
 }
 
 static bool alive(const struct store_api_token *t)

@@ -508,7 +508,7 @@ static void make_seed(void)
 	seed_refresh.expires_at = 1900000000;
 	ck_assert_int_eq(store_login_record(s, &seed_refresh), 0);
 	token_row(&seed_token, "33333333-3333-4333-8333-333333333333");
-	ck_assert_int_eq(store_api_token_add(s, &seed_token, 10), 0);
+	ck_assert_int_eq(store_api_token_add(s, &seed_token, seed_token.jti, 10), 0);
 	store_close(&s);
 }
 
@@ -597,7 +597,7 @@ static int api_add_run(void)
 	struct store_api_token t;
 
 	token_row(&t, "66666666-6666-4666-8666-666666666666");
-	return store_api_token_add(st, &t, 10);
+	return store_api_token_add(st, &t, t.jti, 10);
 }
 
 static int api_delete_run(void)

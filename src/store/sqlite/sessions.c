@@ -1,23 +1,56 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements the sessions of store.h on SQLite: a session is one
- * login (its refresh family, the tokens' "sid" claim). It answers whether a
- * session is live (verify and Bearer authentication ask for every access
- * token), and ends sessions: one (logout), all of a user's (`user passwd`,
- * `user disable`), each together with the session's refresh rows and in the
- * same transaction as the change that calls for it. A user's active flag is
- * set here too, so that no path disables a user and leaves a session live.
+ * This module implements the sessions of the SQLite backend: a session is
+ * one login (its refresh family, the tokens' "sid" claim). Its rows: the
+ * session added with the login, its state (verify and Bearer
+ * authentication ask for every access token), its end (one, or all of a
+ * user's) together with its refresh rows, and the log of ended sessions
+ * that sql/sqlite/005's triggers keep.
  */
+#include <sqlite3.h>
 #include <string.h>
 
-#include "store/sqlite_internal.h"
+#include "store/sqlite/sqlite.h"
 #include "tokend/err.h"
 
-int store_session_state(struct store *st, const char *sid, const char *user_uuid,
-			enum store_session *state)
+static const char *const stmt_sql[S_COUNT] = {
+	[S_SESSION_ADD] = "INSERT INTO sessions (id, user_uuid, created_at) VALUES (?1, ?2, ?3)",
+	/* No row: no such user. Else is_active, and whether the session is live. */
+	[S_SESSION_STATE] = "SELECT u.is_active, EXISTS (SELECT 1 FROM sessions s "
+			    "WHERE s.id = ?1 AND s.user_uuid = u.uuid AND s.revoked_at IS NULL) "
+			    "FROM users u WHERE u.uuid = ?2",
+	[S_SESSION_END] = "UPDATE sessions SET revoked_at = ?3 "
+			  "WHERE id = ?1 AND user_uuid = ?2 AND revoked_at IS NULL",
+	[S_USER_SESSIONS_END] = "UPDATE sessions SET revoked_at = ?2 "
+				"WHERE user_uuid = ?1 AND revoked_at IS NULL",
+	[S_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
+			     "used_at = coalesce(used_at, ?2) WHERE family = ?1",
+	/* By the user's sessions: refresh_tokens has no index on user_uuid. */
+	[S_USER_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
+				  "used_at = coalesce(used_at, ?2) WHERE revoked = 0 AND family IN "
+				  "(SELECT id FROM sessions WHERE user_uuid = ?1)",
+	[S_SESSION_ENDS_SINCE] = "SELECT seq, sid, ended_at FROM session_ends WHERE seq > ?1 "
+				 "ORDER BY seq",
+};
+
+int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid,
+		   int64_t created_at)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_SESSION_STATE) : NULL;
+	sqlite3_stmt *s = STMT(tx->c, S_SESSION_ADD);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, sid);
+	store_db_bind_text(s, 2, user_uuid);
+	sqlite3_bind_int64(s, 3, created_at);
+	return store_db_exec(tx->c, s, "session add");
+}
+
+int sq_session_state(struct store_db *db, const char *sid, const char *user_uuid,
+		     enum store_session *state)
+{
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_SESSION_STATE) : NULL;
 	int rc;
 
 	*state = STORE_SESSION_ENDED;
@@ -38,31 +71,24 @@ int store_session_state(struct store *st, const char *sid, const char *user_uuid
 	return 0;
 }
 
-int store_db_sessions_end(struct conn *c, const char *sid, const char *user_uuid, int64_t now,
-			  long *ended)
+int sq_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
+		    long *ended)
 {
+	struct conn *c = tx->c;
 	sqlite3_stmt *s;
 	long n = 0;
 	int rc;
 
 	/* The refresh rows first: they are found through the sessions. */
-	if (sid != NULL) {
-		s = store_db_stmt(c, S_REFRESH_REVOKE);
-		if (s == NULL)
-			return TOKEND_EDB;
-		store_db_bind_text(s, 1, sid);
-		sqlite3_bind_int64(s, 2, now);
-	} else {
-		s = store_db_stmt(c, S_USER_REFRESH_REVOKE);
-		if (s == NULL)
-			return TOKEND_EDB;
-		store_db_bind_text(s, 1, user_uuid);
-		sqlite3_bind_int64(s, 2, now);
-	}
+	s = STMT(c, sid != NULL ? S_REFRESH_REVOKE : S_USER_REFRESH_REVOKE);
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, sid != NULL ? sid : user_uuid);
+	sqlite3_bind_int64(s, 2, now);
 	rc = store_db_exec(c, s, "sessions refresh revoke");
 	if (rc != 0)
 		return rc;
-	s = store_db_stmt(c, sid != NULL ? S_SESSION_END : S_USER_SESSIONS_END);
+	s = STMT(c, sid != NULL ? S_SESSION_END : S_USER_SESSIONS_END);
 	if (s == NULL)
 		return TOKEND_EDB;
 	if (sid != NULL) {
@@ -81,117 +107,24 @@ int store_db_sessions_end(struct conn *c, const char *sid, const char *user_uuid
 	return rc;
 }
 
-int store_session_end(struct store *st, const char *sid, const char *user_uuid, int64_t now,
-		      bool *ended)
+int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,
+			  void *arg)
 {
-	struct conn *c = NULL;
-	long n = 0;
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_SESSION_ENDS_SINCE) : NULL;
+	char sid[UUID_STR_LEN];
 	int rc;
 
-	*ended = false;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	rc = store_db_sessions_end(c, sid, user_uuid, now, &n);
-	/* Another user's sid ends nothing, and must revoke nothing either. */
-	if (rc == 0 && n == 0)
-		rc = TOKEND_ENOTFOUND;
-	rc = store_db_end(c, rc);
-	if (rc == TOKEND_ENOTFOUND)
-		return 0;
-	*ended = rc == 0;
-	return rc;
-}
-
-int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now, long *ended)
-{
-	struct conn *c = NULL;
-	int rc;
-
-	if (ended != NULL)
-		*ended = 0;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	rc = store_db_sessions_end(c, NULL, user_uuid, now, ended);
-	rc = store_db_end(c, rc);
-	if (rc != 0 && ended != NULL)
-		*ended = 0;
-	return rc;
-}
-
-int store_user_set_active(struct store *st, const char *username, bool active)
-{
-	struct conn *c;
-	sqlite3_stmt *s;
-
-	if (!active) /* never without ending the sessions */
-		return store_user_disable(st, username, util_now(), false);
-	c = store_db_conn(st);
-	s = c ? store_db_stmt(c, S_USER_SET_ACTIVE) : NULL;
 	if (s == NULL)
 		return TOKEND_EDB;
-	store_db_bind_text(s, 1, username);
-	sqlite3_bind_int(s, 2, active ? 1 : 0);
-	return store_db_exec_changes(c, s, "user set active");
-}
-
-int store_user_disable(struct store *st, const char *username, int64_t now,
-		       bool delete_api_tokens)
-{
-	struct conn *c = NULL;
-	char uuid[UUID_STR_LEN];
-	sqlite3_stmt *s;
-	int rc;
-
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	rc = store_db_user_uuid(c, username, uuid);
-	if (rc != 0)
-		goto out;
-	s = store_db_stmt(c, S_USER_DISABLE);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, uuid);
-	rc = store_db_exec(c, s, "user disable");
-	if (rc == 0)
-		rc = store_db_sessions_end(c, NULL, uuid, now, NULL);
-	if (rc == 0 && delete_api_tokens) {
-		s = store_db_stmt(c, S_API_DELETE_USER);
-		if (s == NULL) {
-			rc = TOKEND_EDB;
-			goto out;
+	sqlite3_bind_int64(s, 1, after);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		store_db_copy_col(s, 1, sid, sizeof(sid));
+		if (fn(sqlite3_column_int64(s, 0), sid, sqlite3_column_int64(s, 2), arg) != 0) {
+			rc = SQLITE_DONE;
+			break;
 		}
-		store_db_bind_text(s, 1, uuid);
-		rc = store_db_exec(c, s, "user tokens delete");
 	}
-out:
-	return store_db_end(c, rc);
-}
-
-int store_user_change_password(struct store *st, const char *uuid, const char *hash,
-			       int64_t now)
-{
-	struct conn *c = NULL;
-	sqlite3_stmt *s;
-	int rc;
-
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	s = store_db_stmt(c, S_USER_SET_PW);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, uuid);
-	store_db_bind_text(s, 2, hash);
-	rc = store_db_exec_changes(c, s, "user passwd");
-	if (rc == 0)
-		rc = store_db_sessions_end(c, NULL, uuid, now, NULL);
-out:
-	return store_db_end(c, rc);
+	store_db_done(s);
+	return rc == SQLITE_DONE ? 0 : store_db_error(c, "session ends");
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This header is private to src/store/: the per-thread SQLite connection,
- * the table of prepared statements (their SQL lives in store_sqlite.c) and
- * the helpers store_sqlite.c and store_tokens.c share.
+ * This header is private to src/store/sqlite/, the SQLite backend of
+ * backend.h: the per-thread connection, the ids of the prepared statements
+ * (each file keeps the SQL of its own statements beside its code), the
+ * helpers its files share, and the ops each file implements. It is the only
+ * includer of sqlite3.h besides those files.
  */
-#ifndef TOKEND_STORE_SQLITE_INTERNAL_H
-#define TOKEND_STORE_SQLITE_INTERNAL_H
+#ifndef TOKEND_STORE_SQLITE_H
+#define TOKEND_STORE_SQLITE_H
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,7 +16,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "tokend/store.h"
+#include "store/backend.h"
 
 enum stmt_id {
 	S_BEGIN,
@@ -58,20 +60,26 @@ enum stmt_id {
 	S_SESSION_END,
 	S_USER_SESSIONS_END,
 	S_USER_REFRESH_REVOKE,
-	S_USER_DISABLE,
 	S_API_DELETE_USER,
 	S_API_DELETE_MEMBER,
+	S_SESSION_ENDS_SINCE,
+	S_SESSION_ENDS_PURGE,
 	S_COUNT
 };
 
 struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[S_COUNT];
-	struct store *owner;
+	struct store_db *owner;
 	struct conn *next; /* in owner->conns */
 };
 
-struct store {
+/* The one write transaction of the process: the writer under write_lock. */
+struct store_tx {
+	struct conn *c;
+};
+
+struct store_db {
 	char *path;
 	long busy_timeout_ms;
 	/* The file store_open() opened (or created): later connections never
@@ -103,13 +111,25 @@ struct store {
 	bool ckpt_started;          /* the thread runs (write_lock) */
 	pthread_t ckpt_thread;
 	struct conn *checkpointer;  /* the thread's connection */
+	struct store_tx tx;         /* write_begin's, under write_lock */
 };
 
-/* This thread's connection, opened on first use; NULL on failure (logged). */
-struct conn *store_db_conn(struct store *st);
+/* Opens a connection to st's file; registered ones are closed by store_close. */
+int store_db_conn_open(struct store_db *st, struct conn **out, bool registered, char *errbuf,
+		       size_t errlen);
 
-/* The prepared statement id, ready to bind; NULL on failure (logged). */
-sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id);
+/* Closes c and finalizes its statements. */
+void store_db_conn_free(struct conn *c);
+
+/* This thread's connection, opened on first use; NULL on failure (logged). */
+struct conn *store_db_conn(struct store_db *st);
+
+/* The prepared statement id of text sql (the calling file's), ready to bind;
+ * NULL on failure (logged). */
+sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id, const char *sql);
+
+/* store_db_stmt() with the calling file's own table of SQL, named stmt_sql. */
+#define STMT(c, id) store_db_stmt((c), (id), stmt_sql[id])
 
 /* Resets a statement after use and clears its bindings. */
 void store_db_done(sqlite3_stmt *s);
@@ -125,39 +145,81 @@ int store_db_exec(struct conn *c, sqlite3_stmt *s, const char *what);
 int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
 
 /*
- * Takes the store's write lock and begins an IMMEDIATE transaction on the
- * writer connection, returned in *c; on error the lock is released.
+ * Runs statement s with text parameters params[0..n) on c and sets *found
+ * to whether it returned a row (an existence check).
  */
-int store_db_begin(struct store *st, struct conn **c);
-
-/*
- * COMMIT when rc is 0 (ROLLBACK if that fails), else ROLLBACK; releases the
- * write lock; returns rc, or the COMMIT's error.
- */
-int store_db_end(struct conn *c, int rc);
-
-/*
- * Runs statement id with text parameters params[0..n) and sets *found to
- * whether it returned a row (an existence check).
- */
-int store_db_exists(struct store *st, enum stmt_id id, const char *const *params, int n,
+int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n,
 		    bool *found);
-
-/* The uuid of user username, on connection c; TOKEND_ENOTFOUND. */
-int store_db_user_uuid(struct conn *c, const char *username, char out[UUID_STR_LEN]);
-
-/*
- * Ends session sid (all of them of user_uuid when sid is NULL) on c, inside
- * the caller's write transaction: revoked_at = now, refresh rows revoked.
- * *ended (if not NULL) counts the sessions that were live.
- */
-int store_db_sessions_end(struct conn *c, const char *sid, const char *user_uuid, int64_t now,
-			  long *ended);
 
 /* Binds a NUL-terminated string that outlives the statement's step. */
 void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);
 
 /* Copies text column i into out (empty for NULL). */
 void store_db_copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen);
+
+/* The ops of backend.h, by file. conn.c: open, close, local_path. */
+/* writer.c */
+int sq_ping(struct store_db *db, long timeout_ms);
+int sq_read_begin(struct store_db *db);
+void sq_read_end(struct store_db *db);
+int sq_write_begin(struct store_db *db, struct store_tx **tx);
+int sq_write_end(struct store_tx *tx, int rc);
+/* migrate.c */
+int sq_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen);
+/* users.c */
+int sq_user_add(struct store_tx *tx, const struct store_user *u);
+int sq_user_get(struct store_db *db, enum store_user_key by, const char *key,
+		struct store_user *out);
+int sq_user_uuid(struct store_tx *tx, const char *username, char out[UUID_STR_LEN]);
+int sq_user_set_password(struct store_tx *tx, const char *uuid, const char *hash);
+int sq_user_set_active(struct store_tx *tx, const char *uuid, bool active);
+int sq_user_touch_login(struct store_tx *tx, const char *uuid, int64_t now);
+int sq_user_delete(struct store_tx *tx, const char *uuid);
+int sq_user_count(struct store_db *db, long *count);
+int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg),
+		 void *arg);
+int sq_team_add(struct store_tx *tx, const struct store_team *t);
+int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref,
+		struct store_team *out);
+int sq_team_list(struct store_db *db, int (*fn)(const struct store_team *t, void *arg),
+		 void *arg);
+int sq_member_set(struct store_tx *tx, const char *team_uuid, const char *user_uuid,
+		  const char *role);
+int sq_member_remove(struct store_tx *tx, const char *team_uuid, const char *user_uuid);
+int sq_member_is(struct store_db *db, const char *team_uuid, const char *user_uuid,
+		 bool *member);
+/* sessions.c */
+int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid,
+		   int64_t created_at);
+int sq_session_state(struct store_db *db, const char *sid, const char *user_uuid,
+		     enum store_session *state);
+int sq_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
+		    long *ended);
+int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,
+			  void *arg);
+/* tokens.c */
+int sq_refresh_add(struct store_tx *tx, const struct store_refresh *r);
+int sq_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out);
+int sq_refresh_row(struct store_tx *tx, const char *jti, struct store_refresh *out);
+int sq_refresh_use(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti);
+int sq_refresh_live(struct store_db *db, const char *jti, const char *user_uuid, bool *live);
+int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid,
+		 int64_t now, long *count);
+int sq_api_add(struct store_tx *tx, const struct store_api_token *t);
+int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid,
+		   bool *member, int64_t *version);
+int sq_api_list(struct store_db *db, const char *user_uuid, const char *team_uuid, int64_t now,
+		int (*fn)(const struct store_api_token *t, void *arg), void *arg);
+int sq_api_by_digest(struct store_db *db, const unsigned char digest[32],
+		     char jti[UUID_STR_LEN]);
+int sq_api_delete(struct store_tx *tx, const char *jti, const char *user_uuid,
+		  const char *team_uuid, int64_t now, long *deleted);
+int sq_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *team_uuid);
+int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid,
+		const char *team_uuid, bool *live);
+int sq_purge(struct store_tx *tx, enum store_purge_table t, int64_t before, long limit,
+	     long *deleted);
+int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access_lifetime,
+		  bool *in_use);
 
 #endif

@@ -1,21 +1,75 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements the token half of store.h on SQLite: refresh
- * tokens (login with its session, rotation with reuse detection, logout,
- * liveness, purge) and API
- * tokens (cap-checked insert, list, digest lookup, delete, liveness).
- * Read-then-write work runs in BEGIN IMMEDIATE transactions, so concurrent
- * rotations and issues serialise (../shared/PITFALLS.md: a deferred BEGIN
- * fails at once with SQLITE_BUSY_SNAPSHOT).
+ * This module implements the token rows of the SQLite backend: refresh
+ * tokens (recorded, read for a rotation or a logout, marked used, checked
+ * live, purged) and API tokens (counted, added, listed, found by digest,
+ * deleted, checked live, purged), and whether a key still signs a live
+ * token. The rules that use them are store.c's.
  */
+#include <sqlite3.h>
 #include <string.h>
 
-#include "store/sqlite_internal.h"
+#include "store/sqlite/sqlite.h"
 #include "tokend/err.h"
 
-static int refresh_insert(struct conn *c, const struct store_refresh *r)
+static const char *const stmt_sql[S_COUNT] = {
+	[S_REFRESH_ADD] = "INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
+			  "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	/* A family without a live session row counts as revoked. */
+	[S_REFRESH_GET] = "SELECT r.family, r.user_uuid, r.used_at, "
+			  "r.revoked OR s.id IS NULL OR s.revoked_at IS NOT NULL, "
+			  "coalesce(r.replaced_by, ''), u.is_active, "
+			  "coalesce(s.created_at, r.issued_at) "
+			  "FROM refresh_tokens r JOIN users u ON u.uuid = r.user_uuid "
+			  "LEFT JOIN sessions s ON s.id = r.family "
+			  "WHERE r.jti = ?1",
+	[S_REFRESH_ROW] = "SELECT r.jti, r.family, r.user_uuid, r.kid, r.access_jti, r.issued_at, "
+			  "r.expires_at, coalesce(s.created_at, r.issued_at) "
+			  "FROM refresh_tokens r LEFT JOIN sessions s ON s.id = r.family "
+			  "WHERE r.jti = ?1 AND r.used_at IS NULL AND r.revoked = 0",
+	[S_REFRESH_USE] = "UPDATE refresh_tokens SET used_at = ?2, replaced_by = ?3 "
+			  "WHERE jti = ?1 AND used_at IS NULL",
+	[S_REFRESH_LIVE] = "SELECT 1 FROM refresh_tokens r "
+			   "JOIN sessions s ON s.id = r.family AND s.revoked_at IS NULL "
+			   "JOIN users u ON u.uuid = r.user_uuid AND u.is_active = 1 "
+			   "WHERE r.jti = ?1 AND r.user_uuid = ?2 "
+			   "AND r.used_at IS NULL AND r.revoked = 0",
+	[S_REFRESH_PURGE] = "DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM "
+			    "refresh_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+	[S_KEY_IN_USE] = "SELECT EXISTS (SELECT 1 FROM refresh_tokens WHERE kid = ?1 AND "
+			 "((used_at IS NULL AND revoked = 0 AND expires_at > ?2) "
+			 "OR issued_at + ?3 > ?2)) "
+			 "OR EXISTS (SELECT 1 FROM api_tokens WHERE kid = ?1 AND expires_at > ?2)",
+	[S_API_VERSION] = "SELECT coalesce((SELECT version FROM api_token_versions "
+			  "WHERE user_uuid = ?2 AND team_uuid = ?1), 0) "
+			  "FROM team_members WHERE team_uuid = ?1 AND user_uuid = ?2",
+	[S_API_COUNT] = "SELECT count(*) FROM api_tokens "
+			"WHERE user_uuid = ?1 AND team_uuid = ?2 AND expires_at > ?3",
+	[S_API_ADD] = "INSERT INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, name, "
+		      "issued_at, updated_at, expires_at) "
+		      "VALUES (?1, ?2, ?3, ?4, ?5, nullif(?6, ''), ?7, ?8, ?9)",
+	[S_API_LIST] = "SELECT jti, kid, coalesce(name, ''), issued_at, updated_at, expires_at "
+		       "FROM api_tokens WHERE user_uuid = ?1 AND team_uuid = ?2 "
+		       "AND expires_at > ?3 ORDER BY issued_at DESC, rowid DESC",
+	[S_API_BY_DIGEST] = "SELECT jti FROM api_tokens WHERE digest = ?1",
+	[S_API_DELETE] = "DELETE FROM api_tokens "
+			 "WHERE jti = ?1 AND user_uuid = ?2 AND team_uuid = ?3 AND expires_at > ?4",
+	[S_API_PURGE] = "DELETE FROM api_tokens WHERE rowid IN (SELECT rowid FROM "
+			"api_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+	[S_API_LIVE] = "SELECT 1 FROM api_tokens a "
+		       "JOIN users u ON u.uuid = a.user_uuid AND u.is_active = 1 "
+		       "JOIN team_members m ON m.team_uuid = a.team_uuid "
+		       "AND m.user_uuid = a.user_uuid "
+		       "WHERE a.jti = ?1 AND a.user_uuid = ?2 AND a.team_uuid = ?3",
+	[S_API_DELETE_USER] = "DELETE FROM api_tokens WHERE user_uuid = ?1",
+	[S_API_DELETE_MEMBER] = "DELETE FROM api_tokens WHERE user_uuid = ?2 AND team_uuid = ?1",
+	[S_SESSION_ENDS_PURGE] = "DELETE FROM session_ends WHERE seq IN (SELECT seq FROM "
+				 "session_ends WHERE ended_at <= ?1 LIMIT ?2)",
+};
+
+int sq_refresh_add(struct store_tx *tx, const struct store_refresh *r)
 {
-	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_ADD);
+	sqlite3_stmt *s = STMT(tx->c, S_REFRESH_ADD);
 
 	if (s == NULL)
 		return TOKEND_EDB;
@@ -26,48 +80,13 @@ static int refresh_insert(struct conn *c, const struct store_refresh *r)
 	store_db_bind_text(s, 5, r->access_jti);
 	sqlite3_bind_int64(s, 6, r->issued_at);
 	sqlite3_bind_int64(s, 7, r->expires_at);
-	return store_db_exec(c, s, "refresh add");
+	return store_db_exec(tx->c, s, "refresh add");
 }
 
-int store_login_record(struct store *st, const struct store_refresh *r)
+int sq_refresh_row(struct store_tx *tx, const char *jti, struct store_refresh *out)
 {
-	struct conn *c = NULL;
-	sqlite3_stmt *s;
-	int rc;
-
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	s = store_db_stmt(c, S_LOGIN_TOUCH);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, r->user_uuid);
-	sqlite3_bind_int64(s, 2, r->issued_at);
-	/* Refused unless the user is still active: the hash took its time. */
-	rc = store_db_exec_changes(c, s, "login touch");
-	if (rc != 0)
-		goto out;
-	s = store_db_stmt(c, S_SESSION_ADD);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, r->family);
-	store_db_bind_text(s, 2, r->user_uuid);
-	sqlite3_bind_int64(s, 3, r->issued_at);
-	rc = store_db_exec(c, s, "session add");
-	if (rc == 0)
-		rc = refresh_insert(c, r);
-out:
-	return store_db_end(c, rc);
-}
-
-/* Reads the unused, unrevoked refresh row jti into out. */
-static int refresh_row(struct conn *c, const char *jti, struct store_refresh *out)
-{
-	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_ROW);
+	struct conn *c = tx->c;
+	sqlite3_stmt *s = STMT(c, S_REFRESH_ROW);
 	int rc;
 
 	if (s == NULL)
@@ -90,20 +109,11 @@ static int refresh_row(struct conn *c, const char *jti, struct store_refresh *ou
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "refresh row");
 }
 
-/* What S_REFRESH_GET tells about one refresh row, for rotation and logout. */
-struct refresh_state {
-	bool found;
-	char family[UUID_STR_LEN];
-	char owner[UUID_STR_LEN];
-	char replaced_by[UUID_STR_LEN];
-	bool used, revoked, active;
-	int64_t used_at;
-	int64_t session_created_at;
-};
-
-static int refresh_get(struct conn *c, const char *jti, struct refresh_state *rs)
+/* No lock to take: the transaction is IMMEDIATE, the only writer of the file. */
+int sq_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *rs)
 {
-	sqlite3_stmt *s = store_db_stmt(c, S_REFRESH_GET);
+	struct conn *c = tx->c;
+	sqlite3_stmt *s = STMT(c, S_REFRESH_GET);
 	int step;
 
 	memset(rs, 0, sizeof(*rs));
@@ -128,172 +138,55 @@ static int refresh_get(struct conn *c, const char *jti, struct refresh_state *rs
 	return store_db_error(c, "refresh get");
 }
 
-/*
- * A used token within the grace window whose successor is still unused:
- * *replay (if not NULL) gets the successor's row.
- */
-static bool in_grace(struct conn *c, const struct refresh_state *rs, int64_t now, long grace,
-		     struct store_refresh *replay)
+int sq_refresh_use(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti)
 {
-	struct store_refresh tmp;
+	sqlite3_stmt *s = STMT(tx->c, S_REFRESH_USE);
 
-	return grace > 0 && now - rs->used_at <= grace && rs->replaced_by[0] != '\0' &&
-	       refresh_row(c, rs->replaced_by, replay ? replay : &tmp) == 0;
-}
-
-int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
-			      int64_t now, long grace, long session_lifetime,
-			      struct store_refresh *next, struct store_refresh *replay,
-			      enum store_rotation *outcome, store_rotation_commit_fn fn,
-			      void *arg)
-{
-	struct conn *c = NULL;
-	struct refresh_state rs;
-	sqlite3_stmt *s;
-	int rc;
-
-	*outcome = STORE_UNKNOWN;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	rc = refresh_get(c, old_jti, &rs);
-	if (rc != 0 || !rs.found)
-		goto out; /* STORE_UNKNOWN */
-	if (strcmp(rs.owner, user_uuid) != 0)
-		goto out; /* STORE_UNKNOWN: a token must not name another's row */
-	memcpy(next->family, rs.family, UUID_STR_LEN);
-	next->session_created_at = rs.session_created_at;
-	if (!rs.active) {
-		*outcome = STORE_INACTIVE;
-		goto out;
-	}
-	if (rs.revoked) {
-		*outcome = STORE_ENDED; /* revoked with its session: not a new theft */
-		goto out;
-	}
-	/* However often it was refreshed, a session ends at its absolute limit. */
-	if (session_lifetime > 0) {
-		int64_t end = next->session_created_at + session_lifetime;
-		if (now >= end) {
-			rc = store_db_sessions_end(c, next->family, rs.owner, now, NULL);
-			if (rc == 0)
-				*outcome = STORE_EXPIRED;
-			goto out;
-		}
-		if (next->expires_at > end)
-			next->expires_at = end;
-	}
-	if (rs.used) {
-		if (in_grace(c, &rs, now, grace, replay)) {
-			*outcome = STORE_REPLAYED;
-			goto out;
-		}
-		/* Theft: whoever holds the session's live tokens loses them too. */
-		rc = store_db_sessions_end(c, next->family, rs.owner, now, NULL);
-		if (rc == 0)
-			*outcome = STORE_REUSED;
-		goto out;
-	}
-	s = store_db_stmt(c, S_REFRESH_USE);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, old_jti);
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
 	sqlite3_bind_int64(s, 2, now);
-	store_db_bind_text(s, 3, next->jti);
-	rc = store_db_exec_changes(c, s, "refresh use");
-	if (rc == 0)
-		rc = refresh_insert(c, next);
-	if (rc == 0 && fn != NULL)
-		rc = fn(next, arg);
-	if (rc == 0)
-		*outcome = STORE_ROTATED;
-out:
-	return store_db_end(c, rc);
+	store_db_bind_text(s, 3, next_jti);
+	return store_db_exec_changes(tx->c, s, "refresh use");
 }
 
-int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, long session_lifetime,
-			 struct store_refresh *next, struct store_refresh *replay,
-			 enum store_rotation *outcome)
-{
-	return store_refresh_rotate_then(st, old_jti, user_uuid, now, grace, session_lifetime,
-					 next, replay, outcome, NULL, NULL);
-}
-
-int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,
-			 long grace, long session_lifetime, enum store_logout *outcome)
-{
-	struct conn *c = NULL;
-	struct refresh_state rs;
-	bool standin;
-	int rc;
-
-	*outcome = STORE_LOGOUT_REFUSED;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	rc = refresh_get(c, jti, &rs);
-	/* Unknown, another's row, a disabled user, an ended session: refused. */
-	if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0 || !rs.active ||
-	    rs.revoked)
-		goto out;
-	if (session_lifetime > 0 && now >= rs.session_created_at + session_lifetime) {
-		/* over already: end the row as a rotation would, and refuse */
-		rc = store_db_sessions_end(c, rs.family, rs.owner, now, NULL);
-		goto out;
-	}
-	/* A used token stands for its successor inside the window; else theft.
-	 * (Asked before the end, which revokes the successor.) */
-	standin = !rs.used || in_grace(c, &rs, now, grace, NULL);
-	rc = store_db_sessions_end(c, rs.family, rs.owner, now, NULL);
-	if (rc == 0)
-		*outcome = standin ? STORE_LOGOUT_ENDED : STORE_LOGOUT_REUSED;
-out:
-	return store_db_end(c, rc);
-}
-
-int store_refresh_live(struct store *st, const char *jti, const char *user_uuid, bool *live)
+int sq_refresh_live(struct store_db *db, const char *jti, const char *user_uuid, bool *live)
 {
 	const char *params[] = {jti, user_uuid};
+	struct conn *c = store_db_conn(db);
 
-	return store_db_exists(st, S_REFRESH_LIVE, params, 2, live);
+	if (c == NULL)
+		return TOKEND_EDB;
+	return store_db_exists(c, STMT(c, S_REFRESH_LIVE), params, 2, live);
 }
 
-int store_purge(struct store *st, int64_t before, long limit, long *deleted)
+int sq_purge(struct store_tx *tx, enum store_purge_table t, int64_t before, long limit,
+	     long *deleted)
 {
-	static const enum stmt_id purges[] = {S_REFRESH_PURGE, S_API_PURGE};
-	struct conn *c = NULL;
+	static const enum stmt_id purges[STORE_PURGE_TABLES] = {
+		[STORE_PURGE_REFRESH] = S_REFRESH_PURGE,
+		[STORE_PURGE_API] = S_API_PURGE,
+		[STORE_PURGE_SESSION_ENDS] = S_SESSION_ENDS_PURGE,
+	};
+	sqlite3_stmt *s = STMT(tx->c, purges[t]);
 	int rc;
 
 	*deleted = 0;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	for (size_t i = 0; rc == 0 && i < sizeof(purges) / sizeof(purges[0]); i++) {
-		sqlite3_stmt *s = store_db_stmt(c, purges[i]);
-		if (s == NULL) {
-			rc = TOKEND_EDB;
-			break;
-		}
-		sqlite3_bind_int64(s, 1, before);
-		sqlite3_bind_int64(s, 2, limit);
-		rc = store_db_exec(c, s, "purge");
-		if (rc == 0)
-			*deleted += (long)sqlite3_changes(c->db);
-	}
-	rc = store_db_end(c, rc);
-	if (rc != 0)
-		*deleted = 0;
+	if (s == NULL)
+		return TOKEND_EDB;
+	sqlite3_bind_int64(s, 1, before);
+	sqlite3_bind_int64(s, 2, limit);
+	rc = store_db_exec(tx->c, s, "purge");
+	if (rc == 0)
+		*deleted = (long)sqlite3_changes(tx->c->db);
 	return rc;
 }
 
-int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
-		     bool *in_use)
+int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access_lifetime,
+		  bool *in_use)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_KEY_IN_USE) : NULL;
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_KEY_IN_USE) : NULL;
 	int rc;
 
 	if (s == NULL)
@@ -308,41 +201,30 @@ int store_key_in_use(struct store *st, const char *kid, int64_t now, long access
 	return rc == SQLITE_ROW ? 0 : store_db_error(c, "key in use");
 }
 
-int store_api_token_add(struct store *st, const struct store_api_token *t, long cap)
+int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid,
+		 int64_t now, long *count)
 {
-	struct conn *c = NULL;
-	sqlite3_stmt *s;
-	long live = 0;
+	sqlite3_stmt *s = STMT(tx->c, S_API_COUNT);
 	int rc;
 
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	s = store_db_stmt(c, S_API_COUNT);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
-	store_db_bind_text(s, 1, t->user_uuid);
-	store_db_bind_text(s, 2, t->team_uuid);
-	sqlite3_bind_int64(s, 3, t->issued_at);
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, user_uuid);
+	store_db_bind_text(s, 2, team_uuid);
+	sqlite3_bind_int64(s, 3, now);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		live = (long)sqlite3_column_int64(s, 0);
+		*count = (long)sqlite3_column_int64(s, 0);
 	store_db_done(s);
-	if (rc != SQLITE_ROW) {
-		rc = store_db_error(c, "api count");
-		goto out;
-	}
-	if (live >= cap) {
-		rc = TOKEND_ECONFLICT;
-		goto out;
-	}
-	s = store_db_stmt(c, S_API_ADD);
-	if (s == NULL) {
-		rc = TOKEND_EDB;
-		goto out;
-	}
+	return rc == SQLITE_ROW ? 0 : store_db_error(tx->c, "api count");
+}
+
+int sq_api_add(struct store_tx *tx, const struct store_api_token *t)
+{
+	sqlite3_stmt *s = STMT(tx->c, S_API_ADD);
+
+	if (s == NULL)
+		return TOKEND_EDB;
 	store_db_bind_text(s, 1, t->jti);
 	sqlite3_bind_blob(s, 2, t->digest, sizeof(t->digest), SQLITE_STATIC);
 	store_db_bind_text(s, 3, t->user_uuid);
@@ -352,20 +234,16 @@ int store_api_token_add(struct store *st, const struct store_api_token *t, long 
 	sqlite3_bind_int64(s, 7, t->issued_at);
 	sqlite3_bind_int64(s, 8, t->updated_at);
 	sqlite3_bind_int64(s, 9, t->expires_at);
-	rc = store_db_exec(c, s, "api add");
-out:
-	return store_db_end(c, rc);
+	return store_db_exec(tx->c, s, "api add");
 }
 
-int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
-			    bool *member, int64_t *version)
+int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid,
+		   bool *member, int64_t *version)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_VERSION) : NULL;
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_API_VERSION) : NULL;
 	int rc;
 
-	*member = false;
-	*version = 0;
 	if (s == NULL)
 		return TOKEND_EDB;
 	store_db_bind_text(s, 1, team_uuid);
@@ -381,12 +259,11 @@ int store_api_token_version(struct store *st, const char *team_uuid, const char 
 	return 0;
 }
 
-int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
-			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
-			 void *arg)
+int sq_api_list(struct store_db *db, const char *user_uuid, const char *team_uuid, int64_t now,
+		int (*fn)(const struct store_api_token *t, void *arg), void *arg)
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_LIST) : NULL;
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_API_LIST) : NULL;
 	struct store_api_token t;
 	int rc;
 
@@ -414,11 +291,11 @@ int store_api_token_list(struct store *st, const char *user_uuid, const char *te
 	return rc == SQLITE_DONE ? 0 : store_db_error(c, "api list");
 }
 
-int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
-			      char jti[UUID_STR_LEN])
+int sq_api_by_digest(struct store_db *db, const unsigned char digest[32],
+		     char jti[UUID_STR_LEN])
 {
-	struct conn *c = store_db_conn(st);
-	sqlite3_stmt *s = c ? store_db_stmt(c, S_API_BY_DIGEST) : NULL;
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_API_BY_DIGEST) : NULL;
 	int rc;
 
 	if (s == NULL)
@@ -433,41 +310,46 @@ int store_api_token_by_digest(struct store *st, const unsigned char digest[32],
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "api by digest");
 }
 
-int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
-			   int64_t now, const char *const *jtis, size_t n, long *deleted)
+int sq_api_delete(struct store_tx *tx, const char *jti, const char *user_uuid,
+		  const char *team_uuid, int64_t now, long *deleted)
 {
-	struct conn *c = NULL;
-	sqlite3_stmt *s;
+	sqlite3_stmt *s = STMT(tx->c, S_API_DELETE);
 	int rc;
 
-	*deleted = 0;
-	rc = store_db_begin(st, &c);
-	if (rc != 0)
-		return rc;
-	s = store_db_stmt(c, S_API_DELETE);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (s == NULL) {
-			rc = TOKEND_EDB;
-			break;
-		}
-		store_db_bind_text(s, 1, jtis[i]);
-		store_db_bind_text(s, 2, user_uuid);
-		store_db_bind_text(s, 3, team_uuid);
-		sqlite3_bind_int64(s, 4, now);
-		rc = store_db_exec(c, s, "api delete");
-		if (rc == 0)
-			*deleted += sqlite3_changes(c->db);
-	}
-	rc = store_db_end(c, rc);
-	if (rc != 0)
-		*deleted = 0;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, jti);
+	store_db_bind_text(s, 2, user_uuid);
+	store_db_bind_text(s, 3, team_uuid);
+	sqlite3_bind_int64(s, 4, now);
+	rc = store_db_exec(tx->c, s, "api delete");
+	if (rc == 0)
+		*deleted += sqlite3_changes(tx->c->db);
 	return rc;
 }
 
-int store_api_token_live(struct store *st, const char *jti, const char *user_uuid,
-			 const char *team_uuid, bool *live)
+int sq_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *team_uuid)
+{
+	sqlite3_stmt *s = STMT(tx->c, team_uuid != NULL ? S_API_DELETE_MEMBER : S_API_DELETE_USER);
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	if (team_uuid != NULL) {
+		store_db_bind_text(s, 1, team_uuid);
+		store_db_bind_text(s, 2, user_uuid);
+	} else {
+		store_db_bind_text(s, 1, user_uuid);
+	}
+	return store_db_exec(tx->c, s, "api delete all");
+}
+
+int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid,
+		const char *team_uuid, bool *live)
 {
 	const char *params[] = {jti, user_uuid, team_uuid};
+	struct conn *c = store_db_conn(db);
 
-	return store_db_exists(st, S_API_LIVE, params, 3, live);
+	if (c == NULL)
+		return TOKEND_EDB;
+	return store_db_exists(c, STMT(c, S_API_LIVE), params, 3, live);
 }

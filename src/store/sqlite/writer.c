@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements the transactions of the SQLite backend: the one
+ * writer connection of the process under write_lock (BEGIN IMMEDIATE, so
+ * read-then-write work serialises: ../shared/PITFALLS.md, a deferred BEGIN
+ * fails at once with SQLITE_BUSY_SNAPSHOT), the checkpointer thread beside
+ * it, the threads' read snapshots, and the readiness probe.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+
+#include "store/sqlite/sqlite.h"
+#include "tokend/err.h"
+#include "tokend/log.h"
+#include "tokend/metrics.h"
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_READ_BEGIN] = "BEGIN",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+/*
+ * Checkpoints. SQLite's automatic checkpoint runs inside the commit that
+ * takes the WAL past 1,000 frames: it reads every frame back, writes it to
+ * the database and syncs both files, and under write_lock every other
+ * writer waited for it (43 % of the time the lock was held under a refresh
+ * load). Here the writer's wal hook replaces it:
+ * - every CKPT_FRAMES new frames, the checkpointer thread copies them to
+ *   the database outside the lock (PASSIVE: it waits for no one);
+ * - past CKPT_RESTART_FRAMES, a commit copies what is left under the lock,
+ *   so that the next write finds the WAL fully copied and starts it over
+ *   from the beginning. (Copies beside the writers never catch up with
+ *   them, and the WAL would grow without bound.) That pass costs two
+ *   fsyncs, about 5 ms, so it is kept rare; readers do not look up frames
+ *   already copied, so a longer WAL does not slow them down.
+ */
+#define CKPT_FRAMES 1000          /* SQLite's own autocheckpoint size */
+#define CKPT_RESTART_FRAMES 16000 /* 64 MiB of 4 KiB pages */
+
+/* The writer's wal hook: remembers the WAL's size after each commit. */
+static int wal_committed(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct store_db *st = arg;
+
+	(void)db;
+	(void)name;
+	atomic_store(&st->wal_frames, frames);
+	return SQLITE_OK;
+}
+
+static void checkpoint(struct conn *c)
+{
+	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		(void)store_db_error(c, "checkpoint");
+}
+
+static void *checkpointer_main(void *arg)
+{
+	struct store_db *st = arg;
+
+	pthread_mutex_lock(&st->ckpt_lock);
+	for (;;) {
+		while (!st->ckpt_wanted && !st->ckpt_stop)
+			pthread_cond_wait(&st->ckpt_cond, &st->ckpt_lock);
+		if (st->ckpt_stop)
+			break;
+		st->ckpt_wanted = false;
+		pthread_mutex_unlock(&st->ckpt_lock);
+		checkpoint(st->checkpointer);
+		atomic_store(&st->ckpt_running, false);
+		pthread_mutex_lock(&st->ckpt_lock);
+	}
+	pthread_mutex_unlock(&st->ckpt_lock);
+	return NULL;
+}
+
+/* Starts the checkpointer thread; false if it cannot run (logged). */
+static bool checkpointer_start(struct store_db *st)
+{
+	char err[256];
+
+	if (st->ckpt_started)
+		return true;
+	if (st->checkpointer == NULL &&
+	    store_db_conn_open(st, &st->checkpointer, false, err, sizeof(err)) != 0) {
+		log_error("store: checkpointer: %s", err);
+		return false;
+	}
+	if (pthread_create(&st->ckpt_thread, NULL, checkpointer_main, st) != 0) {
+		log_error("store: checkpointer: cannot start a thread");
+		return false;
+	}
+	st->ckpt_started = true;
+	return true;
+}
+
+/* After a commit, under write_lock: hands out or finishes a checkpoint. */
+static void checkpoint_due(struct store_db *st)
+{
+	int frames = atomic_load(&st->wal_frames);
+
+	if (frames < st->ckpt_mark)
+		st->ckpt_mark = 0; /* the WAL started over */
+	if (frames < st->ckpt_mark + CKPT_FRAMES || atomic_load(&st->ckpt_running))
+		return;
+	/*
+	 * The next pass is CKPT_FRAMES later, also after a pass under the lock
+	 * that could not let the WAL start over (a reader still held an old
+	 * snapshot): each such pass costs the writers ~5 ms.
+	 */
+	st->ckpt_mark = frames;
+	if (frames >= CKPT_RESTART_FRAMES || !checkpointer_start(st)) {
+		checkpoint(st->writer);
+		return;
+	}
+	atomic_store(&st->ckpt_running, true);
+	pthread_mutex_lock(&st->ckpt_lock);
+	st->ckpt_wanted = true;
+	pthread_cond_signal(&st->ckpt_cond);
+	pthread_mutex_unlock(&st->ckpt_lock);
+}
+
+/* Opens the writer connection if it is not yet (under write_lock). */
+static int writer_open(struct store_db *st)
+{
+	char err[256];
+
+	if (st->writer != NULL)
+		return 0;
+	if (store_db_conn_open(st, &st->writer, false, err, sizeof(err)) != 0) {
+		log_error("store: %s", err);
+		metrics_store_error();
+		return TOKEND_EDB;
+	}
+	sqlite3_wal_hook(st->writer->db, wal_committed, st);
+	return 0;
+}
+
+int sq_write_begin(struct store_db *st, struct store_tx **out)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	/*
+	 * A read snapshot this thread holds ends here: held while the thread
+	 * waits for the lock and writes, it would keep the WAL from starting
+	 * over (every writer would hold one), and the thread's lookups after
+	 * its own write see that write.
+	 */
+	sq_read_end(st);
+	pthread_mutex_lock(&st->write_lock);
+	if (writer_open(st) != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB;
+	}
+	s = STMT(st->writer, S_BEGIN);
+	rc = s ? store_db_exec(st->writer, s, "begin") : TOKEND_EDB;
+	if (rc != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return rc;
+	}
+	st->tx.c = st->writer;
+	*out = &st->tx;
+	return 0;
+}
+
+int sq_write_end(struct store_tx *tx, int rc)
+{
+	struct conn *c = tx->c;
+	sqlite3_stmt *s = STMT(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
+
+	if (s != NULL && rc == 0)
+		rc = store_db_exec(c, s, "commit");
+	else if (rc == 0)
+		rc = TOKEND_EDB;
+	if (rc != 0 && !sqlite3_get_autocommit(c->db)) {
+		s = STMT(c, S_ROLLBACK);
+		if (s != NULL)
+			(void)store_db_exec(c, s, "rollback");
+	}
+	tx->c = NULL;
+	checkpoint_due(c->owner);
+	pthread_mutex_unlock(&c->owner->write_lock);
+	return rc;
+}
+
+int sq_read_begin(struct store_db *st)
+{
+	struct conn *c = store_db_conn(st);
+	sqlite3_stmt *s = c ? STMT(c, S_READ_BEGIN) : NULL;
+
+	return s ? store_db_exec(c, s, "read begin") : TOKEND_EDB;
+}
+
+void sq_read_end(struct store_db *st)
+{
+	/* Not store_db_conn(): a thread without a connection has no snapshot. */
+	struct conn *c = pthread_getspecific(st->key);
+	sqlite3_stmt *s;
+
+	if (c == NULL || sqlite3_get_autocommit(c->db))
+		return;
+	s = STMT(c, S_COMMIT);
+	if (s == NULL || store_db_exec(c, s, "read end") != 0) {
+		s = STMT(c, S_ROLLBACK);
+		if (s != NULL)
+			(void)store_db_exec(c, s, "read rollback");
+	}
+}
+
+static int ping_exec(struct conn *c, const char *sql, long timeout_ms, long restore_ms)
+{
+	int rc;
+
+	sqlite3_busy_timeout(c->db, (int)timeout_ms);
+	rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+	sqlite3_busy_timeout(c->db, (int)restore_ms);
+	if (rc == SQLITE_OK)
+		return 0;
+	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? TOKEND_EBUSY
+									 : TOKEND_EDB;
+}
+
+int sq_ping(struct store_db *st, long timeout_ms)
+{
+	struct stat sb;
+	struct conn *c;
+	int rc;
+
+	/* Before any connection: a thread's first one must not find the file gone. */
+	if (st->ident_known &&
+	    (stat(st->path, &sb) != 0 || sb.st_dev != st->dev || sb.st_ino != st->ino)) {
+		rc = TOKEND_EDB;
+		goto out;
+	}
+	c = store_db_conn(st);
+	if (c == NULL)
+		return TOKEND_EDB; /* counted */
+	rc = ping_exec(c, "SELECT count(*) FROM sqlite_master", timeout_ms, st->busy_timeout_ms);
+	if (rc != 0 || pthread_mutex_trylock(&st->write_lock) != 0)
+		goto out; /* a writer of ours holds the lock: the store answers it */
+	if (writer_open(st) != 0) {
+		pthread_mutex_unlock(&st->write_lock);
+		return TOKEND_EDB; /* counted */
+	}
+	rc = ping_exec(st->writer, "BEGIN IMMEDIATE", timeout_ms, st->busy_timeout_ms);
+	if (rc == 0 && ping_exec(st->writer, "ROLLBACK", timeout_ms, st->busy_timeout_ms) != 0)
+		rc = TOKEND_EDB;
+	pthread_mutex_unlock(&st->write_lock);
+out:
+	if (rc != 0)
+		metrics_store_error();
+	return rc;
+}
+

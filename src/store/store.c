@@ -1,0 +1,646 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This module implements store.h once for every backend: it picks the
+ * backend from the database setting (a path is SQLite, a postgresql:// URL
+ * or a libpq conninfo is PostgreSQL) and holds the store's rules over the
+ * row-level ops of backend.h: a login's session, rotation outcomes with the
+ * grace window and the family revocation, logout, the absolute session
+ * lifetime, the API-token cap, purge batching, and the session revocations
+ * that disabling a user or changing a password brings. Each rule runs in one
+ * write transaction of the backend; which rows it reads and writes, and in
+ * what order, is decided here and nowhere else.
+ */
+#include "tokend/store.h"
+
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/backend.h"
+#include "tokend/err.h"
+
+struct store {
+	const struct store_backend *be;
+	struct store_db *db;
+};
+
+/* A postgresql:// or postgres:// URL, or a libpq conninfo ("key=value ..."). */
+static bool is_postgres(const char *target)
+{
+	const char *p = target;
+
+	if (strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0)
+		return true;
+	while (*p == ' ')
+		p++;
+	if (!islower((unsigned char)*p))
+		return false;
+	while (islower((unsigned char)*p) || *p == '_')
+		p++;
+	while (*p == ' ')
+		p++;
+	return *p == '=';
+}
+
+int store_open_backend(const struct store_backend *be, const char *target,
+		       long busy_timeout_ms, struct store **out, char *errbuf, size_t errlen)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	int rc;
+
+	*out = NULL;
+	if (st == NULL)
+		return TOKEND_ENOMEM;
+	st->be = be;
+	rc = be->open(target, busy_timeout_ms, &st->db, errbuf, errlen);
+	if (rc != 0) {
+		free(st);
+		return rc;
+	}
+	*out = st;
+	return 0;
+}
+
+int store_open(const char *target, long busy_timeout_ms, struct store **out, char *errbuf,
+	       size_t errlen)
+{
+	const struct store_backend *be =
+		is_postgres(target) ? &store_postgres_backend : &store_sqlite_backend;
+
+	return store_open_backend(be, target, busy_timeout_ms, out, errbuf, errlen);
+}
+
+void store_close(struct store **stp)
+{
+	struct store *st = stp ? *stp : NULL;
+
+	if (st == NULL)
+		return;
+	st->be->close(st->db);
+	free(st);
+	*stp = NULL;
+}
+
+const char *store_backend_name(const struct store *st)
+{
+	return st->be->name;
+}
+
+int store_ping(struct store *st, long timeout_ms)
+{
+	return st->be->ping(st->db, timeout_ms);
+}
+
+int store_read_begin(struct store *st)
+{
+	return st->be->read_begin(st->db);
+}
+
+void store_read_end(struct store *st)
+{
+	st->be->read_end(st->db);
+}
+
+int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, size_t errlen)
+{
+	return st->be->migrate(st->db, version, fresh, errbuf, errlen);
+}
+
+/* Users. */
+
+int store_user_add(struct store *st, const char *username, const char *hash,
+		   char uuid_out[UUID_STR_LEN])
+{
+	struct store_user u = {0};
+	struct store_tx *tx;
+	int rc;
+
+	if (strlen(username) > STORE_NAME_MAX || strlen(hash) >= sizeof(u.password))
+		return TOKEND_EINVAL;
+	if (util_uuid_new(u.uuid) != 0)
+		return TOKEND_ECRYPTO;
+	strcpy(u.username, username);
+	strcpy(u.password, hash);
+	u.is_active = true;
+	u.created_at = util_now();
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		goto out;
+	rc = st->be->write_end(tx, st->be->user_add(tx, &u));
+	if (rc == 0 && uuid_out != NULL)
+		memcpy(uuid_out, u.uuid, UUID_STR_LEN);
+out:
+	OPENSSL_cleanse(u.password, sizeof(u.password));
+	return rc;
+}
+
+int store_user_get_by_name(struct store *st, const char *username, struct store_user *out)
+{
+	return st->be->user_get(st->db, STORE_BY_NAME, username, out);
+}
+
+int store_user_get_by_uuid(struct store *st, const char *uuid, struct store_user *out)
+{
+	return st->be->user_get(st->db, STORE_BY_UUID, uuid, out);
+}
+
+int store_user_set_password(struct store *st, const char *uuid, const char *hash)
+{
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	return st->be->write_end(tx, st->be->user_set_password(tx, uuid, hash));
+}
+
+int store_user_change_password(struct store *st, const char *uuid, const char *hash,
+			       int64_t now)
+{
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	rc = st->be->user_set_password(tx, uuid, hash);
+	/* A changed password ends every session: whoever knew the old one is out. */
+	if (rc == 0)
+		rc = st->be->sessions_end(tx, NULL, uuid, now, NULL);
+	return st->be->write_end(tx, rc);
+}
+
+int store_user_disable(struct store *st, const char *username, int64_t now,
+		       bool delete_api_tokens)
+{
+	char uuid[UUID_STR_LEN];
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	rc = st->be->user_uuid(tx, username, uuid);
+	if (rc == 0)
+		rc = st->be->user_set_active(tx, uuid, false);
+	if (rc == 0)
+		rc = st->be->sessions_end(tx, NULL, uuid, now, NULL);
+	if (rc == 0 && delete_api_tokens)
+		rc = st->be->api_delete_all(tx, uuid, NULL);
+	return st->be->write_end(tx, rc);
+}
+
+int store_user_set_active(struct store *st, const char *username, bool active)
+{
+	char uuid[UUID_STR_LEN];
+	struct store_tx *tx;
+	int rc;
+
+	if (!active) /* never without ending the sessions */
+		return store_user_disable(st, username, util_now(), false);
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	rc = st->be->user_uuid(tx, username, uuid);
+	if (rc == 0)
+		rc = st->be->user_set_active(tx, uuid, true);
+	return st->be->write_end(tx, rc);
+}
+
+int store_user_delete(struct store *st, const char *username)
+{
+	char uuid[UUID_STR_LEN];
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	rc = st->be->user_uuid(tx, username, uuid);
+	if (rc == 0)
+		rc = st->be->user_delete(tx, uuid);
+	return st->be->write_end(tx, rc);
+}
+
+int store_user_count(struct store *st, long *count)
+{
+	return st->be->user_count(st->db, count);
+}
+
+int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
+		    void *arg)
+{
+	return st->be->user_list(st->db, fn, arg);
+}
+
+/* Teams. */
+
+int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LEN])
+{
+	struct store_team t = {0};
+	struct store_tx *tx;
+	int rc;
+
+	if (strlen(name) > STORE_NAME_MAX)
+		return TOKEND_EINVAL;
+	if (util_uuid_new(t.uuid) != 0)
+		return TOKEND_ECRYPTO;
+	strcpy(t.name, name);
+	t.created_at = util_now();
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	rc = st->be->write_end(tx, st->be->team_add(tx, &t));
+	if (rc == 0 && uuid_out != NULL)
+		memcpy(uuid_out, t.uuid, UUID_STR_LEN);
+	return rc;
+}
+
+int store_team_get(struct store *st, const char *team_ref, struct store_team *out)
+{
+	return st->be->team_get(st->db, NULL, team_ref, out);
+}
+
+int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg),
+		    void *arg)
+{
+	return st->be->team_list(st->db, fn, arg);
+}
+
+/* Adds (role) or removes (role NULL) username's membership of team_ref. */
+static int member_change(struct store *st, const char *team_ref, const char *username,
+			 const char *role)
+{
+	char user[UUID_STR_LEN];
+	struct store_team team;
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	rc = st->be->team_get(st->db, tx, team_ref, &team);
+	if (rc == 0)
+		rc = st->be->user_uuid(tx, username, user);
+	if (rc == 0 && role != NULL)
+		rc = st->be->member_set(tx, team.uuid, user, role);
+	else if (rc == 0)
+		rc = st->be->member_remove(tx, team.uuid, user);
+	/* Leaving a team deletes the tokens for it, as leaving a GitHub organisation. */
+	if (rc == 0 && role == NULL)
+		rc = st->be->api_delete_all(tx, user, team.uuid);
+	return st->be->write_end(tx, rc);
+}
+
+int store_team_add_member(struct store *st, const char *team_ref, const char *username,
+			  const char *role)
+{
+	if (strcmp(role, "member") != 0 && strcmp(role, "admin") != 0)
+		return TOKEND_EINVAL;
+	return member_change(st, team_ref, username, role);
+}
+
+int store_team_remove_member(struct store *st, const char *team_ref, const char *username)
+{
+	return member_change(st, team_ref, username, NULL);
+}
+
+int store_team_is_member(struct store *st, const char *team_uuid, const char *user_uuid,
+			 bool *member)
+{
+	return st->be->member_is(st->db, team_uuid, user_uuid, member);
+}
+
+/* Sessions. */
+
+int store_login_record(struct store *st, const struct store_refresh *r)
+{
+	struct store_tx *tx;
+	int rc = st->be->write_begin(st->db, &tx);
+
+	if (rc != 0)
+		return rc;
+	/* Refused unless the user is still active: the hash took its time. */
+	rc = st->be->user_touch_login(tx, r->user_uuid, r->issued_at);
+	if (rc == 0)
+		rc = st->be->session_add(tx, r->family, r->user_uuid, r->issued_at);
+	if (rc == 0)
+		rc = st->be->refresh_add(tx, r);
+	return st->be->write_end(tx, rc);
+}
+
+int store_session_state(struct store *st, const char *sid, const char *user_uuid,
+			enum store_session *state)
+{
+	*state = STORE_SESSION_ENDED;
+	return st->be->session_state(st->db, sid, user_uuid, state);
+}
+
+int store_session_end(struct store *st, const char *sid, const char *user_uuid, int64_t now,
+		      bool *ended)
+{
+	struct store_tx *tx;
+	long n = 0;
+	int rc;
+
+	*ended = false;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	rc = st->be->sessions_end(tx, sid, user_uuid, now, &n);
+	/* Another user's sid ends nothing, and must revoke nothing either. */
+	if (rc == 0 && n == 0)
+		rc = TOKEND_ENOTFOUND;
+	rc = st->be->write_end(tx, rc);
+	if (rc == TOKEND_ENOTFOUND)
+		return 0;
+	*ended = rc == 0;
+	return rc;
+}
+
+int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now, long *ended)
+{
+	struct store_tx *tx;
+	long n = 0;
+	int rc;
+
+	if (ended != NULL)
+		*ended = 0;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	rc = st->be->write_end(tx, st->be->sessions_end(tx, NULL, user_uuid, now, &n));
+	if (rc == 0 && ended != NULL)
+		*ended = n;
+	return rc;
+}
+
+/* Refresh tokens. */
+
+/*
+ * A used token within the grace window whose successor is still unused:
+ * *replay (if not NULL) gets the successor's row.
+ */
+static bool in_grace(struct store *st, struct store_tx *tx, const struct store_refresh_state *rs,
+		     int64_t now, long grace, struct store_refresh *replay)
+{
+	struct store_refresh tmp;
+
+	return grace > 0 && now - rs->used_at <= grace && rs->replaced_by[0] != '\0' &&
+	       st->be->refresh_row(tx, rs->replaced_by, replay ? replay : &tmp) == 0;
+}
+
+/*
+ * The rotation's decision on state rs, inside tx: *outcome and, for
+ * STORE_ROTATED, the rows written. *again = old was used by a concurrent
+ * rotation between the read and the write (a backend that does not
+ * serialise writers): read the state again and decide anew.
+ */
+static int rotate_step(struct store *st, struct store_tx *tx, const struct store_refresh_state *rs,
+		       const char *old_jti, int64_t now, long grace, long session_lifetime,
+		       struct store_refresh *next, struct store_refresh *replay,
+		       enum store_rotation *outcome, bool *again)
+{
+	int rc;
+
+	*again = false;
+	memcpy(next->family, rs->family, UUID_STR_LEN);
+	next->session_created_at = rs->session_created_at;
+	if (!rs->active) {
+		*outcome = STORE_INACTIVE;
+		return 0;
+	}
+	if (rs->revoked) {
+		*outcome = STORE_ENDED; /* revoked with its session: not a new theft */
+		return 0;
+	}
+	/* However often it was refreshed, a session ends at its absolute limit. */
+	if (session_lifetime > 0) {
+		int64_t end = rs->session_created_at + session_lifetime;
+		if (now >= end) {
+			rc = st->be->sessions_end(tx, rs->family, rs->owner, now, NULL);
+			if (rc == 0)
+				*outcome = STORE_EXPIRED;
+			return rc;
+		}
+		if (next->expires_at > end)
+			next->expires_at = end;
+	}
+	if (rs->used) {
+		if (in_grace(st, tx, rs, now, grace, replay)) {
+			if (replay != NULL)
+				replay->session_created_at = rs->session_created_at;
+			*outcome = STORE_REPLAYED;
+			return 0;
+		}
+		/* Theft: whoever holds the session's live tokens loses them too. */
+		rc = st->be->sessions_end(tx, rs->family, rs->owner, now, NULL);
+		if (rc == 0)
+			*outcome = STORE_REUSED;
+		return rc;
+	}
+	/* One conditional update: zero rows = another rotation used it first. */
+	rc = st->be->refresh_use(tx, old_jti, now, next->jti);
+	if (rc == TOKEND_ENOTFOUND) {
+		*again = true;
+		return 0;
+	}
+	if (rc == 0)
+		rc = st->be->refresh_add(tx, next);
+	if (rc == 0)
+		*outcome = STORE_ROTATED;
+	return rc;
+}
+
+int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
+			      int64_t now, long grace, long session_lifetime,
+			      struct store_refresh *next, struct store_refresh *replay,
+			      enum store_rotation *outcome, store_rotation_commit_fn fn,
+			      void *arg)
+{
+	struct store_refresh_state rs;
+	struct store_tx *tx;
+	bool again = true;
+	int rc;
+
+	*outcome = STORE_UNKNOWN;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	/* Twice at most: the second read sees the concurrent rotation as used. */
+	for (int i = 0; rc == 0 && again && i < 2; i++) {
+		rc = st->be->refresh_state(tx, old_jti, &rs);
+		/* A token must not name another's row. */
+		if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0) {
+			*outcome = STORE_UNKNOWN;
+			again = false;
+			break;
+		}
+		rc = rotate_step(st, tx, &rs, old_jti, now, grace, session_lifetime, next, replay,
+				 outcome, &again);
+	}
+	if (rc == 0 && again)
+		rc = TOKEND_EBUSY; /* the row changed twice under us: not a decision to make */
+	if (rc == 0 && *outcome == STORE_ROTATED && fn != NULL)
+		rc = fn(next, arg);
+	if (rc != 0 && *outcome == STORE_ROTATED)
+		*outcome = STORE_UNKNOWN;
+	return st->be->write_end(tx, rc);
+}
+
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
+			 int64_t now, long grace, long session_lifetime,
+			 struct store_refresh *next, struct store_refresh *replay,
+			 enum store_rotation *outcome)
+{
+	return store_refresh_rotate_then(st, old_jti, user_uuid, now, grace, session_lifetime,
+					 next, replay, outcome, NULL, NULL);
+}
+
+int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,
+			 long grace, long session_lifetime, enum store_logout *outcome)
+{
+	struct store_refresh_state rs;
+	struct store_tx *tx;
+	bool standin;
+	int rc;
+
+	*outcome = STORE_LOGOUT_REFUSED;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	rc = st->be->refresh_state(tx, jti, &rs);
+	/* Unknown, another's row, a disabled user, an ended session: refused. */
+	if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0 || !rs.active ||
+	    rs.revoked)
+		goto out;
+	if (session_lifetime > 0 && now >= rs.session_created_at + session_lifetime) {
+		/* over already: end the row as a rotation would, and refuse */
+		rc = st->be->sessions_end(tx, rs.family, rs.owner, now, NULL);
+		goto out;
+	}
+	/* A used token stands for its successor inside the window; else theft.
+	 * (Asked before the end, which revokes the successor.) */
+	standin = !rs.used || in_grace(st, tx, &rs, now, grace, NULL);
+	rc = st->be->sessions_end(tx, rs.family, rs.owner, now, NULL);
+	if (rc == 0)
+		*outcome = standin ? STORE_LOGOUT_ENDED : STORE_LOGOUT_REUSED;
+out:
+	rc = st->be->write_end(tx, rc);
+	if (rc != 0)
+		*outcome = STORE_LOGOUT_REFUSED;
+	return rc;
+}
+
+int store_refresh_live(struct store *st, const char *jti, const char *user_uuid, bool *live)
+{
+	*live = false;
+	return st->be->refresh_live(st->db, jti, user_uuid, live);
+}
+
+/* Housekeeping. */
+
+int store_purge(struct store *st, int64_t before, long limit, long *deleted)
+{
+	struct store_tx *tx;
+	int rc;
+
+	*deleted = 0;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	for (int t = 0; rc == 0 && t < STORE_PURGE_TABLES; t++) {
+		long n = 0;
+		/* The log of ended sessions is kept a day past the tokens it covers. */
+		int64_t due = t == STORE_PURGE_SESSION_ENDS ? before - 86400 : before;
+		rc = st->be->purge(tx, (enum store_purge_table)t, due, limit, &n);
+		if (t != STORE_PURGE_SESSION_ENDS)
+			*deleted += n;
+	}
+	rc = st->be->write_end(tx, rc);
+	if (rc != 0)
+		*deleted = 0;
+	return rc;
+}
+
+int store_key_in_use(struct store *st, const char *kid, int64_t now, long access_lifetime,
+		     bool *in_use)
+{
+	*in_use = true; /* fail safe: a key is not retired on an error */
+	return st->be->key_in_use(st->db, kid, now, access_lifetime, in_use);
+}
+
+/* API tokens. */
+
+static void api_digest(const char *token, unsigned char digest[32])
+{
+	SHA256((const unsigned char *)token, strlen(token), digest);
+}
+
+int store_api_token_add(struct store *st, const struct store_api_token *t, const char *token,
+			long cap)
+{
+	struct store_api_token row = *t;
+	struct store_tx *tx;
+	long live = 0;
+	int rc;
+
+	api_digest(token, row.digest);
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	/* Count and insert share the transaction: concurrent issues never pass the cap. */
+	rc = st->be->api_count(tx, row.user_uuid, row.team_uuid, row.issued_at, &live);
+	if (rc == 0 && live >= cap)
+		rc = TOKEND_ECONFLICT;
+	if (rc == 0)
+		rc = st->be->api_add(tx, &row);
+	return st->be->write_end(tx, rc);
+}
+
+int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
+			    bool *member, int64_t *version)
+{
+	*member = false;
+	*version = 0;
+	return st->be->api_version(st->db, team_uuid, user_uuid, member, version);
+}
+
+int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
+			 int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
+			 void *arg)
+{
+	return st->be->api_list(st->db, user_uuid, team_uuid, now, fn, arg);
+}
+
+int store_api_token_find(struct store *st, const char *token, char jti[UUID_STR_LEN])
+{
+	unsigned char digest[32];
+
+	api_digest(token, digest);
+	return st->be->api_by_digest(st->db, digest, jti);
+}
+
+int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
+			   int64_t now, const char *const *jtis, size_t n, long *deleted)
+{
+	struct store_tx *tx;
+	long count = 0;
+	int rc;
+
+	*deleted = 0;
+	rc = st->be->write_begin(st->db, &tx);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = st->be->api_delete(tx, jtis[i], user_uuid, team_uuid, now, &count);
+	rc = st->be->write_end(tx, rc);
+	if (rc == 0)
+		*deleted = count;
+	return rc;
+}
+
+int store_api_token_live(struct store *st, const char *jti, const char *user_uuid,
+			 const char *team_uuid, bool *live)
+{
+	*live = false;
+	return st->be->api_live(st->db, jti, user_uuid, team_uuid, live);
+}
