@@ -133,6 +133,8 @@ struct store_backend {
 			   int64_t created_at);
 	int (*session_state)(struct store_db *db, const char *sid, const char *user_uuid,
 			     enum store_session *state);
+	/* (db) *ended = no session sid is recorded, or it has ended. */
+	int (*session_ended)(struct store_db *db, const char *sid, bool *ended);
 	/*
 	 * (tx) Ends session sid of user_uuid (every live session of user_uuid
 	 * when sid is NULL): revoked_at = now, and every refresh row of it
@@ -140,7 +142,8 @@ struct store_backend {
 	 */
 	int (*sessions_end)(struct store_tx *tx, const char *sid, const char *user_uuid,
 			    int64_t now, long *ended);
-	/* (db) Calls fn for each session_ends row with seq > after, in seq order. */
+	/* (db, outside any read snapshot) Calls fn for each session_ends row
+	 * with seq > after, in seq order. */
 	int (*session_ends_since)(struct store_db *db, int64_t after, store_session_end_fn fn,
 				  void *arg);
 

@@ -18,13 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/backend.h"
+#include "store/store_internal.h"
 #include "tokend/err.h"
-
-struct store {
-	const struct store_backend *be;
-	struct store_db *db;
-};
 
 /* A postgresql:// or postgres:// URL, or a libpq conninfo ("key=value ..."). */
 static bool is_postgres(const char *target)
@@ -59,6 +54,11 @@ int store_open_backend(const struct store_backend *be, const char *target,
 		free(st);
 		return rc;
 	}
+	rc = store_ends_open(st);
+	if (rc != 0) {
+		store_close(&st);
+		return rc;
+	}
 	*out = st;
 	return 0;
 }
@@ -78,6 +78,7 @@ void store_close(struct store **stp)
 
 	if (st == NULL)
 		return;
+	store_ends_close(st);
 	st->be->close(st->db);
 	free(st);
 	*stp = NULL;
@@ -106,6 +107,18 @@ void store_read_end(struct store *st)
 int store_migrate(struct store *st, int *version, bool *fresh, char *errbuf, size_t errlen)
 {
 	return st->be->migrate(st->db, version, fresh, errbuf, errlen);
+}
+
+/*
+ * Ends transaction tx (as be->write_end) whose rows may have ended a
+ * session: after the COMMIT, other processes' verify sees it at once.
+ */
+static int end_sessions_commit(struct store *st, struct store_tx *tx, int rc)
+{
+	rc = st->be->write_end(tx, rc);
+	if (rc == 0)
+		store_ends_bump(st);
+	return rc;
 }
 
 /* Users. */
@@ -168,7 +181,7 @@ int store_user_change_password(struct store *st, const char *uuid, const char *h
 	/* A changed password ends every session: whoever knew the old one is out. */
 	if (rc == 0)
 		rc = st->be->sessions_end(tx, NULL, uuid, now, NULL);
-	return st->be->write_end(tx, rc);
+	return end_sessions_commit(st, tx, rc);
 }
 
 int store_user_disable(struct store *st, const char *username, int64_t now,
@@ -181,13 +194,15 @@ int store_user_disable(struct store *st, const char *username, int64_t now,
 	if (rc != 0)
 		return rc;
 	rc = st->be->user_uuid(tx, username, uuid);
-	if (rc == 0)
-		rc = st->be->user_set_active(tx, uuid, false);
+	/* The sessions first, at now: then the schema's trigger that ends a
+	 * disabled user's sessions (for other writers) finds none live. */
 	if (rc == 0)
 		rc = st->be->sessions_end(tx, NULL, uuid, now, NULL);
+	if (rc == 0)
+		rc = st->be->user_set_active(tx, uuid, false);
 	if (rc == 0 && delete_api_tokens)
 		rc = st->be->api_delete_all(tx, uuid, NULL);
-	return st->be->write_end(tx, rc);
+	return end_sessions_commit(st, tx, rc);
 }
 
 int store_user_set_active(struct store *st, const char *username, bool active)
@@ -216,9 +231,10 @@ int store_user_delete(struct store *st, const char *username)
 	if (rc != 0)
 		return rc;
 	rc = st->be->user_uuid(tx, username, uuid);
+	/* The sessions go with the user: the schema records their ends. */
 	if (rc == 0)
 		rc = st->be->user_delete(tx, uuid);
-	return st->be->write_end(tx, rc);
+	return end_sessions_commit(st, tx, rc);
 }
 
 int store_user_count(struct store *st, long *count)
@@ -349,7 +365,7 @@ int store_session_end(struct store *st, const char *sid, const char *user_uuid, 
 	/* Another user's sid ends nothing, and must revoke nothing either. */
 	if (rc == 0 && n == 0)
 		rc = TOKEND_ENOTFOUND;
-	rc = st->be->write_end(tx, rc);
+	rc = end_sessions_commit(st, tx, rc);
 	if (rc == TOKEND_ENOTFOUND)
 		return 0;
 	*ended = rc == 0;
@@ -367,7 +383,7 @@ int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now
 	rc = st->be->write_begin(st->db, &tx);
 	if (rc != 0)
 		return rc;
-	rc = st->be->write_end(tx, st->be->sessions_end(tx, NULL, user_uuid, now, &n));
+	rc = end_sessions_commit(st, tx, st->be->sessions_end(tx, NULL, user_uuid, now, &n));
 	if (rc == 0 && ended != NULL)
 		*ended = n;
 	return rc;
@@ -483,6 +499,8 @@ int store_refresh_rotate_then(struct store *st, const char *old_jti, const char 
 		rc = fn(next, arg);
 	if (rc != 0 && *outcome == STORE_ROTATED)
 		*outcome = STORE_UNKNOWN;
+	if (*outcome == STORE_REUSED || *outcome == STORE_EXPIRED)
+		return end_sessions_commit(st, tx, rc);
 	return st->be->write_end(tx, rc);
 }
 
@@ -524,7 +542,7 @@ int store_refresh_logout(struct store *st, const char *jti, const char *user_uui
 	if (rc == 0)
 		*outcome = standin ? STORE_LOGOUT_ENDED : STORE_LOGOUT_REUSED;
 out:
-	rc = st->be->write_end(tx, rc);
+	rc = end_sessions_commit(st, tx, rc);
 	if (rc != 0)
 		*outcome = STORE_LOGOUT_REFUSED;
 	return rc;
@@ -541,6 +559,7 @@ int store_refresh_live(struct store *st, const char *jti, const char *user_uuid,
 int store_purge(struct store *st, int64_t before, long limit, long *deleted)
 {
 	struct store_tx *tx;
+	bool ended = false;
 	int rc;
 
 	*deleted = 0;
@@ -550,12 +569,16 @@ int store_purge(struct store *st, int64_t before, long limit, long *deleted)
 	for (int t = 0; rc == 0 && t < STORE_PURGE_TABLES; t++) {
 		long n = 0;
 		/* The log of ended sessions is kept a day past the tokens it covers. */
-		int64_t due = t == STORE_PURGE_SESSION_ENDS ? before - 86400 : before;
+		int64_t due = t == STORE_PURGE_SESSION_ENDS ? before - STORE_SESSION_ENDS_KEEP
+							    : before;
 		rc = st->be->purge(tx, (enum store_purge_table)t, due, limit, &n);
 		if (t != STORE_PURGE_SESSION_ENDS)
 			*deleted += n;
+		/* A live session goes with its last refresh row: it ends. */
+		if (t == STORE_PURGE_REFRESH && n > 0)
+			ended = true;
 	}
-	rc = st->be->write_end(tx, rc);
+	rc = ended ? end_sessions_commit(st, tx, rc) : st->be->write_end(tx, rc);
 	if (rc != 0)
 		*deleted = 0;
 	return rc;

@@ -343,6 +343,7 @@ const struct store_backend store_sqlite_backend = {
 	.member_is = sq_member_is,
 	.session_add = sq_session_add,
 	.session_state = sq_session_state,
+	.session_ended = sq_session_ended,
 	.sessions_end = sq_sessions_end,
 	.session_ends_since = sq_session_ends_since,
 	.refresh_add = sq_refresh_add,

@@ -29,6 +29,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_USER_REFRESH_REVOKE] = "UPDATE refresh_tokens SET revoked = 1, "
 				  "used_at = coalesce(used_at, ?2) WHERE revoked = 0 AND family IN "
 				  "(SELECT id FROM sessions WHERE user_uuid = ?1)",
+	/* No row: ended long ago (purged) or never recorded; both are ended. */
+	[S_SESSION_ENDED] = "SELECT revoked_at IS NULL FROM sessions WHERE id = ?1",
 	[S_SESSION_ENDS_SINCE] = "SELECT seq, sid, ended_at FROM session_ends WHERE seq > ?1 "
 				 "ORDER BY seq",
 };
@@ -68,6 +70,24 @@ int sq_session_state(struct store_db *db, const char *sid, const char *user_uuid
 	store_db_done(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_db_error(c, "session state");
+	return 0;
+}
+
+int sq_session_ended(struct store_db *db, const char *sid, bool *ended)
+{
+	struct conn *c = store_db_conn(db);
+	sqlite3_stmt *s = c ? STMT(c, S_SESSION_ENDED) : NULL;
+	int rc;
+
+	*ended = true;
+	if (s == NULL)
+		return TOKEND_EDB;
+	store_db_bind_text(s, 1, sid);
+	rc = sqlite3_step(s);
+	*ended = rc != SQLITE_ROW || sqlite3_column_int(s, 0) == 0;
+	store_db_done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_db_error(c, "session ended");
 	return 0;
 }
 

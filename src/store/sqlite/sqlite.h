@@ -62,6 +62,7 @@ enum stmt_id {
 	S_USER_REFRESH_REVOKE,
 	S_API_DELETE_USER,
 	S_API_DELETE_MEMBER,
+	S_SESSION_ENDED,
 	S_SESSION_ENDS_SINCE,
 	S_SESSION_ENDS_PURGE,
 	S_COUNT
@@ -193,6 +194,7 @@ int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid,
 		   int64_t created_at);
 int sq_session_state(struct store_db *db, const char *sid, const char *user_uuid,
 		     enum store_session *state);
+int sq_session_ended(struct store_db *db, const char *sid, bool *ended);
 int sq_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
 		    long *ended);
 int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,

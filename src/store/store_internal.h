@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This header is private to src/store/'s backend-neutral half: the store
+ * handle that store.c (the rules) and session_ends.c (verify's view of
+ * ended sessions) share. Backends never see it.
+ */
+#ifndef TOKEND_STORE_INTERNAL_H
+#define TOKEND_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "store/backend.h"
+
+struct session_counter;
+struct session_set;
+
+struct store {
+	const struct store_backend *be;
+	struct store_db *db;
+	/*
+	 * Session ends (session_ends.c). The counter, beside a database of
+	 * this host only (be->single_host), is bumped after every commit
+	 * that may end a session, by every process; the set is there only
+	 * once store_sessions_watch ran.
+	 */
+	struct session_counter *ends_counter; /* NULL: several hosts write */
+	struct session_set *ends;             /* NULL: look sessions up */
+	long ends_horizon;
+	pthread_mutex_t ends_lock;      /* one reload at a time; guards below */
+	int64_t ends_seq;               /* the last session_ends.seq loaded */
+	int64_t ends_pruned_at;         /* wall clock, seconds */
+	_Atomic uint64_t ends_seen;     /* the counter before the last load */
+	_Atomic int64_t ends_loaded_ms; /* CLOCK_MONOTONIC_COARSE of that load */
+};
+
+/* Opens the counter (when the backend is single-host); TOKEND_ENOMEM. */
+int store_ends_open(struct store *st);
+
+/* Frees what store_ends_open and store_sessions_watch made; accepts none. */
+void store_ends_close(struct store *st);
+
+/* After a commit that may have ended a session: other processes reload. */
+void store_ends_bump(struct store *st);
+
+#endif
