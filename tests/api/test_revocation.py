@@ -350,7 +350,9 @@ def test_migration_backfills_one_session_per_family(factory):
     uid = inst.add_user(f"m-{uuidlib.uuid4().hex[:8]}", "pw")
     con = sqlite3.connect(str(inst.db))
     try:
-        con.executescript("DROP TRIGGER refresh_tokens_session_gone; DROP TABLE sessions;"
+        # Back to version 3: 005's objects go first, then 004's.
+        con.executescript("DROP TRIGGER users_disabled_sessions_end; DROP TABLE session_ends;"
+                          "DROP TRIGGER refresh_tokens_session_gone; DROP TABLE sessions;"
                           "PRAGMA user_version = 3;")
         rows = [("j1", "fam1", 100), ("j2", "fam1", 50), ("j3", "fam2", 70)]
         for jti, fam, iat in rows:
