@@ -61,6 +61,10 @@ enum stmt_id {
 	S_USER_DISABLE,
 	S_API_DELETE_USER,
 	S_API_DELETE_MEMBER,
+	S_SESSION_ENDED,
+	S_ENDS_MAX,
+	S_ENDS_SINCE,
+	S_ENDS_PURGE,
 	S_COUNT
 };
 
@@ -69,6 +73,10 @@ struct conn {
 	sqlite3_stmt *stmts[S_COUNT];
 	struct store *owner;
 	struct conn *next; /* in owner->conns */
+	/* Set by a statement that may end a session, inside a write
+	 * transaction; store_db_end bumps the session counter after the
+	 * COMMIT and clears it (on a ROLLBACK too). */
+	bool ends_session;
 };
 
 struct store {
@@ -103,10 +111,29 @@ struct store {
 	bool ckpt_started;          /* the thread runs (write_lock) */
 	pthread_t ckpt_thread;
 	struct conn *checkpointer;  /* the thread's connection */
+	/* Session ends (store_sessions.c, store_session_ended). The counter
+	 * is bumped after every commit that may end a session, by every
+	 * process; the set is there only once store_sessions_watch ran. */
+	struct session_counter *ends_counter;
+	struct session_set *ends;     /* NULL: look sessions up */
+	long ends_horizon;
+	pthread_mutex_t ends_lock;    /* one reload at a time; guards below */
+	struct conn *ends_conn;       /* the reloads' connection */
+	int64_t ends_seq;             /* the last session_ends.seq loaded */
+	int64_t ends_pruned_at;       /* wall clock, seconds */
+	_Atomic uint64_t ends_seen;   /* the counter before the last load */
+	_Atomic int64_t ends_loaded_ms; /* CLOCK_MONOTONIC_COARSE of that load */
 };
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */
 struct conn *store_db_conn(struct store *st);
+
+/*
+ * A connection of the caller's own (not this thread's, not in conns);
+ * store_close frees it once the caller hangs it off the store. NULL on
+ * failure (logged).
+ */
+struct conn *store_db_conn_own(struct store *st);
 
 /* The prepared statement id, ready to bind; NULL on failure (logged). */
 sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "store/migrations.h"
+#include "store/session_cache.h"
 #include "store/sqlite_internal.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
@@ -121,6 +122,13 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_USER_DISABLE] = "UPDATE users SET is_active = 0 WHERE uuid = ?1",
 	[S_API_DELETE_USER] = "DELETE FROM api_tokens WHERE user_uuid = ?1",
 	[S_API_DELETE_MEMBER] = "DELETE FROM api_tokens WHERE user_uuid = ?2 AND team_uuid = ?1",
+	/* No row: ended long ago (purged) or never recorded; both are ended. */
+	[S_SESSION_ENDED] = "SELECT revoked_at IS NULL FROM sessions WHERE id = ?1",
+	[S_ENDS_MAX] = "SELECT coalesce(max(seq), 0) FROM session_ends",
+	[S_ENDS_SINCE] = "SELECT seq, sid, ended_at FROM session_ends "
+			 "WHERE seq > ?1 AND seq <= ?2 AND ended_at >= ?3",
+	[S_ENDS_PURGE] = "DELETE FROM session_ends WHERE rowid IN (SELECT rowid FROM "
+			 "session_ends WHERE ended_at < ?1 LIMIT ?2)",
 };
 
 static void conn_free(struct conn *c)
@@ -190,6 +198,19 @@ static int conn_open(struct store *st, struct conn **out, bool registered, char 
 	}
 	*out = c;
 	return 0;
+}
+
+struct conn *store_db_conn_own(struct store *st)
+{
+	struct conn *c = NULL;
+	char err[256];
+
+	if (conn_open(st, &c, false, err, sizeof(err)) != 0) {
+		log_error("store: %s", err);
+		metrics_store_error();
+		return NULL;
+	}
+	return c;
 }
 
 /* This thread's connection, opened on first use; NULL on failure (logged). */
@@ -414,6 +435,10 @@ int store_db_end(struct conn *c, int rc)
 		if (s != NULL)
 			(void)store_db_exec(c, s, "rollback");
 	}
+	/* After the COMMIT: a reader that sees the count move finds the rows. */
+	if (rc == 0 && c->ends_session)
+		session_counter_bump(c->owner->ends_counter);
+	c->ends_session = false;
 	checkpoint_due(c->owner);
 	pthread_mutex_unlock(&c->owner->write_lock);
 	return rc;
@@ -521,6 +546,12 @@ int store_open(const char *path, long busy_timeout_ms, struct store **out, char 
 	pthread_mutex_init(&st->write_lock, NULL);
 	pthread_mutex_init(&st->ckpt_lock, NULL);
 	pthread_cond_init(&st->ckpt_cond, NULL);
+	pthread_mutex_init(&st->ends_lock, NULL);
+	st->ends_counter = session_counter_open(path);
+	if (st->ends_counter == NULL) {
+		store_close(&st);
+		return TOKEND_ENOMEM;
+	}
 	rc = conn_open(st, &c, true, errbuf, errlen);
 	if (rc != 0) {
 		store_close(&st);
@@ -564,6 +595,11 @@ void store_close(struct store **stp)
 	}
 	if (st->writer != NULL)
 		conn_free(st->writer);
+	if (st->ends_conn != NULL)
+		conn_free(st->ends_conn); /* store_sessions.c's reloads */
+	session_set_free(&st->ends);
+	session_counter_close(&st->ends_counter);
+	pthread_mutex_destroy(&st->ends_lock);
 	pthread_key_delete(st->key);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->write_lock);
@@ -771,11 +807,16 @@ int store_user_delete(struct store *st, const char *username)
 {
 	struct conn *c = store_db_conn(st);
 	sqlite3_stmt *s = c ? store_db_stmt(c, S_USER_DELETE) : NULL;
+	int rc;
 
 	if (s == NULL)
 		return TOKEND_EDB;
 	store_db_bind_text(s, 1, username);
-	return store_db_exec_changes(c, s, "user delete");
+	/* Autocommit: the sessions went with the user (ON DELETE CASCADE). */
+	rc = store_db_exec_changes(c, s, "user delete");
+	if (rc == 0)
+		session_counter_bump(st->ends_counter);
+	return rc;
 }
 
 int store_user_count(struct store *st, long *count)

@@ -282,6 +282,21 @@ int store_purge(struct store *st, int64_t before, long limit, long *deleted)
 		rc = store_db_exec(c, s, "purge");
 		if (rc == 0)
 			*deleted += (long)sqlite3_changes(c->db);
+		/* A live session goes with its last refresh row: it ends. */
+		if (rc == 0 && purges[i] == S_REFRESH_PURGE && sqlite3_changes(c->db) > 0)
+			c->ends_session = true;
+	}
+	/* Session ends a day older than before: no access token outlives
+	 * them (access.lifetime is at most a day). Not counted in *deleted. */
+	if (rc == 0) {
+		sqlite3_stmt *s = store_db_stmt(c, S_ENDS_PURGE);
+		if (s == NULL) {
+			rc = TOKEND_EDB;
+		} else {
+			sqlite3_bind_int64(s, 1, before - STORE_SESSION_ENDS_KEEP);
+			sqlite3_bind_int64(s, 2, limit);
+			rc = store_db_exec(c, s, "purge session ends");
+		}
 	}
 	rc = store_db_end(c, rc);
 	if (rc != 0)
