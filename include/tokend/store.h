@@ -174,6 +174,40 @@ enum store_session {
 int store_session_state(struct store *st, const char *sid, const char *user_uuid,
 			enum store_session *state);
 
+/*
+ * How long store_purge keeps a session end (sql/sqlite/ and sql/postgres/ 005_session_ends.sql):
+ * a server that starts loads the ends of its horizon from them, so a
+ * horizon longer than this must not use the cache (cli_serve.c).
+ */
+#define STORE_SESSION_ENDS_KEEP 86400L
+
+/*
+ * Keeps this process's view of ended sessions in memory from now on, for
+ * store_session_ended: loads every session end of the last horizon seconds
+ * (horizon: the access lifetime + leeway + a margin; an access token
+ * outlives its session's end by at most that), then follows new ones. Call
+ * once, before other threads use the store (the server does; the CLI
+ * never). A database that several hosts share (PostgreSQL) keeps nothing
+ * in memory: no counter could tell this process what another host ended,
+ * so every check stays a lookup. 0, TOKEND_ENOMEM, TOKEND_EDB.
+ */
+int store_sessions_watch(struct store *st, long horizon);
+
+/*
+ * *ended = session sid has ended (verify's check of an access token).
+ * Without store_sessions_watch: one indexed lookup of sessions, and no row
+ * or an ended one is ended (fail closed). With it, no lookup: sid is looked
+ * for in the ends kept in memory, which are reloaded first when a commit
+ * that may end a session was counted since the last load (by any process
+ * on this database, through the "<database>-ends" counter file), and at
+ * least every second anyway (writers outside tokend do not count: the
+ * triggers record their ends, seen within that second). A sid that is not
+ * a lower-case uuid is looked up. Does not check the user: disabling or
+ * deleting a user ends the sessions (triggers of each backend's 005). TOKEND_EDB
+ * (*ended stays true).
+ */
+int store_session_ended(struct store *st, const char *sid, bool *ended);
+
 
 /*
  * Ends session sid of user_uuid (a logout), in one transaction: revoked_at
@@ -261,7 +295,9 @@ int store_refresh_live(struct store *st, const char *jti, const char *user_uuid,
  * limit API-token rows that expired at or before `before` (outstanding and
  * blacklisted alike: an expired token fails its exp check anyway).
  * *deleted gets how many rows in all. A session goes with its last refresh
- * row (a trigger of sql/004_sessions.sql; not counted).
+ * row (a trigger of 004_sessions.sql; not counted). Also deletes at
+ * most limit session ends older than before - STORE_SESSION_ENDS_KEEP
+ * (not counted).
  */
 int store_purge(struct store *st, int64_t before, long limit, long *deleted);
 

@@ -218,6 +218,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	struct jwtsign_keys *keys = NULL;
 	struct server *srv = NULL;
 	bool demo = false, check = false, fresh = false;
+	long horizon;
 	char err[512];
 	char password[32] = "";
 	char team[UUID_STR_LEN] = "";
@@ -284,6 +285,20 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	if (demo && fresh &&
 	    cli_demo_create(cli, st, password, sizeof(password), team) != 0) {
 		cli_err("cannot create the demo account");
+		goto out;
+	}
+	/*
+	 * verify checks access tokens' sessions in memory (store.h,
+	 * store_session_ended). A token outlives its session's end by at most
+	 * its lifetime and the leeway; the 60 s cover clock steps and a reload.
+	 * Past the retention of the session ends, a restart could miss old
+	 * ends: then verify looks sessions up instead.
+	 */
+	horizon = app.cfg.access_lifetime + app.cfg.leeway + 60;
+	if (horizon > STORE_SESSION_ENDS_KEEP) {
+		log_info("store: access tokens outlive a day: verify looks sessions up");
+	} else if (store_sessions_watch(st, horizon) != 0) {
+		cli_err("cannot load the ended sessions");
 		goto out;
 	}
 	app.store = st;

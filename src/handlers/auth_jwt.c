@@ -528,19 +528,27 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 	if (jwtsign_check(app->keys, tok, len, &pol, &t, NULL) != 0)
 		return token_not_valid(res);
 	/*
-	 * Every token is looked up: an access token by its session (and its
-	 * user), a refresh token by its row (and its session and user), an API
-	 * token by its row (and its user and membership). An access token
-	 * minted before sessions existed (no sid) lives out its few minutes
-	 * unless its user is disabled or deleted.
+	 * A refresh token is looked up by its row (and its session and user),
+	 * an API token by its row (and its user and membership). An access
+	 * token's session is checked against the ended sessions the server
+	 * keeps in memory (store_session_ended: no lookup, and still current
+	 * across processes); disabling or deleting a user ends its sessions.
+	 * An access token minted before sessions existed (no sid) lives out
+	 * its few minutes unless its user is disabled or deleted (looked up).
+	 * Bearer authentication keeps its lookup: it answers user_not_found
+	 * and user_inactive, and reads the user anyway.
 	 */
 	if (strcmp(t.token_type, "refresh") == 0)
 		rc = store_refresh_live(app->store, t.jti, t.user_id, &live);
 	else if (strcmp(t.token_type, "api") == 0)
 		rc = store_api_token_live(app->store, t.jti, t.user_id, t.team_uuid, &live);
-	else {
+	else if (t.sid[0] != '\0') {
+		bool ended = true;
+		rc = store_session_ended(app->store, t.sid, &ended);
+		live = !ended;
+	} else {
 		enum store_session state = STORE_SESSION_ENDED;
-		rc = handler_access_state(app, &t, &state); /* as Bearer authentication */
+		rc = handler_access_state(app, &t, &state); /* the user row decides */
 		live = state == STORE_SESSION_LIVE;
 	}
 	if (rc != 0)
