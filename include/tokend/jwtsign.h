@@ -5,7 +5,8 @@
  * "<kid>.<alg>.key" (0600): an HS256 file holds 64 random bytes as base64url
  * text on one line (the HMAC key is the decoded bytes); an RS256 or ES256
  * file holds a PEM private key, parsed once at load into an EVP_PKEY. The
- * file "current" names the kid that signs. Keys never enter the database.
+ * file "current" names the kid that signs; every other key is published and
+ * accepted. Keys never enter the database.
  * src/crypto/ is the only place that includes jwt.h or touches key bytes.
  *
  * Every function here is thread-safe; jwtsign_keys_reload() swaps the whole
@@ -148,7 +149,7 @@ size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out
 /*
  * Creates a new key of alg in dir and makes it current (the "current" file
  * is replaced atomically). kid_out gets its kid. A running server picks it up
- * on SIGHUP. Errors: TOKEND_EINVAL (also an unsafe dir, as for
+ * by its periodic check, on a token of the new kid, or on SIGHUP. Errors: TOKEND_EINVAL (also an unsafe dir, as for
  * jwtsign_keys_load), TOKEND_EIO, TOKEND_ECRYPTO.
  */
 int jwtsign_key_rotate(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],

@@ -5,7 +5,8 @@
  * "<kid>.RS256.key" / "<kid>.ES256.key" hold a PEM private key, parsed once
  * into an EVP_PKEY (libjwt would parse the PEM on every call). The file
  * "current" names the signing kid. A running server re-reads the directory
- * on SIGHUP and swaps the whole set under a write lock. As OpenSSH's
+ * (keys_reload.c: on SIGHUP, when its fingerprint here changed, on an
+ * unknown kid) and swaps the whole set under a write lock. As OpenSSH's
  * StrictModes, the directory and the key files must belong to the user
  * tokend runs as (or root) and be writable by no one else, since a key
  * planted under a new kid would mint tokens.
