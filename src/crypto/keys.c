@@ -577,7 +577,7 @@ int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsi
 	/* Before the read: a change made during it is seen by the next check. */
 	fp = keys_dir_fingerprint(dir);
 	rc = keys_read_dir(dir, alg, create, &ks->set, errbuf, errlen);
-	if (rc == 0 && ks->set->count > 0 && create)
+	if (rc == 0 && create)
 		fp = keys_dir_fingerprint(dir); /* the first key may just have been made */
 	if (rc != 0) {
 		free(ks);
