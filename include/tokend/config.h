@@ -41,6 +41,7 @@ struct config {
 	/* [keys] */
 	char key_dir[CONFIG_STR_MAX];  /* signing keys, never in the DB */
 	char algorithm[16];            /* of keys created: HS256 | RS256 | ES256 */
+	long key_reload_interval;      /* seconds between checks of key_dir; 0 = off */
 	/* [tokens] */
 	long access_lifetime;          /* seconds */
 	long refresh_lifetime;         /* seconds */

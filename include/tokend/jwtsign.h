@@ -5,7 +5,8 @@
  * "<kid>.<alg>.key" (0600): an HS256 file holds 64 random bytes as base64url
  * text on one line (the HMAC key is the decoded bytes); an RS256 or ES256
  * file holds a PEM private key, parsed once at load into an EVP_PKEY. The
- * file "current" names the kid that signs. Keys never enter the database.
+ * file "current" names the kid that signs; every other key is published and
+ * accepted. Keys never enter the database.
  * src/crypto/ is the only place that includes jwt.h or touches key bytes.
  *
  * Every function here is thread-safe; jwtsign_keys_reload() swaps the whole
@@ -98,6 +99,38 @@ int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *a
  */
 int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen);
 
+/* What made a running server look at its key directory again. */
+enum jwtsign_reload_why {
+	JWTSIGN_RELOAD_SIGNAL,      /* SIGHUP: always re-read */
+	JWTSIGN_RELOAD_POLL,        /* the periodic check: re-read on a change */
+	JWTSIGN_RELOAD_UNKNOWN_KID, /* a token of a kid not loaded (see below) */
+	JWTSIGN_RELOAD_N
+};
+
+/*
+ * Looks at the key directory again and, when it changed (SIGNAL: always),
+ * re-reads and swaps it in as jwtsign_keys_reload() does, logging what
+ * changed (keys added and retired, the signing key). A failing read keeps
+ * the old keys and is logged: for POLL and UNKNOWN_KID once per distinct
+ * error, for SIGNAL every time. When "current" names a kid the directory
+ * lacks (say, a copy that brought "current" before the key file), the key
+ * that signed before keeps signing and an error is logged. UNKNOWN_KID
+ * passes at most once a second per key set, whatever the number of threads
+ * asking: the others return 0 at once. Serialised against each other; never
+ * blocks minting or checking but for the swap. Returns 1 when a new set was
+ * swapped in, 0 when nothing changed (or the gate was closed), or a
+ * negative error when the directory could not be read.
+ */
+int jwtsign_keys_refresh(struct jwtsign_keys *keys, enum jwtsign_reload_why why);
+
+/*
+ * With on set, jwtsign_check() of a token whose kid (16 hex) is not loaded
+ * calls jwtsign_keys_refresh(UNKNOWN_KID) and checks it once more with the
+ * new set. Off by default (the CLI's one-shot loads); serve turns it on
+ * before its threads start.
+ */
+void jwtsign_keys_reload_on_unknown(struct jwtsign_keys *keys, bool on);
+
 /* Counts reloads: what was minted with an older count may have changed. */
 unsigned jwtsign_keys_generation(const struct jwtsign_keys *keys);
 
@@ -116,11 +149,30 @@ size_t jwtsign_keys_list(struct jwtsign_keys *keys, struct jwtsign_key_info *out
 /*
  * Creates a new key of alg in dir and makes it current (the "current" file
  * is replaced atomically). kid_out gets its kid. A running server picks it up
- * on SIGHUP. Errors: TOKEND_EINVAL (also an unsafe dir, as for
+ * by its periodic check, on a token of the new kid, or on SIGHUP. Errors: TOKEND_EINVAL (also an unsafe dir, as for
  * jwtsign_keys_load), TOKEND_EIO, TOKEND_ECRYPTO.
  */
 int jwtsign_key_rotate(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],
 		       char *errbuf, size_t errlen);
+
+/*
+ * Creates a new key of alg in dir without making it current: it is
+ * published (JWKS) and accepted by every server that reads dir, and signs
+ * only after jwtsign_key_use(). When "current" is absent or malformed it is
+ * first written to name the key that signs now, so that the new (newest)
+ * key does not start signing; in a directory without keys the new key is
+ * made current. Errors as jwtsign_key_rotate().
+ */
+int jwtsign_key_add(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],
+		    char *errbuf, size_t errlen);
+
+/*
+ * Makes kid the signing key of dir (the "current" file, replaced
+ * atomically), once the whole directory loads as a server would read it.
+ * TOKEND_ENOTFOUND when dir has no key kid; the errors of
+ * jwtsign_keys_load() when dir does not load.
+ */
+int jwtsign_key_use(const char *dir, const char *kid, char *errbuf, size_t errlen);
 
 /*
  * Deletes the key file of kid from dir. Refuses the current key

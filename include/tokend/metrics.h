@@ -34,6 +34,14 @@ enum metrics_refresh {
 	METRICS_REFRESH_N
 };
 
+/* Why the key directory was looked at (tokend/jwtsign.h's reload triggers). */
+enum metrics_key_check {
+	METRICS_KEY_SIGNAL,
+	METRICS_KEY_POLL,
+	METRICS_KEY_UNKNOWN_KID,
+	METRICS_KEY_CHECK_N
+};
+
 /* What the process reads at scrape time (no cost between scrapes). */
 struct metrics_gauges {
 	long hash_queue;       /* logins waiting for a hashing thread */
@@ -68,6 +76,13 @@ void metrics_refresh(enum metrics_refresh outcome);
 /* Counts API tokens issued (n of them) and deleted. */
 void metrics_api_tokens_issued(long n);
 void metrics_api_tokens_deleted(long n);
+
+/*
+ * Counts one look at the key directory (a fingerprint or a full read) for
+ * why, and whether it led to a full re-read that loaded (loaded), failed
+ * (failed) or neither (the directory had not changed).
+ */
+void metrics_key_check(enum metrics_key_check why, bool read, bool loaded);
 
 /* Counts one error of the store (a failed query, an unavailable database). */
 void metrics_store_error(void);

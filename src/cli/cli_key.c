@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements `tokend key ...` (list, rotate, retire) and
- * `tokend purge`. Keys are files of the key directory; a running server
- * picks up a rotation or retirement on SIGHUP.
+ * This module implements `tokend key ...` (list, rotate, add, use, retire)
+ * and `tokend purge`. Keys are files of the key directory; a running server
+ * picks up a change by its periodic check (keys.reload_interval), on a
+ * token of a kid it does not know, or on SIGHUP.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +19,16 @@ static const char key_usage[] =
 	"\n"
 	"  list                            list signing keys (kid, alg, created, current)\n"
 	"  rotate [--alg HS256|RS256|ES256]  make a new current signing key\n"
+	"  add [--alg HS256|RS256|ES256]   make a new key that is published and\n"
+	"                                  accepted, but does not sign yet\n"
+	"  use KID                         make KID the signing key\n"
 	"  retire KID [--force]            delete a key; refused while tokens it\n"
 	"                                  signed may still be valid, unless --force\n"
 	"\n"
-	"A running server loads the change on SIGHUP.\n";
+	"Across machines: `add` on every machine's key directory (or copy the key\n"
+	"file), wait keys.reload_interval, then `use` it everywhere.\n"
+	"A running server loads a change within keys.reload_interval seconds, at\n"
+	"once on a token of a kid it does not know, or on SIGHUP.\n";
 
 static int key_list(struct cli *cli)
 {
@@ -94,7 +101,10 @@ int cli_key(struct cli *cli, int argc, char **argv)
 		fputs(key_usage, stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "list") != 0 && strcmp(cmd, "rotate") != 0 && strcmp(cmd, "retire") != 0) {
+	bool add = strcmp(cmd, "add") == 0;
+	bool takes_kid = strcmp(cmd, "retire") == 0 || strcmp(cmd, "use") == 0;
+
+	if (strcmp(cmd, "list") != 0 && strcmp(cmd, "rotate") != 0 && !add && !takes_kid) {
 		cli_err("key: unknown command \"%s\" (see tokend key --help)", cmd);
 		return EXIT_USAGE;
 	}
@@ -106,18 +116,18 @@ int cli_key(struct cli *cli, int argc, char **argv)
 			fputs(key_usage, stdout);
 			return 0;
 		}
-		if (strcmp(cmd, "rotate") == 0 &&
+		if ((strcmp(cmd, "rotate") == 0 || add) &&
 		    (r = cli_opt_value(argc, argv, &i, "--alg", &v)) != 0) {
 			if (r < 0)
 				return EXIT_USAGE;
 			if (!jwtsign_alg_supported(v)) {
-				cli_err("key rotate: --alg must be HS256, RS256 or ES256");
+				cli_err("key %s: --alg must be HS256, RS256 or ES256", cmd);
 				return EXIT_USAGE;
 			}
 			alg = v;
 		} else if (strcmp(cmd, "retire") == 0 && strcmp(argv[i], "--force") == 0) {
 			force = true;
-		} else if (strcmp(cmd, "retire") == 0 && argv[i][0] != '-' && kid == NULL) {
+		} else if (takes_kid && argv[i][0] != '-' && kid == NULL) {
 			kid = argv[i];
 		} else {
 			cli_err("key %s: unexpected argument \"%s\"", cmd, argv[i]);
@@ -133,7 +143,20 @@ int cli_key(struct cli *cli, int argc, char **argv)
 		}
 		return key_retire(cli, kid, force);
 	}
-	if (jwtsign_key_rotate(cli->cfg.key_dir, alg, newkid, err, sizeof(err)) != 0) {
+	if (strcmp(cmd, "use") == 0) {
+		if (kid == NULL) {
+			cli_err("key use: missing KID");
+			return EXIT_USAGE;
+		}
+		if (jwtsign_key_use(cli->cfg.key_dir, kid, err, sizeof(err)) != 0) {
+			cli_err("%s", err);
+			return 1;
+		}
+		printf("signing with %s\n", kid);
+		return 0;
+	}
+	if ((add ? jwtsign_key_add : jwtsign_key_rotate)(cli->cfg.key_dir, alg, newkid, err,
+							 sizeof(err)) != 0) {
 		cli_err("%s", err);
 		return 1;
 	}

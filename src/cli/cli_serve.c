@@ -2,8 +2,9 @@
 /*
  * This module implements `tokend serve` and `tokend migrate`: start-up in
  * order (store, migrations, keys, server, sweeper), the demo account of a
- * fresh database, and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP
- * reloads the signing keys.
+ * fresh database, the key watcher (a periodic check of the key directory),
+ * and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP reloads the
+ * signing keys.
  */
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -142,6 +143,75 @@ static void sweeper_stop(struct sweeper *sw)
 }
 
 /*
+ * The key watcher (issue 13): every keys.reload_interval seconds looks at
+ * the key directory and reloads it when it changed, so that a key copied
+ * into it (or retired from it) reaches this instance without a signal.
+ * Logging and the keep-the-old-keys rule are jwtsign_keys_refresh()'s.
+ */
+struct keywatch {
+	struct jwtsign_keys *keys;
+	long interval;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
+};
+
+static void *keywatch_main(void *p)
+{
+	struct keywatch *kw = p;
+
+	pthread_mutex_lock(&kw->lock);
+	while (!kw->stop) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += kw->interval;
+		while (!kw->stop && pthread_cond_timedwait(&kw->wake, &kw->lock, &until) == 0)
+			;
+		if (kw->stop)
+			break;
+		pthread_mutex_unlock(&kw->lock);
+		jwtsign_keys_refresh(kw->keys, JWTSIGN_RELOAD_POLL);
+		pthread_mutex_lock(&kw->lock);
+	}
+	pthread_mutex_unlock(&kw->lock);
+	return NULL;
+}
+
+/* Starts the watcher unless interval is 0 (then kw->interval stays 0). */
+static int keywatch_start(struct keywatch *kw, struct jwtsign_keys *keys, long interval)
+{
+	memset(kw, 0, sizeof(*kw));
+	if (interval <= 0)
+		return 0;
+	kw->keys = keys;
+	pthread_mutex_init(&kw->lock, NULL);
+	pthread_cond_init(&kw->wake, NULL);
+	if (pthread_create(&kw->thread, NULL, keywatch_main, kw) != 0) {
+		pthread_mutex_destroy(&kw->lock);
+		pthread_cond_destroy(&kw->wake);
+		return TOKEND_ENOMEM;
+	}
+	kw->interval = interval;
+	return 0;
+}
+
+static void keywatch_stop(struct keywatch *kw)
+{
+	if (kw->interval <= 0)
+		return;
+	pthread_mutex_lock(&kw->lock);
+	kw->stop = true;
+	pthread_cond_signal(&kw->wake);
+	pthread_mutex_unlock(&kw->lock);
+	pthread_join(kw->thread, NULL);
+	pthread_mutex_destroy(&kw->lock);
+	pthread_cond_destroy(&kw->wake);
+	kw->interval = 0;
+}
+
+/*
  * Allocates the login throttle tables of app->cfg (a limit of 0 leaves its
  * table NULL: off). Each is resident whole from here on.
  */
@@ -177,19 +247,13 @@ static int throttle_start(struct app *app)
 /* Waits for SIGINT/SIGTERM; SIGHUP reloads the signing keys. */
 static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 {
-	char err[512];
-
 	for (;;) {
 		int sig = 0;
 
 		if (sigwait(set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			if (jwtsign_keys_reload(keys, err, sizeof(err)) == 0)
-				log_info("SIGHUP: keys reloaded; signing with %s",
-					 jwtsign_current_kid(keys));
-			else
-				log_error("SIGHUP: keys not reloaded, the old ones stay: %s", err);
+			jwtsign_keys_refresh(keys, JWTSIGN_RELOAD_SIGNAL); /* logs either way */
 			continue;
 		}
 		log_info("%s received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -226,6 +290,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	unsigned port = 0, unused;
 	sigset_t set;
 	struct sweeper sweeper;
+	struct keywatch keywatch;
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -301,6 +366,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		cli_err("cannot load the ended sessions");
 		goto out;
 	}
+	/* Before the HTTP threads start: they read the flag unlocked. */
+	jwtsign_keys_reload_on_unknown(keys, true);
 	app.store = st;
 	app.keys = keys;
 	if (throttle_start(&app) != 0) {
@@ -325,14 +392,24 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		server_stop(&srv, SHUTDOWN_GRACE_MS);
 		goto out;
 	}
+	if (keywatch_start(&keywatch, keys, app.cfg.key_reload_interval) != 0) {
+		cli_err("cannot start the key watcher thread");
+		sweeper_stop(&sweeper);
+		server_stop(&srv, SHUTDOWN_GRACE_MS);
+		goto out;
+	}
 	config_listen_split(app.cfg.listen, host, sizeof(host), &unused);
 	log_info("signing with key %s (%s); database %s", jwtsign_current_kid(keys),
 		 app.cfg.algorithm, app.cfg.database);
+	if (app.cfg.key_reload_interval > 0)
+		log_info("keys: checking %s for changes every %ld s", app.cfg.key_dir,
+			 app.cfg.key_reload_interval);
 	log_info("listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
 		 strchr(host, ':') ? "]" : "", port);
 	if (password[0] != '\0')
 		print_demo(host, port, password, team);
 	wait_for_stop(&set, keys);
+	keywatch_stop(&keywatch);
 	sweeper_stop(&sweeper);
 	server_stop(&srv, SHUTDOWN_GRACE_MS);
 	log_access_buffer_stop();

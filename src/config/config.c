@@ -75,6 +75,7 @@ static const struct option_def options[] = {
 	INT("database", "busy_timeout_ms", busy_timeout_ms, 0, 600000, "5000"),
 	STR("keys", "dir", key_dir, "var/keys"),
 	TYPED("keys", "algorithm", OPT_ALG, algorithm, "HS256"),
+	INT("keys", "reload_interval", key_reload_interval, 0, 86400, "5"),
 	INT("tokens", "access_lifetime", access_lifetime, 1, 366L * 86400, "300"),
 	INT("tokens", "refresh_lifetime", refresh_lifetime, 1, 3660L * 86400, "86400"),
 	INT("tokens", "leeway", leeway, 0, 3600, "0"),

@@ -480,9 +480,10 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 	return claims_valid(out, 0, pol);
 }
 
-int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len,
-		  const struct jwtsign_policy *policy, struct jwtsign_token *out,
-		  const char **reason)
+/* jwtsign_check() with the set loaded now; *unknown when its kid is not in it. */
+static int check_once(const struct jwtsign_keys *keys, const char *token, size_t len,
+		      const struct jwtsign_policy *policy, struct jwtsign_token *out,
+		      const char **reason, bool *unknown)
 {
 	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
 	const char *dot1, *dot2;
@@ -549,6 +550,9 @@ int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len
 		/* The key comes from kid, never from alg; then alg must be the key's. */
 		k = keys_find(ks->set, kid);
 		if (k == NULL) {
+			/* Only a kid of our form can be in the directory. */
+			*unknown = strlen(kid) == JWTSIGN_KID_LEN &&
+				   strspn(kid, "0123456789abcdef") == JWTSIGN_KID_LEN;
 			why = "Token is signed by an unknown key";
 			goto fail;
 		}
@@ -594,6 +598,29 @@ fail:
 	if (reason)
 		*reason = why;
 	return TOKEND_EAUTH;
+}
+
+int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len,
+		  const struct jwtsign_policy *policy, struct jwtsign_token *out,
+		  const char **reason)
+{
+	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
+	unsigned gen = atomic_load(&ks->generation);
+	bool unknown = false;
+	int rc = check_once(keys, token, len, policy, out, reason, &unknown);
+
+	if (rc == 0 || !unknown || !ks->unknown_reload)
+		return rc;
+	/*
+	 * A kid we do not know may be a key added to the directory since we
+	 * read it (issue 13): look again (at most once a second, the gate in
+	 * keys_reload.c) and check once more if the set changed, by us or by
+	 * another thread meanwhile.
+	 */
+	if (jwtsign_keys_refresh(ks, JWTSIGN_RELOAD_UNKNOWN_KID) != 1 &&
+	    atomic_load(&ks->generation) == gen)
+		return rc;
+	return check_once(keys, token, len, policy, out, reason, &unknown);
 }
 
 /* Adds the base64url of a big-endian BIGNUM param of pkey under name. */

@@ -5,7 +5,8 @@
  * "<kid>.RS256.key" / "<kid>.ES256.key" hold a PEM private key, parsed once
  * into an EVP_PKEY (libjwt would parse the PEM on every call). The file
  * "current" names the signing kid. A running server re-reads the directory
- * on SIGHUP and swaps the whole set under a write lock. As OpenSSH's
+ * (keys_reload.c: on SIGHUP, when its fingerprint here changed, on an
+ * unknown kid) and swaps the whole set under a write lock. As OpenSSH's
  * StrictModes, the directory and the key files must belong to the user
  * tokend runs as (or root) and be writable by no one else, since a key
  * planted under a new kid would mint tokens.
@@ -467,8 +468,15 @@ int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **
 		keys_set_free(set);
 		return keys_read_dir(dir, alg, 0, out, errbuf, errlen);
 	}
-	/* "current" names the signer; without it, the newest key signs. */
-	if (read_current(fd, kid) && keys_find(set, kid) != NULL) {
+	/*
+	 * "current" names the signer; without it, or when it names a key this
+	 * directory lacks (a copy that got "current" before the key file), the
+	 * newest key signs. A reload keeps the old signer instead
+	 * (keys_reload.c), seeing named.
+	 */
+	if (read_current(fd, kid))
+		memcpy(set->named, kid, sizeof(set->named));
+	if (set->named[0] != '\0' && keys_find(set, kid) != NULL) {
 		set->current = (size_t)(keys_find(set, kid) - set->keys);
 	} else {
 		for (size_t i = 1; i < set->count; i++) {
@@ -492,10 +500,69 @@ fail:
 	return rc;
 }
 
+/* FNV-1a, 64 bits, over len bytes of p, from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+
+/* The parts of st a reload depends on, after name. */
+static uint64_t entry_hash(const char *name, const struct stat *st)
+{
+	uint64_t h = fnv(FNV_BASIS, name, strlen(name) + 1);
+	int64_t v[] = {(int64_t)st->st_ino,          (int64_t)st->st_size,
+		       (int64_t)st->st_mtim.tv_sec,  (int64_t)st->st_mtim.tv_nsec,
+		       (int64_t)st->st_ctim.tv_sec,  (int64_t)st->st_ctim.tv_nsec,
+		       (int64_t)st->st_mode,         (int64_t)st->st_uid};
+
+	return fnv(h, v, sizeof(v));
+}
+
+uint64_t keys_dir_fingerprint(const char *dir)
+{
+	char err[512];
+	struct stat st;
+	struct dirent *de;
+	DIR *d;
+	uint64_t sum = 0, n = 0;
+	int fd = -1;
+
+	if (open_dir(dir, 0, &fd, err, sizeof(err)) != 0)
+		return fnv(FNV_BASIS ^ 1, err, strlen(err)); /* the error is the state */
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return FNV_BASIS ^ 2;
+	}
+	while ((de = readdir(d)) != NULL) {
+		enum key_alg a;
+		if (!key_file_name(de->d_name, &a) && strcmp(de->d_name, CURRENT_FILE) != 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			memset(&st, 0, sizeof(st)); /* gone since readdir: still a change */
+		sum += entry_hash(de->d_name, &st); /* commutative: readdir's order is free */
+		n++;
+	}
+	if (fstat(dirfd(d), &st) == 0)
+		sum += fnv(FNV_BASIS, (int64_t[]){(int64_t)st.st_mode, (int64_t)st.st_uid},
+			   2 * sizeof(int64_t));
+	closedir(d); /* closes fd */
+	return fnv(sum, &n, sizeof(n));
+}
+
 int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsign_keys **out,
 		      char *errbuf, size_t errlen)
 {
 	struct jwtsign_keys *ks;
+	uint64_t fp;
 	int rc;
 
 	*out = NULL;
@@ -507,12 +574,18 @@ int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsi
 		snprintf(errbuf, errlen, "key directory path too long");
 		return TOKEND_EINVAL;
 	}
+	/* Before the read: a change made during it is seen by the next check. */
+	fp = keys_dir_fingerprint(dir);
 	rc = keys_read_dir(dir, alg, create, &ks->set, errbuf, errlen);
+	if (rc == 0 && create)
+		fp = keys_dir_fingerprint(dir); /* the first key may just have been made */
 	if (rc != 0) {
 		free(ks);
 		return rc;
 	}
 	pthread_rwlock_init(&ks->lock, NULL);
+	pthread_mutex_init(&ks->reload_lock, NULL);
+	ks->loaded_fp = ks->tried_fp = fp;
 	snprintf(ks->dir, sizeof(ks->dir), "%s", dir);
 	snprintf(ks->alg, sizeof(ks->alg), "%s", alg);
 	memcpy(ks->current_kid, ks->set->keys[ks->set->current].kid, sizeof(ks->current_kid));
@@ -549,24 +622,6 @@ int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *a
 	return 0;
 }
 
-int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen)
-{
-	struct keyset *set = NULL;
-	struct keyset *old;
-	int rc = keys_read_dir(keys->dir, keys->alg, 0, &set, errbuf, errlen);
-
-	if (rc != 0)
-		return rc;
-	pthread_rwlock_wrlock(&keys->lock);
-	old = keys->set;
-	keys->set = set;
-	memcpy(keys->current_kid, set->keys[set->current].kid, sizeof(keys->current_kid));
-	atomic_fetch_add(&keys->generation, 1);
-	pthread_rwlock_unlock(&keys->lock);
-	keys_set_free(old);
-	return 0;
-}
-
 unsigned jwtsign_keys_generation(const struct jwtsign_keys *keys)
 {
 	return atomic_load(&keys->generation);
@@ -578,6 +633,7 @@ void jwtsign_keys_free(struct jwtsign_keys **keys)
 		return;
 	keys_set_free((*keys)->set);
 	pthread_rwlock_destroy(&(*keys)->lock);
+	pthread_mutex_destroy(&(*keys)->reload_lock);
 	free(*keys);
 	*keys = NULL;
 }
@@ -661,5 +717,73 @@ int jwtsign_key_retire(const char *dir, const char *kid, char *errbuf, size_t er
 	}
 out:
 	close(fd);
+	return rc;
+}
+
+int jwtsign_key_add(const char *dir, const char *alg, char kid_out[JWTSIGN_KID_LEN + 1],
+		    char *errbuf, size_t errlen)
+{
+	struct keyset *set = NULL;
+	char kid[JWTSIGN_KID_LEN + 1];
+	enum key_alg a;
+	int fd;
+	int rc;
+
+	if (alg_parse(alg, &a) != 0) {
+		snprintf(errbuf, errlen, "unsupported algorithm \"%s\" (HS256, RS256, ES256)", alg);
+		return TOKEND_EINVAL;
+	}
+	rc = open_dir(dir, 1, &fd, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	/*
+	 * Without a valid "current" the newest key signs: the new one would
+	 * sign at once. Pin the signer first, to the key that signs now; in a
+	 * directory with no key yet, the new key is the only one and signs.
+	 */
+	if (!read_current(fd, kid)) {
+		rc = keys_read_dir(dir, alg, 0, &set, errbuf, errlen);
+		if (rc == 0)
+			rc = set_current(fd, set->keys[set->current].kid, errbuf, errlen);
+		keys_set_free(set);
+		if (rc != 0 && rc != TOKEND_ENOTFOUND)
+			goto out;
+	}
+	rc = key_create(fd, a, kid_out, errbuf, errlen);
+	if (rc == 0 && !read_current(fd, kid))
+		rc = set_current(fd, kid_out, errbuf, errlen);
+out:
+	close(fd);
+	return rc;
+}
+
+int jwtsign_key_use(const char *dir, const char *kid, char *errbuf, size_t errlen)
+{
+	struct keyset *set = NULL;
+	const struct key *k;
+	int fd = -1;
+	int rc;
+
+	if (!kid_valid(kid, strlen(kid))) {
+		snprintf(errbuf, errlen, "no key \"%s\"", kid);
+		return TOKEND_ENOTFOUND;
+	}
+	/* The whole directory must load, as a server would read it. */
+	rc = keys_read_dir(dir, "HS256", 0, &set, errbuf, errlen);
+	if (rc != 0)
+		return rc;
+	k = keys_find(set, kid);
+	if (k == NULL) {
+		snprintf(errbuf, errlen, "no key \"%s\" in %s", kid, dir);
+		rc = TOKEND_ENOTFOUND;
+		goto out;
+	}
+	rc = open_dir(dir, 0, &fd, errbuf, errlen);
+	if (rc == 0)
+		rc = set_current(fd, kid, errbuf, errlen);
+out:
+	if (fd >= 0)
+		close(fd);
+	keys_set_free(set);
 	return rc;
 }

@@ -46,6 +46,8 @@ static const char *const bucket_le[] = {"5e-05", "0.0001", "0.00025", "0.0005",
 
 static const char *const login_names[METRICS_LOGIN_N] = {"success", "failure", "throttled",
 							 "queue_full"};
+static const char *const key_check_names[METRICS_KEY_CHECK_N] = {"signal", "poll",
+								  "unknown_kid"};
 static const char *const refresh_names[METRICS_REFRESH_N] = {"rotated", "grace_replay",
 							     "reuse_revoked", "session_ended"};
 
@@ -59,6 +61,8 @@ struct block {
 	mcount logins[METRICS_LOGIN_N];
 	mcount refresh[METRICS_REFRESH_N];
 	mcount issued, deleted, store_errors;
+	mcount key_checks[METRICS_KEY_CHECK_N];
+	mcount key_reads[2]; /* failed, loaded */
 	struct block *next; /* in blocks (lock) */
 };
 
@@ -216,6 +220,17 @@ void metrics_store_error(void)
 
 	if (enabled && (b = mine()) != NULL)
 		add(&b->store_errors, 1);
+}
+
+void metrics_key_check(enum metrics_key_check why, bool read, bool loaded)
+{
+	struct block *b;
+
+	if (!enabled || (unsigned)why >= METRICS_KEY_CHECK_N || (b = mine()) == NULL)
+		return;
+	add(&b->key_checks[why], 1);
+	if (read)
+		add(&b->key_reads[loaded ? 1 : 0], 1);
 }
 
 void metrics_gauges_source(metrics_gauge_fn fn, void *arg)
@@ -377,6 +392,16 @@ char *metrics_render(void)
 	put_head(&out, "tokend_store_errors_total", "counter",
 		 "Store operations that failed (database errors, busy, unavailable).");
 	put_one(&out, "tokend_store_errors_total", NULL, NULL, get(&total->store_errors));
+	put_head(&out, "tokend_key_dir_checks_total", "counter",
+		 "Looks at the key directory (SIGHUP, the periodic check, a token of an "
+		 "unknown kid), by trigger.");
+	for (size_t i = 0; i < METRICS_KEY_CHECK_N; i++)
+		put_one(&out, "tokend_key_dir_checks_total", "trigger", key_check_names[i],
+			get(&total->key_checks[i]));
+	put_head(&out, "tokend_key_reloads_total", "counter",
+		 "Full re-reads of the key directory, by outcome (failed: the old keys stay).");
+	put_one(&out, "tokend_key_reloads_total", "outcome", "loaded", get(&total->key_reads[1]));
+	put_one(&out, "tokend_key_reloads_total", "outcome", "failed", get(&total->key_reads[0]));
 	put_head(&out, "tokend_hash_queue_depth", "gauge", "Logins waiting for a hashing thread.");
 	put_one(&out, "tokend_hash_queue_depth", NULL, NULL, (uint64_t)(g.hash_queue > 0 ? g.hash_queue : 0));
 	put_head(&out, "tokend_hash_workers_busy", "gauge", "Hashing threads at work.");

@@ -30,6 +30,7 @@ DEFAULTS = {
     ("database", "busy_timeout_ms"): "5000",
     ("keys", "dir"): "var/keys",
     ("keys", "algorithm"): "HS256",
+    ("keys", "reload_interval"): "5",
     ("tokens", "access_lifetime"): "300",
     ("tokens", "refresh_lifetime"): "86400",
     ("tokens", "refresh_grace"): "10",
