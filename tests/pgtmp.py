@@ -220,16 +220,16 @@ class PgTmp:
             self.dir.mkdir(parents=True)
             self._made_dir = True
         self.dir = self.dir.resolve()
-        if len(str(self.dir)) > SOCKET_DIR_MAX:
-            raise RuntimeError(f"pgtmp: {self.dir}: too long for a Unix socket directory "
-                               f"(at most {SOCKET_DIR_MAX} characters)")
-        if self._made_dir:
-            (self.dir / MARKER).write_text(f"{os.getpid()}\n")
+        self.started = True  # from here on stop() has something to undo
         if not self.keep:
             with _live_lock:
                 _live.add(self)
             _install_hooks()
-        self.started = True  # from here on stop() has something to undo
+        if self._made_dir:
+            (self.dir / MARKER).write_text(f"{os.getpid()}\n")
+        if len(str(self.dir)) > SOCKET_DIR_MAX:
+            raise RuntimeError(f"pgtmp: {self.dir}: too long for a Unix socket directory "
+                               f"(at most {SOCKET_DIR_MAX} characters)")
         if os.geteuid() == 0:
             uid, gid = _postgres_ids()
             os.chown(self.dir, uid, gid)
