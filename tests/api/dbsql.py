@@ -23,6 +23,9 @@ on both: bytes for BLOB/BYTEA (psycopg2 gives memoryview), int for a
 boolean (SQLite has no booleans: a comparison or EXISTS is 0/1). SQLite
 connections enforce foreign keys, as the server's do; `readonly=True` opens
 the database read-only (SQLite mode=ro; PostgreSQL read-only transactions).
+`timeout` (seconds) bounds a wait for a lock (SQLite's busy timeout,
+PostgreSQL's lock_timeout) and, six times over, a PostgreSQL statement: a
+hang fails the test instead of stalling the run.
 """
 
 import contextlib

@@ -112,6 +112,7 @@ def test_execute_rows_and_value_types(db):
         assert con.execute("SELECT count(*) FROM users WHERE username LIKE '%o%' AND uuid <> ?",
                            ("zz",)).fetchone() == (1,)
         assert con.execute("SELECT uuid FROM users WHERE username = ?", ("nobody",)).fetchone() is None
+        assert con.execute("SELECT '100%', 7 % 4").fetchone() == ("100%", 3), "% without parameters"
         assert [r for r in con.execute("SELECT uuid FROM users ORDER BY uuid")] == [("u1",), ("u2",)]
         assert con.execute("SELECT uuid AS id FROM users").columns == ["id"]
         assert con.execute("UPDATE users SET last_login = ?2 WHERE uuid = ?1", ("u1", 77)).rowcount == 1
