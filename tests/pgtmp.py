@@ -23,6 +23,7 @@ As a command (the server outlives the command; nothing removes it but
     /usr/bin/python3 tests/pgtmp.py start DIR     # prints the URL
     /usr/bin/python3 tests/pgtmp.py createdb DIR NAME [TEMPLATE]  # prints its URL
     /usr/bin/python3 tests/pgtmp.py stop DIR      # stops it, removes DIR
+    /usr/bin/python3 tests/pgtmp.py reap          # removes servers whose owner was SIGKILLed
 
 PostgreSQL refuses to run as root. As root (CI), the server runs as the
 ``postgres`` system user that the postgresql-15 package creates, through
@@ -33,8 +34,10 @@ Cleanup, in order of preference: the context manager (or stop()); an atexit
 hook; SIGTERM/SIGINT handlers that clean up and then do what the previous
 handler would have done. Each stop tries ``pg_ctl stop -m fast``, then
 ``-m immediate``, then SIGKILL of the postmaster. Only a SIGKILL of the owning
-process leaves a server behind: ``pgtmp.py stop DIR`` removes it. A forked
-child (multiprocessing) never stops its parent's server.
+process leaves a server behind: ``pgtmp.py stop DIR`` or ``pgtmp.py reap``
+removes it (reap is never automatic: it would stop servers of processes in
+another pid namespace sharing /tmp). A forked child (multiprocessing) never
+stops its parent's server.
 """
 
 import atexit
@@ -79,7 +82,8 @@ SETTINGS = {
 
 _live = set()          # PgTmp instances this process must clean up
 _live_lock = threading.Lock()
-_hooks_installed = False
+_atexit_installed = False
+_signals_installed = False
 
 
 def available():
@@ -137,13 +141,13 @@ _prev_handlers = {}
 
 
 def _install_hooks():
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_cleanup_all)
-    if threading.current_thread() is not threading.main_thread():
+    global _atexit_installed, _signals_installed
+    if not _atexit_installed:
+        _atexit_installed = True
+        atexit.register(_cleanup_all)
+    if _signals_installed or threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread
+    _signals_installed = True
     for sig in (signal.SIGTERM, signal.SIGINT):
         prev = signal.getsignal(sig)
         if prev is signal.SIG_IGN:
@@ -226,7 +230,9 @@ class PgTmp:
                 _live.add(self)
             _install_hooks()
         if self._made_dir:
-            (self.dir / MARKER).write_text(f"{os.getpid()}\n")
+            # `reap` reads it: whose server this is ("keep": the command's)
+            (self.dir / MARKER).write_text("keep\n" if self.keep else
+                                           f"{os.getpid()} {_start_time(os.getpid())}\n")
         if len(str(self.dir)) > SOCKET_DIR_MAX:
             raise RuntimeError(f"pgtmp: {self.dir}: too long for a Unix socket directory "
                                f"(at most {SOCKET_DIR_MAX} characters)")
@@ -375,6 +381,38 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def _start_time(pid):
+    """The process's start time in clock ticks since boot (tells a reused
+    pid from the original), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def reap(parent=None):
+    """Stop and remove the servers this module left under `parent` (default
+    the temporary directory) whose owning process no longer exists: what a
+    SIGKILL, which no handler sees, leaves behind. Servers of the `start`
+    command and of live processes are left alone. Returns the directories
+    removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = []
+    for d in sorted(parent.glob("tokend-pg-*")):
+        try:
+            owner = (d / MARKER).read_text().split()
+        except OSError:
+            continue
+        if len(owner) != 2 or not owner[0].isdigit():
+            continue
+        if _start_time(int(owner[0])) == owner[1]:
+            continue  # its owner still runs
+        _existing(d).stop()
+        removed.append(d)
+    return removed
+
+
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -399,7 +437,11 @@ def _existing(directory):
 
 def main(argv):
     usage = ("usage: pgtmp.py start DIR | stop DIR | url DIR [DBNAME] | "
-             "createdb DIR NAME [TEMPLATE]")
+             "createdb DIR NAME [TEMPLATE] | reap [PARENT]")
+    if argv[:1] == ["reap"] and len(argv) <= 2:
+        for d in reap(argv[1] if len(argv) > 1 else None):
+            print(f"pgtmp: removed {d}")
+        return 0
     if len(argv) < 2 or argv[0] not in ("start", "stop", "url", "createdb"):
         print(usage, file=sys.stderr)
         return 2

@@ -206,3 +206,27 @@ def test_command_line_start_createdb_stop(tmp_path):
     finally:
         if directory.exists():
             subprocess.run([PY, PGTMP, "stop", str(directory)], timeout=DEADLINE)
+
+
+def test_reap_removes_the_server_of_a_sigkilled_owner_only():
+    parent = Path("/tmp") / f"pgtmp-reap-{os.getpid()}"
+    parent.mkdir()
+    child = (f"import os, signal, sys; sys.path.insert(0, {str(TESTS)!r}); import pgtmp\n"
+             f"pg = pgtmp.PgTmp({str(parent / 'tokend-pg-dead')!r}).start()\n"
+             "print(pg._postmaster_pid(), flush=True)\n"
+             "os.kill(os.getpid(), signal.SIGKILL)\n")
+    alive = pgtmp.PgTmp(parent / "tokend-pg-alive")
+    try:
+        alive.start()
+        proc = subprocess.run([PY, "-c", child], capture_output=True, text=True, timeout=DEADLINE)
+        assert proc.returncode == -signal.SIGKILL
+        pid = int(proc.stdout.split()[0])
+        assert not gone(pid), "nothing may stop a server whose owner was SIGKILLed"
+        assert pgtmp.reap(parent) == [parent / "tokend-pg-dead"]
+        assert wait_gone(pid) and not (parent / "tokend-pg-dead").exists()
+        assert query(alive.url, "SELECT 1") == [(1,)], "reap stopped a live owner's server"
+    finally:
+        alive.stop()
+        for d in parent.glob("tokend-pg-*"):
+            subprocess.run([PY, PGTMP, "stop", str(d)], timeout=DEADLINE)
+        parent.rmdir()
