@@ -326,6 +326,22 @@ def test_versions_bumped_by_cascades(twin):
     assert state["members"] == [{"team_uuid": T1, "user_uuid": U2, "role": "member"}]
 
 
+def test_listing_order_seq_is_the_rowid(twin):
+    """api_tokens.seq orders a listing as SQLite's rowid does: newest first,
+    ties in one second by insertion order."""
+    for jti in ("m", "z", "a", "q"):
+        add_token(twin, jti)
+    twin.run("DELETE FROM api_tokens WHERE jti IN ('z', 'q')")
+    for jti in ("b", "y"):
+        add_token(twin, jti)
+    twin.run("UPDATE api_tokens SET issued_at = 999 WHERE jti = 'y'")
+    lite = [r[0] for r in twin.lite.execute(
+        "SELECT jti FROM api_tokens ORDER BY issued_at DESC, rowid DESC").fetchall()]
+    pgs = [r[0] for r in twin.pg.execute(
+        "SELECT jti FROM api_tokens ORDER BY issued_at DESC, seq DESC").fetchall()]
+    assert lite == pgs == ["b", "a", "m", "y"]
+
+
 def test_versions_are_never_deleted(twin):
     add_token(twin, "a")
     twin.run("DELETE FROM users WHERE uuid = ?", (U1,))
