@@ -28,7 +28,7 @@ CREATE TABLE session_ends (
 
 CREATE INDEX session_ends_by_time ON session_ends (ended_at);
 
-CREATE FUNCTION sessions_end_revoked() RETURNS trigger
+CREATE FUNCTION sessions_end_recorded() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO session_ends (sid, ended_at) VALUES (NEW.id, NEW.revoked_at);
@@ -36,13 +36,13 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER sessions_end_revoked AFTER UPDATE OF revoked_at ON sessions
+CREATE TRIGGER sessions_end_recorded AFTER UPDATE OF revoked_at ON sessions
 FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
-EXECUTE FUNCTION sessions_end_revoked();
+EXECUTE FUNCTION sessions_end_recorded();
 
 -- A live session deleted (with its last refresh row, or with its user) has
 -- ended now; a revoked one has its row already.
-CREATE FUNCTION sessions_end_deleted() RETURNS trigger
+CREATE FUNCTION sessions_gone_recorded() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO session_ends (sid, ended_at) VALUES (OLD.id, unixepoch());
@@ -50,12 +50,12 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER sessions_end_deleted AFTER DELETE ON sessions
+CREATE TRIGGER sessions_gone_recorded AFTER DELETE ON sessions
 FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
-EXECUTE FUNCTION sessions_end_deleted();
+EXECUTE FUNCTION sessions_gone_recorded();
 
 -- Disabling a user ends every live session of theirs, whoever disables it.
-CREATE FUNCTION users_disabled_end_sessions() RETURNS trigger
+CREATE FUNCTION users_disabled_sessions_end() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE sessions SET revoked_at = unixepoch()
@@ -64,6 +64,6 @@ BEGIN
 END;
 $$;
 
-CREATE TRIGGER users_disabled_end_sessions AFTER UPDATE OF is_active ON users
+CREATE TRIGGER users_disabled_sessions_end AFTER UPDATE OF is_active ON users
 FOR EACH ROW WHEN (OLD.is_active = 1 AND NEW.is_active = 0)
-EXECUTE FUNCTION users_disabled_end_sessions();
+EXECUTE FUNCTION users_disabled_sessions_end();

@@ -22,7 +22,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "api")]
 import dbsql  # noqa: E402
 import pgtmp  # noqa: E402
 
-SQLITE_MIGRATIONS = sorted((REPO / "sql").glob("[0-9][0-9][0-9]_*.sql"))
+SQLITE_MIGRATIONS = sorted((REPO / "sql" / "sqlite").glob("[0-9][0-9][0-9]_*.sql"))
 PG_MIGRATIONS = sorted((REPO / "sql" / "postgres").glob("[0-9][0-9][0-9]_*.sql"))
 NO_PG = f"PostgreSQL 15 is not installed ({pgtmp.PG_BIN}/initdb is missing)"
 _names = itertools.count()
