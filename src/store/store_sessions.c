@@ -7,6 +7,10 @@
  * `user disable`), each together with the session's refresh rows and in the
  * same transaction as the change that calls for it. A user's active flag is
  * set here too, so that no path disables a user and leaves a session live.
+ * And it answers whether a session has ended for verify: from the ends kept
+ * in memory (session_cache.c), reloaded from session_ends when the shared
+ * counter moved or a second passed, or by a lookup when the server does not
+ * watch them.
  */
 #include <string.h>
 #include <time.h>
