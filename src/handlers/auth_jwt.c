@@ -533,8 +533,12 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 	 * token's session is checked against the ended sessions the server
 	 * keeps in memory (store_session_ended: no lookup, and still current
 	 * across processes); disabling or deleting a user ends its sessions.
-	 * An access token minted before sessions existed (no sid) lives out
-	 * its few minutes unless its user is disabled or deleted (looked up).
+	 * The memory covers the ends of one access lifetime (and the leeway):
+	 * a token minted to live longer (under an earlier, longer
+	 * access_lifetime, or by a server configured so) is looked up as
+	 * Bearer authentication does. An access token minted before sessions
+	 * existed (no sid) lives out its few minutes unless its user is
+	 * disabled or deleted (looked up).
 	 * Bearer authentication keeps its lookup: it answers user_not_found
 	 * and user_inactive, and reads the user anyway.
 	 */
@@ -542,7 +546,7 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 		rc = store_refresh_live(app->store, t.jti, t.user_id, &live);
 	else if (strcmp(t.token_type, "api") == 0)
 		rc = store_api_token_live(app->store, t.jti, t.user_id, t.team_uuid, &live);
-	else if (t.sid[0] != '\0') {
+	else if (t.sid[0] != '\0' && t.exp - t.iat <= app->cfg.access_lifetime) {
 		bool ended = true;
 		rc = store_session_ended(app->store, t.sid, &ended);
 		live = !ended;

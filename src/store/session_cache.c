@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -223,20 +224,27 @@ struct session_counter {
 	bool shared;
 };
 
-/* Maps the counter file of db_path; NULL if it cannot (logged). */
-static uint64_t *counter_map_file(const char *db_path)
+/* Maps the counter file of db_path; NULL if it cannot (logged, or *oom). */
+static uint64_t *counter_map_file(const char *db_path, bool *oom)
 {
 	static atomic_bool warned;
-	size_t n = strlen(db_path);
+	/* Beside the file itself, as SQLite puts its -wal and -shm: two
+	 * processes reaching it through different links share one counter. */
+	char *real = realpath(db_path, NULL);
+	const char *db = real ? real : db_path;
+	size_t n = strlen(db);
 	char *path = malloc(n + sizeof("-ends"));
 	uint64_t *p = NULL;
 	struct stat sb;
 	int fd = -1;
 
-	if (path == NULL)
+	if (path == NULL) {
+		free(real);
+		*oom = true;
 		return NULL;
+	}
 	errno = 0;
-	memcpy(path, db_path, n);
+	memcpy(path, db, n);
 	memcpy(path + n, "-ends", sizeof("-ends"));
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
@@ -259,17 +267,23 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(path);
+	free(real);
 	return p;
 }
 
 struct session_counter *session_counter_open(const char *db_path)
 {
 	struct session_counter *c = calloc(1, sizeof(*c));
+	bool oom = false;
 
 	if (c == NULL)
 		return NULL;
 	if (db_path[0] != '\0' && strcmp(db_path, ":memory:") != 0)
-		c->value = counter_map_file(db_path);
+		c->value = counter_map_file(db_path, &oom);
+	if (oom) { /* not a reason to share nothing for the process's life */
+		free(c);
+		return NULL;
+	}
 	c->shared = c->value != NULL;
 	if (c->value == NULL) {
 		c->value = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,

@@ -12,6 +12,7 @@ import sqlite3
 import time
 import uuid as uuidlib
 
+import jwt
 import pytest
 
 from conftest import b64url_decode, db_rows, expect_json, expect_tokens
@@ -189,3 +190,31 @@ def test_counter_file_unusable_falls_back_to_the_reload(factory):
     tok = login(b, name, pw)
     inst.cli_ok("user", "logout", name)
     assert refused_within(a, tok["access"]) and refused_within(b, tok["access"])
+
+
+def hand_mint(inst, claims):
+    keys = inst.keys_by_kid()
+    kid = (inst.keys / "current").read_text().strip()
+    return jwt.encode(claims, keys[kid], algorithm="HS256", headers={"kid": kid})
+
+
+def test_a_token_outliving_the_horizon_is_looked_up(factory):
+    """The memory holds the ends of one access lifetime (+ leeway + 60 s).
+    A token minted to live longer (say under an earlier, longer
+    tokens.access_lifetime) whose session ended before that horizon is
+    still refused: such a token is looked up."""
+    inst = factory(env={"TOKEND_TOKENS_ACCESS_LIFETIME": "1"}, label="short lifetime")
+    name, pw, uid = new_user(inst)
+    a = inst.start(label="short lifetime A")
+    tok = login(a, name, pw)
+    sid = claims_of(tok["refresh"])["sid"]
+    logout(a, tok["refresh"])
+    a.check_clean_exit()
+    # The end, long before the horizon of a server started now (61 s).
+    old = int(time.time()) - 1000
+    external(inst.db, "UPDATE session_ends SET ended_at = ? WHERE sid = ?", (old, sid))
+    b = inst.start(label="short lifetime B")
+    now = int(time.time())
+    long_lived = hand_mint(inst, {"exp": now + 300, "iat": now - 10, "jti": str(uuidlib.uuid4()),
+                                  "sid": sid, "token_type": "access", "user_id": uid})
+    expect_refused(b, long_lived, "a token minted to outlive the horizon")

@@ -6,7 +6,8 @@
  * - session_id_parse takes the canonical lower-case uuid only;
  * - the set finds every id added (across growth) and no other, keeps the
  *   later end of an id, and a prune drops exactly the ends before its bound;
- * - two opens of one database path share the counter (file mode 0600);
+ * - two opens of one database path share the counter (file mode 0600), and
+ *   so does a path through a symbolic link;
  *   ":memory:" and an unusable counter path (a directory) get a private one;
  * - without the cache an unknown, ended or non-uuid sid is ended and a live
  *   one is not;
@@ -20,6 +21,7 @@
  * - store_purge drops session ends a day older than its bound, not newer.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +165,18 @@ START_TEST(counter_shared_by_path)
 	session_counter_close(&a);
 	session_counter_close(&b);
 	ck_assert_ptr_null(a);
+
+	/* Through a symbolic link to the database: the same counter. */
+	snprintf(p, sizeof p, "%s/c.db", tmpdir);
+	ck_assert_int_eq(close(open(p, O_CREAT | O_WRONLY, 0600)), 0);
+	snprintf(dir, sizeof dir, "%s/link.db", tmpdir);
+	ck_assert_int_eq(symlink(p, dir), 0);
+	a = session_counter_open(p);
+	b = session_counter_open(dir);
+	session_counter_bump(b);
+	ck_assert_uint_eq(session_counter_get(a), v + 3);
+	session_counter_close(&a);
+	session_counter_close(&b);
 
 	m = session_counter_open(":memory:");
 	ck_assert_ptr_nonnull(m);
