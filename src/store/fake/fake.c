@@ -1002,11 +1002,17 @@ static int fake_api_list(struct store_db *db, const char *user_uuid, const char 
 
 	if (v == NULL)
 		return TOKEND_ENOMEM;
-	/* The matching rows, newest first: issued_at DESC, then rowid DESC. */
-	for (size_t i = n; i-- > 0;)
+	/* The matching rows (compacted in place, k <= i), then newest first:
+	 * reversed to rowid DESC, then a stable sort by issued_at DESC. */
+	for (size_t i = 0; i < n; i++)
 		if (eq(v[i].user_uuid, user_uuid) && eq(v[i].team_uuid, team_uuid) &&
 		    v[i].expires_at > now)
 			v[k++] = v[i];
+	for (size_t i = 0; i < k / 2; i++) {
+		struct store_api_token t = v[i];
+		v[i] = v[k - 1 - i];
+		v[k - 1 - i] = t;
+	}
 	for (size_t i = 1; i < k; i++)
 		for (size_t j = i; j > 0 && v[j - 1].issued_at < v[j].issued_at; j--) {
 			struct store_api_token t = v[j];
