@@ -32,6 +32,7 @@
 
 #include "store/backend.h"
 #include "store/fake/fake.h"
+#include "store/fake/fake_internal.h"
 #include "tokend/err.h"
 
 static const struct store_backend *be = &store_fake_backend;
@@ -311,6 +312,29 @@ START_TEST(refresh_states)
 	ck_assert_int_eq(state("s1", U2), STORE_SESSION_ENDED);
 	ck_assert_int_eq(state("s1", "nobody"), STORE_SESSION_NO_USER);
 }
+
+/* session_ended (wip-seam's new op): unrecorded or ended; the user is not asked. */
+START_TEST(session_ended)
+{
+	struct store_tx *tx;
+	bool ended = false;
+
+	base();
+	tx = begin();
+	ck_assert_int_eq(be->session_add(tx, "s1", U1, 1), 0);
+	ck_assert_int_eq(be->session_add(tx, "s2", U1, 1), 0);
+	ck_assert_int_eq(be->user_set_active(tx, U1, false), 0);
+	ck_assert_int_eq(be->sessions_end(tx, "s2", U1, 5, NULL), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(fake_session_ended(db, "s1", &ended), 0);
+	ck_assert(!ended);
+	ck_assert_int_eq(fake_session_ended(db, "s2", &ended), 0);
+	ck_assert(ended);
+	ended = false;
+	ck_assert_int_eq(fake_session_ended(db, "never", &ended), 0);
+	ck_assert(ended);
+}
+END_TEST
 END_TEST
 
 START_TEST(session_ends_log)
@@ -567,6 +591,7 @@ static Suite *fake_suite(void)
 	tcase_add_test(tc, rollback_and_isolation);
 	tcase_add_test(tc, keys);
 	tcase_add_test(tc, refresh_states);
+	tcase_add_test(tc, session_ended);
 	tcase_add_test(tc, session_ends_log);
 	tcase_add_test(tc, session_goes_with_last_row);
 	tcase_add_test(tc, api_versions_and_list);

@@ -471,6 +471,21 @@ static int fake_session_state(struct store_db *db, const char *sid, const char *
 }
 
 /*
+ * wip-seam's backend.h (after 6573555) adds this op: *ended = no session
+ * sid is recorded (never, or purged), or it has ended. Not static, so that
+ * it builds before the table has its slot: the merge adds
+ * `.session_ended = fake_session_ended,` below.
+ */
+int fake_session_ended(struct store_db *db, const char *sid, bool *ended)
+{
+	const struct fsession *se = fake_session_find(fake_read(db), sid);
+
+	*ended = se == NULL || se->revoked;
+	fake_unread(db);
+	return 0;
+}
+
+/*
  * As store_db_sessions_end: the refresh rows first (S_REFRESH_REVOKE: every
  * row of family sid, whoever owns it; S_USER_REFRESH_REVOKE: the unrevoked
  * rows of every session of the user, ended or not), then the sessions.

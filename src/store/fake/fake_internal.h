@@ -144,6 +144,9 @@ int fake_session_del_row(struct fstate *s, size_t i, int64_t at);
 /* Deletes refresh row i; the session goes with its family's last row (sql/004). */
 int fake_refresh_del_row(struct fstate *s, size_t i);
 
+/* The op wip-seam's backend.h adds (fake.c): *ended = sid unrecorded or ended. */
+int fake_session_ended(struct store_db *db, const char *sid, bool *ended);
+
 /* The token ops of the table (fake_tokens.c), as backend.h documents them. */
 int fake_refresh_add(struct store_tx *tx, const struct store_refresh *r);
 int fake_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out);
