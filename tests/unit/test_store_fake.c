@@ -14,8 +14,9 @@
  * - sessions_end(sid) revokes the family's rows and ends the session of
  *   that user only; sessions_end(NULL) ends every live one of the user;
  * - a session goes with its family's last refresh row (sql/004);
- * - session_ends: a row for each live session ended, deleted, or whose user
- *   is disabled, in seq order; session_ends_since and its purge;
+ * - session_ends (as wip-cache's sql/005): a row for each live session
+ *   ended or deleted, in seq order; a user's disable ends its live
+ *   sessions; session_ends_since and its purge;
  * - the version of (user, team) goes up with each API token added or
  *   deleted (sql/003), survives the membership, and is reported only to a
  *   member;
@@ -323,7 +324,7 @@ START_TEST(session_ended)
 	tx = begin();
 	ck_assert_int_eq(be->session_add(tx, "s1", U1, 1), 0);
 	ck_assert_int_eq(be->session_add(tx, "s2", U1, 1), 0);
-	ck_assert_int_eq(be->user_set_active(tx, U1, false), 0);
+	ck_assert_int_eq(be->session_add(tx, "s3", U2, 1), 0);
 	ck_assert_int_eq(be->sessions_end(tx, "s2", U1, 5, NULL), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	ck_assert_int_eq(fake_session_ended(db, "s1", &ended), 0);
@@ -332,6 +333,11 @@ START_TEST(session_ended)
 	ck_assert(ended);
 	ended = false;
 	ck_assert_int_eq(fake_session_ended(db, "never", &ended), 0);
+	ck_assert(ended);
+	tx = begin();
+	ck_assert_int_eq(be->user_set_active(tx, U2, false), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(fake_session_ended(db, "s3", &ended), 0);
 	ck_assert(ended);
 }
 END_TEST
@@ -369,7 +375,8 @@ START_TEST(session_ends_log)
 	ck_assert_int_eq(be->sessions_end(tx, "s3", U2, 12, NULL), 0);
 	ck_assert_int_eq(be->write_end(tx, TOKEND_EIO), TOKEND_EIO);
 	ck_assert_int_eq(ends_since(0).n, 2);
-	/* Disabling U2 logs its live sessions; they stay live rows, inactive. */
+	/* Disabling U2 ends its live sessions (and logs them); an enable brings
+	 * none back. Their refresh rows are left to the caller's sessions_end. */
 	tx = begin();
 	ck_assert_int_eq(be->user_set_active(tx, U2, false), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
@@ -378,20 +385,33 @@ START_TEST(session_ends_log)
 	tx = begin();
 	ck_assert_int_eq(be->user_set_active(tx, U2, true), 0);
 	ck_assert_int_eq(be->user_set_active(tx, "nobody", true), TOKEND_ENOTFOUND);
-	/* The purge of s3's last row deletes the live session: logged. */
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, 100, 10, &n), 0);
-	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(be->sessions_end(tx, NULL, U2, 12, &ended), 0);
+	ck_assert_int_eq(ended, 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	ck_assert_int_eq(state("s3", U2), STORE_SESSION_ENDED);
-	ck_assert_int_eq(state("s4", U2), STORE_SESSION_LIVE); /* it has no rows to lose */
+	ck_assert_int_eq(state("s4", U2), STORE_SESSION_ENDED);
+	/* A live session deleted with its last refresh row is logged. */
+	tx = begin();
+	ck_assert_int_eq(be->session_add(tx, "s5", U2, 1), 0);
+	refresh(tx, "r5", "s5", U2, 1, 100);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, 100, 10, &n), 0);
+	ck_assert_int_eq(n, 3); /* r1, r3, r5: s1 and s3 had ended, s5 not */
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(state("s5", U2), STORE_SESSION_ENDED);
 	e = ends_since(0);
 	ck_assert_int_eq(e.n, 5);
-	ck_assert_str_eq(e.sid[4], "s3"); /* s1 was ended: its delete is not logged */
-	/* Deleting U2 logs s4; then the log's purge by ended_at. */
+	ck_assert_str_eq(e.sid[4], "s5");
+	/* Deleting U1 logs its live session s6 (the others had ended). */
 	tx = begin();
-	ck_assert_int_eq(be->user_delete(tx, U2), 0);
+	ck_assert_int_eq(be->session_add(tx, "s6", U1, 1), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(ends_since(0).n, 6);
+	tx = begin();
+	ck_assert_int_eq(be->user_delete(tx, U1), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	e = ends_since(0);
+	ck_assert_int_eq(e.n, 6);
+	ck_assert_str_eq(e.sid[5], "s6");
+	/* The log's purge, by ended_at. */
 	tx = begin();
 	ck_assert_int_eq(be->purge(tx, STORE_PURGE_SESSION_ENDS, 10, 10, &n), 0);
 	ck_assert_int_eq(n, 1);

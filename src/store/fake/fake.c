@@ -6,8 +6,9 @@
  * stmt_sql, at the time of writing), including what the triggers add: the
  * version bumps of sql/003 on every insert and delete of an API token, the
  * session deleted with its last refresh row (sql/004), the cascades of a
- * user's delete. It also keeps the session_ends log: a row for each live
- * session that is ended, deleted, or whose user is disabled.
+ * user's delete. It also keeps the session_ends log as the triggers of
+ * wip-cache's sql/005_session_ends.sql do: a row for each live session
+ * that is ended or deleted; a user's disable ends its live sessions.
  *
  * Transactions copy the committed state at write_begin and work on the
  * copy; write_end publishes it (commit) or drops it (rollback), so a
@@ -210,7 +211,13 @@ static int fake_user_set_password(struct store_tx *tx, const char *uuid, const c
 	return 0;
 }
 
-/* A user going inactive: its live sessions stop being live (the log says so). */
+/*
+ * A user going inactive ends its live sessions, whoever disables it: the
+ * trigger users_disabled_sessions_end of wip-cache's sql/005_session_ends.sql
+ * sets their revoked_at to the wall clock (their refresh rows stay as they
+ * are) and each end is logged. store_user_disable's sessions_end then finds
+ * none live, and revokes the refresh rows.
+ */
 static int fake_user_set_active(struct store_tx *tx, const char *uuid, bool active)
 {
 	struct fstate *s = tx->work;
@@ -220,10 +227,14 @@ static int fake_user_set_active(struct store_tx *tx, const char *uuid, bool acti
 	if (r == NULL)
 		return TOKEND_ENOTFOUND;
 	if (r->u.is_active && !active) {
+		int64_t now = util_now();
 		for (size_t i = 0; rc == 0 && i < NROWS(s, T_SESSIONS); i++) {
-			const struct fsession *se = ROW(s, T_SESSIONS, struct fsession, i);
-			if (!se->revoked && fake_eq(se->user, uuid))
-				rc = fake_ends_log(s, se->id, util_now());
+			struct fsession *se = ROW(s, T_SESSIONS, struct fsession, i);
+			if (se->revoked || !fake_eq(se->user, uuid))
+				continue;
+			se->revoked = true;
+			se->revoked_at = now;
+			rc = fake_ends_log(s, se->id, now);
 		}
 	}
 	r->u.is_active = active;
