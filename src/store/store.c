@@ -134,8 +134,8 @@ int store_user_add(struct store *st, const char *username, const char *hash,
 		return TOKEND_EINVAL;
 	if (util_uuid_new(u.uuid) != 0)
 		return TOKEND_ECRYPTO;
-	strcpy(u.username, username);
-	strcpy(u.password, hash);
+	memcpy(u.username, username, strlen(username) + 1);
+	memcpy(u.password, hash, strlen(hash) + 1);
 	u.is_active = true;
 	u.created_at = util_now();
 	rc = st->be->write_begin(st->db, &tx);
@@ -260,7 +260,7 @@ int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LE
 		return TOKEND_EINVAL;
 	if (util_uuid_new(t.uuid) != 0)
 		return TOKEND_ECRYPTO;
-	strcpy(t.name, name);
+	memcpy(t.name, name, strlen(name) + 1);
 	t.created_at = util_now();
 	rc = st->be->write_begin(st->db, &tx);
 	if (rc != 0)

@@ -46,7 +46,6 @@
  */
 #include "store_rules.h"
 
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,18 +187,15 @@ static int api_add(struct store *st, struct store_api_token *t, long cap)
 	char token[64];
 
 	api_token_string(t, token, sizeof token);
-	SHA256((const unsigned char *)token, strlen(token), t->digest);
-	return store_api_token_add(st, t, cap);
+	return store_api_token_add(st, t, token, cap);
 }
 
 static int api_find(struct store *st, const struct store_api_token *t, char jti[UUID_STR_LEN])
 {
-	unsigned char digest[32];
 	char token[64];
 
 	api_token_string(t, token, sizeof token);
-	SHA256((const unsigned char *)token, strlen(token), digest);
-	return store_api_token_by_digest(st, digest, jti);
+	return store_api_token_find(st, token, jti);
 }
 
 static int64_t version(const struct fx *f, const char *team, const char *user)

@@ -327,17 +327,17 @@ START_TEST(session_ended)
 	ck_assert_int_eq(be->session_add(tx, "s3", U2, 1), 0);
 	ck_assert_int_eq(be->sessions_end(tx, "s2", U1, 5, NULL), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(fake_session_ended(db, "s1", &ended), 0);
+	ck_assert_int_eq(store_fake_backend.session_ended(db, "s1", &ended), 0);
 	ck_assert(!ended);
-	ck_assert_int_eq(fake_session_ended(db, "s2", &ended), 0);
+	ck_assert_int_eq(store_fake_backend.session_ended(db, "s2", &ended), 0);
 	ck_assert(ended);
 	ended = false;
-	ck_assert_int_eq(fake_session_ended(db, "never", &ended), 0);
+	ck_assert_int_eq(store_fake_backend.session_ended(db, "never", &ended), 0);
 	ck_assert(ended);
 	tx = begin();
 	ck_assert_int_eq(be->user_set_active(tx, U2, false), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(fake_session_ended(db, "s3", &ended), 0);
+	ck_assert_int_eq(store_fake_backend.session_ended(db, "s3", &ended), 0);
 	ck_assert(ended);
 }
 END_TEST

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements src/store/backend.h in memory, for unit tests: the
- * tables of sql/ as arrays in insertion (rowid) order, scanned linearly.
- * Each op means what the SQLite backend's statement means (store_sqlite.c's
- * stmt_sql, at the time of writing), including what the triggers add: the
+ * tables of sql/sqlite/ as arrays in insertion (rowid) order, scanned linearly.
+ * Each op means what the SQLite backend's statement means (the stmt_sql of
+ * src/store/sqlite/), including what the triggers add: the
  * version bumps of sql/003 on every insert and delete of an API token, the
  * session deleted with its last refresh row (sql/004), the cascades of a
  * user's delete. It also keeps the session_ends log as the triggers of
@@ -481,13 +481,8 @@ static int fake_session_state(struct store_db *db, const char *sid, const char *
 	return 0;
 }
 
-/*
- * wip-seam's backend.h (after 6573555) adds this op: *ended = no session
- * sid is recorded (never, or purged), or it has ended. Not static, so that
- * it builds before the table has its slot: the merge adds
- * `.session_ended = fake_session_ended,` below.
- */
-int fake_session_ended(struct store_db *db, const char *sid, bool *ended)
+/* *ended = no session sid is recorded (never, or purged), or it has ended. */
+static int fake_session_ended(struct store_db *db, const char *sid, bool *ended)
 {
 	const struct fsession *se = fake_session_find(fake_read(db), sid);
 
@@ -583,6 +578,7 @@ const struct store_backend store_fake_backend = {
 	.member_is = fake_member_is,
 	.session_add = fake_session_add,
 	.session_state = fake_session_state,
+	.session_ended = fake_session_ended,
 	.sessions_end = fake_sessions_end,
 	.session_ends_since = fake_session_ends_since,
 	.refresh_add = fake_refresh_add,

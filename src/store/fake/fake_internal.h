@@ -145,7 +145,6 @@ int fake_session_del_row(struct fstate *s, size_t i, int64_t at);
 int fake_refresh_del_row(struct fstate *s, size_t i);
 
 /* The op wip-seam's backend.h adds (fake.c): *ended = sid unrecorded or ended. */
-int fake_session_ended(struct store_db *db, const char *sid, bool *ended);
 
 /* The token ops of the table (fake_tokens.c), as backend.h documents them. */
 int fake_refresh_add(struct store_tx *tx, const struct store_refresh *r);

@@ -4,7 +4,7 @@
  * refresh tokens (their state for a rotation, spending one, liveness), API
  * tokens (the cap's count, add, version, list, delete, liveness) and
  * housekeeping (purge, key in use), each meaning what the SQLite statement
- * of the same name means (store_sqlite.c's stmt_sql).
+ * of the same name means (src/store/sqlite/tokens.c's stmt_sql).
  */
 #include <stdlib.h>
 #include <string.h>
