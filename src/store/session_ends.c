@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "store/session_cache.h"
-#include "store/store_internal.h"
+#include "store/handle.h"
 #include "tokend/err.h"
 
 #define ENDS_RELOAD_MS 1000 /* the window for a writer that does not bump */

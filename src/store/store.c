@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store_internal.h"
+#include "store/handle.h"
 #include "tokend/err.h"
 
 /* A postgresql:// or postgres:// URL, or a libpq conninfo ("key=value ..."). */

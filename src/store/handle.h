@@ -4,8 +4,8 @@
  * handle that store.c (the rules) and session_ends.c (verify's view of
  * ended sessions) share. Backends never see it.
  */
-#ifndef TOKEND_STORE_INTERNAL_H
-#define TOKEND_STORE_INTERNAL_H
+#ifndef TOKEND_STORE_HANDLE_H
+#define TOKEND_STORE_HANDLE_H
 
 #include <pthread.h>
 #include <stdatomic.h>
