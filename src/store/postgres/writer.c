@@ -41,8 +41,11 @@ static int tx_command(struct store_pg_conn *c, const char *sql, const char *expe
 	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
 		rc = store_pg_error(c, r, sql);
 	/* COMMIT of a failed transaction answers "ROLLBACK", without an error. */
-	else if (strcmp(PQcmdStatus(r), expect) != 0)
+	else if (strcmp(PQcmdStatus(r), expect) != 0) {
+		log_error("store: %s: the server answered %s", sql, PQcmdStatus(r));
+		metrics_store_error();
 		rc = TOKEND_EDB;
+	}
 	PQclear(r);
 	return rc;
 }
@@ -74,21 +77,16 @@ int store_pg_write_end(struct store_tx *tx, int rc)
 {
 	struct store_pg_conn *c = tx->conn;
 
-	if (rc == 0 && c->failed) {
+	if (rc == 0 && c->broken) {
+		rc = TOKEND_EDB; /* the connection broke: logged then */
+	} else if (rc == 0 && c->failed) {
 		/* our bug: an op failed and the caller went on to commit */
 		log_error("store: commit: a statement of the transaction failed");
 		metrics_store_error();
 		rc = TOKEND_EDB;
 	}
-	if (rc == 0 && !c->broken) {
+	if (rc == 0)
 		rc = tx_command(c, "COMMIT", "COMMIT");
-		if (rc == TOKEND_EDB && !c->broken && PQtransactionStatus(c->pg) == PQTRANS_IDLE) {
-			log_error("store: commit: rolled back by the server");
-			metrics_store_error();
-		}
-	} else if (rc == 0) {
-		rc = TOKEND_EDB; /* the connection broke: logged then */
-	}
 	if (rc != 0 && !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
 	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		(void)tx_command(c, "ROLLBACK", "ROLLBACK");
