@@ -49,12 +49,27 @@ void store_pg_where(PGconn *pg, char *out, size_t outlen)
 	snprintf(out, outlen, "%s/%s", host && *host ? host : "?", dbname ? dbname : "?");
 }
 
-/* The first line of msg, escaped for the log (server messages may quote input). */
+/*
+ * The first line of msg for the log, every byte outside printable ASCII as
+ * '?' (a server's message may quote input: no line may be forged).
+ */
 static void log_line(const char *msg, char *out, size_t outlen)
 {
-	size_t n = msg ? strcspn(msg, "\n") : 0;
+	size_t i = 0;
 
-	(void)log_escape(msg ? msg : "", n, out, outlen, 300);
+	for (; msg != NULL && msg[i] != '\0' && msg[i] != '\n' && i + 1 < outlen; i++)
+		out[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
+	out[i] = '\0';
+}
+
+/* libpq prints the server's notices on stderr: they go to the debug log. */
+static void notice_log(void *arg, const char *msg)
+{
+	char line[320];
+
+	(void)arg;
+	log_line(msg, line, sizeof(line));
+	log_debug("store: server: %s", line);
 }
 
 /* Class 08 (connection exception) and 57P01..57P05 (the server going away). */
@@ -267,6 +282,7 @@ static int conn_connect(struct store_db *db, struct store_pg_conn **out, char *e
 		free(c);
 		return TOKEND_EDB;
 	}
+	PQsetNoticeProcessor(c->pg, notice_log, NULL);
 	if (conn_setup(c) != 0) {
 		store_pg_where(c->pg, where, sizeof(where));
 		snprintf(errbuf, errlen, "%s: cannot set the session's timeouts", where);
