@@ -1,0 +1,789 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * This suite tests the PostgreSQL backend (src/store/postgres/) through its
+ * ops table, against the empty database named by TOKEND_TEST_PG_URL (each
+ * test drops and recreates the schema public); without it the suite passes
+ * with a message. It proves:
+ * - migrate applies every sql/postgres file on a fresh database, a second
+ *   migrate is a no-op, two migrating at once apply each version once, and
+ *   a database newer than the binary is refused;
+ * - users, teams and memberships: add, duplicates (EEXISTS), lookups,
+ *   changes (ENOTFOUND when nothing matched), ordering, foreign keys;
+ * - sessions: states, ending one (not another user's) or all with their
+ *   refresh rows, the session_ends log;
+ * - refresh rows: state, row, use once, liveness; refresh_state of a second
+ *   transaction waits for the first and sees its use;
+ * - API tokens: count, add, versions bumped by the schema's triggers, list
+ *   newest first, digest lookup, deletes, liveness; api_count of a second
+ *   transaction waits for the first's add;
+ * - purge by table and limit, key_in_use;
+ * - a lock held past busy_timeout_ms is TOKEND_EBUSY;
+ * - a connection the server terminated: the next op is TOKEND_EDB (inside
+ *   a transaction too), the one after it succeeds; ping;
+ * - an open that fails names host and database but never the password.
+ */
+#include <check.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/backend.h"
+#include "store/postgres/pg.h"
+#include "tokend/err.h"
+#include "tokend/util.h"
+
+#define NOW 1700000000
+#define HASH "pbkdf2_sha256$1000$salt$hash"
+
+static const struct store_backend *be = &store_postgres_backend;
+static const char *url;
+static struct store_db *db;
+
+/* A libpq connection of the test's own (not the backend's). */
+static PGconn *admin(void)
+{
+	const char *const keys[] = {"dbname", "application_name", NULL};
+	const char *const vals[] = {url, "tokend-test", NULL};
+	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+
+	ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "admin: %s", PQerrorMessage(pg));
+	return pg;
+}
+
+static void admin_exec(PGconn *pg, const char *sql)
+{
+	PGresult *r = PQexec(pg, sql);
+
+	ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+		      "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+static long admin_count(PGconn *pg, const char *sql)
+{
+	PGresult *r = PQexec(pg, sql);
+	long n;
+
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql,
+		      PQresultErrorMessage(r));
+	n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return n;
+}
+
+static void reset_schema(void)
+{
+	PGconn *pg = admin();
+
+	admin_exec(pg, "SET client_min_messages = warning");
+	admin_exec(pg, "DROP SCHEMA IF EXISTS public CASCADE");
+	admin_exec(pg, "CREATE SCHEMA public");
+	PQfinish(pg);
+}
+
+static void open_db(struct store_db **out, long busy_ms)
+{
+	char err[256] = "";
+
+	ck_assert_msg(be->open(url, busy_ms, out, err, sizeof err) == 0, "open: %s", err);
+}
+
+static void setup(void)
+{
+	char err[256] = "";
+	bool fresh = false;
+	int v = -1;
+
+	reset_schema();
+	open_db(&db, 500);
+	ck_assert_msg(be->migrate(db, &v, &fresh, err, sizeof err) == 0, "migrate: %s", err);
+	ck_assert(fresh);
+}
+
+static void teardown(void)
+{
+	be->close(db);
+	db = NULL;
+}
+
+static void user_make(const char *name, char uuid[UUID_STR_LEN])
+{
+	struct store_user u = {.is_active = true, .created_at = NOW};
+	struct store_tx *tx;
+
+	ck_assert_int_eq(util_uuid_new(u.uuid), 0);
+	snprintf(u.username, sizeof u.username, "%s", name);
+	snprintf(u.password, sizeof u.password, "%s", HASH);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), 0);
+	memcpy(uuid, u.uuid, UUID_STR_LEN);
+}
+
+static void team_make(const char *name, char uuid[UUID_STR_LEN])
+{
+	struct store_team t = {.created_at = NOW};
+	struct store_tx *tx;
+
+	ck_assert_int_eq(util_uuid_new(t.uuid), 0);
+	snprintf(t.name, sizeof t.name, "%s", name);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->team_add(tx, &t)), 0);
+	memcpy(uuid, t.uuid, UUID_STR_LEN);
+}
+
+/* Starts session sid of user with its first refresh row jti = sid. */
+static void login(const char *user, char sid[UUID_STR_LEN], int64_t expires_at)
+{
+	struct store_refresh r = {.issued_at = NOW, .expires_at = expires_at};
+	struct store_tx *tx;
+	int rc;
+
+	ck_assert_int_eq(util_uuid_new(r.jti), 0);
+	memcpy(r.family, r.jti, UUID_STR_LEN);
+	memcpy(r.user_uuid, user, UUID_STR_LEN);
+	snprintf(r.kid, sizeof r.kid, "k1");
+	ck_assert_int_eq(util_uuid_new(r.access_jti), 0);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	rc = be->user_touch_login(tx, user, NOW);
+	if (rc == 0)
+		rc = be->session_add(tx, r.family, user, NOW);
+	if (rc == 0)
+		rc = be->refresh_add(tx, &r);
+	ck_assert_int_eq(be->write_end(tx, rc), 0);
+	memcpy(sid, r.jti, UUID_STR_LEN);
+}
+
+START_TEST(migrate_twice)
+{
+	char err[256] = "";
+	bool fresh = true;
+	int v = -1;
+	PGconn *pg = admin();
+
+	ck_assert_int_eq(be->migrate(db, &v, &fresh, err, sizeof err), 0);
+	ck_assert(!fresh);
+	ck_assert_int_eq(v, store_pg_migrations[store_pg_migration_count - 1].version);
+	ck_assert_int_eq(admin_count(pg, "SELECT count(*) FROM schema_version"),
+			 (long)store_pg_migration_count);
+	admin_exec(pg, "INSERT INTO schema_version VALUES (999, '999_future.sql', 0)");
+	ck_assert_int_eq(be->migrate(db, &v, &fresh, err, sizeof err), TOKEND_EDB);
+	ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+	PQfinish(pg);
+}
+END_TEST
+
+static void *migrate_thread(void *arg)
+{
+	struct store_db *d = NULL;
+	char err[256] = "";
+	int *rc = arg;
+	int v = 0;
+
+	if (be->open(url, 500, &d, err, sizeof err) != 0)
+		return NULL;
+	*rc = be->migrate(d, &v, NULL, err, sizeof err);
+	if (*rc != 0)
+		fprintf(stderr, "migrate: %s\n", err);
+	be->close(d);
+	return NULL;
+}
+
+START_TEST(migrate_concurrent)
+{
+	pthread_t t[2];
+	int rc[2] = {-1, -1};
+	PGconn *pg;
+
+	reset_schema();
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, migrate_thread, &rc[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_int_eq(rc[0], 0);
+	ck_assert_int_eq(rc[1], 0);
+	pg = admin();
+	ck_assert_int_eq(admin_count(pg, "SELECT count(DISTINCT version) FROM schema_version"),
+			 (long)store_pg_migration_count);
+	PQfinish(pg);
+}
+END_TEST
+
+static int count_user(const struct store_user *u, void *arg)
+{
+	char *names = arg;
+
+	strcat(names, u->username);
+	strcat(names, ",");
+	return 0;
+}
+
+START_TEST(users)
+{
+	struct store_user u = {.is_active = true, .created_at = NOW}, got;
+	struct store_tx *tx;
+	char bob[UUID_STR_LEN], id[UUID_STR_LEN], names[64] = "";
+	long n = -1;
+
+	user_make("bob", bob);
+	user_make("alice", id);
+	/* a duplicate name */
+	ck_assert_int_eq(util_uuid_new(u.uuid), 0);
+	snprintf(u.username, sizeof u.username, "bob");
+	snprintf(u.password, sizeof u.password, HASH);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), TOKEND_EEXISTS);
+
+	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "bob", &got), 0);
+	ck_assert_str_eq(got.uuid, bob);
+	ck_assert_str_eq(got.password, HASH);
+	ck_assert(got.is_active);
+	ck_assert_int_eq(got.created_at, NOW);
+	ck_assert_int_eq(got.last_login, 0);
+	ck_assert_int_eq(be->user_get(db, STORE_BY_UUID, bob, &got), 0);
+	ck_assert_str_eq(got.username, "bob");
+	ck_assert_str_eq(got.password, "");
+	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "carol", &got), TOKEND_ENOTFOUND);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->user_uuid(tx, "bob", id), 0);
+	ck_assert_str_eq(id, bob);
+	ck_assert_int_eq(be->user_uuid(tx, "carol", id), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->user_set_password(tx, bob, "x$new"), 0);
+	ck_assert_int_eq(be->user_set_password(tx, "nobody", "x"), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->user_touch_login(tx, bob, NOW + 5), 0);
+	ck_assert_int_eq(be->user_set_active(tx, bob, false), 0);
+	ck_assert_int_eq(be->user_touch_login(tx, bob, NOW + 6), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "bob", &got), 0);
+	ck_assert_str_eq(got.password, "x$new");
+	ck_assert(!got.is_active);
+	ck_assert_int_eq(got.last_login, NOW + 5);
+
+	ck_assert_int_eq(be->user_count(db, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(be->user_list(db, count_user, names), 0);
+	ck_assert_str_eq(names, "alice,bob,");
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->user_delete(tx, bob), 0);
+	ck_assert_int_eq(be->user_delete(tx, bob), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->user_count(db, &n), 0);
+	ck_assert_int_eq(n, 1);
+}
+END_TEST
+
+static int count_team(const struct store_team *t, void *arg)
+{
+	(void)t;
+	++*(long *)arg;
+	return 0;
+}
+
+START_TEST(teams_members)
+{
+	char user[UUID_STR_LEN], team[UUID_STR_LEN], other[UUID_STR_LEN];
+	struct store_team t = {.created_at = NOW}, got;
+	struct store_tx *tx;
+	bool member = true;
+	long n = 0;
+
+	user_make("bob", user);
+	team_make("ops", team);
+	team_make("dev", other);
+	memcpy(t.uuid, other, UUID_STR_LEN); /* the uuid taken */
+	snprintf(t.name, sizeof t.name, "new");
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->team_add(tx, &t)), TOKEND_EEXISTS);
+	ck_assert_int_eq(be->team_get(db, NULL, "ops", &got), 0);
+	ck_assert_str_eq(got.uuid, team);
+	ck_assert_int_eq(got.members, 0);
+	ck_assert_int_eq(be->team_get(db, NULL, other, &got), 0);
+	ck_assert_str_eq(got.name, "dev");
+	ck_assert_int_eq(be->team_get(db, NULL, "qa", &got), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->team_list(db, count_team, &n), 0);
+	ck_assert_int_eq(n, 2);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->member_set(tx, team, user, "member"), 0);
+	ck_assert_int_eq(be->member_set(tx, team, user, "admin"), 0); /* an update */
+	ck_assert_int_eq(be->team_get(db, tx, team, &got), 0);
+	ck_assert_int_eq(got.members, 1);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->member_is(db, team, user, &member), 0);
+	ck_assert(member);
+	ck_assert_int_eq(be->member_is(db, other, user, &member), 0);
+	ck_assert(!member);
+	/* a missing user: the foreign key */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->member_set(tx, team, "nobody", "member")),
+			 TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->member_remove(tx, team, user), 0);
+	ck_assert_int_eq(be->member_remove(tx, team, user), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->member_is(db, team, user, &member), 0);
+	ck_assert(!member);
+}
+END_TEST
+
+static int collect_end(int64_t seq, const char *sid, int64_t ended_at, void *arg)
+{
+	long *n = arg;
+
+	(void)sid;
+	ck_assert_int_gt(seq, 0);
+	ck_assert_int_eq(ended_at, NOW + 10);
+	++*n;
+	return 0;
+}
+
+START_TEST(sessions)
+{
+	char bob[UUID_STR_LEN], eve[UUID_STR_LEN], s1[UUID_STR_LEN], s2[UUID_STR_LEN],
+		s3[UUID_STR_LEN];
+	enum store_session st;
+	struct store_tx *tx;
+	bool live = false;
+	long ended = -1, ends = 0;
+
+	user_make("bob", bob);
+	user_make("eve", eve);
+	login(bob, s1, NOW + 100);
+	login(bob, s2, NOW + 100);
+	login(eve, s3, NOW + 100);
+	ck_assert_int_eq(be->session_state(db, s1, bob, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_LIVE);
+	ck_assert_int_eq(be->session_state(db, s1, eve, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_ENDED);
+	ck_assert_int_eq(be->session_state(db, s1, "nobody", &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
+
+	/* another user's sid ends and revokes nothing */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->sessions_end(tx, s1, eve, NOW + 10, &ended), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(ended, 0);
+	ck_assert_int_eq(be->refresh_live(db, s1, bob, &live), 0);
+	ck_assert(live);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->sessions_end(tx, s1, bob, NOW + 10, &ended), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(ended, 1);
+	ck_assert_int_eq(be->session_state(db, s1, bob, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_ENDED);
+	ck_assert_int_eq(be->refresh_live(db, s1, bob, &live), 0);
+	ck_assert(!live);
+	ck_assert_int_eq(be->session_state(db, s2, bob, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_LIVE);
+
+	/* every live session of bob: s2 only */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->sessions_end(tx, NULL, bob, NOW + 10, &ended), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(ended, 1);
+	ck_assert_int_eq(be->refresh_live(db, s2, bob, &live), 0);
+	ck_assert(!live);
+	ck_assert_int_eq(be->refresh_live(db, s3, eve, &live), 0);
+	ck_assert(live);
+	ck_assert_int_eq(be->session_ends_since(db, 0, collect_end, &ends), 0);
+	ck_assert_int_eq(ends, 2);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->user_set_active(tx, eve, false), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_INACTIVE);
+}
+END_TEST
+
+START_TEST(refresh)
+{
+	char bob[UUID_STR_LEN], sid[UUID_STR_LEN], next[UUID_STR_LEN];
+	struct store_refresh_state rs;
+	struct store_refresh row;
+	struct store_tx *tx;
+	bool live = false;
+
+	user_make("bob", bob);
+	login(bob, sid, NOW + 100);
+	ck_assert_int_eq(util_uuid_new(next), 0);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->refresh_state(tx, "nope", &rs), 0);
+	ck_assert(!rs.found);
+	ck_assert_int_eq(be->refresh_state(tx, sid, &rs), 0);
+	ck_assert(rs.found && !rs.used && !rs.revoked && rs.active);
+	ck_assert_str_eq(rs.family, sid);
+	ck_assert_str_eq(rs.owner, bob);
+	ck_assert_str_eq(rs.replaced_by, "");
+	ck_assert_int_eq(rs.session_created_at, NOW);
+	ck_assert_int_eq(be->refresh_row(tx, sid, &row), 0);
+	ck_assert_str_eq(row.kid, "k1");
+	ck_assert_int_eq(row.expires_at, NOW + 100);
+	ck_assert_int_eq(row.session_created_at, NOW);
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, next), 0);
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 2, next), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->refresh_row(tx, sid, &row), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->refresh_state(tx, sid, &rs), 0);
+	ck_assert(rs.used);
+	ck_assert_int_eq(rs.used_at, NOW + 1);
+	ck_assert_str_eq(rs.replaced_by, next);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->refresh_live(db, sid, bob, &live), 0);
+	ck_assert(!live);
+}
+END_TEST
+
+/* Two transactions on one row: the second's locked read waits for the first. */
+struct racer {
+	const char *jti;
+	const char *user;
+	const char *team;
+	struct store_refresh_state rs;
+	long count;
+	int rc;
+};
+
+static void *refresh_racer(void *arg)
+{
+	struct racer *r = arg;
+	struct store_tx *tx;
+
+	r->rc = be->write_begin(db, &tx);
+	if (r->rc != 0)
+		return NULL;
+	r->rc = be->refresh_state(tx, r->jti, &r->rs);
+	r->rc = be->write_end(tx, r->rc);
+	return NULL;
+}
+
+START_TEST(refresh_state_waits)
+{
+	char bob[UUID_STR_LEN], sid[UUID_STR_LEN];
+	struct racer r = {0};
+	struct store_refresh_state rs;
+	struct store_tx *tx;
+	pthread_t t;
+
+	user_make("bob", bob);
+	login(bob, sid, NOW + 100);
+	r.jti = sid;
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->refresh_state(tx, sid, &rs), 0);
+	ck_assert(!rs.used);
+	ck_assert_int_eq(pthread_create(&t, NULL, refresh_racer, &r), 0);
+	usleep(200 * 1000); /* the racer is waiting for the session's lock by now */
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, "successor"), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert(r.rs.found && r.rs.used);
+	ck_assert_str_eq(r.rs.replaced_by, "successor");
+}
+END_TEST
+
+static void api_make(struct store_api_token *t, const char *user, const char *team,
+		     int64_t iat, int64_t exp, unsigned char tag)
+{
+	memset(t, 0, sizeof(*t));
+	ck_assert_int_eq(util_uuid_new(t->jti), 0);
+	memset(t->digest, tag, sizeof t->digest);
+	t->digest[0] = 0; /* a NUL inside: the digest goes in binary */
+	memcpy(t->user_uuid, user, UUID_STR_LEN);
+	memcpy(t->team_uuid, team, UUID_STR_LEN);
+	snprintf(t->kid, sizeof t->kid, "k2");
+	t->issued_at = t->updated_at = iat;
+	t->expires_at = exp;
+}
+
+static int list_jtis(const struct store_api_token *t, void *arg)
+{
+	char *out = arg;
+
+	strncat(out, t->jti, 36);
+	return 0;
+}
+
+static void *api_racer(void *arg)
+{
+	struct racer *r = arg;
+	struct store_tx *tx;
+
+	r->rc = be->write_begin(db, &tx);
+	if (r->rc != 0)
+		return NULL;
+	r->rc = be->api_count(tx, r->user, r->team, NOW, &r->count);
+	r->rc = be->write_end(tx, r->rc);
+	return NULL;
+}
+
+START_TEST(api_tokens)
+{
+	char bob[UUID_STR_LEN], team[UUID_STR_LEN], jti[UUID_STR_LEN], list[200] = "";
+	struct store_api_token a, b;
+	struct store_tx *tx;
+	struct racer r = {0};
+	bool member = false, live = false;
+	int64_t v0 = -1, v1 = -1;
+	long n = -1, deleted = 0;
+	pthread_t t;
+
+	user_make("bob", bob);
+	team_make("ops", team);
+	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
+	ck_assert(!member);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->member_set(tx, team, bob, "member"), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
+	ck_assert(member);
+	ck_assert_int_eq(v0, 0);
+
+	api_make(&a, bob, team, NOW, NOW + 100, 0xaa);
+	api_make(&b, bob, team, NOW, NOW + 100, 0xbb); /* same second: insertion order */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->api_count(tx, bob, team, NOW, &n), 0);
+	ck_assert_int_eq(n, 0);
+	r.user = bob;
+	r.team = team;
+	ck_assert_int_eq(pthread_create(&t, NULL, api_racer, &r), 0);
+	usleep(200 * 1000); /* the racer waits for the membership's lock */
+	ck_assert_int_eq(be->api_add(tx, &a), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_int_eq(r.count, 1);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->api_add(tx, &b), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v1), 0);
+	ck_assert_int_eq(v1, 2);
+	ck_assert_int_eq(be->api_list(db, bob, team, NOW, list_jtis, list), 0);
+	ck_assert_str_eq(list + 36, a.jti);
+	ck_assert_int_eq(strncmp(list, b.jti, 36), 0);
+	ck_assert_int_eq(be->api_by_digest(db, b.digest, jti), 0);
+	ck_assert_str_eq(jti, b.jti);
+	b.digest[31] = 0x01;
+	ck_assert_int_eq(be->api_by_digest(db, b.digest, jti), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->api_live(db, a.jti, bob, team, &live), 0);
+	ck_assert(live);
+
+	/* a duplicate digest */
+	api_make(&b, bob, team, NOW, NOW + 100, 0xaa);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->api_add(tx, &b)), TOKEND_EEXISTS);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->api_delete(tx, a.jti, bob, "other-team", NOW, &deleted), 0);
+	ck_assert_int_eq(deleted, 0);
+	ck_assert_int_eq(be->api_delete(tx, a.jti, bob, team, NOW, &deleted), 0);
+	ck_assert_int_eq(deleted, 1);
+	ck_assert_int_eq(be->api_delete_all(tx, bob, NULL), 0);
+	ck_assert_int_eq(be->api_count(tx, bob, team, NOW, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v1), 0);
+	ck_assert_int_eq(v1, 4);
+	ck_assert_int_eq(be->api_live(db, a.jti, bob, team, &live), 0);
+	ck_assert(!live);
+}
+END_TEST
+
+START_TEST(purge_and_keys)
+{
+	char bob[UUID_STR_LEN], team[UUID_STR_LEN], sid[UUID_STR_LEN];
+	struct store_api_token a;
+	struct store_tx *tx;
+	enum store_session st;
+	bool in_use = false;
+	long n = -1;
+
+	user_make("bob", bob);
+	team_make("ops", team);
+	for (int i = 0; i < 3; i++)
+		login(bob, sid, NOW + 10); /* expire at NOW + 10 */
+	api_make(&a, bob, team, NOW, NOW + 10, 0xcc);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->api_add(tx, &a), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+
+	ck_assert_int_eq(be->key_in_use(db, "k1", NOW + 5, 60, &in_use), 0);
+	ck_assert(in_use);
+	ck_assert_int_eq(be->key_in_use(db, "k1", NOW + 100, 60, &in_use), 0);
+	ck_assert(!in_use);
+	ck_assert_int_eq(be->key_in_use(db, "k2", NOW + 5, 0, &in_use), 0);
+	ck_assert(in_use);
+	ck_assert_int_eq(be->key_in_use(db, "k3", NOW, 60, &in_use), 0);
+	ck_assert(!in_use);
+
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 9, 10, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_API, NOW + 10, 2, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(be->purge(tx, STORE_PURGE_SESSION_ENDS, (int64_t)NOW + 1000000000, 100, &n), 0);
+	ck_assert_int_eq(n, 3); /* the sessions went with their rows, live: ended now */
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->session_state(db, sid, bob, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_ENDED);
+}
+END_TEST
+
+START_TEST(lock_wait_is_busy)
+{
+	char bob[UUID_STR_LEN];
+	struct store_tx *tx;
+	PGconn *pg = admin();
+	char sql[128];
+
+	user_make("bob", bob);
+	admin_exec(pg, "BEGIN");
+	snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE uuid = '%s' FOR UPDATE", bob);
+	admin_exec(pg, sql);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "x")), TOKEND_EBUSY);
+	admin_exec(pg, "ROLLBACK");
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "x")), 0);
+	PQfinish(pg);
+}
+END_TEST
+
+/* Terminates every connection of the backend (application_name tokend). */
+static void kill_backend(void)
+{
+	PGconn *pg = admin();
+
+	admin_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		       "WHERE application_name = 'tokend' AND datname = current_database()");
+	PQfinish(pg);
+	usleep(50 * 1000);
+}
+
+START_TEST(connection_lost)
+{
+	char bob[UUID_STR_LEN];
+	struct store_user u;
+	struct store_tx *tx;
+	long n = -1;
+
+	user_make("bob", bob);
+	ck_assert_int_eq(be->ping(db, 1000), 0);
+	kill_backend();
+	ck_assert_int_eq(be->user_get(db, STORE_BY_UUID, bob, &u), TOKEND_EDB); /* not ENOTFOUND */
+	ck_assert_int_eq(be->user_count(db, &n), 0);
+	ck_assert_int_eq(n, 1);
+
+	/* inside a transaction: the transaction is lost, the next one works */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	kill_backend();
+	ck_assert_int_eq(be->user_set_password(tx, bob, "x"), TOKEND_EDB);
+	ck_assert_int_eq(be->user_delete(tx, bob), TOKEND_EDB);
+	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "y")), 0);
+
+	/* the ping meets it, and the one after reconnects */
+	kill_backend();
+	ck_assert_int_eq(be->ping(db, 1000), TOKEND_EDB);
+	ck_assert_int_eq(be->ping(db, 1000), 0);
+	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "bob", &u), 0);
+	ck_assert_str_eq(u.password, "y");
+}
+END_TEST
+
+START_TEST(failed_commit_is_refused)
+{
+	char bob[UUID_STR_LEN];
+	struct store_user u = {.is_active = true, .created_at = NOW};
+	struct store_tx *tx;
+
+	user_make("bob", bob);
+	memcpy(u.uuid, bob, UUID_STR_LEN);
+	snprintf(u.username, sizeof u.username, "bob2");
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->user_add(tx, &u), TOKEND_EEXISTS);
+	/* a caller that commits anyway gets an error, not a silent ROLLBACK */
+	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+}
+END_TEST
+
+START_TEST(open_hides_password)
+{
+	struct store_db *d = NULL;
+	char err[512] = "";
+
+	ck_assert_int_eq(be->open("postgresql://tokend:s3cret@/no_such_db_here?host=/nonexistent",
+				  500, &d, err, sizeof err),
+			 TOKEND_EDB);
+	ck_assert_ptr_null(d);
+	ck_assert_msg(strstr(err, "s3cret") == NULL, "%s", err);
+	ck_assert_msg(strstr(err, "no_such_db_here") != NULL, "%s", err);
+	ck_assert_str_eq(be->local_path(db), "");
+	ck_assert(!be->single_host);
+	ck_assert_int_eq(be->read_begin(db), 0);
+	be->read_end(db);
+}
+END_TEST
+
+START_TEST(skipped)
+{
+	printf("test_store_pg: TOKEND_TEST_PG_URL is not set: skipped\n");
+}
+END_TEST
+
+static Suite *store_pg_suite(void)
+{
+	Suite *s = suite_create("store_pg");
+	TCase *tc = tcase_create("pg");
+
+	if (url == NULL || *url == '\0') {
+		tcase_add_test(tc, skipped);
+		suite_add_tcase(s, tc);
+		return s;
+	}
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, migrate_twice);
+	tcase_add_test(tc, migrate_concurrent);
+	tcase_add_test(tc, users);
+	tcase_add_test(tc, teams_members);
+	tcase_add_test(tc, sessions);
+	tcase_add_test(tc, refresh);
+	tcase_add_test(tc, refresh_state_waits);
+	tcase_add_test(tc, api_tokens);
+	tcase_add_test(tc, purge_and_keys);
+	tcase_add_test(tc, lock_wait_is_busy);
+	tcase_add_test(tc, connection_lost);
+	tcase_add_test(tc, failed_commit_is_refused);
+	tcase_add_test(tc, open_hides_password);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	url = getenv("TOKEND_TEST_PG_URL");
+	sr = srunner_create(store_pg_suite());
+	/* one database for all: the tests run one after another */
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
