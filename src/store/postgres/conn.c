@@ -32,8 +32,28 @@
  * wait plus a second, so that a lock wait ends as a lock timeout first.
  */
 #define PG_STATEMENT_TIMEOUT_MS 5000L
-/* Waiting for a server that does not answer at all (unless target says otherwise). */
+/*
+ * Waiting for a server that does not answer at all (unless target says
+ * otherwise): the connection, and unacknowledged data on an established
+ * TCP connection (a server gone without a word), after which the op fails
+ * instead of hanging its thread.
+ */
 #define PG_CONNECT_TIMEOUT_S "10"
+#define PG_TCP_USER_TIMEOUT_MS "10000"
+/*
+ * After a connection fails, the ops of every thread fail at once (EDB, 503)
+ * for this long instead of each waiting for its own attempt: a database
+ * that is down costs no request the connect timeout.
+ */
+#define PG_RETRY_MS 1000
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 const char *store_pg_i64(char buf[PG_I64_LEN], int64_t v)
 {
@@ -262,9 +282,10 @@ static int conn_setup(struct store_pg_conn *c)
 static int conn_connect(struct store_db *db, struct store_pg_conn **out, char *errbuf,
 			size_t errlen)
 {
-	const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-				    NULL};
-	const char *const vals[] = {PG_CONNECT_TIMEOUT_S, "tokend", db->target, NULL};
+	const char *const keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives_idle",
+				    "fallback_application_name", "dbname", NULL};
+	const char *const vals[] = {PG_CONNECT_TIMEOUT_S, PG_TCP_USER_TIMEOUT_MS, "30", "tokend",
+				    db->target, NULL};
 	struct store_pg_conn *c = calloc(1, sizeof(*c));
 	char where[160], line[320];
 
@@ -342,13 +363,25 @@ static int conn_reconnect(struct store_pg_conn *c)
 	return 0;
 }
 
+/* A connection failed less than PG_RETRY_MS ago: fail at once (counted). */
+static bool still_down(struct store_db *db)
+{
+	if (now_ms() >= atomic_load(&db->down_until_ms))
+		return false;
+	metrics_store_error();
+	return true;
+}
+
 struct store_pg_conn *store_pg_conn(struct store_db *db)
 {
 	struct store_pg_conn *c = pthread_getspecific(db->key);
 	char err[512];
 
 	if (c == NULL) {
+		if (still_down(db))
+			return NULL;
 		if (conn_connect(db, &c, err, sizeof(err)) != 0) {
+			atomic_store(&db->down_until_ms, now_ms() + PG_RETRY_MS);
 			log_error("store: %s", err);
 			metrics_store_error();
 			return NULL;
@@ -362,8 +395,12 @@ struct store_pg_conn *store_pg_conn(struct store_db *db)
 	if (!c->broken && PQstatus(c->pg) == CONNECTION_OK)
 		return c;
 	/* Not inside a transaction: a new connection would run its rest outside it. */
-	if (c->in_tx || conn_reconnect(c) != 0)
+	if (c->in_tx || still_down(db))
 		return NULL;
+	if (conn_reconnect(c) != 0) {
+		atomic_store(&db->down_until_ms, now_ms() + PG_RETRY_MS);
+		return NULL;
+	}
 	return c;
 }
 
@@ -422,14 +459,6 @@ void store_pg_close(struct store_db *db)
 		free(db->target);
 	}
 	free(db);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Waits at most timeout_ms for the answer to the query sent on c; 0 or an error. */

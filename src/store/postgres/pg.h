@@ -13,6 +13,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -109,6 +110,8 @@ struct store_db {
 	pthread_key_t key;     /* the calling thread's struct store_pg_conn */
 	pthread_mutex_t lock;  /* guards conns */
 	struct store_pg_conn *conns;
+	/* After a failed connection: no thread tries again before this (monotonic ms). */
+	_Atomic int64_t down_until_ms;
 };
 
 /* Decimal text of an int64 parameter. */
