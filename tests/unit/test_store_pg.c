@@ -21,6 +21,8 @@
  * - a connection the server terminated: the next op is TOKEND_EDB (inside
  *   a transaction too), the one after it succeeds; ping;
  * - an open that fails names host and database but never the password.
+ * For a throw-away server: `/usr/bin/python3 tests/pgtmp.py start DIR`
+ * prints a URL (`createdb DIR NAME` one of an empty database; `stop DIR`).
  */
 #include <check.h>
 #include <libpq-fe.h>
@@ -344,6 +346,7 @@ START_TEST(sessions)
 {
 	char bob[UUID_STR_LEN], eve[UUID_STR_LEN], s1[UUID_STR_LEN], s2[UUID_STR_LEN],
 		s3[UUID_STR_LEN];
+	struct store_refresh_state rs;
 	enum store_session st;
 	struct store_tx *tx;
 	bool live = false;
@@ -397,6 +400,16 @@ START_TEST(sessions)
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
 	ck_assert_int_eq(st, STORE_SESSION_INACTIVE);
+	/* a user goes with its sessions and rows */
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->user_delete(tx, eve), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
+	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->refresh_state(tx, s3, &rs), 0);
+	ck_assert(!rs.found);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
 }
 END_TEST
 
@@ -774,12 +787,44 @@ static Suite *store_pg_suite(void)
 	return s;
 }
 
+/*
+ * Each test drops the schema public: refuse a database that holds any
+ * table but ours (a URL pasted by mistake must not cost anyone their data).
+ */
+static bool database_is_ours(void)
+{
+	const char *const keys[] = {"dbname", NULL};
+	const char *const vals[] = {url, NULL};
+	PGconn *pg = PQconnectdbParams(keys, vals, 1);
+	PGresult *r;
+	bool ours = false;
+
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "test_store_pg: %s", PQerrorMessage(pg));
+		PQfinish(pg);
+		return false;
+	}
+	r = PQexec(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND "
+		       "tablename NOT IN ('users', 'teams', 'team_members', 'refresh_tokens', "
+		       "'api_tokens', 'api_token_versions', 'sessions', 'session_ends', "
+		       "'schema_version')");
+	ours = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "0") == 0;
+	if (!ours)
+		fprintf(stderr, "test_store_pg: the database of TOKEND_TEST_PG_URL holds other "
+				"tables: give it an empty one\n");
+	PQclear(r);
+	PQfinish(pg);
+	return ours;
+}
+
 int main(void)
 {
 	SRunner *sr;
 	int failed;
 
 	url = getenv("TOKEND_TEST_PG_URL");
+	if (url != NULL && *url != '\0' && !database_is_ours())
+		return EXIT_FAILURE;
 	sr = srunner_create(store_pg_suite());
 	/* one database for all: the tests run one after another */
 	srunner_run_all(sr, CK_NORMAL);
