@@ -232,6 +232,11 @@ START_TEST(users)
 	ck_assert_str_eq(got.username, "bob");
 	ck_assert_str_eq(got.password, "");
 	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "carol", &got), TOKEND_ENOTFOUND);
+	/* not UTF-8: no such user, not a database error */
+	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "b\xffob", &got), TOKEND_ENOTFOUND);
+	snprintf(u.username, sizeof u.username, "\xc3\x28");
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), TOKEND_EINVAL);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->user_uuid(tx, "bob", id), 0);

@@ -25,6 +25,7 @@
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
+#include "tokend/util.h"
 
 /*
  * A statement that runs longer than this is cancelled (57014, TOKEND_EBUSY):
@@ -150,6 +151,21 @@ static int prepare(struct store_pg_conn *c, const struct store_pg_stmt *s)
 	return rc;
 }
 
+/*
+ * A parameter that is not UTF-8 (a client's bytes): a lookup finds no row,
+ * a change touches none, an insert is refused. Never an error of the
+ * database: it would be a 503 and a logged error for any client to cause.
+ */
+static int not_text(struct store_pg_conn *c, const struct store_pg_stmt *s, PGresult **res)
+{
+	if (strncmp(s->sql, "INSERT", 6) == 0)
+		return TOKEND_EINVAL;
+	if (res == NULL)
+		return 0;
+	*res = PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
+	return *res != NULL ? 0 : TOKEND_ENOMEM;
+}
+
 int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s,
 		 const char *const *params, const int *lens, PGresult **res)
 {
@@ -164,11 +180,15 @@ int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s,
 		return TOKEND_EDB; /* logged when it broke or failed */
 	if (s->nparams > (int)(sizeof(formats) / sizeof(formats[0])))
 		return TOKEND_EDB; /* our bug: a statement with more parameters than this */
+	for (int i = 0; i < s->nparams; i++) {
+		formats[i] = (s->binary >> i) & 1u ? 1 : 0;
+		if (formats[i] == 0 && params[i] != NULL &&
+		    !util_utf8_valid(params[i], strlen(params[i])))
+			return not_text(c, s, res);
+	}
 	rc = prepare(c, s);
 	if (rc != 0)
 		return rc;
-	for (int i = 0; i < s->nparams; i++)
-		formats[i] = (s->binary >> i) & 1u ? 1 : 0;
 	snprintf(name, sizeof(name), "t%d", (int)s->id);
 	r = PQexecPrepared(c->pg, name, s->nparams, params, lens, s->binary ? formats : NULL, 0);
 	if (r != NULL &&
@@ -283,9 +303,9 @@ static int conn_connect(struct store_db *db, struct store_pg_conn **out, char *e
 			size_t errlen)
 {
 	const char *const keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives_idle",
-				    "fallback_application_name", "dbname", NULL};
-	const char *const vals[] = {PG_CONNECT_TIMEOUT_S, PG_TCP_USER_TIMEOUT_MS, "30", "tokend",
-				    db->target, NULL};
+				    "client_encoding", "fallback_application_name", "dbname", NULL};
+	const char *const vals[] = {PG_CONNECT_TIMEOUT_S, PG_TCP_USER_TIMEOUT_MS, "30", "UTF8",
+				    "tokend", db->target, NULL};
 	struct store_pg_conn *c = calloc(1, sizeof(*c));
 	char where[160], line[320];
 

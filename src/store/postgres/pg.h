@@ -132,7 +132,9 @@ struct store_pg_conn *store_pg_tx_conn(struct store_tx *tx);
  * Runs statement s with params (NUL-terminated text; lens[i] bytes for the
  * binary ones, lens may be NULL without them), preparing it on this
  * connection the first time. On success returns 0 and *res (if res is not
- * NULL; the caller PQclear()s it). Errors: TOKEND_EEXISTS (unique
+ * NULL; the caller PQclear()s it). A text parameter that is not UTF-8
+ * (which PostgreSQL refuses, and no row can hold) matches nothing: an
+ * empty result without a round trip, or TOKEND_EINVAL for an insert. Errors: TOKEND_EEXISTS (unique
  * violation), TOKEND_ENOTFOUND (foreign key), TOKEND_EBUSY (lock or
  * statement timeout), else TOKEND_EDB, logged with s->what and counted; a
  * connection error marks c broken. Any error fails an open transaction.
