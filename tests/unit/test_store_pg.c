@@ -220,7 +220,9 @@ START_TEST(users)
 	snprintf(u.username, sizeof u.username, "bob");
 	snprintf(u.password, sizeof u.password, HASH);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), TOKEND_EEXISTS);
+	ck_assert_int_eq(be->user_add(tx, &u), TOKEND_EEXISTS);
+	/* a caller that commits anyway gets an error, not PostgreSQL's silent ROLLBACK */
+	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
 
 	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "bob", &got), 0);
 	ck_assert_str_eq(got.uuid, bob);
@@ -653,15 +655,19 @@ START_TEST(lock_wait_is_busy)
 }
 END_TEST
 
-/* Terminates every connection of the backend (application_name tokend). */
+/* Terminates every connection of the backend (application_name tokend), and waits till gone. */
 static void kill_backend(void)
 {
+	static const char sql[] = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+				  "WHERE application_name = 'tokend' AND datname = current_database()";
 	PGconn *pg = admin();
 
-	admin_exec(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-		       "WHERE application_name = 'tokend' AND datname = current_database()");
+	ck_assert_int_gt(admin_exec(pg, sql), 0);
+	for (int i = 0; i < 500 && admin_exec(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
+						  "application_name = 'tokend'") > 0;
+	     i++)
+		usleep(10 * 1000);
 	PQfinish(pg);
-	usleep(50 * 1000);
 }
 
 START_TEST(connection_lost)
@@ -693,24 +699,6 @@ START_TEST(connection_lost)
 	ck_assert_int_eq(be->ping(db, 1000), 0);
 	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "bob", &u), 0);
 	ck_assert_str_eq(u.password, "y");
-}
-END_TEST
-
-START_TEST(failed_commit_is_refused)
-{
-	char bob[UUID_STR_LEN];
-	struct store_user u = {.is_active = true, .created_at = NOW};
-	struct store_tx *tx;
-
-	user_make("bob", bob);
-	memcpy(u.uuid, bob, UUID_STR_LEN);
-	snprintf(u.username, sizeof u.username, "bob2");
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->user_add(tx, &u), TOKEND_EEXISTS);
-	/* a caller that commits anyway gets an error, not a silent ROLLBACK */
-	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
 }
 END_TEST
 
@@ -749,7 +737,6 @@ static Suite *store_pg_suite(void)
 	tcase_add_test(tc, purge_and_keys);
 	tcase_add_test(tc, lock_wait_is_busy);
 	tcase_add_test(tc, connection_lost);
-	tcase_add_test(tc, failed_commit_is_refused);
 	tcase_add_test(tc, open_hides_password);
 	suite_add_tcase(s, tc);
 	return s;
@@ -786,6 +773,10 @@ int main(void)
 	url = getenv("TOKEND_TEST_PG_URL");
 	if (url == NULL || *url == '\0') {
 		printf("test_store_pg: TOKEND_TEST_PG_URL is not set: skipped\n");
+		return EXIT_SUCCESS;
+	}
+	if (store_pg_migration_count == 0) {
+		printf("test_store_pg: no sql/postgres migrations compiled in: skipped\n");
 		return EXIT_SUCCESS;
 	}
 	if (!database_is_ours())
