@@ -14,8 +14,8 @@
  * - refresh rows: state, row, use once, liveness; refresh_state of a second
  *   transaction waits for the first and sees its use;
  * - API tokens: count, add, versions bumped by the schema's triggers, list
- *   newest first, digest lookup, deletes, liveness; api_count of a second
- *   transaction waits for the first's add;
+ *   newest first, digest lookup, deletes, liveness; four threads issuing at
+ *   once under a cap of 3 (api_count, then api_add) add exactly 3;
  * - purge by table and limit, key_in_use;
  * - a lock held past busy_timeout_ms is TOKEND_EBUSY;
  * - a connection the server terminated: the next op is TOKEND_EDB (inside
@@ -39,6 +39,14 @@
 
 #define NOW 1700000000
 #define HASH "pbkdf2_sha256$1000$salt$hash"
+
+/* Runs call (which names the transaction tx) in a transaction of its own: rc expected. */
+#define IN_TX(call, rc)                                                                     \
+	do {                                                                                \
+		struct store_tx *tx;                                                        \
+		ck_assert_int_eq(be->write_begin(db, &tx), 0);                              \
+		ck_assert_int_eq(be->write_end(tx, (call)), (rc));                          \
+	} while (0)
 
 static const struct store_backend *be = &store_postgres_backend;
 static const char *url;
@@ -100,25 +108,21 @@ static void teardown(void)
 static void user_make(const char *name, char uuid[UUID_STR_LEN])
 {
 	struct store_user u = {.is_active = true, .created_at = NOW};
-	struct store_tx *tx;
 
 	ck_assert_int_eq(util_uuid_new(u.uuid), 0);
 	snprintf(u.username, sizeof u.username, "%s", name);
 	snprintf(u.password, sizeof u.password, "%s", HASH);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), 0);
+	IN_TX(be->user_add(tx, &u), 0);
 	memcpy(uuid, u.uuid, UUID_STR_LEN);
 }
 
 static void team_make(const char *name, char uuid[UUID_STR_LEN])
 {
 	struct store_team t = {.created_at = NOW};
-	struct store_tx *tx;
 
 	ck_assert_int_eq(util_uuid_new(t.uuid), 0);
 	snprintf(t.name, sizeof t.name, "%s", name);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->team_add(tx, &t)), 0);
+	IN_TX(be->team_add(tx, &t), 0);
 	memcpy(uuid, t.uuid, UUID_STR_LEN);
 }
 
@@ -237,8 +241,7 @@ START_TEST(users)
 	/* not UTF-8: no such user, not a database error */
 	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "b\xffob", &got), TOKEND_ENOTFOUND);
 	snprintf(u.username, sizeof u.username, "\xc3\x28");
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_add(tx, &u)), TOKEND_EINVAL);
+	IN_TX(be->user_add(tx, &u), TOKEND_EINVAL);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->user_uuid(tx, "bob", id), 0);
@@ -288,8 +291,7 @@ START_TEST(teams_members)
 	team_make("dev", other);
 	memcpy(t.uuid, other, UUID_STR_LEN); /* the uuid taken */
 	snprintf(t.name, sizeof t.name, "new");
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->team_add(tx, &t)), TOKEND_EEXISTS);
+	IN_TX(be->team_add(tx, &t), TOKEND_EEXISTS);
 	ck_assert_int_eq(be->team_get(db, NULL, "ops", &got), 0);
 	ck_assert_str_eq(got.uuid, team);
 	ck_assert_int_eq(got.members, 0);
@@ -310,9 +312,7 @@ START_TEST(teams_members)
 	ck_assert_int_eq(be->member_is(db, other, user, &member), 0);
 	ck_assert(!member);
 	/* a missing user: the foreign key */
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->member_set(tx, team, "nobody", "member")),
-			 TOKEND_ENOTFOUND);
+	IN_TX(be->member_set(tx, team, "nobody", "member"), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), TOKEND_ENOTFOUND);
@@ -356,16 +356,12 @@ START_TEST(sessions)
 	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
 
 	/* another user's sid ends and revokes nothing */
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->sessions_end(tx, s1, eve, NOW + 10, &ended), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->sessions_end(tx, s1, eve, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 0);
 	ck_assert_int_eq(be->refresh_live(db, s1, bob, &live), 0);
 	ck_assert(live);
 
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->sessions_end(tx, s1, bob, NOW + 10, &ended), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->sessions_end(tx, s1, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
 	ck_assert_int_eq(be->session_state(db, s1, bob, &st), 0);
 	ck_assert_int_eq(st, STORE_SESSION_ENDED);
@@ -375,9 +371,7 @@ START_TEST(sessions)
 	ck_assert_int_eq(st, STORE_SESSION_LIVE);
 
 	/* every live session of bob: s2 only */
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->sessions_end(tx, NULL, bob, NOW + 10, &ended), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->sessions_end(tx, NULL, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
 	ck_assert_int_eq(be->refresh_live(db, s2, bob, &live), 0);
 	ck_assert(!live);
@@ -386,15 +380,11 @@ START_TEST(sessions)
 	ck_assert_int_eq(be->session_ends_since(db, 0, collect_end, &ends), 0);
 	ck_assert_int_eq(ends, 2);
 
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->user_set_active(tx, eve, false), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->user_set_active(tx, eve, false), 0);
 	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
 	ck_assert_int_eq(st, STORE_SESSION_INACTIVE);
 	/* a user goes with its sessions and rows */
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->user_delete(tx, eve), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->user_delete(tx, eve), 0);
 	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
 	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
@@ -444,30 +434,21 @@ START_TEST(refresh)
 }
 END_TEST
 
-/* Two transactions on one row: the second's locked read waits for the first. */
+/* A transaction of refresh_state on a thread of its own. */
 struct racer {
 	const char *jti;
-	const char *user;
-	const char *team;
 	struct store_refresh_state rs;
-	long count;
 	int rc;
 };
 
-/* A transaction of refresh_state (jti set) or of api_count, on a thread of its own. */
 static void *racer(void *arg)
 {
 	struct racer *r = arg;
 	struct store_tx *tx;
 
 	r->rc = be->write_begin(db, &tx);
-	if (r->rc != 0)
-		return NULL;
-	if (r->jti != NULL)
-		r->rc = be->refresh_state(tx, r->jti, &r->rs);
-	else
-		r->rc = be->api_count(tx, r->user, r->team, NOW, &r->count);
-	r->rc = be->write_end(tx, r->rc);
+	if (r->rc == 0)
+		r->rc = be->write_end(tx, be->refresh_state(tx, r->jti, &r->rs));
 	return NULL;
 }
 
@@ -523,19 +504,15 @@ START_TEST(api_tokens)
 	char bob[UUID_STR_LEN], team[UUID_STR_LEN], jti[UUID_STR_LEN], list[200] = "";
 	struct store_api_token a, b;
 	struct store_tx *tx;
-	struct racer r = {0};
 	bool member = false, live = false;
 	int64_t v0 = -1, v1 = -1;
 	long n = -1, deleted = 0;
-	pthread_t t;
 
 	user_make("bob", bob);
 	team_make("ops", team);
 	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
 	ck_assert(!member);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->member_set(tx, team, bob, "member"), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->member_set(tx, team, bob, "member"), 0);
 	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
 	ck_assert(member);
 	ck_assert_int_eq(v0, 0);
@@ -545,17 +522,7 @@ START_TEST(api_tokens)
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->api_count(tx, bob, team, NOW, &n), 0);
 	ck_assert_int_eq(n, 0);
-	r.user = bob;
-	r.team = team;
-	ck_assert_int_eq(pthread_create(&t, NULL, racer, &r), 0);
-	usleep(200 * 1000); /* the racer waits for the membership's lock */
 	ck_assert_int_eq(be->api_add(tx, &a), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	pthread_join(t, NULL);
-	ck_assert_int_eq(r.rc, 0);
-	ck_assert_int_eq(r.count, 1);
-
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->api_add(tx, &b), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v1), 0);
@@ -572,8 +539,7 @@ START_TEST(api_tokens)
 
 	/* a duplicate digest */
 	api_make(&b, bob, team, NOW, NOW + 100, 0xaa);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->api_add(tx, &b)), TOKEND_EEXISTS);
+	IN_TX(be->api_add(tx, &b), TOKEND_EEXISTS);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->api_delete(tx, a.jti, bob, "other-team", NOW, &deleted), 0);
@@ -591,6 +557,54 @@ START_TEST(api_tokens)
 }
 END_TEST
 
+/* Issues under a cap of 3 from several threads at once: never more than 3 live. */
+struct issuer {
+	const char *user, *team;
+	unsigned char tag;
+	int added;
+};
+
+static void *issue_thread(void *arg)
+{
+	struct issuer *is = arg;
+	struct store_api_token t;
+	struct store_tx *tx;
+	long n;
+
+	for (int i = 0; i < 5; i++) {
+		api_make(&t, is->user, is->team, NOW, NOW + 100, (unsigned char)(is->tag + i));
+		if (be->write_begin(db, &tx) != 0)
+			continue;
+		int rc = be->api_count(tx, is->user, is->team, NOW, &n);
+		if (rc == 0 && n < 3 && (rc = be->api_add(tx, &t)) == 0)
+			is->added++;
+		(void)be->write_end(tx, rc);
+	}
+	return NULL;
+}
+
+START_TEST(api_cap_threads)
+{
+	char bob[UUID_STR_LEN], team[UUID_STR_LEN];
+	struct issuer is[4];
+	pthread_t t[4];
+	long n = -1;
+
+	user_make("bob", bob);
+	team_make("ops", team);
+	IN_TX(be->member_set(tx, team, bob, "member"), 0);
+	for (int i = 0; i < 4; i++) {
+		is[i] = (struct issuer){.user = bob, .team = team, .tag = (unsigned char)(16 * i + 1)};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, issue_thread, &is[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_int_eq(is[0].added + is[1].added + is[2].added + is[3].added, 3);
+	IN_TX(be->api_count(tx, bob, team, NOW, &n), 0);
+	ck_assert_int_eq(n, 3);
+}
+END_TEST
+
 START_TEST(purge_and_keys)
 {
 	char bob[UUID_STR_LEN], team[UUID_STR_LEN], sid[UUID_STR_LEN];
@@ -605,9 +619,7 @@ START_TEST(purge_and_keys)
 	for (int i = 0; i < 3; i++)
 		login(bob, sid, NOW + 10); /* expire at NOW + 10 */
 	api_make(&a, bob, team, NOW, NOW + 10, 0xcc);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->api_add(tx, &a), 0);
-	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	IN_TX(be->api_add(tx, &a), 0);
 
 	ck_assert_int_eq(be->key_in_use(db, "k1", NOW + 5, 60, &in_use), 0);
 	ck_assert(in_use);
@@ -638,7 +650,6 @@ END_TEST
 START_TEST(lock_wait_is_busy)
 {
 	char bob[UUID_STR_LEN];
-	struct store_tx *tx;
 	PGconn *pg = admin();
 	char sql[128];
 
@@ -646,11 +657,9 @@ START_TEST(lock_wait_is_busy)
 	admin_exec(pg, "BEGIN");
 	snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE uuid = '%s' FOR UPDATE", bob);
 	admin_exec(pg, sql);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "x")), TOKEND_EBUSY);
+	IN_TX(be->user_set_password(tx, bob, "x"), TOKEND_EBUSY);
 	admin_exec(pg, "ROLLBACK");
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "x")), 0);
+	IN_TX(be->user_set_password(tx, bob, "x"), 0);
 	PQfinish(pg);
 }
 END_TEST
@@ -690,8 +699,7 @@ START_TEST(connection_lost)
 	ck_assert_int_eq(be->user_set_password(tx, bob, "x"), TOKEND_EDB);
 	ck_assert_int_eq(be->user_delete(tx, bob), TOKEND_EDB);
 	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
-	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->write_end(tx, be->user_set_password(tx, bob, "y")), 0);
+	IN_TX(be->user_set_password(tx, bob, "y"), 0);
 
 	/* the ping meets it, and the one after reconnects */
 	kill_backend();
@@ -734,6 +742,7 @@ static Suite *store_pg_suite(void)
 	tcase_add_test(tc, refresh);
 	tcase_add_test(tc, refresh_state_waits);
 	tcase_add_test(tc, api_tokens);
+	tcase_add_test(tc, api_cap_threads);
 	tcase_add_test(tc, purge_and_keys);
 	tcase_add_test(tc, lock_wait_is_busy);
 	tcase_add_test(tc, connection_lost);
