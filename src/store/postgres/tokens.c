@@ -111,12 +111,24 @@ static const struct store_pg_stmt api_live = {
 /*
  * The purges take at most $2 due rows, skipping rows another transaction
  * holds (a rotation, another instance's purge): the sweep never waits, and
- * what it skips is due at its next pass.
+ * what it skips is due at its next pass. A refresh row is taken with its
+ * session's row, which the schema's delete trigger locks
+ * (sql/postgres/004_sessions.sql): taking the row first and waiting for the
+ * session after would deadlock with a transaction that holds the session
+ * and then revokes the family's rows (a reuse, a logout).
  */
 static const struct store_pg_stmt purge_refresh = {
 	PG_PURGE_REFRESH, "purge refresh",
-	"DELETE FROM refresh_tokens WHERE jti IN (SELECT jti FROM refresh_tokens "
-	"WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+	"DELETE FROM refresh_tokens WHERE jti IN (SELECT r.jti FROM refresh_tokens r "
+	"JOIN sessions s ON s.id = r.family WHERE r.expires_at <= $1 LIMIT $2 "
+	"FOR UPDATE OF r, s SKIP LOCKED)",
+	2, 0};
+/* Rows without a session (a session row deleted by hand): nothing to lock but them. */
+static const struct store_pg_stmt purge_refresh_orphans = {
+	PG_PURGE_REFRESH_ORPHANS, "purge refresh",
+	"DELETE FROM refresh_tokens WHERE jti IN (SELECT r.jti FROM refresh_tokens r "
+	"WHERE r.expires_at <= $1 AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.family) "
+	"LIMIT $2 FOR UPDATE SKIP LOCKED)",
 	2, 0};
 static const struct store_pg_stmt purge_api = {
 	PG_PURGE_API, "purge api",
@@ -398,13 +410,21 @@ int store_pg_purge(struct store_tx *tx, enum store_purge_table t, int64_t before
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	char b[PG_I64_LEN], l[PG_I64_LEN];
 	const char *params[] = {store_pg_i64(b, before), store_pg_i64(l, limit)};
+	long more = 0;
+	int rc;
 
 	*deleted = 0;
 	if (c == NULL)
 		return TOKEND_EDB;
 	if ((unsigned)t >= STORE_PURGE_TABLES)
 		return TOKEND_EINVAL;
-	return store_pg_change(c, purges[t], params, NULL, deleted);
+	rc = store_pg_change(c, purges[t], params, NULL, deleted);
+	if (rc != 0 || t != STORE_PURGE_REFRESH || *deleted >= limit)
+		return rc;
+	store_pg_i64(l, limit - *deleted);
+	rc = store_pg_change(c, &purge_refresh_orphans, params, NULL, &more);
+	*deleted += more;
+	return rc;
 }
 
 int store_pg_key_in_use(struct store_db *db, const char *kid, int64_t now,
