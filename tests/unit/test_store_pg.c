@@ -16,7 +16,8 @@
  * - API tokens: count, add, versions bumped by the schema's triggers, list
  *   newest first, digest lookup, deletes, liveness; four threads issuing at
  *   once under a cap of 3 (api_count, then api_add) add exactly 3;
- * - purge by table and limit, key_in_use;
+ * - purge by table and limit, skipping (not waiting for) a session another
+ *   transaction holds; key_in_use;
  * - a lock held past busy_timeout_ms is TOKEND_EBUSY;
  * - a connection the server terminated: the next op is TOKEND_EDB (inside
  *   a transaction too), the one after it succeeds; ping;
@@ -148,6 +149,23 @@ static void login(const char *user, char sid[UUID_STR_LEN], int64_t expires_at)
 	memcpy(sid, r.jti, UUID_STR_LEN);
 }
 
+/* What session_state and refresh_live answer (each asserted to succeed). */
+static enum store_session state_of(const char *sid, const char *user)
+{
+	enum store_session st;
+
+	ck_assert_int_eq(be->session_state(db, sid, user, &st), 0);
+	return st;
+}
+
+static bool live_of(const char *jti, const char *user)
+{
+	bool live;
+
+	ck_assert_int_eq(be->refresh_live(db, jti, user, &live), 0);
+	return live;
+}
+
 START_TEST(migrate_twice)
 {
 	char err[256] = "";
@@ -172,11 +190,10 @@ static void *migrate_thread(void *arg)
 	struct store_db *d = NULL;
 	char err[256] = "";
 	int *rc = arg;
-	int v = 0;
 
 	if (be->open(url, 500, &d, err, sizeof err) != 0)
 		return NULL;
-	*rc = be->migrate(d, &v, NULL, err, sizeof err);
+	*rc = be->migrate(d, NULL, NULL, err, sizeof err);
 	be->close(d);
 	return NULL;
 }
@@ -338,9 +355,7 @@ START_TEST(sessions)
 	char bob[UUID_STR_LEN], eve[UUID_STR_LEN], s1[UUID_STR_LEN], s2[UUID_STR_LEN],
 		s3[UUID_STR_LEN];
 	struct store_refresh_state rs;
-	enum store_session st;
 	struct store_tx *tx;
-	bool live = false;
 	long ended = -1, ends = 0;
 
 	user_make("bob", bob);
@@ -348,45 +363,34 @@ START_TEST(sessions)
 	login(bob, s1, NOW + 100);
 	login(bob, s2, NOW + 100);
 	login(eve, s3, NOW + 100);
-	ck_assert_int_eq(be->session_state(db, s1, bob, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_LIVE);
-	ck_assert_int_eq(be->session_state(db, s1, eve, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_ENDED);
-	ck_assert_int_eq(be->session_state(db, s1, "nobody", &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
+	ck_assert_int_eq(state_of(s1, bob), STORE_SESSION_LIVE);
+	ck_assert_int_eq(state_of(s1, eve), STORE_SESSION_ENDED);
+	ck_assert_int_eq(state_of(s1, "nobody"), STORE_SESSION_NO_USER);
 
 	/* another user's sid ends and revokes nothing */
 	IN_TX(be->sessions_end(tx, s1, eve, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 0);
-	ck_assert_int_eq(be->refresh_live(db, s1, bob, &live), 0);
-	ck_assert(live);
+	ck_assert(live_of(s1, bob));
 
 	IN_TX(be->sessions_end(tx, s1, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
-	ck_assert_int_eq(be->session_state(db, s1, bob, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_ENDED);
-	ck_assert_int_eq(be->refresh_live(db, s1, bob, &live), 0);
-	ck_assert(!live);
-	ck_assert_int_eq(be->session_state(db, s2, bob, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_LIVE);
+	ck_assert_int_eq(state_of(s1, bob), STORE_SESSION_ENDED);
+	ck_assert(!live_of(s1, bob));
+	ck_assert_int_eq(state_of(s2, bob), STORE_SESSION_LIVE);
 
 	/* every live session of bob: s2 only */
 	IN_TX(be->sessions_end(tx, NULL, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
-	ck_assert_int_eq(be->refresh_live(db, s2, bob, &live), 0);
-	ck_assert(!live);
-	ck_assert_int_eq(be->refresh_live(db, s3, eve, &live), 0);
-	ck_assert(live);
+	ck_assert(!live_of(s2, bob));
+	ck_assert(live_of(s3, eve));
 	ck_assert_int_eq(be->session_ends_since(db, 0, collect_end, &ends), 0);
 	ck_assert_int_eq(ends, 2);
 
 	IN_TX(be->user_set_active(tx, eve, false), 0);
-	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_INACTIVE);
+	ck_assert_int_eq(state_of(s3, eve), STORE_SESSION_INACTIVE);
 	/* a user goes with its sessions and rows */
 	IN_TX(be->user_delete(tx, eve), 0);
-	ck_assert_int_eq(be->session_state(db, s3, eve, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_NO_USER);
+	ck_assert_int_eq(state_of(s3, eve), STORE_SESSION_NO_USER);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->refresh_state(tx, s3, &rs), 0);
 	ck_assert(!rs.found);
@@ -400,7 +404,6 @@ START_TEST(refresh)
 	struct store_refresh_state rs;
 	struct store_refresh row;
 	struct store_tx *tx;
-	bool live = false;
 
 	user_make("bob", bob);
 	login(bob, sid, NOW + 100);
@@ -429,8 +432,7 @@ START_TEST(refresh)
 	ck_assert_int_eq(rs.used_at, NOW + 1);
 	ck_assert_str_eq(rs.replaced_by, next);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->refresh_live(db, sid, bob, &live), 0);
-	ck_assert(!live);
+	ck_assert(!live_of(sid, bob));
 }
 END_TEST
 
@@ -452,28 +454,56 @@ static void *racer(void *arg)
 	return NULL;
 }
 
-START_TEST(refresh_state_waits)
+static void *purge_thread(void *arg)
+{
+	struct racer *r = arg;
+	long n = 0;
+
+	IN_TX(be->purge(tx, STORE_PURGE_REFRESH, NOW + 50, 10, &n), 0);
+	r->rc = (int)n;
+	return NULL;
+}
+
+/*
+ * A transaction holding a session (refresh_state): another's refresh_state
+ * waits for it and then sees its changes; a purge skips the session's rows
+ * instead of waiting (and deadlocking when the holder revokes them).
+ */
+START_TEST(locked_session)
 {
 	char bob[UUID_STR_LEN], sid[UUID_STR_LEN];
-	struct racer r = {0};
+	struct store_refresh next = {.issued_at = NOW, .expires_at = NOW + 100, .kid = "k1"};
 	struct store_refresh_state rs;
+	struct racer r = {0}, p = {.rc = -1};
 	struct store_tx *tx;
 	pthread_t t;
 
 	user_make("bob", bob);
-	login(bob, sid, NOW + 100);
-	r.jti = sid;
+	login(bob, sid, NOW + 10); /* the login's row is due at NOW + 50, next is not */
+	memcpy(next.family, sid, UUID_STR_LEN);
+	memcpy(next.user_uuid, bob, UUID_STR_LEN);
+	ck_assert_int_eq(util_uuid_new(next.jti), 0);
+	memcpy(next.access_jti, next.jti, UUID_STR_LEN);
+	IN_TX(be->refresh_add(tx, &next), 0);
+	r.jti = next.jti;
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->refresh_state(tx, sid, &rs), 0);
+	ck_assert_int_eq(be->refresh_state(tx, next.jti, &rs), 0);
 	ck_assert(!rs.used);
+	ck_assert_int_eq(pthread_create(&t, NULL, purge_thread, &p), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(p.rc, 0); /* skipped the login's row, without waiting */
 	ck_assert_int_eq(pthread_create(&t, NULL, racer, &r), 0);
 	usleep(200 * 1000); /* the racer is waiting for the session's lock by now */
-	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, "successor"), 0);
+	ck_assert_int_eq(be->refresh_use(tx, next.jti, NOW + 1, "successor"), 0);
+	ck_assert_int_eq(be->sessions_end(tx, sid, bob, NOW + 1, NULL), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	pthread_join(t, NULL);
 	ck_assert_int_eq(r.rc, 0);
-	ck_assert(r.rs.found && r.rs.used);
+	ck_assert(r.rs.found && r.rs.used && r.rs.revoked);
 	ck_assert_str_eq(r.rs.replaced_by, "successor");
+	ck_assert_int_eq(pthread_create(&t, NULL, purge_thread, &p), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(p.rc, 1); /* taken at the next pass */
 }
 END_TEST
 
@@ -610,7 +640,6 @@ START_TEST(purge_and_keys)
 	char bob[UUID_STR_LEN], team[UUID_STR_LEN], sid[UUID_STR_LEN];
 	struct store_api_token a;
 	struct store_tx *tx;
-	enum store_session st;
 	bool in_use = false;
 	long n = -1;
 
@@ -642,8 +671,7 @@ START_TEST(purge_and_keys)
 	ck_assert_int_eq(be->purge(tx, STORE_PURGE_SESSION_ENDS, (int64_t)NOW + 1000000000, 100, &n), 0);
 	ck_assert_int_eq(n, 3); /* the sessions went with their rows, live: ended now */
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->session_state(db, sid, bob, &st), 0);
-	ck_assert_int_eq(st, STORE_SESSION_ENDED);
+	ck_assert_int_eq(state_of(sid, bob), STORE_SESSION_ENDED);
 }
 END_TEST
 
@@ -740,8 +768,8 @@ static Suite *store_pg_suite(void)
 	tcase_add_test(tc, teams_members);
 	tcase_add_test(tc, sessions);
 	tcase_add_test(tc, refresh);
-	tcase_add_test(tc, refresh_state_waits);
 	tcase_add_test(tc, api_tokens);
+	tcase_add_test(tc, locked_session);
 	tcase_add_test(tc, api_cap_threads);
 	tcase_add_test(tc, purge_and_keys);
 	tcase_add_test(tc, lock_wait_is_busy);
