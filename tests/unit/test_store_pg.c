@@ -173,8 +173,7 @@ START_TEST(migrate_twice)
 	int v = -1;
 	PGconn *pg = admin();
 
-	ck_assert_int_eq(be->migrate(db, &v, &fresh, err, sizeof err), 0);
-	ck_assert(!fresh);
+	ck_assert_msg(be->migrate(db, &v, &fresh, err, sizeof err) == 0 && !fresh, "%s", err);
 	ck_assert_int_eq(v, store_pg_migrations[store_pg_migration_count - 1].version);
 	ck_assert_int_eq(admin_exec(pg, "SELECT count(*) FROM schema_version"),
 			 (long)store_pg_migration_count);
@@ -275,16 +274,14 @@ START_TEST(users)
 	ck_assert(!got.is_active);
 	ck_assert_int_eq(got.last_login, NOW + 5);
 
-	ck_assert_int_eq(be->user_count(db, &n), 0);
-	ck_assert_int_eq(n, 2);
+	ck_assert(be->user_count(db, &n) == 0 && n == 2);
 	ck_assert_int_eq(be->user_list(db, count_user, names), 0);
 	ck_assert_str_eq(names, "alice,bob,");
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->user_delete(tx, bob), 0);
 	ck_assert_int_eq(be->user_delete(tx, bob), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->user_count(db, &n), 0);
-	ck_assert_int_eq(n, 1);
+	ck_assert(be->user_count(db, &n) == 0 && n == 1);
 }
 END_TEST
 
@@ -315,8 +312,7 @@ START_TEST(teams_members)
 	ck_assert_int_eq(be->team_get(db, NULL, other, &got), 0);
 	ck_assert_str_eq(got.name, "dev");
 	ck_assert_int_eq(be->team_get(db, NULL, "qa", &got), TOKEND_ENOTFOUND);
-	ck_assert_int_eq(be->team_list(db, count_team, &n), 0);
-	ck_assert_int_eq(n, 2);
+	ck_assert(be->team_list(db, count_team, &n) == 0 && n == 2);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->member_set(tx, team, user, "member"), 0);
@@ -324,18 +320,15 @@ START_TEST(teams_members)
 	ck_assert_int_eq(be->team_get(db, tx, team, &got), 0);
 	ck_assert_int_eq(got.members, 1);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->member_is(db, team, user, &member), 0);
-	ck_assert(member);
-	ck_assert_int_eq(be->member_is(db, other, user, &member), 0);
-	ck_assert(!member);
+	ck_assert(be->member_is(db, team, user, &member) == 0 && member);
+	ck_assert(be->member_is(db, other, user, &member) == 0 && !member);
 	/* a missing user: the foreign key */
 	IN_TX(be->member_set(tx, team, "nobody", "member"), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->member_is(db, team, user, &member), 0);
-	ck_assert(!member);
+	ck_assert(be->member_is(db, team, user, &member) == 0 && !member);
 }
 END_TEST
 
@@ -383,8 +376,7 @@ START_TEST(sessions)
 	ck_assert_int_eq(ended, 1);
 	ck_assert(!live_of(s2, bob));
 	ck_assert(live_of(s3, eve));
-	ck_assert_int_eq(be->session_ends_since(db, 0, collect_end, &ends), 0);
-	ck_assert_int_eq(ends, 2);
+	ck_assert(be->session_ends_since(db, 0, collect_end, &ends) == 0 && ends == 2);
 
 	IN_TX(be->user_set_active(tx, eve, false), 0);
 	ck_assert_int_eq(state_of(s3, eve), STORE_SESSION_INACTIVE);
@@ -540,23 +532,19 @@ START_TEST(api_tokens)
 
 	user_make("bob", bob);
 	team_make("ops", team);
-	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
-	ck_assert(!member);
+	ck_assert(be->api_version(db, team, bob, &member, &v0) == 0 && !member);
 	IN_TX(be->member_set(tx, team, bob, "member"), 0);
-	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v0), 0);
-	ck_assert(member);
+	ck_assert(be->api_version(db, team, bob, &member, &v0) == 0 && member);
 	ck_assert_int_eq(v0, 0);
 
 	api_make(&a, bob, team, NOW, NOW + 100, 0xaa);
 	api_make(&b, bob, team, NOW, NOW + 100, 0xbb); /* same second: insertion order */
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->api_count(tx, bob, team, NOW, &n), 0);
-	ck_assert_int_eq(n, 0);
+	ck_assert(be->api_count(tx, bob, team, NOW, &n) == 0 && n == 0);
 	ck_assert_int_eq(be->api_add(tx, &a), 0);
 	ck_assert_int_eq(be->api_add(tx, &b), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v1), 0);
-	ck_assert_int_eq(v1, 2);
+	ck_assert(be->api_version(db, team, bob, &member, &v1) == 0 && v1 == 2);
 	ck_assert_int_eq(be->api_list(db, bob, team, NOW, list_jtis, list), 0);
 	ck_assert_str_eq(list + 36, a.jti);
 	ck_assert_int_eq(strncmp(list, b.jti, 36), 0);
@@ -564,8 +552,7 @@ START_TEST(api_tokens)
 	ck_assert_str_eq(jti, b.jti);
 	b.digest[31] = 0x01;
 	ck_assert_int_eq(be->api_by_digest(db, b.digest, jti), TOKEND_ENOTFOUND);
-	ck_assert_int_eq(be->api_live(db, a.jti, bob, team, &live), 0);
-	ck_assert(live);
+	ck_assert(be->api_live(db, a.jti, bob, team, &live) == 0 && live);
 
 	/* a duplicate digest */
 	api_make(&b, bob, team, NOW, NOW + 100, 0xaa);
@@ -574,16 +561,12 @@ START_TEST(api_tokens)
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->api_delete(tx, a.jti, bob, "other-team", NOW, &deleted), 0);
 	ck_assert_int_eq(deleted, 0);
-	ck_assert_int_eq(be->api_delete(tx, a.jti, bob, team, NOW, &deleted), 0);
-	ck_assert_int_eq(deleted, 1);
+	ck_assert(be->api_delete(tx, a.jti, bob, team, NOW, &deleted) == 0 && deleted == 1);
 	ck_assert_int_eq(be->api_delete_all(tx, bob, NULL), 0);
-	ck_assert_int_eq(be->api_count(tx, bob, team, NOW, &n), 0);
-	ck_assert_int_eq(n, 0);
+	ck_assert(be->api_count(tx, bob, team, NOW, &n) == 0 && n == 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
-	ck_assert_int_eq(be->api_version(db, team, bob, &member, &v1), 0);
-	ck_assert_int_eq(v1, 4);
-	ck_assert_int_eq(be->api_live(db, a.jti, bob, team, &live), 0);
-	ck_assert(!live);
+	ck_assert(be->api_version(db, team, bob, &member, &v1) == 0 && v1 == 4);
+	ck_assert(be->api_live(db, a.jti, bob, team, &live) == 0 && !live);
 }
 END_TEST
 
@@ -650,24 +633,16 @@ START_TEST(purge_and_keys)
 	api_make(&a, bob, team, NOW, NOW + 10, 0xcc);
 	IN_TX(be->api_add(tx, &a), 0);
 
-	ck_assert_int_eq(be->key_in_use(db, "k1", NOW + 5, 60, &in_use), 0);
-	ck_assert(in_use);
-	ck_assert_int_eq(be->key_in_use(db, "k1", NOW + 100, 60, &in_use), 0);
-	ck_assert(!in_use);
-	ck_assert_int_eq(be->key_in_use(db, "k2", NOW + 5, 0, &in_use), 0);
-	ck_assert(in_use);
-	ck_assert_int_eq(be->key_in_use(db, "k3", NOW, 60, &in_use), 0);
-	ck_assert(!in_use);
+	ck_assert(be->key_in_use(db, "k1", NOW + 5, 60, &in_use) == 0 && in_use);
+	ck_assert(be->key_in_use(db, "k1", NOW + 100, 60, &in_use) == 0 && !in_use);
+	ck_assert(be->key_in_use(db, "k2", NOW + 5, 0, &in_use) == 0 && in_use);
+	ck_assert(be->key_in_use(db, "k3", NOW, 60, &in_use) == 0 && !in_use);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 9, 10, &n), 0);
-	ck_assert_int_eq(n, 0);
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n), 0);
-	ck_assert_int_eq(n, 2);
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n), 0);
-	ck_assert_int_eq(n, 1);
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_API, NOW + 10, 2, &n), 0);
-	ck_assert_int_eq(n, 1);
+	ck_assert(be->purge(tx, STORE_PURGE_REFRESH, NOW + 9, 10, &n) == 0 && n == 0);
+	ck_assert(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n) == 0 && n == 2);
+	ck_assert(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n) == 0 && n == 1);
+	ck_assert(be->purge(tx, STORE_PURGE_API, NOW + 10, 2, &n) == 0 && n == 1);
 	ck_assert_int_eq(be->purge(tx, STORE_PURGE_SESSION_ENDS, (int64_t)NOW + 1000000000, 100, &n), 0);
 	ck_assert_int_eq(n, 3); /* the sessions went with their rows, live: ended now */
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
@@ -718,8 +693,7 @@ START_TEST(connection_lost)
 	ck_assert_int_eq(be->ping(db, 1000), 0);
 	kill_backend();
 	ck_assert_int_eq(be->user_get(db, STORE_BY_UUID, bob, &u), TOKEND_EDB); /* not ENOTFOUND */
-	ck_assert_int_eq(be->user_count(db, &n), 0);
-	ck_assert_int_eq(n, 1);
+	ck_assert(be->user_count(db, &n) == 0 && n == 1);
 
 	/* inside a transaction: the transaction is lost, the next one works */
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
