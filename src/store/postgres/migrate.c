@@ -20,7 +20,7 @@
 #include "tokend/util.h"
 
 /* The advisory lock key of the migrations: "tokend" in ASCII. */
-#define PG_MIGRATE_LOCK "127978094702180"
+#define PG_MIGRATE_LOCK "128021892001380"
 
 /*
  * Inside a migration: a rewrite of a large table may take long, and the
