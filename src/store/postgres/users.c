@@ -39,6 +39,15 @@ static const struct store_pg_stmt user_set_active = {
 static const struct store_pg_stmt user_touch = {
 	PG_USER_TOUCH, "login touch",
 	"UPDATE users SET last_login = $2 WHERE uuid = $1 AND is_active = 1", 2, 0};
+/*
+ * The user's sessions are locked before the user is deleted: the cascade
+ * takes the refresh rows and then (the schema's delete trigger) their
+ * sessions, the reverse of a rotation's order, and the rotation's insert
+ * waits for the deleted user's row: without this they deadlock.
+ */
+static const struct store_pg_stmt user_lock_sessions = {
+	PG_USER_LOCK_SESSIONS, "user delete",
+	"SELECT 1 FROM sessions WHERE user_uuid = $1 ORDER BY id FOR UPDATE", 1, 0};
 static const struct store_pg_stmt user_delete = {
 	PG_USER_DELETE, "user delete", "DELETE FROM users WHERE uuid = $1", 1, 0};
 static const struct store_pg_stmt user_count = {
@@ -179,8 +188,12 @@ int store_pg_user_delete(struct store_tx *tx, const char *uuid)
 {
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	const char *params[] = {uuid};
+	int rc;
 
-	return c ? store_pg_change1(c, &user_delete, params) : TOKEND_EDB;
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_pg_run(c, &user_lock_sessions, params, NULL, NULL);
+	return rc == 0 ? store_pg_change1(c, &user_delete, params) : rc;
 }
 
 int store_pg_user_count(struct store_db *db, long *count)
