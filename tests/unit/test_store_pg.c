@@ -166,24 +166,6 @@ static bool live_of(const char *jti, const char *user)
 	return live;
 }
 
-START_TEST(migrate_twice)
-{
-	char err[256] = "";
-	bool fresh = true;
-	int v = -1;
-	PGconn *pg = admin();
-
-	ck_assert_msg(be->migrate(db, &v, &fresh, err, sizeof err) == 0 && !fresh, "%s", err);
-	ck_assert_int_eq(v, store_pg_migrations[store_pg_migration_count - 1].version);
-	ck_assert_int_eq(admin_exec(pg, "SELECT count(*) FROM schema_version"),
-			 (long)store_pg_migration_count);
-	admin_exec(pg, "INSERT INTO schema_version VALUES (999, '999_future.sql', 0)");
-	ck_assert_int_eq(be->migrate(db, &v, &fresh, err, sizeof err), TOKEND_EDB);
-	ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
-	PQfinish(pg);
-}
-END_TEST
-
 static void *migrate_thread(void *arg)
 {
 	struct store_db *d = NULL;
@@ -197,20 +179,28 @@ static void *migrate_thread(void *arg)
 	return NULL;
 }
 
-START_TEST(migrate_concurrent)
+START_TEST(migrate)
 {
+	char err[256] = "";
+	bool fresh = true;
+	int v = -1, rc[2] = {-1, -1};
+	PGconn *pg = admin();
 	pthread_t t[2];
-	int rc[2] = {-1, -1};
-	PGconn *pg;
 
+	ck_assert_msg(be->migrate(db, &v, &fresh, err, sizeof err) == 0 && !fresh, "%s", err);
+	ck_assert_int_eq(v, store_pg_migrations[store_pg_migration_count - 1].version);
+	ck_assert_int_eq(admin_exec(pg, "SELECT count(*) FROM schema_version"),
+			 (long)store_pg_migration_count);
+	admin_exec(pg, "INSERT INTO schema_version VALUES (999, '999_future.sql', 0)");
+	ck_assert_int_eq(be->migrate(db, &v, &fresh, err, sizeof err), TOKEND_EDB);
+	ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+	/* two at once on an empty database */
 	reset_schema();
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, migrate_thread, &rc[i]), 0);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	ck_assert_int_eq(rc[0], 0);
-	ck_assert_int_eq(rc[1], 0);
-	pg = admin();
+	ck_assert(rc[0] == 0 && rc[1] == 0);
 	ck_assert_int_eq(admin_exec(pg, "SELECT count(DISTINCT version) FROM schema_version"),
 			 (long)store_pg_migration_count);
 	PQfinish(pg);
@@ -428,10 +418,11 @@ START_TEST(refresh)
 }
 END_TEST
 
-/* A transaction of refresh_state on a thread of its own. */
+/* A transaction on a thread of its own: refresh_state of jti, else deleting user, else a purge. */
 struct racer {
-	const char *jti;
+	const char *jti, *user;
 	struct store_refresh_state rs;
+	long n;
 	int rc;
 };
 
@@ -439,34 +430,44 @@ static void *racer(void *arg)
 {
 	struct racer *r = arg;
 	struct store_tx *tx;
+	int rc;
 
 	r->rc = be->write_begin(db, &tx);
-	if (r->rc == 0)
-		r->rc = be->write_end(tx, be->refresh_state(tx, r->jti, &r->rs));
+	if (r->rc != 0)
+		return NULL;
+	if (r->jti != NULL)
+		rc = be->refresh_state(tx, r->jti, &r->rs);
+	else if (r->user != NULL)
+		rc = be->user_delete(tx, r->user);
+	else
+		rc = be->purge(tx, STORE_PURGE_REFRESH, NOW + 50, 10, &r->n);
+	r->rc = be->write_end(tx, rc);
 	return NULL;
 }
 
-static void *purge_thread(void *arg)
+/* Runs r's transaction on a thread: started, or (wait) to its end. */
+static void race(struct racer *r, pthread_t *t, bool wait)
 {
-	struct racer *r = arg;
-	long n = 0;
-
-	IN_TX(be->purge(tx, STORE_PURGE_REFRESH, NOW + 50, 10, &n), 0);
-	r->rc = (int)n;
-	return NULL;
+	r->rc = -1;
+	ck_assert_int_eq(pthread_create(t, NULL, racer, r), 0);
+	if (wait)
+		pthread_join(*t, NULL);
+	else
+		usleep(200 * 1000); /* it waits for our lock by now */
 }
 
 /*
  * A transaction holding a session (refresh_state): another's refresh_state
  * waits for it and then sees its changes; a purge skips the session's rows
- * instead of waiting (and deadlocking when the holder revokes them).
+ * instead of waiting (and deadlocking when the holder revokes them); a
+ * user's deletion waits, and does not deadlock with the holder's insert.
  */
 START_TEST(locked_session)
 {
 	char bob[UUID_STR_LEN], sid[UUID_STR_LEN];
 	struct store_refresh next = {.issued_at = NOW, .expires_at = NOW + 100, .kid = "k1"};
 	struct store_refresh_state rs;
-	struct racer r = {0}, p = {.rc = -1};
+	struct racer r = {0}, p = {0}, d = {0};
 	struct store_tx *tx;
 	pthread_t t;
 
@@ -479,23 +480,29 @@ START_TEST(locked_session)
 	IN_TX(be->refresh_add(tx, &next), 0);
 	r.jti = next.jti;
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
-	ck_assert_int_eq(be->refresh_state(tx, next.jti, &rs), 0);
-	ck_assert(!rs.used);
-	ck_assert_int_eq(pthread_create(&t, NULL, purge_thread, &p), 0);
-	pthread_join(t, NULL);
-	ck_assert_int_eq(p.rc, 0); /* skipped the login's row, without waiting */
-	ck_assert_int_eq(pthread_create(&t, NULL, racer, &r), 0);
-	usleep(200 * 1000); /* the racer is waiting for the session's lock by now */
+	ck_assert(be->refresh_state(tx, next.jti, &rs) == 0 && !rs.used);
+	race(&p, &t, true);
+	ck_assert(p.rc == 0 && p.n == 0); /* skipped the login's row, without waiting */
+	race(&r, &t, false);
 	ck_assert_int_eq(be->refresh_use(tx, next.jti, NOW + 1, "successor"), 0);
 	ck_assert_int_eq(be->sessions_end(tx, sid, bob, NOW + 1, NULL), 0);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	pthread_join(t, NULL);
-	ck_assert_int_eq(r.rc, 0);
-	ck_assert(r.rs.found && r.rs.used && r.rs.revoked);
+	ck_assert(r.rc == 0 && r.rs.found && r.rs.used && r.rs.revoked);
 	ck_assert_str_eq(r.rs.replaced_by, "successor");
-	ck_assert_int_eq(pthread_create(&t, NULL, purge_thread, &p), 0);
+	race(&p, &t, true);
+	ck_assert(p.rc == 0 && p.n == 1); /* taken at the next pass */
+
+	d.user = bob;
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert_int_eq(be->refresh_state(tx, next.jti, &rs), 0);
+	ck_assert_int_eq(be->sessions_end(tx, sid, bob, NOW + 2, NULL), 0); /* the rows locked */
+	race(&d, &t, false);
+	ck_assert_int_eq(util_uuid_new(next.jti), 0);
+	ck_assert_int_eq(be->refresh_add(tx, &next), 0); /* waits for no one */
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	pthread_join(t, NULL);
-	ck_assert_int_eq(p.rc, 1); /* taken at the next pass */
+	ck_assert_int_eq(d.rc, 0);
 }
 END_TEST
 
@@ -643,27 +650,10 @@ START_TEST(purge_and_keys)
 	ck_assert(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n) == 0 && n == 2);
 	ck_assert(be->purge(tx, STORE_PURGE_REFRESH, NOW + 10, 2, &n) == 0 && n == 1);
 	ck_assert(be->purge(tx, STORE_PURGE_API, NOW + 10, 2, &n) == 0 && n == 1);
-	ck_assert_int_eq(be->purge(tx, STORE_PURGE_SESSION_ENDS, INT64_MAX, 100, &n), 0);
-	ck_assert_int_eq(n, 3); /* the sessions went with their rows, live: ended now */
+	/* the sessions went with their rows, live: ended now */
+	ck_assert(be->purge(tx, STORE_PURGE_SESSION_ENDS, INT64_MAX, 100, &n) == 0 && n == 3);
 	ck_assert_int_eq(be->write_end(tx, 0), 0);
 	ck_assert_int_eq(state_of(sid, bob), STORE_SESSION_ENDED);
-}
-END_TEST
-
-START_TEST(lock_wait_is_busy)
-{
-	char bob[UUID_STR_LEN];
-	PGconn *pg = admin();
-	char sql[128];
-
-	user_make("bob", bob);
-	admin_exec(pg, "BEGIN");
-	snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE uuid = '%s' FOR UPDATE", bob);
-	admin_exec(pg, sql);
-	IN_TX(be->user_set_password(tx, bob, "x"), TOKEND_EBUSY);
-	admin_exec(pg, "ROLLBACK");
-	IN_TX(be->user_set_password(tx, bob, "x"), 0);
-	PQfinish(pg);
 }
 END_TEST
 
@@ -682,14 +672,22 @@ static void kill_backend(void)
 	PQfinish(pg);
 }
 
-START_TEST(connection_lost)
+START_TEST(failures)
 {
-	char bob[UUID_STR_LEN];
+	char bob[UUID_STR_LEN], sql[128];
 	struct store_user u;
 	struct store_tx *tx;
+	PGconn *pg = admin();
 	long n = -1;
 
 	user_make("bob", bob);
+	/* a lock held past busy_timeout_ms */
+	admin_exec(pg, "BEGIN");
+	snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE uuid = '%s' FOR UPDATE", bob);
+	admin_exec(pg, sql);
+	IN_TX(be->user_set_password(tx, bob, "x"), TOKEND_EBUSY);
+	admin_exec(pg, "ROLLBACK");
+	PQfinish(pg);
 	ck_assert_int_eq(be->ping(db, 1000), 0);
 	kill_backend();
 	ck_assert_int_eq(be->user_get(db, STORE_BY_UUID, bob, &u), TOKEND_EDB); /* not ENOTFOUND */
@@ -699,7 +697,6 @@ START_TEST(connection_lost)
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	kill_backend();
 	ck_assert_int_eq(be->user_set_password(tx, bob, "x"), TOKEND_EDB);
-	ck_assert_int_eq(be->user_delete(tx, bob), TOKEND_EDB);
 	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
 	IN_TX(be->user_set_password(tx, bob, "y"), 0);
 
@@ -736,8 +733,7 @@ static Suite *store_pg_suite(void)
 	TCase *tc = tcase_create("pg");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, migrate_twice);
-	tcase_add_test(tc, migrate_concurrent);
+	tcase_add_test(tc, migrate);
 	tcase_add_test(tc, users);
 	tcase_add_test(tc, teams_members);
 	tcase_add_test(tc, sessions);
@@ -746,8 +742,7 @@ static Suite *store_pg_suite(void)
 	tcase_add_test(tc, locked_session);
 	tcase_add_test(tc, api_cap_threads);
 	tcase_add_test(tc, purge_and_keys);
-	tcase_add_test(tc, lock_wait_is_busy);
-	tcase_add_test(tc, connection_lost);
+	tcase_add_test(tc, failures);
 	tcase_add_test(tc, open_hides_password);
 	suite_add_tcase(s, tc);
 	return s;
