@@ -10,7 +10,8 @@
  * - users, teams and memberships: add, duplicates (EEXISTS), lookups,
  *   changes (ENOTFOUND when nothing matched), ordering, foreign keys;
  * - sessions: states, ending one (not another user's) or all with their
- *   refresh rows, the session_ends log;
+ *   refresh rows, the session_ends log; deleting a user while another
+ *   transaction holds its session waits for it (no deadlock);
  * - refresh rows: state, row, use once, liveness; refresh_state of a second
  *   transaction waits for the first and sees its use;
  * - API tokens: count, add, versions bumped by the schema's triggers, list
