@@ -40,14 +40,19 @@ static const struct store_pg_stmt user_touch = {
 	PG_USER_TOUCH, "login touch",
 	"UPDATE users SET last_login = $2 WHERE uuid = $1 AND is_active = 1", 2, 0};
 /*
- * The user's sessions are locked before the user is deleted: the cascade
- * takes the refresh rows and then (the schema's delete trigger) their
- * sessions, the reverse of a rotation's order, and the rotation's insert
- * waits for the deleted user's row: without this they deadlock.
+ * Before a user is deleted, its sessions and then its memberships are
+ * locked, the order everyone else takes them in. The cascade would take
+ * refresh rows, then their sessions (the schema's delete trigger), the
+ * reverse of a rotation; and memberships after the user's row, which an
+ * API-token issue (membership locked, then the insert's foreign key on the
+ * user) takes the other way round: both deadlocked.
  */
 static const struct store_pg_stmt user_lock_sessions = {
 	PG_USER_LOCK_SESSIONS, "user delete",
 	"SELECT 1 FROM sessions WHERE user_uuid = $1 ORDER BY id FOR UPDATE", 1, 0};
+static const struct store_pg_stmt user_lock_members = {
+	PG_USER_LOCK_MEMBERS, "user delete",
+	"SELECT 1 FROM team_members WHERE user_uuid = $1 ORDER BY team_uuid FOR UPDATE", 1, 0};
 static const struct store_pg_stmt user_delete = {
 	PG_USER_DELETE, "user delete", "DELETE FROM users WHERE uuid = $1", 1, 0};
 static const struct store_pg_stmt user_count = {
@@ -193,6 +198,8 @@ int store_pg_user_delete(struct store_tx *tx, const char *uuid)
 	if (c == NULL)
 		return TOKEND_EDB;
 	rc = store_pg_run(c, &user_lock_sessions, params, NULL, NULL);
+	if (rc == 0)
+		rc = store_pg_run(c, &user_lock_members, params, NULL, NULL);
 	return rc == 0 ? store_pg_change1(c, &user_delete, params) : rc;
 }
 
