@@ -7,6 +7,16 @@
  * api_count), which is what makes several instances on one database safe;
  * no process-wide write lock is needed, unlike SQLite's single writer.
  *
+ * Lock order, kept by every op so that transactions wait for one another
+ * instead of deadlocking: a user's sessions (refresh_state, ending
+ * sessions, user_delete), then memberships (api_count, user_delete), then
+ * the rows under them (refresh rows, API tokens, their versions) and the
+ * user's row (an insert's foreign key, the delete). The purge waits for no
+ * one: it skips rows (and sessions) others hold. Left: disabling a user
+ * locks the user's row before its sessions (sql/postgres/005's trigger),
+ * so a disable and a delete of the same user at the same moment can still
+ * deadlock; PostgreSQL then fails one of them (TOKEND_EDB) after a second.
+ *
  * Read snapshots are no-ops, by choice and unmeasured: every (db) lookup is
  * one statement, consistent in itself at READ COMMITTED, and a REPEATABLE
  * READ READ ONLY transaction around a request's lookups would cost two more
