@@ -41,7 +41,8 @@ static const struct store_pg_stmt user_touch = {
 	"UPDATE users SET last_login = $2 WHERE uuid = $1 AND is_active = 1", 2, 0};
 /*
  * Before a user is deleted, its sessions and then its memberships are
- * locked, the order everyone else takes them in. The cascade would take
+ * locked, the order everyone else takes them in (a disable, which ends the
+ * sessions, locks them first too). The cascade would take
  * refresh rows, then their sessions (the schema's delete trigger), the
  * reverse of a rotation; and memberships after the user's row, which an
  * API-token issue (membership locked, then the insert's foreign key on the
@@ -176,8 +177,14 @@ int store_pg_user_set_active(struct store_tx *tx, const char *uuid, bool active)
 {
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	const char *params[] = {uuid, active ? "1" : "0"};
+	int rc = 0;
 
-	return c ? store_pg_change1(c, &user_set_active, params) : TOKEND_EDB;
+	if (c == NULL)
+		return TOKEND_EDB;
+	/* A disable ends the sessions (sql/postgres/005's trigger): sessions first. */
+	if (!active)
+		rc = store_pg_run(c, &user_lock_sessions, params, NULL, NULL);
+	return rc == 0 ? store_pg_change1(c, &user_set_active, params) : rc;
 }
 
 int store_pg_user_touch_login(struct store_tx *tx, const char *uuid, int64_t now)

@@ -11,11 +11,8 @@
  * instead of deadlocking: a user's sessions (refresh_state, ending
  * sessions, user_delete), then memberships (api_count, user_delete), then
  * the rows under them (refresh rows, API tokens, their versions) and the
- * user's row (an insert's foreign key, the delete). The purge waits for no
- * one: it skips rows (and sessions) others hold. Left: disabling a user
- * locks the user's row before its sessions (sql/postgres/005's trigger),
- * so a disable and a delete of the same user at the same moment can still
- * deadlock; PostgreSQL then fails one of them (TOKEND_EDB) after a second.
+ * user's row (an insert's foreign key, a disable, the delete). The purge
+ * waits for no one: it skips rows (and sessions) others hold.
  *
  * Read snapshots are no-ops, by choice and unmeasured: every (db) lookup is
  * one statement, consistent in itself at READ COMMITTED, and a REPEATABLE
