@@ -518,7 +518,7 @@ static int list_jtis(const struct store_api_token *t, void *arg)
 {
 	char *out = arg;
 
-	strncat(out, t->jti, 36);
+	snprintf(out + strlen(out), UUID_STR_LEN, "%s", t->jti);
 	return 0;
 }
 
