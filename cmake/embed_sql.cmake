@@ -1,10 +1,18 @@
 # SPDX-License-Identifier: MIT
-# Writes OUT, a C file holding each migration in FILES as a string, in order.
-# Invoked by CMakeLists.txt: cmake -DOUT=... -DFILES=a,b -P embed_sql.cmake
+# Writes OUT, a C file holding each migration in FILES as a string, in order,
+# in the table SYMBOL (default store_migrations) with its count in
+# SYMBOL's name with _count for _s (store_migration_count).
+# Invoked by CMakeLists.txt: cmake -DOUT=... -DFILES=a,b [-DSYMBOL=...] -P embed_sql.cmake
 string(REPLACE "," ";" FILES "${FILES}")
+if(NOT SYMBOL)
+  set(SYMBOL store_migrations)
+endif()
+string(REGEX REPLACE "s$" "_count" COUNT_SYMBOL "${SYMBOL}")
 set(body "/* Generated from sql/ by cmake/embed_sql.cmake; do not edit. */\n")
 string(APPEND body "#include \"store/migrations.h\"\n\n")
-string(APPEND body "const struct store_migration store_migrations[] = {\n")
+string(APPEND body "extern const struct store_migration ${SYMBOL}[];\n")
+string(APPEND body "extern const unsigned ${COUNT_SYMBOL};\n")
+string(APPEND body "const struct store_migration ${SYMBOL}[] = {\n")
 set(count 0)
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME)
@@ -15,5 +23,8 @@ foreach(f ${FILES})
   string(APPEND body "    {${num}, \"${name}\", \"${esc}\"},\n")
   math(EXPR count "${count} + 1")
 endforeach()
-string(APPEND body "};\nconst unsigned store_migration_count = ${count};\n")
+if(count EQUAL 0)
+  string(APPEND body "    {0, 0, 0}, /* none yet: C has no empty array */\n")
+endif()
+string(APPEND body "};\nconst unsigned ${COUNT_SYMBOL} = ${count};\n")
 file(WRITE ${OUT} "${body}")
