@@ -30,7 +30,7 @@ static const struct store_pg_stmt session_state = {
 /* No row: no such session, which counts as ended. */
 static const struct store_pg_stmt session_ended = {
 	PG_SESSION_ENDED, "session ended",
-	"SELECT revoked_at IS NULL FROM sessions WHERE id = $1", 1, 0};
+	"SELECT (revoked_at IS NULL)::int FROM sessions WHERE id = $1", 1, 0};
 static const struct store_pg_stmt session_end = {
 	PG_SESSION_END, "session end",
 	"UPDATE sessions SET revoked_at = $3 "
@@ -93,17 +93,17 @@ int store_pg_session_ended(struct store_db *db, const char *sid, bool *ended)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
 	const char *params[] = {sid};
-	bool found = false;
-	int64_t live = 0;
+	PGresult *r;
 	int rc;
 
 	*ended = true;
 	if (c == NULL)
 		return TOKEND_EDB;
-	rc = store_pg_int(c, &session_ended, params, &found, &live);
+	rc = store_pg_run(c, &session_ended, params, NULL, &r);
 	if (rc != 0)
 		return rc;
-	*ended = !found || live == 0;
+	*ended = PQntuples(r) == 0 || store_pg_get_i64(r, 0, 0) == 0;
+	PQclear(r);
 	return 0;
 }
 
