@@ -181,6 +181,8 @@ def test_concurrent_refresh_one_rotation(cluster):
     assert metric_sum([c.sa, c.sb], "tokend_refresh_total", outcome="rotated") == 1
     assert metric_sum([c.sa, c.sb], "tokend_refresh_total", outcome="grace_replay") == 49
     assert metric_sum([c.sa, c.sb], "tokend_refresh_total", outcome="reuse_revoked") == 0
+    for s in (c.sa, c.sb):  # both answered: a third each directly, and nginx's share
+        assert metric_sum([s], "tokend_http_requests_total", route=REFRESH, status="201") >= 16
     # the pair works on both instances, and the session is live
     for s in (c.sa, c.sb):
         assert s.post(VERIFY, json={"token": new_access}).status_code == 201
