@@ -21,6 +21,8 @@ What each test proves:
   does a logout on A for the access token on B; `tokend user disable`
   through the CLI on the PostgreSQL URL fails logins, verify and Bearer use
   on both.
+- test_password_never_logged: a password in the postgresql:// URL (and in
+  PGPASSWORD) appears in no log line and no CLI output: "***" stands in.
 - test_key_rollover_shared_dir: `tokend key add` + `tokend key use` on the
   shared directory, no signal: A signs with the new key within
   keys.reload_interval, B verifies those tokens, both JWKS list the key.
@@ -367,3 +369,25 @@ def test_list_cache_sees_other_instance(cluster):
         r = requests.get(c.ngx.url(path), headers=bearer(access), timeout=HTTP_TIMEOUT)
         assert [t["token_issuer_uuid"] for t in r.json()["tokens"]] == \
             [second["token_issuer_uuid"]]
+
+
+# ---------------------------------------------------------------- the setting
+
+def test_password_never_logged(factory, pg):
+    """The README's setting: a password in the URL (or PGPASSWORD) reaches
+    libpq, never the log or the CLI's output. (The test server trusts the
+    socket, so any password connects.)"""
+    secret = f"pw-{uuidlib.uuid4().hex}"
+    db = f"t_{uuidlib.uuid4().hex[:12]}"
+    pg.create_database(db)
+    inst = factory(env={**ENV, "PGPASSWORD": secret + "-env"}, label="password")
+    inst.db = pg.url_of(db).replace("postgresql://tokend@", f"postgresql://tokend:{secret}@")
+    assert secret in inst.db
+    res = inst.cli_ok("migrate")
+    inst.add_user("p-user", PASSWORD)
+    srv = inst.start(label="password")
+    expect_tokens(srv.login("p-user", PASSWORD))
+    assert srv.stop() == 0
+    text = srv.stderr() + srv.stdout() + res.out + res.err
+    assert "database" in text and "***" in text, text[-2000:]
+    assert secret not in text, "the password reached the log"
