@@ -63,6 +63,12 @@ def setup_user(inst):
     return name, team
 
 
+def use_database(inst, db):
+    """inst (a conftest.Tokend) runs on db: a PostgreSQL URL or a SQLite path."""
+    inst.database = db
+    inst.db = None if dbsql.is_postgres(db) else Path(db)
+
+
 class Recorder:
     """(started, ended, what, status) of every request, status None for a
     connection error."""
@@ -100,7 +106,7 @@ def pg_ctl(pg, *args):
 def test_postgres_stopped_under_load(factory):
     with pgtmp.PgTmp() as pg:
         inst = factory(env=ENV, label="pg stopped")
-        inst.db = pg.create_database("faults")
+        use_database(inst, pg.create_database("faults"))
         name, team = setup_user(inst)
         srv = inst.start(label="pg stopped")
         pid = srv.proc.pid
@@ -181,7 +187,9 @@ def backend_inst(request, factory):
     inst = factory(env=ENV, label=f"kill -9 ({request.param})")
     if request.param == "postgres":
         pg = request.getfixturevalue("pg_module")
-        inst.db = pg.create_database(f"k_{uuidlib.uuid4().hex[:12]}")
+        use_database(inst, pg.create_database(f"k_{uuidlib.uuid4().hex[:12]}"))
+    else:  # a file, also when the suite runs on PostgreSQL (TOKEND_TEST_DATABASE)
+        use_database(inst, str(inst.root / "tokend.db"))
     return inst
 
 
@@ -246,7 +254,7 @@ def test_kill_9_loses_no_acknowledged_write(backend_inst):
     srv2 = inst.start(label=f"{srv.label}, restarted")
     # every acknowledged API token: a row, a 201 from verify, listed
     jtis = {j for j, _ in api}
-    rows = {r["jti"] for r in dbsql.rows(inst.db, "SELECT jti FROM api_tokens")}
+    rows = {r["jti"] for r in dbsql.rows(inst.database, "SELECT jti FROM api_tokens")}
     assert jtis <= rows, f"{len(jtis - rows)} acknowledged API tokens lost"
     for _, tok in api:
         assert srv2.post(VERIFY, json={"token": tok}).status_code == 201
@@ -256,7 +264,7 @@ def test_kill_9_loses_no_acknowledged_write(backend_inst):
     assert jtis <= listed, f"{len(jtis - listed)} acknowledged API tokens not listed"
     # every acknowledged rotation: its new row, and each chain's last token works
     refresh_rows = {r["jti"]: r for r in dbsql.rows(
-        inst.db, "SELECT jti, used_at, revoked FROM refresh_tokens")}
+        inst.database, "SELECT jti, used_at, revoked FROM refresh_tokens")}
     for chain in rotations:
         for tok in chain:
             jti = claims_of(tok)["jti"]

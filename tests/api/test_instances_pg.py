@@ -77,6 +77,11 @@ def pg():
         yield server
 
 
+def use_database(inst, url):
+    """inst (a conftest.Tokend) runs on `url`, a database of this module's server."""
+    inst.db, inst.database = None, url
+
+
 class Cluster:
     """A and B on one fresh database and one key directory, and nginx in
     front of both (round robin)."""
@@ -85,10 +90,10 @@ class Cluster:
         self.url = pg.create_database(f"t_{uuidlib.uuid4().hex[:12]}")
         env = {**ENV, **(env or {})}
         self.a = factory(env=env, label="A")
-        self.a.db = self.url
+        use_database(self.a, self.url)
         self.sa = self.a.start(label="A")
         self.b = factory(env=env, label="B")
-        self.b.db = self.url
+        use_database(self.b, self.url)
         self.b.keys = self.a.keys
         self.sb = self.b.start(label="B")
         self.ngx = Nginx(tmp_path, upstreams=[self.sa.port, self.sb.port]).start()
@@ -381,8 +386,9 @@ def test_password_never_logged(factory, pg):
     db = f"t_{uuidlib.uuid4().hex[:12]}"
     pg.create_database(db)
     inst = factory(env={**ENV, "PGPASSWORD": secret + "-env"}, label="password")
-    inst.db = pg.url_of(db).replace("postgresql://tokend@", f"postgresql://tokend:{secret}@")
-    assert secret in inst.db
+    use_database(inst, pg.url_of(db).replace("postgresql://tokend@",
+                                             f"postgresql://tokend:{secret}@"))
+    assert secret in inst.database
     res = inst.cli_ok("migrate")
     inst.add_user("p-user", PASSWORD)
     srv = inst.start(label="password")
