@@ -7,7 +7,7 @@ PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-asan test-torture fuzz coverage bench clean format check-style
+.PHONY: all deps build run test test-unit test-api test-pg test-asan test-torture fuzz coverage bench clean format check-style
 
 all: build
 
@@ -27,6 +27,7 @@ test: build
 	@scripts/check-style
 	@cd $(BUILD) && ctest --output-on-failure -E test_torture
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+	@$(MAKE) --no-print-directory test-pg
 	@JOBS=$(JOBS) fuzz/run $(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory test-torture
 	@$(MAKE) --no-print-directory test-asan
@@ -40,6 +41,24 @@ test-asan: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		TOKEND_BIN=$(CURDIR)/$(BUILD_ASAN)/tokend TOKEND_SANITIZED=1 \
 		$(PYTHON) -m pytest -q -p no:cacheprovider tests/api
+
+# The PostgreSQL part of `make test` (issue 13), on one throw-away server
+# (tests/pgtmp.py; the trap stops it and removes its directory however the
+# recipe ends): the store's PostgreSQL unit suites (ctest's *_pg, each on a
+# database of its own), the black-box suite with one database per
+# installation (tests/api/conftest.py), and tests/pg, the schema tests,
+# which start servers of their own.
+test-pg: build
+	@d=$$(mktemp -u -d /tmp/tokend-pg.XXXXXX); \
+	trap '$(PYTHON) tests/pgtmp.py stop "$$d"' EXIT; trap 'exit 130' INT TERM; \
+	url=$$($(PYTHON) tests/pgtmp.py start "$$d") || exit 1; \
+	for t in $$(cd $(BUILD) && ctest -N -R '_pg$$' | sed -n 's/^ *Test *#[0-9]*: //p'); do \
+		u=$$($(PYTHON) tests/pgtmp.py createdb "$$d" "$$t") || exit 1; \
+		(cd $(BUILD) && TOKEND_TEST_PG_URL=$$u ctest --output-on-failure -R "^$$t$$") || exit 1; \
+	done; \
+	TOKEND_TEST_DATABASE=postgres TOKEND_TEST_PG_URL=$$url TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend \
+		$(PYTHON) -m pytest -q -p no:cacheprovider tests/api || exit 1; \
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/pg
 
 # Allocation-failure injection (tests/unit/test_torture.c): every operation
 # with its 1st, 2nd, ... allocation failing; TORTURE_ALL=1 for every N.

@@ -10,6 +10,13 @@ run with the same wrk settings. Every figure is reported as req/s, p50, p99
 and its ratio to that ceiling, with the server's RSS after the scenario; the
 table goes to stdout and to bench/results/<date>-<commit>.md.
 
+`--postgres` (`make bench BENCH_ARGS=--postgres`) runs instead the routes
+that write or look up (verify, list, refresh, issue+delete) on three
+deployments side by side: the SQLite file with one instance, a throw-away
+PostgreSQL (tests/pgtmp.py, on this machine, started and removed here) with
+one instance, and the same PostgreSQL with two instances behind an nginx
+round-robin upstream (the README's "Several instances").
+
 Everything targets 127.0.0.1, every load is bounded in time, and every
 process started here is stopped before exit.
 """
@@ -128,10 +135,10 @@ def wait_port(port, timeout=10):
 
 
 class Tokend:
-    def __init__(self, binary, tmp, env, log="tokend.log"):
+    def __init__(self, binary, tmp, env, log="tokend.log", db=None, keys=None):
         self.binary = binary
-        self.db = os.path.join(tmp, "tokend.db")
-        self.keys = os.path.join(tmp, "keys")
+        self.db = db or os.path.join(tmp, "tokend.db")
+        self.keys = keys or os.path.join(tmp, "keys")
         self.env = {**os.environ, **env}
         self.port = None
         self.proc = None
@@ -160,6 +167,26 @@ class Tokend:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(30)
+
+
+TD_ENV = {
+    "TOKEND_TOKENS_ACCESS_LIFETIME": "3600",
+    "TOKEND_SERVER_MAX_CONNECTIONS": "12000",
+    # The 10,000 idle connections and wrk all come from 127.0.0.1: the
+    # per-client limit (128 by default) is for a tokend exposed directly.
+    "TOKEND_SERVER_PER_IP_CONNECTIONS": "0",
+    # wrk's 64 connections are one client too: no in-flight cap (429).
+    "TOKEND_SERVER_PER_CLIENT_REQUESTS": "0",
+    "TOKEND_SERVER_IDLE_TIMEOUT": "600",
+    "TOKEND_TOKENS_API_MAX_TOKENS": "1000",
+    # The login scenarios (4 connections; a 64-connection flood) are one
+    # user from one address: with the default throttle at most 10 of its
+    # logins are in flight and the rest are 429s at once, which would
+    # change what the flood measures. The throttle's own figures:
+    # bench/throttle_flood.py.
+    "TOKEND_THROTTLE_LOGIN_CLIENT_FAILURES": "65535",
+    "TOKEND_THROTTLE_LOGIN_USER_FAILURES": "65535",
+}
 
 
 def pbkdf2_seconds(iterations):
@@ -194,17 +221,82 @@ def mint_refresh_pool(td, user_uuid, count, outdir):
                   "user_id": user_uuid}
         per_thread[i % WRK_THREADS].append(
             jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid}))
-    db = sqlite3.connect(td.db, timeout=30)
-    db.executemany("INSERT INTO sessions (id, user_uuid, created_at) VALUES (?, ?, ?)",
-                   [(r[1], r[2], r[5]) for r in rows])
-    db.executemany("INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
-                   "issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    db.commit()
-    db.close()
+    if td.db.startswith("postgresql://"):
+        copy_rows_pg(td.db, rows)
+    else:
+        db = sqlite3.connect(td.db, timeout=30)
+        db.executemany("INSERT INTO sessions (id, user_uuid, created_at) VALUES (?, ?, ?)",
+                       [(r[1], r[2], r[5]) for r in rows])
+        db.executemany("INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
+                       "issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.commit()
+        db.close()
     os.makedirs(outdir, exist_ok=True)
     for n, toks in enumerate(per_thread):
         with open(os.path.join(outdir, f"{n}.txt"), "w") as f:
             f.write("\n".join(toks) + "\n")
+
+
+def copy_rows_pg(url, rows):
+    """The pool's rows into PostgreSQL with COPY (INSERTs of 100,000 rows
+    took longer than the scenario that spends them)."""
+    import io
+    import psycopg2
+    con = psycopg2.connect(url)
+    try:
+        with con, con.cursor() as cur:
+            cur.copy_from(io.StringIO("".join(f"{r[1]}\t{r[2]}\t{r[5]}\n" for r in rows)),
+                          "sessions", columns=("id", "user_uuid", "created_at"))
+            cur.copy_from(io.StringIO("".join("\t".join(map(str, r)) + "\n" for r in rows)),
+                          "refresh_tokens", columns=("jti", "family", "user_uuid", "kid",
+                                                     "access_jti", "issued_at", "expires_at"))
+    finally:
+        con.close()
+
+
+class Proxy:
+    """nginx in front of several tokend instances: the README's round-robin
+    upstream (keep-alive to the upstreams, X-Forwarded-For)."""
+
+    def __init__(self, tmp, ports):
+        self.dir = os.path.join(tmp, f"proxy-{free_port()}")
+        os.makedirs(self.dir)
+        self.port = free_port()
+        servers = "".join(f"    server 127.0.0.1:{p};\n" for p in ports)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log;
+daemon off;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {self.dir}/body;
+  proxy_temp_path {self.dir}/proxy;
+  upstream tokend {{
+{servers}    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      proxy_pass http://tokend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir],
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def hold_idle(port, count, stop, ready):
@@ -233,12 +325,146 @@ def fmt_ms(v):
     return "-" if v is None else f"{v:.2f}"
 
 
+# The --postgres comparison: the routes that reach the store, per deployment.
+PG_SCENARIOS = [
+    # name, route (relative to the team's list path or absolute), script, per
+    ("verify (valid access token)", "/api/auth/jwt/verify/", "post_body.lua", 1.0),
+    ("list (10 tokens)", None, "get_auth.lua", 1.0),
+    ("refresh (single-use tokens)", "/api/auth/jwt/refresh/", "refresh.lua", 1.0),
+    ("issue + delete (pairs/s)", None, "issue_delete.lua", 2.0),
+]
+
+
+def seed_deployment(binary, tmp, env, db, keys, count, pool_size):
+    """Users, team and tokens on one database, `count` instances on it
+    (started), and the refresh pool; returns (instances, seed dict)."""
+    first = Tokend(binary, tmp, env, log=f"tokend-{len(os.listdir(tmp))}.log", db=db, keys=keys)
+    password = "benchmark-" + uuid.uuid4().hex
+    user = first.cli("user", "add", "bench", "--password-stdin", stdin=password + "\n")
+    team = first.cli("team", "add", "bench")
+    first.cli("team", "add-member", "bench", "bench")
+    tds = [first] + [Tokend(binary, tmp, env, log=f"tokend-{len(os.listdir(tmp))}-{i}.log",
+                            db=db, keys=keys) for i in range(1, count)]
+    for t in tds:
+        t.start()
+    r = requests.post(first.url + "/api/auth/jwt/", data={"username": "bench",
+                                                          "password": password})
+    access = r.json()["access"]
+    auth = "Bearer " + access
+    list_path = f"/api/openapi/token/{team}/"
+    for i in range(10):
+        requests.post(first.url + list_path, headers={"Authorization": auth},
+                      json={"name": f"bench-{i}"}).raise_for_status()
+    refresh_dir = os.path.join(tmp, f"refresh-{uuid.uuid4().hex[:8]}")
+    mint_refresh_pool(first, user, pool_size, refresh_dir)
+    return tds, {"access": access, "auth": auth, "list_path": list_path,
+                 "refresh_dir": refresh_dir}
+
+
+def main_postgres(args, binary, commit):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import pgtmp
+    if not pgtmp.available():
+        sys.exit(f"--postgres: {pgtmp.PG_BIN / 'initdb'} is missing (install postgresql-15)")
+    D = args.duration
+    tmp = tempfile.mkdtemp(prefix="tokend-bench-pg-")
+    keys = os.path.join(tmp, "keys")  # one key set for every instance
+    # Behind the proxy every request comes from 127.0.0.1: believe its XFF.
+    env = {**TD_ENV, "TOKEND_SERVER_TRUSTED_PROXIES": "127.0.0.1",
+           "TOKEND_PASSWORD_PBKDF2_ITERATIONS": "1000"}
+    # Sized above what each deployment spends in D seconds (SQLite ~12 k/s):
+    # a pool that ran dry would replay its last token (grace replays).
+    pools = {"sqlite": 20000 * D, "pg1": 10000 * D, "pg2": 10000 * D}
+    deployments = [("SQLite, 1 instance", "sqlite", 1),
+                   ("PostgreSQL, 1 instance", "pg1", 1),
+                   ("PostgreSQL, 2 instances behind nginx", "pg2", 2)]
+    results = {}  # (deployment, scenario) -> wrk result
+    nginx = Nginx(tmp)
+    pg = pgtmp.PgTmp()
+    running, proxy = [], None
+    try:
+        pg.start()
+        ceiling = wrk(f"http://127.0.0.1:{nginx.port}/", D, 64)
+        for label, key, count in deployments:
+            db = os.path.join(tmp, "tokend.db") if key == "sqlite" else \
+                pg.create_database(f"bench_{key}")
+            tds, seed = seed_deployment(binary, tmp, env, db, keys, count, pools[key])
+            running = tds
+            if count > 1:
+                proxy = Proxy(tmp, [t.port for t in tds])
+                target = proxy.url
+            else:
+                target = tds[0].url
+            os.sync()
+            for name, path, script, per in PG_SCENARIOS:
+                wenv = {"BODY": "token=" + seed["access"], "AUTH": seed["auth"],
+                        "TOKENS_DIR": seed["refresh_dir"]}
+                res = wrk(target + (path or seed["list_path"]), D, 64, script, wenv)
+                res["rps"] /= per
+                res["rss"] = sum(t.rss() for t in tds)
+                results[(label, name)] = res
+            if proxy is not None:
+                proxy.stop()
+                proxy = None
+            codes = [t.stop() for t in tds]
+            running = []
+            results[(label, "exit")] = codes
+    finally:
+        for t in running:
+            if t.proc and t.proc.poll() is None:
+                t.proc.kill()
+        if proxy is not None:
+            proxy.stop()
+        nginx.stop()
+        pg.stop()
+
+    c = ceiling["rps"]
+    lines = [f"# tokend on SQLite and PostgreSQL, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"commit {commit}", "",
+             f"Machine: {os.cpu_count()} cores, shared by wrk, nginx, tokend and PostgreSQL; "
+             f"wrk -t{WRK_THREADS} -c64, keep-alive, {D} s per scenario, loopback. PostgreSQL "
+             f"15 is the tests' throw-away server (tests/pgtmp.py: fsync and "
+             f"synchronous_commit off), on the same cores. Ceiling: nginx `return 200 '{{}}'`: "
+             f"**{c:,.0f} req/s**.", "",
+             "req/s (p99 ms) per deployment:", "",
+             "| scenario | " + " | ".join(d[0] for d in deployments) + " |",
+             "|---|" + "---:|" * len(deployments)]
+    for name, *_ in PG_SCENARIOS:
+        cells = []
+        for label, *_ in deployments:
+            r = results[(label, name)]
+            cell = f"{r['rps']:,.0f} ({fmt_ms(r['p99'])})"
+            if r["non2xx"]:
+                cell += f", {r['non2xx']} non-2xx"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {label}: tokend exited with {results[(label, 'exit')]} after SIGTERM; "
+                     f"RSS after the last scenario {results[(label, PG_SCENARIOS[-1][0])]['rss'] / 1024:.1f} MiB "
+                     f"(all instances)" for label, *_ in deployments]
+    lines += ["", "Commands (the harness: `make bench BENCH_ARGS=--postgres`, i.e. "
+              "`/usr/bin/python3 bench/run.py --postgres`; the URL is tokend's, or nginx's "
+              "in front of two):", "", "```", f"# ceiling\n{ceiling['cmd']}"]
+    lines += [f"# {label}: {name}\n{results[(label, name)]['cmd']}"
+              for label, *_ in deployments for name, *_ in PG_SCENARIOS]
+    lines += ["```", ""]
+    report = "\n".join(lines)
+    print(report)
+    out = os.path.join(ROOT, "bench", "results" if D == 10 else tmp,
+                       f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{commit}-postgres.md")
+    with open(out, "w") as f:
+        f.write(report)
+    print(f"written to {os.path.relpath(out, ROOT)}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     ap.add_argument("--soak", type=int, default=300, help="seconds of the mixed soak run")
     ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections")
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--postgres", action="store_true",
+                    help="verify, list, refresh, issue+delete on SQLite, PostgreSQL and two "
+                         "instances on PostgreSQL behind nginx")
     args = ap.parse_args()
     D = args.duration
 
@@ -252,27 +478,12 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 20000), hard), hard))
 
+    if args.postgres:
+        return main_postgres(args, binary, commit)
     tmp = tempfile.mkdtemp(prefix="tokend-bench-")
     rows, notes = [], []
     nginx = Nginx(tmp)
-    td_env = {
-        "TOKEND_TOKENS_ACCESS_LIFETIME": "3600",
-        "TOKEND_SERVER_MAX_CONNECTIONS": "12000",
-        # The 10,000 idle connections and wrk all come from 127.0.0.1: the
-        # per-client limit (128 by default) is for a tokend exposed directly.
-        "TOKEND_SERVER_PER_IP_CONNECTIONS": "0",
-        # wrk's 64 connections are one client too: no in-flight cap (429).
-        "TOKEND_SERVER_PER_CLIENT_REQUESTS": "0",
-        "TOKEND_SERVER_IDLE_TIMEOUT": "600",
-        "TOKEND_TOKENS_API_MAX_TOKENS": "1000",
-        # The login scenarios (4 connections; a 64-connection flood) are one
-        # user from one address: with the default throttle at most 10 of its
-        # logins are in flight and the rest are 429s at once, which would
-        # change what the flood measures. The throttle's own figures:
-        # bench/throttle_flood.py.
-        "TOKEND_THROTTLE_LOGIN_CLIENT_FAILURES": "65535",
-        "TOKEND_THROTTLE_LOGIN_USER_FAILURES": "65535",
-    }
+    td_env = dict(TD_ENV)
     td = Tokend(binary, tmp, td_env)
     td_cors = None
     off = None

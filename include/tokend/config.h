@@ -36,7 +36,7 @@ struct config {
 	long access_log;               /* 1 = one line per request */
 	long access_log_flush_ms;      /* buffered lines wait at most this; 0 = unbuffered */
 	/* [database] */
-	char database[CONFIG_STR_MAX]; /* SQLite file path */
+	char database[CONFIG_STR_MAX]; /* database.url: SQLite path, or PostgreSQL URL/conninfo */
 	long busy_timeout_ms;          /* SQLite busy_timeout */
 	/* [keys] */
 	char key_dir[CONFIG_STR_MAX];  /* signing keys, never in the DB */

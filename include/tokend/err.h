@@ -11,7 +11,7 @@ enum tokend_err {
 	TOKEND_OK = 0,
 	TOKEND_ENOMEM = -1,     /* allocation failed */
 	TOKEND_EIO = -2,        /* file or socket error */
-	TOKEND_EDB = -3,        /* the database failed */
+	TOKEND_EDB = -3,        /* the database failed or is unreachable (503) */
 	TOKEND_ENOTFOUND = -4,  /* no such user, team, key, ... */
 	TOKEND_EEXISTS = -5,    /* unique name taken */
 	TOKEND_EINVAL = -6,     /* bad value from a caller (CLI, config, request) */

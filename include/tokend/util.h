@@ -79,6 +79,15 @@ void util_buf_puts(struct util_buf *b, const char *s);
 /* Appends s as a JSON string literal (quoted, escaped); "null" for NULL. */
 void util_buf_json_string(struct util_buf *b, const char *s);
 
+/*
+ * Copies a database setting (a SQLite path, a postgresql:// URL or a libpq
+ * conninfo) into out with any password replaced by "***": the URL's
+ * user:password@ and a password= parameter or conninfo keyword. For log
+ * lines and printed settings, which must never carry the password.
+ * Truncates to outlen - 1 bytes.
+ */
+void util_dsn_redact(const char *dsn, char *out, size_t outlen);
+
 /* Number of online CPUs, at least 1. */
 long util_ncpus(void);
 

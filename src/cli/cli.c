@@ -24,7 +24,7 @@
 #endif
 
 static const char usage[] =
-	"usage: tokend [--config FILE] [--database PATH] [--key-dir DIR] COMMAND [ARGS]\n"
+	"usage: tokend [--config FILE] [--database PATH|URL] [--key-dir DIR] COMMAND [ARGS]\n"
 	"\n"
 	"Commands:\n"
 	"  serve     run the HTTP server (tokend serve --help)\n"
@@ -35,11 +35,11 @@ static const char usage[] =
 	"  purge     delete the rows of expired tokens\n"
 	"\n"
 	"Global options:\n"
-	"  --config FILE     INI configuration (default: built-in defaults)\n"
-	"  --database PATH   SQLite database (database.path)\n"
-	"  --key-dir DIR     signing key directory (keys.dir)\n"
-	"  --version         print the version\n"
-	"  -h, --help        this help\n"
+	"  --config FILE         INI configuration (default: built-in defaults)\n"
+	"  --database PATH|URL   SQLite file, or PostgreSQL URL or conninfo (database.url)\n"
+	"  --key-dir DIR         signing key directory (keys.dir)\n"
+	"  --version             print the version\n"
+	"  -h, --help            this help\n"
 	"\n"
 	"Every configuration key can also be set as TOKEND_<SECTION>_<KEY>.\n";
 
@@ -211,7 +211,7 @@ int cli_main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (config_load_env(&cli.cfg, err, sizeof(err)) != 0 ||
-	    (database && config_set(&cli.cfg, "database", "path", database, "--database", err,
+	    (database && config_set(&cli.cfg, "database", "url", database, "--database", err,
 				    sizeof(err)) != 0) ||
 	    (key_dir && config_set(&cli.cfg, "keys", "dir", key_dir, "--key-dir", err,
 				   sizeof(err)) != 0)) {

@@ -287,6 +287,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	char password[32] = "";
 	char team[UUID_STR_LEN] = "";
 	char host[64];
+	char shown[CONFIG_STR_MAX];
 	unsigned port = 0, unused;
 	sigset_t set;
 	struct sweeper sweeper;
@@ -399,8 +400,9 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	config_listen_split(app.cfg.listen, host, sizeof(host), &unused);
+	util_dsn_redact(app.cfg.database, shown, sizeof(shown));
 	log_info("signing with key %s (%s); database %s", jwtsign_current_kid(keys),
-		 app.cfg.algorithm, app.cfg.database);
+		 app.cfg.algorithm, shown);
 	if (app.cfg.key_reload_interval > 0)
 		log_info("keys: checking %s for changes every %ld s", app.cfg.key_dir,
 			 app.cfg.key_reload_interval);
@@ -429,6 +431,7 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
 {
 	struct store *st = NULL;
 	int version = 0;
+	char shown[CONFIG_STR_MAX];
 
 	if (argc > 1) {
 		if (cli_is_help(argv[1])) {
@@ -442,7 +445,8 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
 	}
 	if (cli_store_open(cli, &st, NULL, &version) != 0)
 		return 1;
-	printf("database %s at schema version %d\n", cli->cfg.database, version);
+	util_dsn_redact(cli->cfg.database, shown, sizeof(shown));
+	printf("database %s at schema version %d\n", shown, version);
 	store_close(&st);
 	return 0;
 }

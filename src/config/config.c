@@ -23,6 +23,7 @@
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
 #include "tokend/throttle.h"
+#include "tokend/util.h"
 
 /* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
  * so a bad entry stops start-up with file:line; users parse it once.
@@ -71,7 +72,8 @@ static const struct option_def options[] = {
 	TYPED("log", "level", OPT_LEVEL, log_level, "info"),
 	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true"},
 	INT("log", "access_log_flush_ms", access_log_flush_ms, 0, 60000, "100"),
-	STR("database", "path", database, "var/tokend.db"),
+	/* A SQLite file, or a PostgreSQL URL or conninfo (store.c picks). */
+	STR("database", "url", database, "var/tokend.db"),
 	INT("database", "busy_timeout_ms", busy_timeout_ms, 0, 600000, "5000"),
 	STR("keys", "dir", key_dir, "var/keys"),
 	TYPED("keys", "algorithm", OPT_ALG, algorithm, "HS256"),
@@ -109,11 +111,45 @@ static const struct option_def options[] = {
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
+/*
+ * Old names still read from a file or as TOKEND_<SECTION>_<KEY>, and never
+ * printed: [database] path named the SQLite file before url took a
+ * PostgreSQL URL as well.
+ */
+static const struct {
+	const char *section, *key, *to;
+} aliases[] = {
+	{"database", "path", "url"},
+};
+
+#define N_ALIASES (sizeof(aliases) / sizeof(aliases[0]))
+
 static const struct option_def *option_find(const char *section, const char *key)
 {
+	for (size_t i = 0; i < N_ALIASES; i++)
+		if (strcmp(aliases[i].section, section) == 0 && strcmp(aliases[i].key, key) == 0)
+			key = aliases[i].to;
 	for (size_t i = 0; i < N_OPTIONS; i++)
 		if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
 			return &options[i];
+	return NULL;
+}
+
+/* The option named by TOKEND_<SECTION>_<KEY> (name, as given), or NULL. */
+static const struct option_def *option_find_env(const char *name)
+{
+	char want[128];
+
+	for (size_t i = 0; i < N_OPTIONS + N_ALIASES; i++) {
+		const char *sec = i < N_OPTIONS ? options[i].section : aliases[i - N_OPTIONS].section;
+		const char *key = i < N_OPTIONS ? options[i].key : aliases[i - N_OPTIONS].key;
+
+		snprintf(want, sizeof(want), "TOKEND_%s_%s", sec, key);
+		for (size_t k = 0; want[k] != '\0'; k++)
+			want[k] = (char)toupper((unsigned char)want[k]);
+		if (strcmp(want, name) == 0)
+			return option_find(sec, key);
+	}
 	return NULL;
 }
 
@@ -384,16 +420,7 @@ int config_load_env(struct config *cfg, char *errbuf, size_t errlen)
 		/* Not options: where to find the config, and test hooks. */
 		if (strcmp(name, "TOKEND_CONFIG") == 0 || strcmp(name, "TOKEND_BIN") == 0)
 			continue;
-		for (size_t i = 0; i < N_OPTIONS && opt == NULL; i++) {
-			char want[128];
-			size_t k;
-			snprintf(want, sizeof(want), "TOKEND_%s_%s", options[i].section,
-				 options[i].key);
-			for (k = 0; want[k] != '\0'; k++)
-				want[k] = (char)toupper((unsigned char)want[k]);
-			if (strcmp(want, name) == 0)
-				opt = &options[i];
-		}
+		opt = option_find_env(name);
 		snprintf(origin, sizeof(origin), "env %s", name);
 		if (opt == NULL) {
 			snprintf(errbuf, errlen, "%s: unknown configuration variable", origin);
@@ -430,7 +457,14 @@ void config_dump(const struct config *cfg, FILE *fp)
 			break;
 		}
 		default:
-			fprintf(fp, "%s\n", field);
+			if (options[i].offset == offsetof(struct config, database)) {
+				char shown[CONFIG_STR_MAX];
+
+				util_dsn_redact(field, shown, sizeof(shown));
+				fprintf(fp, "%s\n", shown);
+			} else {
+				fprintf(fp, "%s\n", field);
+			}
 			break;
 		}
 	}

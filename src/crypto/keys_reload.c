@@ -125,7 +125,7 @@ static int reload_locked(struct jwtsign_keys *ks, uint64_t fp, char *errbuf, siz
 
 int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen)
 {
-	char warn[1024], changes[512];
+	char warn[640], changes[512]; /* warn: a 511-byte dir and two kids */
 	uint64_t fp = keys_dir_fingerprint(keys->dir);
 	int rc;
 
@@ -140,7 +140,7 @@ int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen)
 
 int jwtsign_keys_refresh(struct jwtsign_keys *keys, enum jwtsign_reload_why why)
 {
-	char err[512], warn[1024], changes[512];
+	char err[512], warn[640], changes[512];
 	const char *name = why_names[why];
 	uint64_t fp;
 	bool read = false;

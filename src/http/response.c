@@ -31,6 +31,12 @@ unsigned response_status_for(int rc, unsigned ok_status)
 	case TOKEND_EHEADER: return MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
 	case TOKEND_ENOTIMPL: return MHD_HTTP_NOT_IMPLEMENTED;
 	case TOKEND_EBUSY: return MHD_HTTP_SERVICE_UNAVAILABLE;
+	/*
+	 * The database failed or cannot be reached (a PostgreSQL server
+	 * stopped or restarting, a connection broken): the request may succeed
+	 * later, and a client must not read it as a verdict on its token.
+	 */
+	case TOKEND_EDB: return MHD_HTTP_SERVICE_UNAVAILABLE;
 	case TOKEND_ETHROTTLED: return MHD_HTTP_TOO_MANY_REQUESTS;
 	default: return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
@@ -69,6 +75,9 @@ static json_t *default_body(int rc, const struct response_meta *meta, int retry_
 	case TOKEND_EBUSY:
 		return json_pack("{s:s, s:s}", "detail", "Server busy, try again later.", "code",
 				 "busy");
+	case TOKEND_EDB:
+		return json_pack("{s:s, s:s}", "detail", "Service unavailable, try again later.",
+				 "code", "store_unavailable");
 	case TOKEND_EAUTH:
 		return json_pack("{s:s}", "detail",
 				 "Authentication credentials were not provided.");

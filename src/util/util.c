@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the small shared helpers of util.h: strict
- * base64url, CSPRNG bytes, UUIDs, RFC 3339 times and UTF-8 validation.
+ * base64url, CSPRNG bytes, UUIDs, RFC 3339 times, UTF-8 validation and the
+ * redaction of a database setting's password.
  */
 #include "tokend/util.h"
 
@@ -359,4 +360,65 @@ void *util_tls_make(struct util_tls *t)
 		p = NULL;
 	}
 	return p;
+}
+
+/* Appends n bytes of s to out (at *o), keeping room for the '\0'. */
+static void redact_put(char *out, size_t outlen, size_t *o, const char *s, size_t n)
+{
+	while (n-- > 0 && *o + 1 < outlen)
+		out[(*o)++] = *s++;
+}
+
+/* Where a password= value starts at p (a word boundary before it), or NULL. */
+static const char *redact_password_at(const char *dsn, const char *p)
+{
+	if (strncmp(p, "password=", 9) != 0)
+		return NULL;
+	if (p != dsn && p[-1] != ' ' && p[-1] != '\t' && p[-1] != '?' && p[-1] != '&')
+		return NULL;
+	return p + 9;
+}
+
+void util_dsn_redact(const char *dsn, char *out, size_t outlen)
+{
+	bool url = strncmp(dsn, "postgresql://", 13) == 0 || strncmp(dsn, "postgres://", 11) == 0;
+	const char *p = dsn;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	if (url) {
+		const char *auth = strstr(dsn, "://") + 3;
+		size_t alen = strcspn(auth, "/?#");
+		const char *at = NULL, *colon;
+
+		/* The last '@' of the authority ends the user info. */
+		for (size_t i = 0; i < alen; i++)
+			if (auth[i] == '@')
+				at = auth + i;
+		colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon != NULL) {
+			redact_put(out, outlen, &o, dsn, (size_t)(colon + 1 - dsn));
+			redact_put(out, outlen, &o, "***", 3);
+			p = at;
+		}
+	}
+	while (*p != '\0') {
+		const char *v = redact_password_at(dsn, p);
+
+		if (v == NULL) {
+			redact_put(out, outlen, &o, p++, 1);
+			continue;
+		}
+		redact_put(out, outlen, &o, "password=***", 12);
+		if (!url && *v == '\'') { /* conninfo: a quoted value, \' and \\ inside */
+			for (v++; *v != '\0' && *v != '\''; v++)
+				if (*v == '\\' && v[1] != '\0')
+					v++;
+			p = *v == '\'' ? v + 1 : v;
+		} else {
+			p = v + strcspn(v, url ? "&#" : " \t");
+		}
+	}
+	out[o] = '\0';
 }

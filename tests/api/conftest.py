@@ -2,11 +2,20 @@
 
 Everything here talks to the real binary: it is started as a subprocess on a
 free port, driven over HTTP (requests, or raw sockets where the framing
-matters) and through its operator CLI, and its SQLite store and key directory
-are inspected from the outside.
+matters) and through its operator CLI, and its store (through dbsql) and key
+directory are inspected from the outside.
 
 Binary: $TOKEND_BIN, default <repo>/build/tokend.  Run with
     /usr/bin/python3 -m pytest tests/api -q
+
+The store is SQLite unless TOKEND_TEST_DATABASE=postgres: then each
+installation gets its own fresh PostgreSQL database (a FILE_COPY of a
+template that `tokend migrate` made once per session), on the server whose
+maintenance database TOKEND_TEST_PG_URL names, or else on a throw-away
+server (tests/pgtmp.py) the session starts and stops. `Tokend.database` is
+what `--database` gets (the path or the URL), `Tokend.db` the SQLite path
+(None on PostgreSQL). Tests inherently about SQLite carry
+@sqlite_only("reason").
 
 Helpers are imported by the test modules with ``from conftest import ...``.
 """
@@ -17,10 +26,11 @@ import re
 import select
 import signal
 import socket
-import sqlite3
 import subprocess
+import sys
 import threading
 import time
+import urllib.parse
 import uuid as uuidlib
 from pathlib import Path
 
@@ -29,7 +39,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+import dbsql
+
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
 LOGIN = "/api/auth/jwt/"
 NO_ACCOUNT = "No active account found with the given credentials"
 WWW_AUTH = 'Bearer realm="api"'
@@ -91,6 +104,112 @@ def child_env(overrides=None):
         else:
             env[k] = str(v)
     return env
+
+
+# --------------------------------------------------------------------------
+# the database backend: SQLite files, or one PostgreSQL database each
+
+BACKEND = os.environ.get("TOKEND_TEST_DATABASE", "sqlite") or "sqlite"
+if BACKEND not in ("sqlite", "postgres"):
+    raise RuntimeError(f"TOKEND_TEST_DATABASE={BACKEND!r}: sqlite or postgres")
+ON_PG = BACKEND == "postgres"
+TEMPLATE = "tokend_tpl"
+
+
+def sqlite_only(reason):
+    """Marks a test that is about SQLite itself (its file, WAL, PRAGMAs):
+    skipped on PostgreSQL, with the reason."""
+    return pytest.mark.skipif(ON_PG, reason=f"SQLite only: {reason}")
+
+
+class PgDatabases:
+    """Databases on one PostgreSQL server (admin_url: its maintenance
+    database), made and dropped over one autocommit connection: one per
+    installation, copied from a migrated template (STRATEGY FILE_COPY,
+    tests/pg/README.md: 35-65 ms against 60-160 ms for the migrations)."""
+
+    def __init__(self, admin_url):
+        import psycopg2
+        self.admin_url = admin_url
+        self._con = psycopg2.connect(admin_url, connect_timeout=10)
+        self._con.autocommit = True
+        self._lock = threading.Lock()
+        self._n = 0
+        self._prefix = f"t{os.getpid()}_"
+        self._template_ready = False
+
+    def url_of(self, name):
+        """admin_url with its database replaced by `name`."""
+        u = urllib.parse.urlsplit(self.admin_url)
+        return urllib.parse.urlunsplit(u._replace(path="/" + urllib.parse.quote(name, safe="")))
+
+    def _exec(self, sql):
+        with self._lock, self._con.cursor() as cur:
+            cur.execute(sql)
+
+    def _template(self, binary):
+        if self._template_ready:
+            return
+        name = f"{self._prefix}{TEMPLATE}"
+        self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._exec(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        proc = subprocess.run([str(binary), "--database", self.url_of(name), "migrate"],
+                              capture_output=True, text=True, env=child_env(), timeout=120)
+        assert proc.returncode == 0, f"tokend migrate of the template failed: {proc.stderr}"
+        self._exec(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true')
+        self._template_ready = True
+
+    def create(self, binary, empty=False):
+        """A new database, migrated unless `empty`; returns (name, url)."""
+        if not empty:
+            self._template(binary)
+        with self._lock:
+            self._n += 1
+            name = f"{self._prefix}{self._n}"
+        tpl = "template0" if empty else f"{self._prefix}{TEMPLATE}"
+        self._exec(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}" STRATEGY FILE_COPY')
+        return name, self.url_of(name)
+
+    def drop(self, name):
+        self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self):
+        if self._template_ready:
+            name = f"{self._prefix}{TEMPLATE}"
+            self._exec(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')
+            self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._con.close()
+
+
+PG = None  # the session's PgDatabases when ON_PG
+PG_SERVER = None  # the session's pgtmp.PgTmp, when it started one
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_databases():
+    """On PostgreSQL: the server (TOKEND_TEST_PG_URL, or a throw-away one
+    for the session) the installations' databases are made on."""
+    global PG, PG_SERVER
+    if not ON_PG:
+        yield None
+        return
+    url = os.environ.get("TOKEND_TEST_PG_URL")
+    if not url:
+        import pgtmp
+        if not pgtmp.available():
+            pytest.exit("TOKEND_TEST_DATABASE=postgres: no TOKEND_TEST_PG_URL and no "
+                        f"{pgtmp.PG_BIN}/initdb to start a server with", returncode=2)
+        PG_SERVER = pgtmp.PgTmp().start()
+        url = PG_SERVER.url
+    PG = PgDatabases(url)
+    try:
+        yield PG
+    finally:
+        PG.close()
+        PG = None
+        if PG_SERVER is not None:
+            PG_SERVER.stop()
+            PG_SERVER = None
 
 
 def sanitizer_lines(text):
@@ -280,21 +399,75 @@ class CliResult:
 class Tokend:
     """A database + key directory in a temp dir, with the CLI and servers
     pointed at them.  `env` holds TOKEND_* overrides used by both the CLI and
-    servers (default: fast PBKDF2)."""
+    servers (default: fast PBKDF2). On PostgreSQL the database is a fresh
+    one of its own, migrated (`empty`: not even that), dropped at cleanup."""
 
-    def __init__(self, binary, root, env=None, label="tokend"):
+    def __init__(self, binary, root, env=None, label="tokend", empty=False):
         self.bin = Path(binary)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db = self.root / "tokend.db"
+        self.pg_name = None
+        if ON_PG:
+            self.db = None
+            self.pg_name, self.database = PG.create(self.bin, empty=empty)
+        else:
+            self.db = self.root / "tokend.db"
+            self.database = str(self.db)
         self.keys = self.root / "keys"
         self.label = label
         self.env = {"TOKEND_PASSWORD_PBKDF2_ITERATIONS": FAST_ITERATIONS}
         self.env.update(env or {})
         self.servers = []
 
+    @property
+    def backend(self):
+        return BACKEND
+
+    def connect(self, readonly=False, timeout=10):
+        """A dbsql connection to this installation's database."""
+        return dbsql.connect(self.database, readonly=readonly, timeout=timeout)
+
+    def sql(self, query, params=()):
+        """One statement (dbsql's `?` placeholders) on this installation's
+        database: a query's rows as dicts, else the count of rows changed."""
+        with self.connect() as con:
+            cur = con.execute(query, params)
+            if cur.description is None:
+                return cur.rowcount
+            cols = cur.columns
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def share_database(self, other):
+        """Use `other`'s database (two instances of one store); this
+        installation's own is dropped now."""
+        if self.pg_name is not None:
+            PG.drop(self.pg_name)
+            self.pg_name = None
+        self.db, self.database = other.db, other.database
+
+    def schema_version(self):
+        """The migrations applied: SQLite's user_version, PostgreSQL's
+        schema_version table."""
+        if ON_PG:
+            return self.sql("SELECT coalesce(max(version), 0) AS v FROM schema_version")[0]["v"]
+        return self.sql("PRAGMA user_version")[0]["user_version"]
+
+    def tables(self):
+        if ON_PG:
+            q = "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public'"
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {r["name"] for r in self.sql(q)}
+
+    def columns(self, table):
+        if ON_PG:
+            return {r["name"] for r in self.sql(
+                "SELECT column_name AS name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = ?", (table,))}
+        return {r["name"] for r in self.sql(f"PRAGMA table_info({table})")}
+
     def global_args(self):
-        return ["--database", str(self.db), "--key-dir", str(self.keys)]
+        return ["--database", self.database, "--key-dir", str(self.keys)]
 
     def merged_env(self, env=None):
         e = dict(self.env)
@@ -359,7 +532,12 @@ class Tokend:
             out[kid] = b64url_decode(f.read_text().strip())
         return out
 
-    def cleanup(self):
+    def drop_database(self):
+        if self.pg_name is not None and PG is not None:
+            PG.drop(self.pg_name)
+            self.pg_name = None
+
+    def cleanup(self, drop=True):
         errors = []
         for srv in self.servers:
             try:
@@ -367,6 +545,8 @@ class Tokend:
             except AssertionError as e:
                 errors.append(str(e))
         self.servers = []
+        if drop:
+            self.drop_database()
         if errors:
             pytest.fail("\n\n".join(errors), pytrace=False)
 
@@ -377,9 +557,10 @@ class Factory:
         self.base = Path(base)
         self.instances = []
 
-    def __call__(self, env=None, label=None):
+    def __call__(self, env=None, label=None, empty=False):
         n = len(self.instances)
-        inst = Tokend(self.bin, self.base / f"inst{n}", env=env, label=label or f"tokend#{n}")
+        inst = Tokend(self.bin, self.base / f"inst{n}", env=env, label=label or f"tokend#{n}",
+                      empty=empty)
         self.instances.append(inst)
         return inst
 
@@ -390,11 +571,15 @@ class Factory:
 
     def cleanup(self):
         errors = []
+        # every server stopped before any database goes: two installations
+        # may share one (Tokend.share_database)
         for inst in self.instances:
             try:
-                inst.cleanup()
+                inst.cleanup(drop=False)
             except BaseException as e:  # pytest.fail raises Failed
                 errors.append(str(e))
+        for inst in self.instances:
+            inst.drop_database()
         if errors:
             pytest.fail("\n\n".join(errors), pytrace=False)
 
@@ -544,13 +729,15 @@ def decode_token(token, keys):
 # the store, read from outside
 
 
+def _database(db):
+    """An installation, or what its .database is (a path or a URL)."""
+    return db.database if isinstance(db, Tokend) else db
+
+
 def db_rows(db, sql, params=()):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute(sql, params).fetchall()]
-    finally:
-        con.close()
+    """Every row of a read-only query as dicts; db: an installation, a
+    SQLite path or a PostgreSQL URL."""
+    return dbsql.rows(_database(db), sql, params)
 
 
 def db_snapshot(db):
@@ -584,7 +771,7 @@ class StoreUnchanged:
 
 @pytest.fixture
 def unchanged(srv, shared):
-    return lambda what="": StoreUnchanged(srv, shared.inst.db, what)
+    return lambda what="": StoreUnchanged(srv, shared.inst.database, what)
 
 
 # --------------------------------------------------------------------------
@@ -820,15 +1007,11 @@ def insert_user(db, username, encoded, active=True):
     """Write a user row straight into the store (as an import from Django
     would); return its uuid."""
     uid = str(uuidlib.uuid4())
-    con = sqlite3.connect(str(db), timeout=10)
-    try:
+    with dbsql.connect(_database(db)) as con:
         con.execute(
             "INSERT INTO users (uuid, username, password, is_active, created_at, last_login)"
             " VALUES (?, ?, ?, ?, ?, NULL)",
             (uid, username, encoded, 1 if active else 0, int(time.time())))
-        con.commit()
-    finally:
-        con.close()
     return uid
 
 

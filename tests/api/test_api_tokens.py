@@ -144,7 +144,7 @@ class World:
         return decode_token(token, self.inst.keys_by_kid())[1]
 
     def db_tokens(self, user=None, team=None):
-        rows = db_rows(self.inst.db, "SELECT * FROM api_tokens")
+        rows = db_rows(self.inst.database, "SELECT * FROM api_tokens")
         return [r for r in rows if (user is None or r["user_uuid"] == user.uid)
                 and (team is None or r["team_uuid"] == team)]
 
@@ -785,6 +785,8 @@ def test_store_holds_digests_never_token_strings(factory):
         assert row["expires_at"] == parse_z(t["expires_at"])
 
     def check_files(when):
+        if inst.db is None:
+            return  # PostgreSQL: no files of ours; the rows are checked above
         for f in sorted(inst.db.parent.glob(inst.db.name + "*")):
             data = f.read_bytes()
             for t in issued:

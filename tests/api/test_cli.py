@@ -82,7 +82,7 @@ def test_user_add_prints_uuid_and_lists(cli):
     assert res.rc == 0, res
     assert UUID_RE.match(res.out.strip()) and res.out.strip() == res.out.rstrip("\n"), (
         f"user add must print only the uuid: {res.out!r}")
-    row = db_rows(cli.db, "SELECT * FROM users WHERE username='alice'")
+    row = db_rows(cli.database, "SELECT * FROM users WHERE username='alice'")
     assert row and row[0]["uuid"] == res.out.strip(), f"users row {row} vs printed uuid {res.out!r}"
     assert row[0]["is_active"] in (1, True), row
     assert row[0]["created_at"], row
@@ -93,14 +93,14 @@ def test_user_add_duplicate_is_1(cli):
     cli.add_user("bob", "pw")
     res = cli.cli("user", "add", "bob", "--password-stdin", input="other\n")
     one_line_error(res, "duplicate user")
-    assert len(db_rows(cli.db, "SELECT * FROM users WHERE username='bob'")) == 1
+    assert len(db_rows(cli.database, "SELECT * FROM users WHERE username='bob'")) == 1
 
 
 @pytest.mark.parametrize("stdin", ["\n", ""], ids=["empty-line", "no-input"])
 def test_user_add_empty_password_refused(cli, stdin):
     res = cli.cli("user", "add", "nopw", "--password-stdin", input=stdin)
     assert res.rc in (1, 2), f"user add with an empty password must fail: {res!r}"
-    assert not db_rows(cli.db, "SELECT * FROM users WHERE username='nopw'"), "user created without a password"
+    assert not db_rows(cli.database, "SELECT * FROM users WHERE username='nopw'"), "user created without a password"
 
 
 def test_password_stdin_reads_one_line(factory):
@@ -136,7 +136,7 @@ def test_disable_enable_delete_passwd_over_http(shared, srv):
     inst.cli_ok("user", "delete", name)
     assert user_state(inst, name) is None, f"deleted user still listed: {user_lines(inst)}"
     expect_401(srv.login(name, "pw-two"), "deleted user")
-    assert not db_rows(inst.db, "SELECT * FROM users WHERE username=?", (name,))
+    assert not db_rows(inst.database, "SELECT * FROM users WHERE username=?", (name,))
 
 
 def test_user_logout_ends_every_session(shared, srv):
@@ -157,7 +157,7 @@ def test_user_logout_ends_every_session(shared, srv):
     for tok in (kept["access"], kept["refresh"]):
         r = srv.post("/api/auth/jwt/verify/", json={"token": tok})
         assert r.status_code == 201, f"another user's session ended too: {r.text}"
-    rows = db_rows(inst.db, "SELECT revoked_at FROM sessions WHERE user_uuid = ?", (uid,))
+    rows = db_rows(inst.database, "SELECT revoked_at FROM sessions WHERE user_uuid = ?", (uid,))
     assert len(rows) == 2 and all(r["revoked_at"] is not None for r in rows), rows
     # nothing left to end; the user can log in again
     assert inst.cli_ok("user", "logout", name).out == "0\n"
@@ -172,7 +172,7 @@ def test_delete_user_with_tokens_and_teams(shared, srv):
     inst.cli_ok("team", "add-member", team, name)
     expect_tokens(srv.login(name, "pw"))
     inst.cli_ok("user", "delete", name)
-    assert not db_rows(inst.db, "SELECT * FROM team_members WHERE user_uuid=?", (uid,)), "membership left behind"
+    assert not db_rows(inst.database, "SELECT * FROM team_members WHERE user_uuid=?", (uid,)), "membership left behind"
     assert teams(inst)[team][1] == 0
 
 
@@ -199,7 +199,7 @@ def test_team_membership(cli):
     cli.cli_ok("team", "add-member", "Research", "alice")
     cli.cli_ok("team", "add-member", tid, "bob", "--role", "admin")
     assert teams(cli)["Research"] == (tid, 2), teams(cli)
-    rows = {r["user_uuid"]: r["role"] for r in db_rows(cli.db, "SELECT * FROM team_members WHERE team_uuid=?", (tid,))}
+    rows = {r["user_uuid"]: r["role"] for r in db_rows(cli.database, "SELECT * FROM team_members WHERE team_uuid=?", (tid,))}
     assert rows == {uid_a: "member", uid_b: "admin"}, f"team_members rows {rows}"
     cli.cli_ok("team", "remove-member", tid, "alice")
     assert teams(cli)["Research"][1] == 1
@@ -223,26 +223,25 @@ def test_team_errors(cli):
 # ---------------------------------------------------------------- migrate
 
 def test_migrate_fresh_and_idempotent(factory):
-    inst = factory()
+    inst = factory(empty=True)
     res = inst.cli("migrate")
     assert res.rc == 0, res
-    v1 = db_rows(inst.db, "PRAGMA user_version")[0]["user_version"]
-    assert v1 >= 1, f"user_version {v1} after migrate"
-    tables = {r["name"] for r in db_rows(inst.db, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"users", "teams", "team_members", "refresh_tokens"} <= tables, tables
-    cols = {r["name"] for r in db_rows(inst.db, "PRAGMA table_info(users)")}
+    v1 = inst.schema_version()
+    assert v1 >= 1, f"schema version {v1} after migrate"
+    assert {"users", "teams", "team_members", "refresh_tokens"} <= inst.tables(), inst.tables()
+    cols = inst.columns("users")
     assert {"uuid", "username", "password", "is_active", "created_at", "last_login"} <= cols, cols
-    cols = {r["name"] for r in db_rows(inst.db, "PRAGMA table_info(refresh_tokens)")}
+    cols = inst.columns("refresh_tokens")
     assert {"jti", "family", "user_uuid", "issued_at", "expires_at", "used_at"} <= cols, cols
     res = inst.cli("migrate")
     assert res.rc == 0, f"second migrate: {res!r}"
-    assert db_rows(inst.db, "PRAGMA user_version")[0]["user_version"] == v1
+    assert inst.schema_version() == v1
 
 
 def test_cli_honours_iterations_env(factory):
     inst = factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "1234"})
     inst.add_user("it", "pw")
-    h = db_rows(inst.db, "SELECT password FROM users WHERE username='it'")[0]["password"]
+    h = db_rows(inst.database, "SELECT password FROM users WHERE username='it'")[0]["password"]
     assert h.startswith("pbkdf2_sha256$1234$"), f"CLI ignored TOKEND_PASSWORD_PBKDF2_ITERATIONS: {h[:30]}"
 
 

@@ -26,7 +26,7 @@ DEFAULTS = {
     ("server", "max_string"): "4096",
     ("log", "level"): "info",
     ("log", "access_log"): "true",
-    ("database", "path"): "var/tokend.db",
+    ("database", "url"): "var/tokend.db",
     ("database", "busy_timeout_ms"): "5000",
     ("keys", "dir"): "var/keys",
     ("keys", "algorithm"): "HS256",
@@ -244,17 +244,44 @@ def test_config_file_paths_and_listen_are_used(factory, tmp_path):
     inst = factory()
     db = tmp_path / "fromcfg.db"
     keys = tmp_path / "fromcfg-keys"
-    cfg = write(tmp_path, f"[server]\nlisten = 127.0.0.1:0\n[database]\npath = {db}\n[keys]\ndir = {keys}\n")
+    cfg = write(tmp_path, f"[server]\nlisten = 127.0.0.1:0\n[database]\nurl = {db}\n[keys]\ndir = {keys}\n")
     srv = inst.start(global_args=["--config", str(cfg)], listen=None)
     expect_json(srv.request("GET", "/nope"), 404)
-    assert db.exists(), "database.path from the config file not used"
+    assert db.exists(), "database.url from the config file not used"
     assert list(keys.glob("*.HS256.key")), "keys.dir from the config file not used"
     assert srv.stop() == 0
     # --database beats the file
     other = tmp_path / "fromflag.db"
     srv = inst.start(global_args=["--config", str(cfg), "--database", str(other)], listen=None)
     expect_json(srv.request("GET", "/nope"), 404)
-    assert other.exists(), "--database did not override database.path"
+    assert other.exists(), "--database did not override database.url"
+
+
+def test_database_path_is_an_alias_of_url(factory, tmp_path):
+    """[database] path, the setting's name before it took PostgreSQL URLs,
+    is still read (file and environment) and printed as database.url."""
+    inst = factory()
+    cfg = write(tmp_path, "[database]\npath = /srv/from-file.db\n")
+    values = dumped(inst.cli("serve", "--check-config", global_args=["--config", str(cfg)]))
+    assert values["database.url"] == "/srv/from-file.db", values
+    assert "database.path" not in values, "the alias is not printed as a key of its own"
+    values = dumped(inst.cli("serve", "--check-config", global_args=[],
+                             env={"TOKEND_DATABASE_PATH": "/srv/from-env.db"}))
+    assert values["database.url"] == "/srv/from-env.db", values
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://tokend:s3cret@/tokend?host=/tmp",
+    "postgres://tokend:s3cret@db.example:5432/tokend",
+    "postgresql://tokend@/tokend?host=/tmp&password=s3cret&sslmode=disable",
+    "host=/tmp dbname=tokend user=tokend password=s3cret",
+    "host=/tmp dbname=tokend password='s3cret with \\' a quote'",
+])
+def test_check_config_never_prints_the_database_password(factory, url):
+    res = factory().cli("serve", "--check-config", global_args=["--database", url])
+    assert res.rc == 0, res
+    assert "s3cret" not in res.out + res.err, res
+    assert "***" in dumped(res)["database.url"], res
 
 
 def test_listen_flag_beats_environment(factory):
@@ -320,7 +347,7 @@ def test_check_config_prints_effective_values(factory, tmp_path):
     values = dumped(res)
     assert values["server.threads"] == "3", "the environment wins over the file"
     assert values["server.max_body"] == "1000", "the file wins over the defaults"
-    assert values["database.path"], "every key is printed"
+    assert values["database.url"], "every key is printed"
     assert res.out.rstrip().endswith("configuration ok"), res
 
 
@@ -338,7 +365,7 @@ def test_every_key_is_documented_in_the_repo_config(factory):
         m = re.match(r"^([a-z0-9_]+)\s*=\s*(.*?)\s*$", ln.strip())
         if m and section:
             doc[f"{section}.{m.group(1)}"] = m.group(2)
-    ignored = {"database.path", "keys.dir"}  # the test fixture overrides these
+    ignored = {"database.url", "keys.dir"}  # the test fixture overrides these
     for key, value in values.items():
         assert key in doc, f"config/tokend.conf does not document {key}"
         if key not in ignored:

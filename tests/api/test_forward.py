@@ -151,10 +151,10 @@ def test_post_is_405(w):
 def test_forward_writes_nothing(w):
     from conftest import db_snapshot
     _, _, pair = w.user()
-    before = db_snapshot(w.inst.db)
+    before = db_snapshot(w.inst.database)
     for _ in range(5):
         assert w.forward(pair["access"]).status_code == 200
-    assert db_snapshot(w.inst.db) == before
+    assert db_snapshot(w.inst.database) == before
 
 
 @pytest.mark.parametrize("username,emitted", [
@@ -169,7 +169,7 @@ def test_username_that_is_no_header_value_is_left_out(w, username, emitted):
     """Usernames imported from elsewhere may hold any byte; a header value
     may not (RFC 9110 5.5). X-Auth-Username is then left out, never escaped
     or cut; X-Auth-User-Id, the identity, is always there."""
-    uid = insert_user(w.inst.db, username, django_hash("pw-odd", 1000))
+    uid = insert_user(w.inst.database, username, django_hash("pw-odd", 1000))
     if username != username.strip():
         # login trims the field as DRF does: mint a (session-less) access token
         keys = w.inst.keys_by_kid()

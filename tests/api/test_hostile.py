@@ -200,7 +200,7 @@ def test_configured_body_limit(factory):
     inst.add_user("gus", "gus-pw")
     body = json.dumps({"username": "gus", "password": "gus-pw", "pad": "x" * 1900}).encode()
     assert len(body) >= 1900
-    with StoreUnchanged(srv, inst.db, "2000-byte body, limit 1024"):
+    with StoreUnchanged(srv, inst.database, "2000-byte body, limit 1024"):
         expect_detail(srv.post(LOGIN, data=body, headers={"Content-Type": "application/json"}), 413,
                       "TOKEND_SERVER_MAX_BODY=1024, 2000-byte body")
     small = json.dumps({"username": "gus", "password": "gus-pw", "pad": "x" * 900}).encode()
@@ -450,7 +450,7 @@ def test_client_vanishing_mid_request_frees_its_slot(factory, half):
     tests/api/test_slow_clients.py has the same at scale.)"""
     inst, srv = factory.server(env={"TOKEND_SERVER_PER_IP_CONNECTIONS": "2",
                                     "TOKEND_SERVER_IDLE_TIMEOUT": "2"})
-    with StoreUnchanged(srv, inst.db, "clients vanishing mid-request") as _:
+    with StoreUnchanged(srv, inst.database, "clients vanishing mid-request") as _:
         for _i in range(2):
             c = RawConn(srv.port)
             c.send(half)

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import signal
-import sqlite3
+import dbsql
 import stat
 import time
 import uuid as uuidlib
@@ -114,14 +114,13 @@ def wait_until(pred, timeout=5.0, step=0.05):
 def insert_refresh_row(db, user_uuid, kid, issued_at, expires_at, used_at=None,
                        revoked=0):
     jti = str(uuidlib.uuid4())
-    con = sqlite3.connect(str(db), timeout=10)
+    con = dbsql.connect(db)
     try:
         con.execute(
             "INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, issued_at,"
             " expires_at, used_at, replaced_by, revoked) VALUES (?,?,?,?,?,?,?,?,NULL,?)",
             (jti, jti, user_uuid, kid, str(uuidlib.uuid4()), issued_at, expires_at, used_at,
              revoked))
-        con.commit()
     finally:
         con.close()
     return jti
@@ -158,7 +157,7 @@ def test_rotate_on_fresh_dir_and_list(factory):
         else:
             assert text.startswith("-----BEGIN ") and "PRIVATE KEY-----" in text, alg
     # the CLI wrote no key into the database
-    if inst.db.exists():
+    if inst.db is not None and inst.db.exists():
         raw = inst.db.read_bytes()
         for kid, alg in kids.items():
             if alg == "HS256":
@@ -247,16 +246,16 @@ def test_retire_in_use_follows_the_tokens(factory, row, in_use):
     rotate(inst)
     now = int(time.time())
     if row == "expired":
-        insert_refresh_row(inst.db, uid, old, now - 7200, now - 3600)
+        insert_refresh_row(inst.database, uid, old, now - 7200, now - 3600)
     elif row == "revoked":
-        insert_refresh_row(inst.db, uid, old, now - 7200, now + 3600, used_at=now - 7000,
+        insert_refresh_row(inst.database, uid, old, now - 7200, now + 3600, used_at=now - 7000,
                            revoked=1)
     elif row == "used-long-ago":
-        insert_refresh_row(inst.db, uid, old, now - 7200, now + 3600, used_at=now - 7000)
+        insert_refresh_row(inst.database, uid, old, now - 7200, now + 3600, used_at=now - 7000)
     elif row == "outstanding":
-        insert_refresh_row(inst.db, uid, old, now - 7200, now + 3600)
+        insert_refresh_row(inst.database, uid, old, now - 7200, now + 3600)
     elif row == "used-just-now":
-        insert_refresh_row(inst.db, uid, old, now - 10, now + 3600, used_at=now - 5)
+        insert_refresh_row(inst.database, uid, old, now - 10, now + 3600, used_at=now - 5)
     res = inst.cli("key", "retire", old)
     assert res.rc == (1 if in_use else 0), f"{row}: {res!r}"
     assert (old in key_files(inst)) == in_use
@@ -511,18 +510,18 @@ def test_cli_purge(factory):
     uid = new_user(inst)[2]
     kid = rotate(inst)
     now = int(time.time())
-    expired = [insert_refresh_row(inst.db, uid, kid, now - 7200, now - 3600),
-               insert_refresh_row(inst.db, uid, kid, now - 7200, now - 10, used_at=now - 7000),
-               insert_refresh_row(inst.db, uid, kid, now - 7200, now - 1, used_at=now - 7000,
+    expired = [insert_refresh_row(inst.database, uid, kid, now - 7200, now - 3600),
+               insert_refresh_row(inst.database, uid, kid, now - 7200, now - 10, used_at=now - 7000),
+               insert_refresh_row(inst.database, uid, kid, now - 7200, now - 1, used_at=now - 7000,
                                   revoked=1),
-               insert_refresh_row(inst.db, uid, kid, now - 9000, now - 8000),
-               insert_refresh_row(inst.db, uid, kid, now - 9000, now - 8000)]
-    live = [insert_refresh_row(inst.db, uid, kid, now, now + 3600),
-            insert_refresh_row(inst.db, uid, kid, now - 60, now + 60, used_at=now - 30),
-            insert_refresh_row(inst.db, uid, kid, now - 60, now + 60, revoked=1)]
+               insert_refresh_row(inst.database, uid, kid, now - 9000, now - 8000),
+               insert_refresh_row(inst.database, uid, kid, now - 9000, now - 8000)]
+    live = [insert_refresh_row(inst.database, uid, kid, now, now + 3600),
+            insert_refresh_row(inst.database, uid, kid, now - 60, now + 60, used_at=now - 30),
+            insert_refresh_row(inst.database, uid, kid, now - 60, now + 60, revoked=1)]
     res = inst.cli_ok("purge")
     assert res.out.strip() == f"purged {len(expired)} expired token rows", res
-    left = {r["jti"] for r in db_rows(inst.db, "SELECT jti FROM refresh_tokens")}
+    left = {r["jti"] for r in db_rows(inst.database, "SELECT jti FROM refresh_tokens")}
     assert left == set(live), f"purge left {left}"
     res = inst.cli_ok("purge")
     assert res.out.strip() == "purged 0 expired token rows", res
@@ -535,14 +534,14 @@ def test_cli_purge_after_real_expiry(factory):
     name, pw, uid = new_user(inst)
     p1 = expect_tokens(srv.login(name, pw))
     expect_tokens(refresh(srv, p1["refresh"]))
-    assert len(db_rows(inst.db, "SELECT jti FROM refresh_tokens")) == 2
-    last_exp = max(r["expires_at"] for r in db_rows(inst.db, "SELECT expires_at FROM refresh_tokens"))
+    assert len(db_rows(inst.database, "SELECT jti FROM refresh_tokens")) == 2
+    last_exp = max(r["expires_at"] for r in db_rows(inst.database, "SELECT expires_at FROM refresh_tokens"))
     deadline = time.monotonic() + 30  # bounds a hang only
     while time.time() < last_exp + 1.1 and time.monotonic() < deadline:
         time.sleep(0.2)
     res = inst.cli_ok("purge")
     assert res.out.strip() == "purged 2 expired token rows", res
-    assert db_rows(inst.db, "SELECT jti FROM refresh_tokens") == []
+    assert db_rows(inst.database, "SELECT jti FROM refresh_tokens") == []
 
 
 def test_server_sweeper(factory):
@@ -551,16 +550,16 @@ def test_server_sweeper(factory):
     uid = new_user(inst)[2]
     kid = current_kid(inst)
     now = int(time.time())
-    expired = {insert_refresh_row(inst.db, uid, kid, now - 7200, now - 3600 + i)
+    expired = {insert_refresh_row(inst.database, uid, kid, now - 7200, now - 3600 + i)
                for i in range(8)}
-    live = {insert_refresh_row(inst.db, uid, kid, now, now + 3600)}
+    live = {insert_refresh_row(inst.database, uid, kid, now, now + 3600)}
 
     def gone():
-        left = {r["jti"] for r in db_rows(inst.db, "SELECT jti FROM refresh_tokens")}
+        left = {r["jti"] for r in db_rows(inst.database, "SELECT jti FROM refresh_tokens")}
         return not (left & expired)
 
     assert wait_until(gone, timeout=4.0, step=0.1), "sweeper left expired rows after 4 s"
-    left = {r["jti"] for r in db_rows(inst.db, "SELECT jti FROM refresh_tokens")}
+    left = {r["jti"] for r in db_rows(inst.database, "SELECT jti FROM refresh_tokens")}
     assert left == live, left
     srv.assert_alive("sweeps")
 

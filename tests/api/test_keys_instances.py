@@ -61,7 +61,7 @@ def two_instances(factory, env_a=None, env_b=None, shared_dir=False):
     a = factory(env=env_a, label="A")
     sa = a.start(label="A")
     b = factory(env=env_b, label="B")
-    b.db = a.db
+    b.share_database(a)
     if shared_dir:
         b.keys = a.keys
     else:

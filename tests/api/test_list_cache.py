@@ -21,7 +21,7 @@ module uses.
 """
 
 import signal
-import sqlite3
+import dbsql
 import time
 
 import pytest
@@ -83,14 +83,9 @@ def status_after(w, team, user, status, what, n=AFTER):
 
 def db_write(db, sql, params=()):
     """One write by another process's connection (autocommit), as an operator's
-    sqlite3 shell would make it. Returns the number of rows changed."""
-    con = sqlite3.connect(str(db), timeout=10)
-    try:
-        with con:
-            n = con.execute(sql, params).rowcount
-    finally:
-        con.close()
-    return n
+    sqlite3 or psql shell would make it. Returns the number of rows changed."""
+    with dbsql.connect(db) as con:
+        return con.execute(sql, params).rowcount
 
 
 def wait_reloads(srv, count, timeout=5.0):
@@ -213,7 +208,7 @@ def test_row_deleted_by_another_process(w):
     toks = [w.issued(team, u, json={"name": f"x{i}"}) for i in range(3)]
     warm(w, team, u, "three tokens")
     gone = toks[1]["token_issuer_uuid"]
-    assert db_write(w.inst.db, "DELETE FROM api_tokens WHERE jti = ?", (gone,)) == 1
+    assert db_write(w.inst.database, "DELETE FROM api_tokens WHERE jti = ?", (gone,)) == 1
     got = listed_after(w, team, u, "after a DELETE in sqlite3")
     assert ids(got) == [toks[2]["token_issuer_uuid"], toks[0]["token_issuer_uuid"]], (
         f"a row deleted by another process must leave the list at once: {ids(got)}")
@@ -227,7 +222,7 @@ def test_row_renamed_by_another_process(w):
     _, got = warm(w, team, u, "two named tokens")
     assert [t["name"] for t in got] == ["beta", "alpha"], got
     new_name = 'renamed "\u00fc" \\ by hand'
-    assert db_write(w.inst.db, "UPDATE api_tokens SET name = ? WHERE jti = ?",
+    assert db_write(w.inst.database, "UPDATE api_tokens SET name = ? WHERE jti = ?",
                     (new_name, a["token_issuer_uuid"])) == 1
     got = listed_after(w, team, u, "after an UPDATE in sqlite3")
     assert ids(got) == [b["token_issuer_uuid"], a["token_issuer_uuid"]], ids(got)
@@ -245,11 +240,15 @@ def test_row_replaced_by_another_process(w):
     t = w.issued(team, a_user, json={"name": "mine"})
     _, got = warm(w, team, a_user, "one token")
     assert ids(got) == [t["token_issuer_uuid"]], got
-    changed = db_write(w.inst.db,
-                       "INSERT OR REPLACE INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, "
+    # SQLite's REPLACE; PostgreSQL has none: its upsert is the nearest
+    replace = ("INSERT OR REPLACE INTO" if w.inst.backend == "sqlite" else "INSERT INTO")
+    upsert = ("" if w.inst.backend == "sqlite" else
+              " ON CONFLICT (jti) DO UPDATE SET user_uuid = excluded.user_uuid, name = excluded.name")
+    changed = db_write(w.inst.database,
+                       f"{replace} api_tokens (jti, digest, user_uuid, team_uuid, kid, "
                        "name, issued_at, updated_at, expires_at) SELECT jti, digest, ?, team_uuid, "
                        "kid, 'moved', issued_at, updated_at, expires_at FROM api_tokens "
-                       "WHERE jti = ?", (b_user.uid, t["token_issuer_uuid"]))
+                       f"WHERE jti = ?{upsert}", (b_user.uid, t["token_issuer_uuid"]))
     assert changed == 1
     got = listed_after(w, team, a_user, "after its row was replaced by another user's")
     assert got == [], f"a token replaced away by another process must leave the list at once: {got}"

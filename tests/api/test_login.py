@@ -94,25 +94,25 @@ def test_refresh_jti_is_recorded_in_store(srv, shared, alice):
     tokens = expect_tokens(srv.login(user, pw))
     claims = _claims(shared, tokens)
     rjti = claims["refresh"][1]["jti"]
-    rows = db_rows(shared.inst.db, "SELECT * FROM refresh_tokens WHERE jti = ?", (rjti,))
+    rows = db_rows(shared.inst.database, "SELECT * FROM refresh_tokens WHERE jti = ?", (rjti,))
     assert len(rows) == 1, f"refresh token jti {rjti} not recorded in refresh_tokens"
     row = rows[0]
     assert row["user_uuid"] == uid, row
     assert row["used_at"] is None, f"fresh refresh token already marked used: {row}"
     assert row["family"], f"refresh token row has no family: {row}"
     ajti = claims["access"][1]["jti"]
-    assert not db_rows(shared.inst.db, "SELECT jti FROM refresh_tokens WHERE jti = ?", (ajti,)), (
+    assert not db_rows(shared.inst.database, "SELECT jti FROM refresh_tokens WHERE jti = ?", (ajti,)), (
         "the access token's jti must not be stored as a refresh token")
 
 
 def test_last_login_is_set(srv, shared):
     name, _ = shared.new_user("lastlogin", "pw-lastlogin")
-    assert user_row(shared.inst.db, name)["last_login"] is None, "new user has last_login set"
+    assert user_row(shared.inst.database, name)["last_login"] is None, "new user has last_login set"
     expect_tokens(srv.login(name, "pw-lastlogin"))
-    row = user_row(shared.inst.db, name)
+    row = user_row(shared.inst.database, name)
     assert row["last_login"] is not None, f"last_login not updated after a login: {row}"
     expect_401(srv.login(name, "wrong"))
-    assert user_row(shared.inst.db, name)["last_login"] == row["last_login"], (
+    assert user_row(shared.inst.database, name)["last_login"] == row["last_login"], (
         "a failed login changed last_login")
 
 

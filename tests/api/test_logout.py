@@ -61,7 +61,7 @@ class World:
     def snapshot(self):
         snap = {}
         for table in ("users", "sessions", "refresh_tokens", "api_tokens"):
-            rows = db_rows(self.inst.db, f"SELECT * FROM {table}")
+            rows = db_rows(self.inst.database, f"SELECT * FROM {table}")
             snap[table] = sorted(repr(sorted(r.items())) for r in rows)
         return snap
 
@@ -100,7 +100,7 @@ def expect_refused_unchanged(w, resp_fn, what):
 
 
 def session_revoked(w, sid):
-    rows = db_rows(w.inst.db, "SELECT revoked_at FROM sessions WHERE id = ?", (sid,))
+    rows = db_rows(w.inst.database, "SELECT revoked_at FROM sessions WHERE id = ?", (sid,))
     assert len(rows) == 1, rows
     return rows[0]["revoked_at"] is not None
 
@@ -138,7 +138,7 @@ def test_logout_revokes_the_whole_family(w):
     for tok in (pair["access"], r1["access"], r2["access"], r2["refresh"]):
         assert w.verify(tok) == 401, f"token of the family verifies after logout: {claims_of(tok)}"
     sid = claims_of(pair["refresh"])["sid"]
-    rows = db_rows(w.inst.db, "SELECT revoked FROM refresh_tokens WHERE family = ?", (sid,))
+    rows = db_rows(w.inst.database, "SELECT revoked FROM refresh_tokens WHERE family = ?", (sid,))
     assert len(rows) == 3 and all(r["revoked"] for r in rows), rows
 
 
@@ -309,17 +309,11 @@ def test_expired_refresh_token_is_401(factory):
 def test_logout_past_the_session_lifetime_is_401(w):
     """A session older than tokens.session_lifetime (30 days) is over even if
     the token presented expires tomorrow: the logout is refused."""
-    import sqlite3
     name, pw, _ = w.user()
     pair = w.login(name, pw)
     sid = claims_of(pair["refresh"])["sid"]
-    con = sqlite3.connect(str(w.inst.db), timeout=10)
-    try:
-        with con:
-            con.execute("UPDATE sessions SET created_at = ? WHERE id = ?",
-                        (int(time.time()) - 30 * 86400 - 5, sid))
-    finally:
-        con.close()
+    w.inst.sql("UPDATE sessions SET created_at = ? WHERE id = ?",
+               (int(time.time()) - 30 * 86400 - 5, sid))
     expect_invalid(w.logout(pair["refresh"]), "logout 30 days after the login")
     assert session_revoked(w, sid), "the session past its lifetime was not ended"
     assert w.verify(pair["access"]) == 401

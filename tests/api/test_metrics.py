@@ -244,7 +244,6 @@ def test_login_queue_full_counted(factory):
 
 
 def test_store_errors_counted(factory):
-    import sqlite3
     inst = factory(env={"TOKEND_DATABASE_BUSY_TIMEOUT_MS": "50"})
     inst.add_user("sam", "sam-password")
     inst.cli_ok("team", "add", "t")
@@ -253,9 +252,16 @@ def test_store_errors_counted(factory):
     s = inst.start()
     pair = expect_tokens(s.login("sam", "sam-password"))
     before, _ = parse(scrape(s))
-    con = sqlite3.connect(str(inst.db), timeout=10, isolation_level=None)
+    # another process holds the lock an API-token issue needs, longer than
+    # the 50 ms the server waits for it (SQLite's busy timeout, PostgreSQL's
+    # lock_timeout)
+    con = inst.connect()
     try:
-        con.execute("BEGIN EXCLUSIVE")
+        if inst.backend == "postgres":
+            con.execute("BEGIN")
+            con.execute("LOCK TABLE api_tokens IN ACCESS EXCLUSIVE MODE")
+        else:
+            con.execute("BEGIN EXCLUSIVE")
         r = s.post(f"/api/openapi/token/{team}/", json={},
                    headers={"Authorization": "Bearer " + pair["access"]})
         assert r.status_code >= 500, r.text

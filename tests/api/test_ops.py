@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import build_request, expect_json, raw_one
+from conftest import build_request, expect_json, raw_one, sqlite_only
 
 READY_DEADLINE = 15.0
 
@@ -105,6 +105,7 @@ def unavailable(r, inst, what):
     assert set(body) == {"status", "reason"}, body
 
 
+@sqlite_only("the database file is moved away")
 def test_readyz_database_moved_away_and_back(factory):
     inst, s = factory.server()
     poll_ready(s, 200)
@@ -134,6 +135,7 @@ def test_readyz_database_moved_away_and_back(factory):
         "ready again" in lines[1]), lines
 
 
+@sqlite_only("the database file is unlinked")
 def test_readyz_database_removed(factory):
     """The file unlinked (SQLite keeps its descriptor open: queries still
     work on a file no one else can see): not ready."""
@@ -150,6 +152,7 @@ def test_readyz_database_removed(factory):
     poll_ready(s, 200)
 
 
+@sqlite_only("a copy is renamed over the database file")
 def test_readyz_database_replaced_by_a_copy(factory):
     """A copy renamed over the database is another file: the process still
     reads and writes the old one (and its -wal, which must never be applied
@@ -175,6 +178,7 @@ def test_readyz_database_replaced_by_a_copy(factory):
     poll_ready(s, 200)
 
 
+@sqlite_only("another process holds the file's exclusive lock (PostgreSQL: test_pg.py stops the server)")
 def test_readyz_database_locked_by_another_process(factory):
     inst, s = factory.server()
     poll_ready(s, 200)
@@ -190,6 +194,7 @@ def test_readyz_database_locked_by_another_process(factory):
     poll_ready(s, 200)
 
 
+@sqlite_only("another process holds the file's exclusive lock")
 def test_readyz_answers_promptly_while_locked(factory):
     """A probe never waits for the whole busy timeout (5 s by default): it
     answers within its own short wait, so that a load balancer's probe

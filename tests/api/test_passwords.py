@@ -32,7 +32,7 @@ def check_format(encoded, iterations, what):
 def test_django_made_hash_logs_in(srv, shared):
     pw = "dj4ngo p\u00e4ss \u2603"
     encoded = django_hash(pw, 1000)
-    insert_user(shared.inst.db, "django-user", encoded)
+    insert_user(shared.inst.database, "django-user", encoded)
     tokens = expect_tokens(srv.login("django-user", pw), "login with a hash written by Django")
     expect_401(srv.login("django-user", pw + " "), "wrong password for a Django hash")
     assert tokens
@@ -41,14 +41,14 @@ def test_django_made_hash_logs_in(srv, shared):
 def test_django_hash_with_other_iteration_counts_verifies(srv, shared):
     for n in (1, 999, 1001):
         pw = f"pw-{n}"
-        insert_user(shared.inst.db, f"django-{n}", django_hash(pw, n))
+        insert_user(shared.inst.database, f"django-{n}", django_hash(pw, n))
         expect_tokens(srv.login(f"django-{n}", pw), f"Django hash with {n} iterations")
 
 
 def test_cli_hash_is_django_compatible(shared):
     pw = "cli p\u00e4ss+word"
     name, _ = shared.new_user("clihash", pw)
-    encoded = stored_hash(shared.inst.db, name)
+    encoded = stored_hash(shared.inst.database, name)
     check_format(encoded, int(FAST_ITERATIONS), "hash written by `tokend user add`")
     assert django_check(pw, encoded), "Django's check_password rejects the hash tokend wrote"
     assert not django_check(pw + "x", encoded), "Django accepts a wrong password for tokend's hash"
@@ -57,33 +57,33 @@ def test_cli_hash_is_django_compatible(shared):
 def test_salts_are_random(shared):
     a, _ = shared.new_user("salt", "same-password")
     b, _ = shared.new_user("salt", "same-password")
-    ha, hb = stored_hash(shared.inst.db, a), stored_hash(shared.inst.db, b)
+    ha, hb = stored_hash(shared.inst.database, a), stored_hash(shared.inst.database, b)
     assert ha.split("$")[2] != hb.split("$")[2], "two users got the same salt"
     assert ha != hb
 
 
 def test_lower_iteration_hash_is_rehashed_on_successful_login(srv, shared):
     pw = "rehash-me"
-    insert_user(shared.inst.db, "rehash-user", django_hash(pw, 500))
+    insert_user(shared.inst.database, "rehash-user", django_hash(pw, 500))
     expect_401(srv.login("rehash-user", "wrong"))
-    assert stored_hash(shared.inst.db, "rehash-user").startswith("pbkdf2_sha256$500$"), (
+    assert stored_hash(shared.inst.database, "rehash-user").startswith("pbkdf2_sha256$500$"), (
         "a failed login must not re-hash")
     expect_tokens(srv.login("rehash-user", pw))
-    new = stored_hash(shared.inst.db, "rehash-user")
+    new = stored_hash(shared.inst.database, "rehash-user")
     check_format(new, int(FAST_ITERATIONS), "hash after re-hash on login")
     assert django_check(pw, new), "re-hashed password does not verify with Django"
     expect_tokens(srv.login("rehash-user", pw), "login after the re-hash")
 
 
 def test_inactive_django_user_is_401(srv, shared):
-    insert_user(shared.inst.db, "django-inactive", django_hash("pw", 1000), active=False)
+    insert_user(shared.inst.database, "django-inactive", django_hash("pw", 1000), active=False)
     expect_401(srv.login("django-inactive", "pw"))
 
 
 def test_passwd_writes_django_compatible_hash(shared, srv):
     name, _ = shared.new_user("pwchange", "old-pw")
     shared.inst.cli_ok("user", "passwd", name, "--password-stdin", input="n\u00e9w pw\n")
-    encoded = stored_hash(shared.inst.db, name)
+    encoded = stored_hash(shared.inst.database, name)
     check_format(encoded, int(FAST_ITERATIONS), "hash written by `user passwd`")
     assert django_check("n\u00e9w pw", encoded)
     expect_401(srv.login(name, "old-pw"), "old password after passwd")
@@ -105,7 +105,7 @@ def default_iter(module_factory):
 
 def test_login_at_default_iterations(default_iter):
     inst, srv = default_iter
-    encoded = stored_hash(inst.db, "dflt")
+    encoded = stored_hash(inst.database, "dflt")
     check_format(encoded, DEFAULT_ITERATIONS, "hash written by `user add` with the default config")
     assert django_check("default-iterations-pw", encoded)
     t0 = time.monotonic()
@@ -113,7 +113,7 @@ def test_login_at_default_iterations(default_iter):
     elapsed = time.monotonic() - t0
     print(f"\nlogin at {DEFAULT_ITERATIONS} iterations took {elapsed * 1000:.0f} ms (client side)")
     assert tokens
-    assert stored_hash(inst.db, "dflt") == encoded, "hash at the configured count must not be re-hashed"
+    assert stored_hash(inst.database, "dflt") == encoded, "hash at the configured count must not be re-hashed"
 
 
 def test_unknown_user_costs_as_much_as_wrong_password(default_iter):
@@ -209,13 +209,13 @@ def test_failed_logins_cost_the_same_whatever_the_stored_hash(timing_iter):
     inst, srv, configured, stored = timing_iter
     tag = uuidlib.uuid4().hex[:8]
     cheap = f"dj260k-{tag}"
-    insert_user(inst.db, cheap, django_hash("the real password", stored))
+    insert_user(inst.database, cheap, django_hash("the real password", stored))
     inactive = f"dj260k-off-{tag}"
-    insert_user(inst.db, inactive, django_hash("the real password", stored), active=False)
+    insert_user(inst.database, inactive, django_hash("the real password", stored), active=False)
     unusable = []
     for i, enc in enumerate(UNUSABLE_HASHES):
         unusable.append(f"unusable{i}-{tag}")
-        insert_user(inst.db, unusable[-1], enc)
+        insert_user(inst.database, unusable[-1], enc)
     unknown = f"nobody-{tag}"
 
     def timed(user):

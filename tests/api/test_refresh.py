@@ -4,7 +4,6 @@ issue 3 "Refresh")."""
 
 import base64
 import json
-import sqlite3
 import threading
 import time
 import uuid as uuidlib
@@ -134,7 +133,7 @@ def test_rotation_is_recorded_by_jti_in_one_family(d):
     new = expect_tokens(refresh(d.srv, pair["refresh"]))
     old_jti, new_jti = claims_of(pair["refresh"])["jti"], claims_of(new["refresh"])["jti"]
     rows = {r["jti"]: r for r in db_rows(
-        d.inst.db, "SELECT * FROM refresh_tokens WHERE user_uuid = ?", (uid,))}
+        d.inst.database, "SELECT * FROM refresh_tokens WHERE user_uuid = ?", (uid,))}
     assert set(rows) == {old_jti, new_jti}, rows
     assert rows[old_jti]["family"] == old_jti, "a login's token starts its own family"
     assert rows[new_jti]["family"] == old_jti, "the successor is not in the login's family"
@@ -191,7 +190,7 @@ def test_reuse_is_401_and_revokes_the_family(d):
     # the successor, held by the thief or the victim, is dead too
     expect_invalid(refresh(d.srv, r1), "refresh with the successor after reuse")
     expect_invalid(verify(d.srv, r1), "verify of the successor after reuse")
-    rows = db_rows(d.inst.db, "SELECT revoked FROM refresh_tokens WHERE user_uuid = ?", (uid,))
+    rows = db_rows(d.inst.database, "SELECT revoked FROM refresh_tokens WHERE user_uuid = ?", (uid,))
     assert rows and all(r["revoked"] == 1 for r in rows), f"family not revoked: {rows}"
 
 
@@ -422,7 +421,7 @@ def test_sweeper_purges_expired_rows(short):
     jti = claims_of(pair["refresh"])["jti"]
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
-        rows = db_rows(short.inst.db, "SELECT jti FROM refresh_tokens WHERE jti = ?", (jti,))
+        rows = db_rows(short.inst.database, "SELECT jti FROM refresh_tokens WHERE jti = ?", (jti,))
         if not rows:
             break
         time.sleep(0.2)
@@ -448,7 +447,7 @@ def grace1(module_factory):
 
 
 def _used_at(inst, token):
-    rows = db_rows(inst.db, "SELECT used_at FROM refresh_tokens WHERE jti = ?",
+    rows = db_rows(inst.database, "SELECT used_at FROM refresh_tokens WHERE jti = ?",
                    (claims_of(token)["jti"],))
     assert rows and rows[0]["used_at"] is not None, f"token not recorded as used: {rows}"
     return rows[0]["used_at"]
@@ -566,14 +565,9 @@ def test_refresh_past_the_session_lifetime_whatever_the_tokens_exp(dflt):
     pair, _, uid = dflt.fresh_pair("old")
     c = claims_of(pair["refresh"])
     assert c["exp"] > time.time() + 3600, c
-    con = sqlite3.connect(str(dflt.inst.db), timeout=10)
-    try:
-        with con:
-            con.execute("UPDATE sessions SET created_at = ? WHERE id = ?",
-                        (int(time.time()) - 30 * 86400 - 5, c["sid"]))
-    finally:
-        con.close()
+    dflt.inst.sql("UPDATE sessions SET created_at = ? WHERE id = ?",
+                  (int(time.time()) - 30 * 86400 - 5, c["sid"]))
     expect_invalid(refresh(dflt.srv, pair["refresh"]), "refresh 30 days after the login")
-    rows = db_rows(dflt.inst.db, "SELECT revoked_at FROM sessions WHERE id = ?", (c["sid"],))
+    rows = db_rows(dflt.inst.database, "SELECT revoked_at FROM sessions WHERE id = ?", (c["sid"],))
     assert rows and rows[0]["revoked_at"] is not None, f"the session was not ended: {rows}"
     expect_invalid(verify(dflt.srv, pair["access"]), "access token of the ended session")

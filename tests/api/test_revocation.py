@@ -21,7 +21,7 @@ import jwt
 import pytest
 
 from conftest import (NO_ACCOUNT, UUID_RE, WWW_AUTH, b64url_decode, db_rows, expect_json,
-                      expect_tokens)
+                      expect_tokens, sqlite_only)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
@@ -116,13 +116,13 @@ def test_tokens_name_their_session(w):
     pair = w.login(name, pw)
     a, r = claims_of(pair["access"]), claims_of(pair["refresh"])
     assert a["sid"] == r["sid"] == r["jti"], (a, r)
-    rows = sessions_of(w.inst.db, uid)
+    rows = sessions_of(w.inst.database, uid)
     assert [s["id"] for s in rows] == [r["sid"]], rows
     assert rows[0]["revoked_at"] is None and rows[0]["created_at"] == r["iat"], rows
     # a rotation stays in the session
     nxt = expect_tokens(w.refresh(pair["refresh"]), "refresh")
     assert claims_of(nxt["access"])["sid"] == claims_of(nxt["refresh"])["sid"] == r["sid"]
-    assert len(sessions_of(w.inst.db, uid)) == 1
+    assert len(sessions_of(w.inst.database, uid)) == 1
 
 
 def test_api_tokens_carry_no_sid(w):
@@ -167,8 +167,8 @@ def test_disable_during_login_hash_refuses_the_pair(factory):
     assert results, "login did not answer"
     body = expect_json(results[0], 401, "login of a user disabled during its hash")
     assert body == {"detail": NO_ACCOUNT}, body
-    assert not db_rows(inst.db, "SELECT * FROM refresh_tokens WHERE user_uuid = ?", (uid,))
-    assert not sessions_of(inst.db, uid)
+    assert not db_rows(inst.database, "SELECT * FROM refresh_tokens WHERE user_uuid = ?", (uid,))
+    assert not sessions_of(inst.database, uid)
 
 
 # ---------------------------------------------------------------- disable / delete
@@ -186,7 +186,7 @@ def test_verify_refuses_every_token_of_a_disabled_user(w):
         expect_invalid(w.verify(tok), f"verify of the {what} token of a disabled user")
     # Bearer keeps API.md's body for an inactive user
     expect_bearer_401(w.bearer(pair["access"], team), "bearer, disabled", "user_inactive")
-    assert all(s["revoked_at"] is not None for s in sessions_of(w.inst.db, uid))
+    assert all(s["revoked_at"] is not None for s in sessions_of(w.inst.database, uid))
 
 
 def test_verify_refuses_every_token_of_a_deleted_user(w):
@@ -198,7 +198,7 @@ def test_verify_refuses_every_token_of_a_deleted_user(w):
     for what, tok in (("access", pair["access"]), ("refresh", pair["refresh"]), ("api", api)):
         expect_invalid(w.verify(tok), f"verify of the {what} token of a deleted user")
     expect_bearer_401(w.bearer(pair["access"], team), "bearer, deleted", "user_not_found")
-    assert not sessions_of(w.inst.db, uid)
+    assert not sessions_of(w.inst.database, uid)
 
 
 def test_enable_brings_back_api_tokens_but_not_sessions(w):
@@ -223,7 +223,7 @@ def test_disable_revoke_deletes_api_tokens(w):
     pair = w.login(name, pw)
     apis = [w.issue_api(t1, pair["access"]), w.issue_api(t2, pair["access"])]
     w.inst.cli_ok("user", "disable", name, "--revoke")
-    assert not db_rows(w.inst.db, "SELECT * FROM api_tokens WHERE user_uuid = ?", (uid,))
+    assert not db_rows(w.inst.database, "SELECT * FROM api_tokens WHERE user_uuid = ?", (uid,))
     w.inst.cli_ok("user", "enable", name)
     for tok in apis:
         expect_invalid(w.verify(tok), "API token after disable --revoke + enable")
@@ -247,7 +247,7 @@ def test_passwd_ends_every_session(w):
         expect_invalid(w.refresh(pair["refresh"]), "refresh after passwd")
         expect_bearer_401(w.bearer(pair["access"], team), "bearer after passwd",
                           BEARER_INVALID_CODE)
-    assert all(s["revoked_at"] is not None for s in sessions_of(w.inst.db, uid))
+    assert all(s["revoked_at"] is not None for s in sessions_of(w.inst.database, uid))
     expect_verified(w.verify(api), api, "API tokens survive a password change")
     fresh = w.login(name, "new-pw")
     expect_verified(w.verify(fresh["access"]), fresh["access"], "new session")
@@ -281,7 +281,7 @@ def test_remove_member_deletes_that_teams_api_tokens(w):
     gone = [w.issue_api(t1, pair["access"]) for _ in range(2)]
     kept = w.issue_api(t2, pair["access"])
     w.inst.cli_ok("team", "remove-member", t1, name)
-    assert not db_rows(w.inst.db, "SELECT * FROM api_tokens WHERE user_uuid = ? AND team_uuid = ?",
+    assert not db_rows(w.inst.database, "SELECT * FROM api_tokens WHERE user_uuid = ? AND team_uuid = ?",
                        (uid, t1))
     w.inst.cli_ok("team", "add-member", t1, name)
     for tok in gone:
@@ -356,6 +356,7 @@ def test_grace_replay_is_byte_identical_with_sid(module_factory):
 # ---------------------------------------------------------------- migration
 
 
+@sqlite_only("rolls the schema back with PRAGMA user_version (tests/pg covers 004 on PostgreSQL)")
 def test_migration_backfills_one_session_per_family(factory):
     inst = factory()
     inst.cli_ok("migrate")
@@ -376,7 +377,7 @@ def test_migration_backfills_one_session_per_family(factory):
         con.close()
     inst.cli_ok("migrate")
     got = {r["id"]: (r["user_uuid"], r["created_at"], r["revoked_at"])
-           for r in db_rows(inst.db, "SELECT * FROM sessions")}
+           for r in db_rows(inst.database, "SELECT * FROM sessions")}
     assert got == {"fam1": (uid, 50, None), "fam2": (uid, 70, None)}, got
 
 

@@ -52,16 +52,19 @@ def test_listening_line_names_the_real_port(factory):
 
 
 def test_fresh_start_creates_schema_and_key(factory):
-    inst, srv = factory.server()
-    assert inst.db.exists(), "serve did not create the database"
-    tables = {r["name"] for r in db_rows(inst.db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    inst = factory(empty=True)
+    srv = inst.start()
+    if inst.db is not None:
+        assert inst.db.exists(), "serve did not create the database"
+    tables = inst.tables()
     for t in ("users", "teams", "team_members", "refresh_tokens"):
         assert t in tables, f"table {t} missing after start-up (have {sorted(tables)})"
     assert inst.keyfiles(), "serve did not create an HS256 key in the key dir"
-    version = db_rows(inst.db, "PRAGMA user_version")[0]["user_version"]
-    assert version >= 1, f"PRAGMA user_version is {version} after migrations"
-    mode = db_rows(inst.db, "PRAGMA journal_mode")[0]["journal_mode"]
-    assert mode.lower() == "wal", f"journal_mode {mode!r}, expected wal"
+    version = inst.schema_version()
+    assert version >= 1, f"schema version {version} after migrations"
+    if inst.db is not None:
+        mode = db_rows(inst.database, "PRAGMA journal_mode")[0]["journal_mode"]
+        assert mode.lower() == "wal", f"journal_mode {mode!r}, expected wal"
 
 
 DEMO_RE = re.compile(r"curl .*-X POST (http://[^\s'\"]+)")
@@ -79,7 +82,7 @@ def _demo_line(srv, timeout=5):
 
 
 def test_demo_prints_working_curl_once(factory):
-    inst = factory()
+    inst = factory(empty=True)
     srv = inst.start(serve_args=["--demo"])
     line = _demo_line(srv)
     if line is None:
@@ -113,8 +116,8 @@ def test_demo_prints_working_curl_once(factory):
 
 
 def test_demo_passwords_differ(factory):
-    a = factory().start(serve_args=["--demo"])
-    b = factory().start(serve_args=["--demo"])
+    a = factory(empty=True).start(serve_args=["--demo"])
+    b = factory(empty=True).start(serve_args=["--demo"])
     la, lb = _demo_line(a), _demo_line(b)
     assert la and lb, "no demo line"
     assert PW_RE.search(la).group(1) != PW_RE.search(lb).group(1), "two fresh databases got the same demo password"

@@ -270,7 +270,7 @@ def costly(module_factory):
 def test_throttled_attempts_cost_no_hash(costly):
     inst, srv = costly
     name, pw = fresh("costly"), "pw"
-    insert_user(inst.db, name, django_hash(pw, 2000000))
+    insert_user(inst.database, name, django_hash(pw, 2000000))
     # the CPU one hashed failure costs on this machine
     before = cpu_seconds(srv.proc.pid)
     expect_401(login_from(srv, "127.0.0.1", name, "wrong"), "failure 1")
@@ -355,7 +355,7 @@ def test_logins_refused_503_count_nothing(saturated):
     retrying through an overload must not be locked out by it."""
     inst, srv = saturated
     name, pw = fresh("busy"), "pw"
-    insert_user(inst.db, name, django_hash(pw, 2000000))
+    insert_user(inst.database, name, django_hash(pw, 2000000))
     for attempt in range(3):
         with ThreadPoolExecutor(max_workers=8) as ex:
             answers = list(ex.map(lambda i: login_from(srv, "127.0.0.1", name, pw), range(8)))

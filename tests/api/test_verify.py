@@ -94,11 +94,11 @@ def test_access_and_refresh_tokens_verify(d, path, form):
 
 def test_verify_changes_nothing_and_does_not_consume(d):
     pair, _, _ = d.fresh_pair()
-    before = db_snapshot(d.inst.db)
+    before = db_snapshot(d.inst.database)
     for _ in range(3):
         expect_verified(verify(d.srv, pair["refresh"]), pair["refresh"])
         expect_verified(verify(d.srv, pair["access"]), pair["access"])
-    assert db_snapshot(d.inst.db) == before, "verify wrote to the store"
+    assert db_snapshot(d.inst.database) == before, "verify wrote to the store"
     expect_tokens(refresh(d.srv, pair["refresh"]), "refresh after verifies")
 
 
@@ -141,13 +141,7 @@ def test_revoked_family(d):
 def test_purged_refresh_token(d):
     """A refresh token whose row is gone (never issued / purged) is not live."""
     pair, _, uid = d.fresh_pair()
-    import sqlite3
-    con = sqlite3.connect(str(d.inst.db), timeout=10)
-    try:
-        con.execute("DELETE FROM refresh_tokens WHERE jti = ?", (claims_of(pair["refresh"])["jti"],))
-        con.commit()
-    finally:
-        con.close()
+    d.inst.sql("DELETE FROM refresh_tokens WHERE jti = ?", (claims_of(pair["refresh"])["jti"],))
     expect_invalid(verify(d.srv, pair["refresh"]), "refresh token without its row")
     expect_invalid(refresh(d.srv, pair["refresh"]), "refresh with a token without its row")
 

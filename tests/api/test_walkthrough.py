@@ -47,7 +47,7 @@ def test_readme_walkthrough(factory, tmp_path):
         "# tokend of the test installation\n"
         'bin="$TOKEND_BIN"\n'
         "unset TOKEND_BIN\n"
-        f'exec "$bin" --database "{inst.db}" --key-dir "{inst.keys}" "$@"\n')
+        f'exec "$bin" --database "{inst.database}" --key-dir "{inst.keys}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     work = tmp_path / "work"
@@ -69,6 +69,6 @@ def test_readme_walkthrough(factory, tmp_path):
         f"the three jq -e checks (list, verify, delete) must each print true: {report}")
 
     # it really went through the server: the demo user's token is gone
-    demo = db_rows(inst.db, "SELECT uuid FROM users WHERE username = 'demo'")[0]["uuid"]
-    assert db_rows(inst.db, "SELECT jti FROM api_tokens WHERE user_uuid = ?", (demo,)) == []
+    demo = db_rows(inst.database, "SELECT uuid FROM users WHERE username = 'demo'")[0]["uuid"]
+    assert db_rows(inst.database, "SELECT jti FROM api_tokens WHERE user_uuid = ?", (demo,)) == []
     assert (work / "token.json").is_file(), "the walkthrough writes token.json in its directory"

@@ -355,7 +355,7 @@ START_TEST(set_long_string)
 	memset(v, 'a', CONFIG_STR_MAX + 9);
 	v[CONFIG_STR_MAX + 9] = '\0';
 	config_defaults(&cfg);
-	ck_assert_int_eq(config_set(&cfg, "database", "path", v, "--database", err, sizeof err),
+	ck_assert_int_eq(config_set(&cfg, "database", "url", v, "--database", err, sizeof err),
 			 TOKEND_EINVAL);
 	ck_assert_str_eq(cfg.database, "var/tokend.db");
 	free(v);

@@ -651,7 +651,7 @@ static void cli_setup(void)
 	snprintf(cli_stdin, sizeof cli_stdin, "%s/password", base);
 	fp = fopen(cli_conf, "w");
 	ck_assert_ptr_nonnull(fp);
-	fprintf(fp, "[database]\npath = %s\n[keys]\ndir = %s\n[password]\n"
+	fprintf(fp, "[database]\nurl = %s\n[keys]\ndir = %s\n[password]\n"
 		"pbkdf2_iterations = 1\n[log]\nlevel = error\n", db_path, key_dir);
 	fclose(fp);
 	fp = fopen(cli_stdin, "w");

@@ -36,6 +36,7 @@ const struct store_backend store_postgres_backend = {
 	.member_is = store_pg_member_is,
 	.session_add = store_pg_session_add,
 	.session_state = store_pg_session_state,
+	.session_ended = store_pg_session_ended,
 	.sessions_end = store_pg_sessions_end,
 	.session_ends_since = store_pg_session_ends_since,
 	.refresh_add = store_pg_refresh_add,

@@ -125,6 +125,7 @@ int store_pg_error(struct store_pg_conn *c, const PGresult *r, const char *what)
 	log_line(msg, line, sizeof(line));
 	if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0) {
 		log_warn("store: %s: %s (%s)", what, line, st);
+		metrics_store_error(); /* busy counts, as SQLite's SQLITE_BUSY does */
 		return TOKEND_EBUSY;
 	}
 	log_error("store: %s: %s (%s)", what, line, st);

@@ -49,6 +49,7 @@ enum store_pg_stmt_id {
 	/* sessions.c */
 	PG_SESSION_ADD,
 	PG_SESSION_STATE,
+	PG_SESSION_ENDED,
 	PG_SESSION_END,
 	PG_USER_SESSIONS_END,
 	PG_SESSION_REFRESH_REVOKE,
@@ -216,6 +217,7 @@ int store_pg_session_add(struct store_tx *tx, const char *sid, const char *user_
 			 int64_t created_at);
 int store_pg_session_state(struct store_db *db, const char *sid, const char *user_uuid,
 			   enum store_session *state);
+int store_pg_session_ended(struct store_db *db, const char *sid, bool *ended);
 int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid,
 			  int64_t now, long *ended);
 int store_pg_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,

@@ -27,6 +27,10 @@ static const struct store_pg_stmt session_state = {
 	"WHERE s.id = $1 AND s.user_uuid = u.uuid AND s.revoked_at IS NULL)::int "
 	"FROM users u WHERE u.uuid = $2",
 	2, 0};
+/* No row: no such session, which counts as ended. */
+static const struct store_pg_stmt session_ended = {
+	PG_SESSION_ENDED, "session ended",
+	"SELECT (revoked_at IS NULL)::int FROM sessions WHERE id = $1", 1, 0};
 static const struct store_pg_stmt session_end = {
 	PG_SESSION_END, "session end",
 	"UPDATE sessions SET revoked_at = $3 "
@@ -81,6 +85,24 @@ int store_pg_session_state(struct store_db *db, const char *sid, const char *use
 		*state = STORE_SESSION_INACTIVE;
 	else if (store_pg_get_i64(r, 0, 1) != 0)
 		*state = STORE_SESSION_LIVE;
+	PQclear(r);
+	return 0;
+}
+
+int store_pg_session_ended(struct store_db *db, const char *sid, bool *ended)
+{
+	struct store_pg_conn *c = store_pg_conn(db);
+	const char *params[] = {sid};
+	PGresult *r;
+	int rc;
+
+	*ended = true;
+	if (c == NULL)
+		return TOKEND_EDB;
+	rc = store_pg_run(c, &session_ended, params, NULL, &r);
+	if (rc != 0)
+		return rc;
+	*ended = PQntuples(r) == 0 || store_pg_get_i64(r, 0, 0) == 0;
 	PQclear(r);
 	return 0;
 }
