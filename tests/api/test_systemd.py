@@ -99,7 +99,8 @@ def test_service_security_exposure(tokend_bin, tmp_path):
                  "LockPersonality=yes", "RestrictNamespaces=yes", "CapabilityBoundingSet=\n",
                  "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
                  "SystemCallFilter=@system-service", "Type=notify", "StateDirectory=tokend",
-                 "--database /var/lib/tokend/", "--key-dir /var/lib/tokend/"):
+                 "Environment=TOKEND_DATABASE_PATH=/var/lib/tokend/tokend.db\n",
+                 "Environment=TOKEND_KEYS_DIR=/var/lib/tokend/keys\n"):
         assert want in service.read_text(), f"tokend.service lacks {want!r}"
 
 
@@ -266,6 +267,48 @@ def test_socket_activation(factory, tmp_path, family, host):
         assert srv.stop() == 0, srv.tail()
         ns.wait_for("STOPPING", "1")
     finally:
+        ns.close()
+
+
+@needs_activate
+def test_the_units_command_line(tokend_bin, tmp_path):
+    """tokend.service's Environment= and ExecStart= as written, with
+    /var/lib/tokend and /etc/tokend/tokend.conf moved into tmp_path and
+    tokend.socket's part played by systemd-socket-activate: the database
+    and the keys land in the state directory, READY=1 arrives, it serves."""
+    unit = (UNITS / "tokend.service").read_text().splitlines()
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    shutil.copy(REPO / "config" / "tokend.conf", etc / "tokend.conf")
+
+    def moved(text):
+        return (text.replace("/var/lib/tokend", str(state))
+                .replace("/etc/tokend/tokend.conf", str(etc / "tokend.conf"))
+                .replace("/usr/local/bin/tokend", str(tokend_bin)))
+
+    env = {"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "1000"}
+    for ln in unit:
+        if ln.startswith("Environment="):
+            k, v = moved(ln[len("Environment="):]).split("=", 1)
+            env[k] = v
+    argv = moved([ln for ln in unit if ln.startswith("ExecStart=")][0][len("ExecStart="):]).split()
+    port = free_port()
+    ns = NotifySocket(tmp_path / "n.sock")
+    env["NOTIFY_SOCKET"] = ns.address
+    cmd = [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{port}"] + [f"-E{k}={v}" for k, v in env.items()] \
+        + argv
+    srv = Server(cmd, child_env(env), tmp_path, "unit-command-line")
+    try:
+        assert srv.wait_for_stderr(lambda ln: "Listening on" in ln, timeout=DEADLINE), srv.tail()
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
+        ns.wait_for("READY", "1", proc=srv.proc)
+        assert (state / "tokend.db").is_file(), list(state.iterdir())
+        assert any((state / "keys").glob("*.HS256.key")), list(state.iterdir())
+        assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+    finally:
+        srv.check_clean_exit()
         ns.close()
 
 
