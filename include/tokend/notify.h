@@ -11,6 +11,7 @@
 #define TOKEND_NOTIFY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* The first descriptor the service manager passes (SD_LISTEN_FDS_START). */
@@ -48,5 +49,15 @@ uint64_t notify_watchdog_usec(void);
  * (it calls unsetenv).
  */
 int notify_listen_fds(void);
+
+/*
+ * Checks that fd, handed over as above, is what an HTTP server can serve
+ * on: a listening TCP socket (SOCK_STREAM, SO_ACCEPTCONN, AF_INET or
+ * AF_INET6), and fills host (numeric, without brackets) and *port from its
+ * own address. Returns 0, or TOKEND_EINVAL with errbuf saying what the fd
+ * is instead. Never closes fd.
+ */
+int notify_listen_fd_check(int fd, char *host, size_t hostlen, unsigned *port, char *errbuf,
+			   size_t errlen);
 
 #endif

@@ -257,7 +257,8 @@ static int throttle_start(struct app *app)
  */
 static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 {
-	uint64_t every = notify_watchdog_usec() / 2;
+	uint64_t usec = notify_watchdog_usec();
+	uint64_t every = usec > 1 ? usec / 2 : usec; /* WATCHDOG_USEC=1 still pings */
 	uint64_t next = util_mono_us();
 
 	for (;;) {

@@ -41,6 +41,7 @@
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
+#include "tokend/notify.h"
 #include "tokend/router.h"
 #include "tokend/util.h"
 #include "tokend/workpool.h"
@@ -545,53 +546,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", buf);
 }
 
-/*
- * Checks that fd, handed over by the service manager, is what we can serve
- * on: a listening TCP socket (SOCK_STREAM, SO_ACCEPTCONN, AF_INET or
- * AF_INET6). A datagram, AF_UNIX or not-listening socket, or no socket at
- * all, is the unit's mistake: refused with what it is instead. Fills
- * where->host and where->port from the socket's own address.
- */
-static int listen_fd_check(int fd, struct server_listen *where, char *errbuf, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int type = 0, listening = 0;
-	socklen_t il = sizeof(int);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) != 0) {
-		snprintf(errbuf, errlen, "inherited fd %d (LISTEN_FDS) is not a socket: %s", fd,
-			 strerror(errno));
-		return TOKEND_EINVAL;
-	}
-	il = sizeof(int);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
-	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || type != SOCK_STREAM) {
-		snprintf(errbuf, errlen,
-			 "inherited fd %d (LISTEN_FDS) is not a TCP socket (family %d, type %d): "
-			 "tokend serves HTTP on ListenStream=ADDRESS:PORT only",
-			 fd, (int)ss.ss_family, type);
-		return TOKEND_EINVAL;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) != 0 || !listening) {
-		snprintf(errbuf, errlen,
-			 "inherited fd %d (LISTEN_FDS) is a TCP socket that is not listening "
-			 "(Accept=yes hands over connections: use Accept=no)",
-			 fd);
-		return TOKEND_EINVAL;
-	}
-	if (ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)(const void *)&ss;
-		inet_ntop(AF_INET6, &a6->sin6_addr, where->host, (socklen_t)sizeof(where->host));
-		where->port = ntohs(a6->sin6_port);
-	} else {
-		const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)&ss;
-		inet_ntop(AF_INET, &a4->sin_addr, where->host, (socklen_t)sizeof(where->host));
-		where->port = ntohs(a4->sin_port);
-	}
-	return 0;
-}
-
 /* Closes an inherited fd that libmicrohttpd has not closed already on its
  * failure path (only the main thread runs here: the number is not reused). */
 static void listen_fd_drop(int fd)
@@ -637,7 +591,8 @@ int server_start(const struct app *app, struct server_listen *where, struct serv
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));
 	if (where->fd >= 0) {
-		if (listen_fd_check(where->fd, where, errbuf, errlen) != 0) {
+		if (notify_listen_fd_check(where->fd, where->host, sizeof(where->host),
+					   &where->port, errbuf, errlen) != 0) {
 			listen_fd_drop(where->fd);
 			return TOKEND_EINVAL;
 		}

@@ -5,15 +5,19 @@
  * tokend needs no libsystemd: a datagram of "KEY=VALUE" lines to the
  * AF_UNIX socket $NOTIFY_SOCKET names ('@' first: an abstract name, the
  * '@' standing for the leading NUL), and the listening descriptors from 3
- * on when $LISTEN_PID is ours. The environment is read once, on the main
+ * on when $LISTEN_PID is ours, with the check that such a descriptor is a
+ * listening TCP socket. The environment is read once, on the main
  * thread, before other threads start (getenv and unsetenv are not safe
  * against each other); the copies below are written only then.
  */
 #include "tokend/notify.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +135,48 @@ int notify_listen_fds(void)
 			fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
 	}
 	return rc;
+}
+
+/* A datagram, AF_UNIX or not-listening socket, or no socket at all, is the
+ * unit's mistake (ListenDatagram=, a path, Accept=yes): said as such. */
+int notify_listen_fd_check(int fd, char *host, size_t hostlen, unsigned *port, char *errbuf,
+			   size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int type = 0, listening = 0;
+	socklen_t il = sizeof(int);
+
+	memset(&ss, 0, sizeof(ss));
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &il) != 0) {
+		snprintf(errbuf, errlen, "inherited fd %d (LISTEN_FDS) is not a socket: %s", fd,
+			 strerror(errno));
+		return TOKEND_EINVAL;
+	}
+	il = sizeof(int);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) || type != SOCK_STREAM) {
+		snprintf(errbuf, errlen,
+			 "inherited fd %d (LISTEN_FDS) is not a TCP socket (family %d, type %d): "
+			 "tokend serves HTTP on ListenStream=ADDRESS:PORT only",
+			 fd, (int)ss.ss_family, type);
+		return TOKEND_EINVAL;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &il) != 0 || !listening) {
+		snprintf(errbuf, errlen,
+			 "inherited fd %d (LISTEN_FDS) is a TCP socket that is not listening "
+			 "(Accept=yes hands over connections: use Accept=no)",
+			 fd);
+		return TOKEND_EINVAL;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)(const void *)&ss;
+		inet_ntop(AF_INET6, &a6->sin6_addr, host, (socklen_t)hostlen);
+		*port = ntohs(a6->sin6_port);
+	} else {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)(const void *)&ss;
+		inet_ntop(AF_INET, &a4->sin_addr, host, (socklen_t)hostlen);
+		*port = ntohs(a4->sin_port);
+	}
+	return 0;
 }
