@@ -7,8 +7,11 @@
   and then a request succeeds; SIGTERM brings STOPPING=1; WATCHDOG_USEC
   brings WATCHDOG=1 pings, and none when WATCHDOG_PID names another process;
 - socket activation: under `systemd-socket-activate` tokend serves fd 3
-  (IPv4 and IPv6) and says so; LISTEN_PID of another process is ignored;
-  a socket that is not a listening TCP one is refused with what it is;
+  (IPv4 and IPv6) and says so; of two sockets it serves the first and
+  closes the other; LISTEN_PID of another process is ignored; a socket that
+  is not a listening TCP one is refused with what it is;
+- the unit's own Environment= and ExecStart=, moved into a temporary
+  directory, put the database and keys in the state directory and serve;
 - the variables Kubernetes sets for a Service named tokend
   (TOKEND_PORT, TOKEND_SERVICE_HOST, ...) never stop start-up, while an
   unknown key of a known section still does (exit 2).
@@ -268,6 +271,28 @@ def test_socket_activation(factory, tmp_path, family, host):
         ns.wait_for("STOPPING", "1")
     finally:
         ns.close()
+
+
+@needs_activate
+def test_two_sockets_handed_over(factory):
+    """Two ListenStream= lines: tokend serves the first (fd 3), says it
+    closes the other, and the second port no longer accepts."""
+    p1, p2 = free_port(), free_port()
+    inst = factory()
+    cmd = [SOCKET_ACTIVATE, "-l", f"127.0.0.1:{p1}", "-l", f"127.0.0.1:{p2}"] + \
+        [f"-E{k}={v}" for k, v in inst.env.items()] + [str(inst.bin)] + inst.global_args() + \
+        ["serve"]
+    srv = Server(cmd, inst.merged_env(), inst.root, "two-sockets")
+    inst.servers.append(srv)
+    assert srv.wait_for_stderr(lambda ln: f"Listening on 127.0.0.1:{p2}" in ln,
+                               timeout=DEADLINE), srv.tail()
+    assert requests.get(f"http://127.0.0.1:{p1}/healthz", timeout=30).status_code == 200
+    assert srv.wait_for_stderr(lambda ln: "2 sockets handed over; serving fd 3, closing the "
+                               "other 1" in ln, timeout=DEADLINE), srv.tail()
+    line = srv.wait_for_stderr(lambda ln: "listening on" in ln, timeout=DEADLINE)
+    assert f"listening on http://127.0.0.1:{p1} (socket activation: inherited fd 3;" in line
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{p2}/healthz", timeout=10)
 
 
 @needs_activate
