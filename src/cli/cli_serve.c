@@ -4,13 +4,16 @@
  * order (store, migrations, keys, server, sweeper), the demo account of a
  * fresh database, the key watcher (a periodic check of the key directory),
  * and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP reloads the
- * signing keys.
+ * signing keys. Under a service manager (notify.h) it serves the socket
+ * handed over, says READY=1 once it serves and STOPPING=1 when it stops,
+ * and pings the watchdog from the signal loop.
  */
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli_internal.h"
 #include "tokend/app.h"
@@ -18,6 +21,7 @@
 #include "tokend/jwtsign.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
+#include "tokend/notify.h"
 #include "tokend/password.h"
 #include "tokend/router.h"
 #include "tokend/server.h"
@@ -244,14 +248,40 @@ static int throttle_start(struct app *app)
 	return 0;
 }
 
-/* Waits for SIGINT/SIGTERM; SIGHUP reloads the signing keys. */
+/*
+ * Waits for SIGINT/SIGTERM; SIGHUP reloads the signing keys. With a
+ * watchdog asked for (WATCHDOG_USEC), sends WATCHDOG=1 at once and then
+ * every half interval, as sd_watchdog_enabled(3) advises, waking from
+ * sigtimedwait() for it: the ping comes from the thread that would also
+ * stop the server, so a main thread stuck (in a reload, say) goes unpinged.
+ */
 static void wait_for_stop(const sigset_t *set, struct jwtsign_keys *keys)
 {
+	uint64_t usec = notify_watchdog_usec();
+	uint64_t every = usec > 1 ? usec / 2 : usec; /* WATCHDOG_USEC=1 still pings */
+	uint64_t next = util_mono_us();
+
 	for (;;) {
 		int sig = 0;
 
-		if (sigwait(set, &sig) != 0)
+		if (every > 0) {
+			uint64_t now = util_mono_us(), wait;
+			struct timespec ts;
+
+			if (now >= next) {
+				if (notify_send("WATCHDOG=1") != 0)
+					log_debug("notify: cannot send WATCHDOG=1");
+				next = now + every;
+			}
+			wait = next - now;
+			ts.tv_sec = (time_t)(wait / 1000000u);
+			ts.tv_nsec = (long)(wait % 1000000u) * 1000;
+			sig = sigtimedwait(set, NULL, &ts);
+			if (sig < 0) /* EAGAIN: time to ping; EINTR */
+				continue;
+		} else if (sigwait(set, &sig) != 0) {
 			continue;
+		}
 		if (sig == SIGHUP) {
 			jwtsign_keys_refresh(keys, JWTSIGN_RELOAD_SIGNAL); /* logs either way */
 			continue;
@@ -286,9 +316,11 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	char err[512];
 	char password[32] = "";
 	char team[UUID_STR_LEN] = "";
-	char host[64];
+	struct server_listen where = {.fd = -1};
 	char shown[CONFIG_STR_MAX];
-	unsigned port = 0, unused;
+	unsigned port = 0;
+	char status[160];
+	int inherited;
 	sigset_t set;
 	struct sweeper sweeper;
 	struct keywatch keywatch;
@@ -338,6 +370,26 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	/* The service manager's variables, read before any thread starts
+	 * (the store may start one): LISTEN_* are removed from the environment. */
+	notify_init();
+	inherited = notify_listen_fds();
+	if (inherited < 0) {
+		cli_err("LISTEN_PID is ours but LISTEN_FDS is not a count of open descriptors");
+		return 1;
+	}
+	if (inherited > 1) {
+		/* Several ListenStream= lines: one HTTP listener is all we serve. */
+		log_warn("socket activation: %d sockets handed over; serving fd %d, closing the "
+			 "other %d",
+			 inherited, NOTIFY_LISTEN_FDS_START, inherited - 1);
+		for (int fd = NOTIFY_LISTEN_FDS_START + 1; fd < NOTIFY_LISTEN_FDS_START + inherited;
+		     fd++)
+			close(fd);
+	}
+	if (inherited > 0)
+		where.fd = NOTIFY_LISTEN_FDS_START;
+
 	memset(&app, 0, sizeof(app));
 	app.cfg = cli->cfg;
 	if (cli_store_open(cli, &st, &fresh, NULL) != 0)
@@ -384,10 +436,14 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	metrics_serve_setup(app.cfg.metrics_enabled != 0);
 	if (app.cfg.access_log && log_access_buffer_start(app.cfg.access_log_flush_ms) != 0)
 		log_warn("access log: no flusher thread; writing each line at once");
-	if (server_start(&app, &srv, &port, err, sizeof(err)) != 0) {
+	/* The server owns where.fd from here, on every path. */
+	if (server_start(&app, &where, &srv, err, sizeof(err)) != 0) {
+		where.fd = -1;
 		cli_err("%s", err);
 		goto out;
 	}
+	where.fd = -1;
+	port = where.port;
 	if (sweeper_start(&sweeper, &app) != 0) {
 		cli_err("cannot start the sweeper thread");
 		server_stop(&srv, SHUTDOWN_GRACE_MS);
@@ -399,18 +455,34 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		server_stop(&srv, SHUTDOWN_GRACE_MS);
 		goto out;
 	}
-	config_listen_split(app.cfg.listen, host, sizeof(host), &unused);
 	util_dsn_redact(app.cfg.database, shown, sizeof(shown));
 	log_info("signing with key %s (%s); database %s", jwtsign_current_kid(keys),
 		 app.cfg.algorithm, shown);
 	if (app.cfg.key_reload_interval > 0)
 		log_info("keys: checking %s for changes every %ld s", app.cfg.key_dir,
 			 app.cfg.key_reload_interval);
-	log_info("listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
-		 strchr(host, ':') ? "]" : "", port);
+	snprintf(status, sizeof(status), "http://%s%s%s:%u", strchr(where.host, ':') ? "[" : "",
+		 where.host, strchr(where.host, ':') ? "]" : "", port);
+	if (inherited > 0)
+		log_info("listening on %s (socket activation: inherited fd %d; server.listen %s "
+			 "not used)",
+			 status, NOTIFY_LISTEN_FDS_START, app.cfg.listen);
+	else
+		log_info("listening on %s", status);
 	if (password[0] != '\0')
-		print_demo(host, port, password, team);
+		print_demo(where.host, port, password, team);
+	/* The socket is up, the store open, the keys loaded: ready. */
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on http://%s%s%s:%u",
+		 strchr(where.host, ':') ? "[" : "", where.host,
+		 strchr(where.host, ':') ? "]" : "", port);
+	if (notify_send(status) != 0)
+		log_warn("notify: cannot send READY=1 to NOTIFY_SOCKET");
+	if (notify_watchdog_usec() > 0)
+		log_info("notify: watchdog every %llu ms",
+			 (unsigned long long)(notify_watchdog_usec() / 2000u));
 	wait_for_stop(&set, keys);
+	if (notify_send("STOPPING=1") != 0)
+		log_debug("notify: cannot send STOPPING=1");
 	keywatch_stop(&keywatch);
 	sweeper_stop(&sweeper);
 	server_stop(&srv, SHUTDOWN_GRACE_MS);
@@ -418,6 +490,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	log_info("stopped");
 	rc = 0;
 out:
+	if (where.fd >= 0) /* failed before the server took it */
+		close(where.fd);
 	log_access_buffer_stop();
 	throttle_free(&app.login_client);
 	throttle_free(&app.login_user);

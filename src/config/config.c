@@ -398,6 +398,26 @@ int config_load_file(struct config *cfg, const char *path, char *errbuf, size_t 
 
 extern char **environ;
 
+/* True when some option lives in the section of len bytes at name
+ * (upper case, as in a variable's name). */
+static bool section_known(const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (strlen(options[i].section) == len &&
+		    strncasecmp(options[i].section, name, len) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * TOKEND_<SECTION>_<KEY> (API.md, "Deployment shapes"). A variable whose
+ * SECTION is none of ours is not configuration: Kubernetes sets
+ * TOKEND_PORT=tcp://10.0.0.1:80, TOKEND_SERVICE_HOST, TOKEND_PORT_8000_TCP_ADDR
+ * ... for a Service named tokend, in every pod of the namespace, and those
+ * must never stop start-up (a debug line at most). A KEY of a known section
+ * that the table lacks is a typo, and an error as in the file. Section names
+ * hold no '_', so the first '_' after the prefix ends SECTION.
+ */
 int config_load_env(struct config *cfg, char *errbuf, size_t errlen)
 {
 	static const char prefix[] = "TOKEND_";
@@ -423,6 +443,14 @@ int config_load_env(struct config *cfg, char *errbuf, size_t errlen)
 		opt = option_find_env(name);
 		snprintf(origin, sizeof(origin), "env %s", name);
 		if (opt == NULL) {
+			const char *sec = name + sizeof(prefix) - 1;
+			const char *us = strchr(sec, '_');
+
+			if (!section_known(sec, us != NULL ? (size_t)(us - sec) : strlen(sec))) {
+				log_debug("config: %s: no section of ours: not configuration, ignored",
+					  origin);
+				continue;
+			}
 			snprintf(errbuf, errlen, "%s: unknown configuration variable", origin);
 			return TOKEND_EINVAL;
 		}

@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -40,6 +41,7 @@
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
+#include "tokend/notify.h"
 #include "tokend/router.h"
 #include "tokend/util.h"
 #include "tokend/workpool.h"
@@ -544,8 +546,16 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_debug("http: %s", buf);
 }
 
-int server_start(const struct app *app, struct server **out, unsigned *port, char *errbuf,
-		 size_t errlen)
+/* Closes an inherited fd that libmicrohttpd has not closed already on its
+ * failure path (only the main thread runs here: the number is not reused). */
+static void listen_fd_drop(int fd)
+{
+	if (fd >= 0 && fcntl(fd, F_GETFD) != -1)
+		close(fd);
+}
+
+int server_start(const struct app *app, struct server_listen *where, struct server **out,
+		 char *errbuf, size_t errlen)
 {
 	const struct config *cfg = &app->cfg;
 	struct server *srv;
@@ -574,11 +584,24 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	 * headers, while a block of hundreds of tiny headers meets MHD's. */
 	size_t pool_bytes = (size_t)cfg->max_header + 4 * 1024;
 	char why[160];
+	char fd_name[32];
+	const char *listen_name = cfg->listen; /* for the error message */
 	long per_ip;
 
 	*out = NULL;
 	memset(&ss, 0, sizeof(ss));
-	if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
+	if (where->fd >= 0) {
+		if (notify_listen_fd_check(where->fd, where->host, sizeof(where->host),
+					   &where->port, errbuf, errlen) != 0) {
+			listen_fd_drop(where->fd);
+			return TOKEND_EINVAL;
+		}
+		/* The socket's own address: MHD takes it as it is. */
+		snprintf(host, sizeof(host), "%s", where->host);
+		p = where->port;
+		snprintf(fd_name, sizeof(fd_name), "inherited fd %d", where->fd);
+		listen_name = fd_name;
+	} else if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
 		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
 		return TOKEND_EINVAL;
 	}
@@ -595,13 +618,16 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		inet_pton(AF_INET, host, &a4->sin_addr);
 	}
 	srv = calloc(1, sizeof(*srv));
-	if (srv == NULL)
+	if (srv == NULL) {
+		listen_fd_drop(where->fd);
 		return TOKEND_ENOMEM;
+	}
 	srv->app = app;
 	srv->max_connections = cfg->max_connections;
 	if (cidr_list_parse(cfg->trusted_proxies, &srv->trusted, why, sizeof(why)) != 0) {
 		snprintf(errbuf, errlen, "server.trusted_proxies: %s", why);
 		free(srv);
+		listen_fd_drop(where->fd);
 		return TOKEND_EINVAL;
 	}
 	/* Behind proxies every connection comes from one of them: a limit
@@ -620,6 +646,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	if (srv->wd == NULL) {
 		inflight_free(&srv->per_client);
 		free(srv);
+		listen_fd_drop(where->fd);
 		return TOKEND_ENOMEM;
 	}
 	srv->pool = workpool_new(workers, cfg->hash_queue, cfg->hash_deadline_ms);
@@ -627,6 +654,7 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 		watchdog_free(&srv->wd);
 		inflight_free(&srv->per_client);
 		free(srv);
+		listen_fd_drop(where->fd);
 		snprintf(errbuf, errlen, "cannot start %ld hashing workers", workers);
 		return TOKEND_ENOMEM;
 	}
@@ -639,6 +667,9 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	srv->daemon = MHD_start_daemon(
 		flags, (uint16_t)p, accept_policy, srv, on_request, srv,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		/* -1 (MHD_INVALID_SOCKET, MHD's default): bind SOCK_ADDR. Else
+		 * MHD serves the inherited socket and ignores SOCK_ADDR. */
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)where->fd,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + threads),
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
@@ -657,7 +688,8 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (srv->daemon == NULL) {
-		snprintf(errbuf, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+		snprintf(errbuf, errlen, "cannot listen on %s: %s", listen_name, strerror(errno));
+		listen_fd_drop(where->fd);
 		workpool_free(&srv->pool);
 		watchdog_free(&srv->wd);
 		inflight_free(&srv->per_client);
@@ -666,7 +698,8 @@ int server_start(const struct app *app, struct server **out, unsigned *port, cha
 	}
 	metrics_gauges_source(gauges, srv);
 	di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	*port = di ? di->port : p;
+	snprintf(where->host, sizeof(where->host), "%s", host);
+	where->port = di && di->port ? di->port : p;
 	*out = srv;
 	return 0;
 }

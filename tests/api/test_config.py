@@ -214,7 +214,7 @@ def test_bad_config_stops_plain_serve(factory, tmp_path):
 # ---------------------------------------------------------------- environment
 
 @pytest.mark.parametrize("var,value", [
-    ("TOKEND_FOO_BAR", "1"), ("TOKEND_SERVER_NOPE", "1"), ("TOKEND_SERVER_THREADS", "abc"),
+    ("TOKEND_SERVER_NOPE", "1"), ("TOKEND_SERVER_THREADS", "abc"),
     ("TOKEND_SERVER_MAX_BODY", "-1"), ("TOKEND_LOG_LEVEL", "loud"),
     ("TOKEND_PASSWORD_PBKDF2_ITERATIONS", "0"),
 ])

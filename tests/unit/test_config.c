@@ -308,14 +308,61 @@ START_TEST(env)
 	ck_assert_msg(strstr(err, "env TOKEND_SERVER_THREADS") != NULL, "errbuf: %s", err);
 	unsetenv("TOKEND_SERVER_THREADS");
 
-	ck_assert_int_eq(setenv("TOKEND_NOPE_X", "1", 1), 0);
+	/* an unknown key of a known section is a typo: refused */
+	ck_assert_int_eq(setenv("TOKEND_SERVER_NOPE", "1", 1), 0);
 	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
-	ck_assert_msg(strstr(err, "env TOKEND_NOPE_X") != NULL, "errbuf: %s", err);
-	unsetenv("TOKEND_NOPE_X");
+	ck_assert_msg(strstr(err, "env TOKEND_SERVER_NOPE") != NULL, "errbuf: %s", err);
+	unsetenv("TOKEND_SERVER_NOPE");
+	ck_assert_int_eq(setenv("TOKEND_SERVER", "1", 1), 0);
+	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
+	unsetenv("TOKEND_SERVER");
+	ck_assert_int_eq(setenv("TOKEND_LOG_LEVELS", "debug", 1), 0);
+	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
+	unsetenv("TOKEND_LOG_LEVELS");
+}
+END_TEST
+
+/*
+ * API.md "Deployment shapes": a variable of a section that is not ours, such
+ * as those Kubernetes sets for a Service named tokend, is not configuration:
+ * ignored, and the real options beside them still apply.
+ */
+START_TEST(env_foreign_sections)
+{
+	static const char *const foreign[][2] = {
+		{"TOKEND_PORT", "tcp://10.0.0.1:80"},
+		{"TOKEND_SERVICE_HOST", "10.0.0.1"},
+		{"TOKEND_SERVICE_PORT", "80"},
+		{"TOKEND_SERVICE_PORT_HTTP", "80"},
+		{"TOKEND_PORT_8000_TCP", "tcp://10.0.0.1:8000"},
+		{"TOKEND_PORT_8000_TCP_PROTO", "tcp"},
+		{"TOKEND_PORT_8000_TCP_PORT", "8000"},
+		{"TOKEND_PORT_8000_TCP_ADDR", "10.0.0.1"},
+		{"TOKEND_NOPE_X", "1"},
+		{"TOKEND_", "x"},
+	};
+	struct config cfg;
+	char err[512] = "";
+
+	config_defaults(&cfg);
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+		ck_assert_int_eq(setenv(foreign[i][0], foreign[i][1], 1), 0);
+	ck_assert_int_eq(setenv("TOKEND_SERVER_THREADS", "5", 1), 0);
+	ck_assert_msg(config_load_env(&cfg, err, sizeof err) == 0, "errbuf: %s", err);
+	ck_assert_int_eq(cfg.threads, 5);
+	ck_assert_str_eq(cfg.listen, "127.0.0.1:8000");
+	/* beside them, a typo in a known section still stops start-up */
+	ck_assert_int_eq(setenv("TOKEND_SERVER_THREAD", "5", 1), 0);
+	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
+	ck_assert_msg(strstr(err, "env TOKEND_SERVER_THREAD:") != NULL, "errbuf: %s", err);
+	unsetenv("TOKEND_SERVER_THREAD");
+	unsetenv("TOKEND_SERVER_THREADS");
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+		unsetenv(foreign[i][0]);
 
 	/* no TOKEND_ variables at all: nothing changes */
 	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), 0);
-	ck_assert_int_eq(cfg.threads, 3);
+	ck_assert_int_eq(cfg.threads, 5);
 }
 END_TEST
 
@@ -544,6 +591,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, directory_is_not_a_file);
 	tcase_add_test(tc, booleans);
 	tcase_add_test(tc, env);
+	tcase_add_test(tc, env_foreign_sections);
 	tcase_add_test(tc, set);
 	tcase_add_test(tc, set_long_string);
 	tcase_add_test(tc, dump);
