@@ -219,6 +219,7 @@ int cli_main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_set_level((enum log_level)log_level_parse(cli.cfg.log_level));
+	log_set_format((enum log_format)log_format_parse(cli.cfg.log_format));
 	log_set_access((int)cli.cfg.access_log);
 
 	if (strcmp(argv[i], "serve") == 0)
