@@ -33,6 +33,7 @@ struct config {
 	long max_string;               /* bytes in one string field */
 	/* [log] */
 	char log_level[16];            /* debug | info | warn | error */
+	char log_format[8];            /* text | json */
 	long access_log;               /* 1 = one line per request */
 	long access_log_flush_ms;      /* buffered lines wait at most this; 0 = unbuffered */
 	/* [database] */

@@ -157,4 +157,7 @@ int handler_readyz(const struct handler_ctx *ctx, struct handler_result *res);
  */
 int handler_metrics(const struct handler_ctx *ctx, struct handler_result *res);
 
+/* GET /api/openapi.json: docs/openapi.yaml as JSON, embedded at build time. */
+int handler_openapi(const struct handler_ctx *ctx, struct handler_result *res);
+
 #endif

@@ -17,6 +17,7 @@
 #include "cli/cli_internal.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
+#include "tokend/router.h"
 #include "tokend/store.h"
 
 #ifndef TOKEND_VERSION
@@ -33,6 +34,8 @@ static const char usage[] =
 	"  team      add, list teams; add-member, remove-member\n"
 	"  key       list, rotate, retire signing keys\n"
 	"  purge     delete the rows of expired tokens\n"
+	"  routes    print the HTTP route table: METHOD<TAB>PATH, one route a line\n"
+	"            (a GET route answers HEAD too; docs/openapi.yaml describes them)\n"
 	"\n"
 	"Global options:\n"
 	"  --config FILE         INI configuration (default: built-in defaults)\n"
@@ -42,6 +45,30 @@ static const char usage[] =
 	"  -h, --help            this help\n"
 	"\n"
 	"Every configuration key can also be set as TOKEND_<SECTION>_<KEY>.\n";
+
+/* `tokend routes`: the router's table as built in, for scripts and
+ * tests/api/test_openapi.py (which checks docs/openapi.yaml against it). */
+static int cli_routes(int argc, char **argv)
+{
+	const struct route *r;
+	size_t n;
+
+	if (argc > 1) {
+		if (cli_is_help(argv[1])) {
+			puts("usage: tokend routes\n\n"
+			     "Prints the HTTP route table, one route a line: METHOD<TAB>PATH, with\n"
+			     "{name} for a path segment captured. A GET route answers HEAD too;\n"
+			     "every route works with and without its trailing slash.");
+			return 0;
+		}
+		cli_err("routes: unexpected argument \"%s\"", argv[1]);
+		return EXIT_USAGE;
+	}
+	r = router_routes(&n);
+	for (size_t i = 0; i < n; i++)
+		printf("%s\t%s\n", r[i].method, r[i].pattern);
+	return 0;
+}
 
 void cli_err(const char *fmt, ...)
 {
@@ -219,6 +246,7 @@ int cli_main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_set_level((enum log_level)log_level_parse(cli.cfg.log_level));
+	log_set_format((enum log_format)log_format_parse(cli.cfg.log_format));
 	log_set_access((int)cli.cfg.access_log);
 
 	if (strcmp(argv[i], "serve") == 0)
@@ -233,6 +261,8 @@ int cli_main(int argc, char **argv)
 		return cli_key(&cli, argc - i, argv + i);
 	if (strcmp(argv[i], "purge") == 0)
 		return cli_purge(&cli, argc - i, argv + i);
+	if (strcmp(argv[i], "routes") == 0)
+		return cli_routes(argc - i, argv + i);
 	cli_err("unknown command \"%s\" (see tokend --help)", argv[i]);
 	return EXIT_USAGE;
 }

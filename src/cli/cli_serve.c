@@ -8,11 +8,14 @@
  * handed over, says READY=1 once it serves and STOPPING=1 when it stops,
  * and pings the watchdog from the signal loop.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli_internal.h"
@@ -66,10 +69,59 @@ int cli_demo_create(struct cli *cli, struct store *st, char *password, size_t pw
 	return rc;
 }
 
-static void print_demo(const char *host, unsigned port, const char *password,
-		       const char *team)
+/*
+ * Writes the demo account to DIR/demo-credentials (mode 0600), DIR being
+ * the SQLite database's directory (var/ for `make run`) or, for a
+ * PostgreSQL target, the key directory's parent: README's walkthrough
+ * reads the password there instead of from a terminal. key=value lines,
+ * read with sed, never sourced. Returns 0 and the path, or -1 (logged).
+ */
+static int demo_file_write(const struct config *cfg, const char *password, const char *team,
+			   char *path, size_t pathlen)
+{
+	const char *base = cfg->database;
+	const char *slash;
+	char text[256];
+	int fd, n;
+	ssize_t w;
+
+	if (strstr(base, "://") != NULL || strchr(base, '=') != NULL)
+		base = cfg->key_dir;
+	slash = strrchr(base, '/');
+	if (slash == NULL)
+		n = snprintf(path, pathlen, "demo-credentials");
+	else
+		n = snprintf(path, pathlen, "%.*s/demo-credentials", (int)(slash - base),
+			     base);
+	if (n < 0 || (size_t)n >= pathlen)
+		return -1;
+	n = snprintf(text, sizeof(text),
+		     "# tokend serve --demo: the demo account of a new database (mode 0600)\n"
+		     "username=demo\npassword=%s\nteam=%s\n",
+		     password, team);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, 0600) != 0) {
+		log_warn("demo: cannot write %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		OPENSSL_cleanse(text, sizeof(text));
+		return -1;
+	}
+	w = write(fd, text, (size_t)n);
+	OPENSSL_cleanse(text, sizeof(text));
+	if (close(fd) != 0 || w != n) {
+		log_warn("demo: cannot write %s", path);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+static void print_demo(const struct config *cfg, const char *host, unsigned port,
+		       const char *password, const char *team)
 {
 	char h[80];
+	char path[4200];
 
 	snprintf(h, sizeof(h), "%s%s%s", strchr(host, ':') ? "[" : "", host,
 		 strchr(host, ':') ? "]" : "");
@@ -80,6 +132,8 @@ static void print_demo(const char *host, unsigned port, const char *password,
 	       "Log in with:\n"
 	       "  curl -X POST http://%s:%u/api/auth/jwt/ -d username=demo -d 'password=%s'\n",
 	       password, team, h, port, password);
+	if (demo_file_write(cfg, password, team, path, sizeof(path)) == 0)
+		printf("(also in %s, mode 0600)\n", path);
 	fflush(stdout);
 }
 
@@ -470,7 +524,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	else
 		log_info("listening on %s", status);
 	if (password[0] != '\0')
-		print_demo(where.host, port, password, team);
+		print_demo(&app.cfg, where.host, port, password, team);
 	/* The socket is up, the store open, the keys loaded: ready. */
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on http://%s%s%s:%u",
 		 strchr(where.host, ':') ? "[" : "", where.host,

@@ -30,8 +30,8 @@
  * OPT_ORIGINS: a list of browser origins, parsed into struct cors_origins
  * here, once; in a file, continued lines and repeats of the key add to it. */
 enum opt_type {
-	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_ALG, OPT_LISTEN, OPT_CIDRS,
-	OPT_ORIGINS
+	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_LOGFMT, OPT_ALG, OPT_LISTEN,
+	OPT_CIDRS, OPT_ORIGINS
 };
 
 struct option_def {
@@ -70,6 +70,7 @@ static const struct option_def options[] = {
 	INT("server", "max_json_depth", max_json_depth, 1, 1000, "32"),
 	INT("server", "max_string", max_string, 1, 1L << 20, "4096"),
 	TYPED("log", "level", OPT_LEVEL, log_level, "info"),
+	TYPED("log", "format", OPT_LOGFMT, log_format, "text"),
 	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true"},
 	INT("log", "access_log_flush_ms", access_log_flush_ms, 0, 60000, "100"),
 	/* A SQLite file, or a PostgreSQL URL or conninfo (store.c picks). */
@@ -251,6 +252,12 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 	case OPT_LEVEL:
 		if (log_level_parse(value) < 0) {
 			snprintf(reason, rlen, "must be debug, info, warn or error");
+			return TOKEND_EINVAL;
+		}
+		break;
+	case OPT_LOGFMT:
+		if (log_format_parse(value) < 0) {
+			snprintf(reason, rlen, "must be text or json");
 			return TOKEND_EINVAL;
 		}
 		break;

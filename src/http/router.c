@@ -27,6 +27,7 @@ static const struct route routes[] = {
 	{"GET", "/healthz", handler_healthz, 200, false, 0},
 	{"GET", "/readyz", handler_readyz, 200, false, 0},
 	{"GET", "/metrics", handler_metrics, 200, false, 0},
+	{"GET", "/api/openapi.json", handler_openapi, 200, false, 0},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

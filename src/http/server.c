@@ -7,7 +7,9 @@
  * life cycle here), refuses connections past the limit at accept, names
  * the client (the peer, or behind trusted proxies the address they forward
  * for: forwarded.h) and refuses a client's requests in flight past
- * server.per_client_requests (inflight.h) with 429, rejects
+ * server.per_client_requests (inflight.h) with 429, gives each request an
+ * id (X-Request-Id on every answer and in its access line; a trusted
+ * proxy's own when sane), rejects
  * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
  * the request, decodes its body and runs its handler inline; a handler
  * with slow work left (a password hash) has it run on the bounded worker
@@ -92,6 +94,7 @@ struct request {
 	char method[16];
 	char path[257];                 /* cut for the log; routing uses MHD's url */
 	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
+	char request_id[LOG_REQUEST_ID_MAX + 1]; /* X-Request-Id of the answer and the log */
 	struct inflight_ticket counted; /* in srv->per_client until completion */
 	int watch_id;                   /* the connection's in srv->wd (conn_watch_id) */
 	const struct route *route;
@@ -163,11 +166,35 @@ static enum MHD_Result queue(struct request *req, int rc, unsigned ok_status)
 		req->status = 500;
 		return MHD_NO;
 	}
+	/* Every answer names its request, errors included: the one the log shows. */
+	(void)MHD_add_response_header(r, "X-Request-Id", req->request_id);
 	if (strcmp(req->method, "HEAD") == 0)
 		req->bytes = 0; /* MHD sends the headers of the GET answer only */
 	ret = MHD_queue_response(req->conn, req->status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/*
+ * The request's id: a trusted proxy's X-Request-Id (nginx $request_id, an
+ * edge's trace id) when it is a sane token, so one id follows the request
+ * through every hop's log; otherwise, and from any other peer, a fresh one.
+ * peer_trusted is decided on the TCP peer, as for X-Forwarded-For.
+ */
+static void request_id_of(struct request *req, bool peer_trusted)
+{
+	const char *v;
+	size_t len;
+
+	if (peer_trusted &&
+	    MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND, "X-Request-Id",
+					  sizeof("X-Request-Id") - 1, &v, &len) == MHD_YES &&
+	    log_request_id_ok(v, len)) {
+		memcpy(req->request_id, v, len);
+		req->request_id[len] = '\0';
+		return;
+	}
+	log_request_id_new(req->request_id);
 }
 
 /* The configured origin that the request's Origin header equals, or NULL:
@@ -358,6 +385,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct server *srv = cls;
 	struct request *req = *req_cls;
 	const struct app *app = srv->app;
+	bool trusted;
 
 	(void)version;
 	if (req == NULL) {
@@ -370,7 +398,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->conn = conn;
 		req->start_us = util_mono_us();
 		remote_of(conn, req->remote, sizeof(req->remote));
-		if (srv->trusted.n > 0)
+		trusted = srv->trusted.n > 0 &&
+			  cidr_list_match_text(&srv->trusted, req->remote, strlen(req->remote));
+		request_id_of(req, trusted);
+		if (trusted)
 			forwarded_resolve(conn, &srv->trusted, req->remote, req->remote,
 					  sizeof(req->remote));
 		req->ctx.app = app;
@@ -450,7 +481,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (req == NULL)
 		return;
 	us = util_mono_us() - req->start_us;
-	log_access(req->remote, req->method, req->path, req->status, us, req->bytes);
+	log_access(req->remote, req->method, req->path, req->status, us, req->bytes, req->request_id);
 	metrics_request(router_index(req->route), req->status, us);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);

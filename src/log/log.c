@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements the levelled logger and the access log. Each line
+ * This module implements the levelled logger and the access log, as text or
+ * as one JSON object per line (log.format), and the request ids the access
+ * log names. Each line
  * is formatted into a stack buffer and written with a single write(2) to
  * stderr, so concurrent threads never interleave within a line. While the
  * server runs, access lines gather in a buffer per thread instead (at most
@@ -18,18 +20,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tokend/util.h"
 
-#define LOG_LINE_MAX 1024
+/* Room for the longest JSON access line (a 256-byte path of escapes is
+ * 1,536 bytes): a JSON line is never cut, which would break it. */
+#define LOG_LINE_MAX 3072
 #define LOG_PATH_MAX 256
+#define LOG_METHOD_MAX 32
 
 static atomic_int log_level = LOG_INFO;
 static atomic_int log_access_on = 1;
+static atomic_int log_format = LOG_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const format_names[] = {"text", "json"};
+
+int log_format_parse(const char *name)
+{
+	for (int i = 0; i < 2; i++)
+		if (strcmp(name, format_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+void log_set_format(enum log_format format)
+{
+	atomic_store(&log_format, (int)format);
+}
 
 int log_level_parse(const char *name)
 {
@@ -73,23 +94,64 @@ static void log_write(char *buf, size_t len)
 	(void)r;
 }
 
+/* A line under construction: appended to, cut at LOG_LINE_MAX. */
+struct line {
+	char buf[LOG_LINE_MAX + 1];
+	size_t n;
+};
+
+static void line_put(struct line *l, const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len > LOG_LINE_MAX - l->n)
+		len = LOG_LINE_MAX - l->n;
+	memcpy(l->buf + l->n, s, len);
+	l->n += len;
+}
+
+/* s as a JSON string's inside, cut (between escapes) so that reserve bytes
+ * stay free for the rest of the line. */
+static void line_put_json(struct line *l, const char *s, size_t len, size_t max_in,
+			  size_t reserve)
+{
+	size_t room = LOG_LINE_MAX - l->n;
+
+	if (room <= reserve)
+		return;
+	l->n += log_json_escape(s, len, l->buf + l->n, room - reserve + 1, max_in, NULL);
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char buf[LOG_LINE_MAX + 1];
+	struct line l = {.n = 0};
+	char msg[LOG_LINE_MAX];
 	va_list ap;
-	int n, m;
+	int n;
 
 	if ((int)level < atomic_load(&log_level))
 		return;
-	n = snprintf(buf, LOG_LINE_MAX, "%s %s ", log_now(), level_names[level]);
-	if (n < 0)
-		return;
 	va_start(ap, fmt);
-	m = vsnprintf(buf + n, LOG_LINE_MAX - (size_t)n, fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (m < 0)
-		m = 0;
-	log_write(buf, (size_t)n + (size_t)m);
+	if (n < 0)
+		msg[0] = '\0';
+	if (atomic_load(&log_format) == LOG_JSON) {
+		line_put(&l, "{\"time\":\"");
+		line_put(&l, log_now());
+		line_put(&l, "\",\"level\":\"");
+		line_put(&l, level_names[level]);
+		line_put(&l, "\",\"message\":\"");
+		line_put_json(&l, msg, strlen(msg), sizeof(msg), 3); /* '"}', and log_write's cut */
+		line_put(&l, "\"}");
+	} else {
+		line_put(&l, log_now());
+		line_put(&l, " ");
+		line_put(&l, level_names[level]);
+		line_put(&l, " ");
+		line_put(&l, msg);
+	}
+	log_write(l.buf, l.n);
 }
 
 bool log_escape(const char *s, size_t len, char *out, size_t outlen, size_t max_in)
@@ -116,20 +178,127 @@ bool log_escape(const char *s, size_t len, char *out, size_t outlen, size_t max_
 	return i < len;
 }
 
-/* An access line under construction: appended to, cut at LOG_LINE_MAX. */
-struct line {
-	char buf[LOG_LINE_MAX + 1];
-	size_t n;
-};
-
-static void line_put(struct line *l, const char *s)
+/* Bytes of the valid UTF-8 sequence at s (at most len bytes), 0 if none. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
 {
-	size_t len = strlen(s);
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t n;
 
-	if (len > LOG_LINE_MAX - l->n)
-		len = LOG_LINE_MAX - l->n;
-	memcpy(l->buf + l->n, s, len);
-	l->n += len;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* past U+10FFFF */
+	if (len < n || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+size_t log_json_escape(const char *s, size_t len, char *out, size_t outlen, size_t max_in,
+		       bool *cut)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t o = 0, i = 0;
+
+	size_t whole = len;
+
+	if (outlen == 0)
+		return 0;
+	if (len > max_in)
+		len = max_in;
+	while (i < len) {
+		unsigned char c = u[i];
+		char esc[7];
+		const char *put = esc;
+		size_t n, adv = 1;
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\', esc[1] = (char)c, n = 2;
+		} else if (c == '\n') {
+			put = "\\n", n = 2;
+		} else if (c == '\t') {
+			put = "\\t", n = 2;
+		} else if (c == '\r') {
+			put = "\\r", n = 2;
+		} else if (c < 0x80) { /* other controls and DEL */
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4], esc[5] = hex[c & 15], n = 6;
+		} else if ((adv = utf8_seq(u + i, len - i)) > 0) {
+			put = s + i, n = adv;
+		} else {
+			put = "\\ufffd", n = 6, adv = 1;
+		}
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, put, n);
+		o += n;
+		i += adv;
+	}
+	out[o] = '\0';
+	if (cut != NULL)
+		*cut = i < whole;
+	return o;
+}
+
+/*
+ * Request ids: splitmix64 (Steele, Lea, Flood 2014) per thread, seeded once
+ * from getrandom(2); a thread that cannot seed uses its address and the
+ * clock, which still tells requests apart.
+ */
+void log_request_id_new(char out[LOG_REQUEST_ID_MAX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	static _Thread_local uint64_t state;
+	static _Thread_local bool seeded;
+	uint64_t z;
+
+	if (!seeded) {
+		if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != (ssize_t)sizeof(state))
+			state = (uint64_t)(uintptr_t)&state ^ (util_mono_us() << 20);
+		seeded = true;
+	}
+	z = (state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	for (int i = LOG_REQUEST_ID_LEN - 1; i >= 0; i--, z >>= 4)
+		out[i] = hex[z & 15];
+	out[LOG_REQUEST_ID_LEN] = '\0';
+}
+
+bool log_request_id_ok(const char *v, size_t len)
+{
+	if (len == 0 || len > LOG_REQUEST_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL)))
+			return false;
+	}
+	return true;
 }
 
 static void line_put_u(struct line *l, unsigned long long v)
@@ -288,35 +457,76 @@ void log_access_buffer_stop(void)
 	abuf_flush_all();
 }
 
+/* The text line: TIME access CLIENT METHOD PATH STATUS USus BYTESB ID. */
+static void access_text(struct line *l, const char *remote, const char *method,
+			const char *path, unsigned status, uint64_t micros, uint64_t bytes,
+			const char *id)
+{
+	char m[LOG_METHOD_MAX * 4 + 1];
+	char p[LOG_PATH_MAX * 4 + 1];
+	char r[LOG_REQUEST_ID_MAX * 4 + 1];
+
+	(void)log_escape(method, strlen(method), m, sizeof(m), LOG_METHOD_MAX);
+	(void)log_escape(path, strlen(path), p, sizeof(p), LOG_PATH_MAX);
+	(void)log_escape(id, strlen(id), r, sizeof(r), LOG_REQUEST_ID_MAX);
+	line_put(l, log_now());
+	line_put(l, " access ");
+	line_put(l, remote);
+	line_put(l, " ");
+	line_put(l, m);
+	line_put(l, " ");
+	line_put(l, p);
+	line_put(l, " ");
+	line_put_u(l, status);
+	line_put(l, " ");
+	line_put_u(l, micros);
+	line_put(l, "us ");
+	line_put_u(l, bytes);
+	line_put(l, "B ");
+	line_put(l, r);
+}
+
+/* The JSON line; every field fits in LOG_LINE_MAX, escaped at its worst. */
+static void access_json(struct line *l, const char *remote, const char *method,
+			const char *path, unsigned status, uint64_t micros, uint64_t bytes,
+			const char *id)
+{
+	line_put(l, "{\"time\":\"");
+	line_put(l, log_now());
+	line_put(l, "\",\"level\":\"info\",\"message\":\"access\",\"client\":\"");
+	line_put_json(l, remote, strlen(remote), 64, 0);
+	line_put(l, "\",\"method\":\"");
+	line_put_json(l, method, strlen(method), LOG_METHOD_MAX, 0);
+	line_put(l, "\",\"path\":\"");
+	line_put_json(l, path, strlen(path), LOG_PATH_MAX, 0);
+	line_put(l, "\",\"status\":");
+	line_put_u(l, status);
+	line_put(l, ",\"us\":");
+	line_put_u(l, micros);
+	line_put(l, ",\"bytes\":");
+	line_put_u(l, bytes);
+	line_put(l, ",\"request_id\":\"");
+	line_put_json(l, id, strlen(id), LOG_REQUEST_ID_MAX, 0);
+	line_put(l, "\"}");
+}
+
 /* Formatted by hand: one line per request, and snprintf was 3 % of a request. */
 void log_access(const char *remote, const char *method, const char *path,
-		unsigned status, uint64_t micros, uint64_t bytes)
+		unsigned status, uint64_t micros, uint64_t bytes, const char *request_id)
 {
 	struct line l = {.n = 0};
-	char m[64];
-	char p[LOG_PATH_MAX * 4 + 1];
 	struct abuf *b;
 
 	if (!atomic_load(&log_access_on))
 		return;
+	remote = remote ? remote : "-";
 	method = method ? method : "-";
 	path = path ? path : "-";
-	(void)log_escape(method, strlen(method), m, sizeof(m), 32);
-	(void)log_escape(path, strlen(path), p, sizeof(p), LOG_PATH_MAX);
-	line_put(&l, log_now());
-	line_put(&l, " access ");
-	line_put(&l, remote ? remote : "-");
-	line_put(&l, " ");
-	line_put(&l, m);
-	line_put(&l, " ");
-	line_put(&l, p);
-	line_put(&l, " ");
-	line_put_u(&l, status);
-	line_put(&l, " ");
-	line_put_u(&l, micros);
-	line_put(&l, "us ");
-	line_put_u(&l, bytes);
-	line_put(&l, "B");
+	request_id = request_id && request_id[0] ? request_id : "-";
+	if (atomic_load(&log_format) == LOG_JSON)
+		access_json(&l, remote, method, path, status, micros, bytes, request_id);
+	else
+		access_text(&l, remote, method, path, status, micros, bytes, request_id);
 	b = atomic_load(&buffering) ? abuf_mine() : NULL;
 	if (b == NULL) {
 		log_write(l.buf, l.n);

@@ -25,6 +25,7 @@ DEFAULTS = {
     ("server", "max_json_depth"): "32",
     ("server", "max_string"): "4096",
     ("log", "level"): "info",
+    ("log", "format"): "text",
     ("log", "access_log"): "true",
     ("database", "url"): "var/tokend.db",
     ("database", "busy_timeout_ms"): "5000",
@@ -143,6 +144,7 @@ def test_unknown_section(factory, tmp_path):
     ("server", "max_body", "-5"), ("server", "max_body", "12abc"), ("server", "max_body", ""),
     ("server", "idle_timeout", "1.5x"), ("server", "max_json_depth", "0"),
     ("server", "max_connections", "99999999999999999999"), ("log", "level", "loud"),
+    ("log", "format", "JSON"), ("log", "format", "logfmt"),
     ("log", "access_log", "maybe"), ("password", "pbkdf2_iterations", "0"),
     ("password", "hash_queue", "-1"), ("keys", "algorithm", "none"), ("keys", "algorithm", "HS999"),
     ("tokens", "access_lifetime", "-300"), ("database", "busy_timeout_ms", "soon"),
@@ -215,7 +217,7 @@ def test_bad_config_stops_plain_serve(factory, tmp_path):
 
 @pytest.mark.parametrize("var,value", [
     ("TOKEND_SERVER_NOPE", "1"), ("TOKEND_SERVER_THREADS", "abc"),
-    ("TOKEND_SERVER_MAX_BODY", "-1"), ("TOKEND_LOG_LEVEL", "loud"),
+    ("TOKEND_SERVER_MAX_BODY", "-1"), ("TOKEND_LOG_LEVEL", "loud"), ("TOKEND_LOG_FORMAT", "yaml"),
     ("TOKEND_PASSWORD_PBKDF2_ITERATIONS", "0"),
 ])
 def test_bad_environment(factory, var, value):

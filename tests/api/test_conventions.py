@@ -316,7 +316,9 @@ def test_access_log_buffer_loses_no_line_at_shutdown(factory):
     assert got == list(range(n)), (
         f"after SIGTERM want each of the {n} lines exactly once; missing "
         f"{sorted(set(range(n)) - set(got))[:10]}, duplicates {len(got) - len(set(got))}")
-    assert all(ln.startswith("20") and ln.endswith("B") for ln in lines), "a line was cut or mixed"
+    # whole lines: they end with the bytes and the request id
+    assert all(ln.startswith("20") and re.search(r" \d+B [0-9a-f]{16}$", ln) for ln in lines), (
+        "a line was cut or mixed")
 
 
 def test_access_log_never_contains_secrets(srv, alice):

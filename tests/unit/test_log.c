@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This suite tests include/tokend/log.h: level names, and that logging and
- * access lines with hostile bytes do not crash.
+ * This suite tests include/tokend/log.h: level and format names, that
+ * logging and access lines with hostile bytes do not crash, the JSON
+ * escaper (controls, quotes, invalid UTF-8, never half an escape) and the
+ * request id's checks.
  */
 #include <check.h>
 #include <stdio.h>
@@ -61,7 +63,7 @@ static void hostile_access(void)
 	path[sizeof path - 1] = '\0';
 	memcpy(path, "/x\r\nFAKE \x01\xff\x7f", 12);
 	log_set_access(1);
-	log_access("127.0.0.1", "G\nET", path, 404, 12, 34);
+	log_access("127.0.0.1", "G\nET", path, 404, 12, 34, "0123456789abcdef");
 }
 
 START_TEST(access_escapes)
@@ -106,7 +108,7 @@ static void levels(void)
 	log_error("shown-error");
 	log_set_level(LOG_INFO);
 	log_set_access(0);
-	log_access("::1", "POST", "/hidden-access", 201, 0, 0);
+	log_access("::1", "POST", "/hidden-access", 201, 0, 0, "0123456789abcdef");
 	log_set_access(1);
 }
 
@@ -134,9 +136,9 @@ static void plain_lines(void)
 	log_set_access(1);
 	memset(path, 'a', sizeof path - 1);
 	path[sizeof path - 1] = '\0';
-	log_access("127.0.0.1", "GE\x7fT", path, 404, 12, 34);
+	log_access("127.0.0.1", "GE\x7fT", path, 404, 12, 34, "0123456789abcdef");
 	log_set_access(0);
-	log_access("::1", "POST", "/x", 201, 0, 0);
+	log_access("::1", "POST", "/x", 201, 0, 0, "0123456789abcdef");
 	log_set_access(1);
 	log_set_level(LOG_INFO);
 }
@@ -156,6 +158,85 @@ START_TEST(log_lines)
 }
 END_TEST
 
+START_TEST(json_escape)
+{
+	char out[64];
+	bool cut = true;
+	size_t n;
+
+	n = log_json_escape("a\"b\\c\n\t\r\x01\x7f", 10, out, sizeof(out), 64, &cut);
+	ck_assert_str_eq(out, "a\\\"b\\\\c\\n\\t\\r\\u0001\\u007f");
+	ck_assert_uint_eq(n, strlen(out));
+	ck_assert(!cut);
+	/* valid UTF-8 as is; a lone continuation, a truncated sequence, an
+	 * overlong '/', a surrogate and a byte past U+10FFFF as U+FFFD each */
+	log_json_escape("\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80", 9, out, sizeof(out), 64, NULL);
+	ck_assert_str_eq(out, "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80");
+	log_json_escape("\x80|\xc3|\xc0\xaf|\xed\xa0\x80|\xf5", 12, out, sizeof(out), 64, NULL);
+	ck_assert_str_eq(out, "\\ufffd|\\ufffd|\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd|\\ufffd");
+	/* NUL inside the length is escaped, not an end */
+	log_json_escape("a\0b", 3, out, sizeof(out), 64, NULL);
+	ck_assert_str_eq(out, "a\\u0000b");
+	/* an escape that does not fit is left out whole */
+	n = log_json_escape("ab\x01", 3, out, 7, 64, &cut);
+	ck_assert_str_eq(out, "ab");
+	ck_assert(cut);
+	n = log_json_escape("abcdef", 6, out, sizeof(out), 3, &cut);
+	ck_assert_str_eq(out, "abc");
+	ck_assert(cut);
+}
+END_TEST
+
+START_TEST(request_ids)
+{
+	char a[LOG_REQUEST_ID_MAX + 1], b[LOG_REQUEST_ID_MAX + 1];
+	char big[LOG_REQUEST_ID_MAX + 2];
+
+	ck_assert_int_eq(log_format_parse("text"), LOG_TEXT);
+	ck_assert_int_eq(log_format_parse("json"), LOG_JSON);
+	ck_assert_int_eq(log_format_parse("JSON"), -1);
+	log_request_id_new(a);
+	log_request_id_new(b);
+	ck_assert_uint_eq(strlen(a), LOG_REQUEST_ID_LEN);
+	ck_assert_str_ne(a, b);
+	ck_assert(log_request_id_ok(a, strlen(a)));
+	ck_assert(log_request_id_ok("!#$%&'*+-.^_`|~09azAZ", 21));
+	memset(big, 'a', sizeof(big));
+	ck_assert(log_request_id_ok(big, LOG_REQUEST_ID_MAX));
+	ck_assert(!log_request_id_ok(big, LOG_REQUEST_ID_MAX + 1));
+	ck_assert(!log_request_id_ok("", 0));
+	ck_assert(!log_request_id_ok("a\0b", 3));
+	ck_assert(!log_request_id_ok("a b", 3));
+	ck_assert(!log_request_id_ok("a\"b", 3));
+	ck_assert(!log_request_id_ok("a\\b", 3));
+	ck_assert(!log_request_id_ok("a\xc3\xa9", 3));
+}
+END_TEST
+
+static void json_lines(void)
+{
+	log_set_format(LOG_JSON);
+	log_info("quote \" nl \n %s", "\xff");
+	log_access("127.0.0.1", "GET", "/\"x\n", 404, 1, 2, "id\"1");
+	log_set_format(LOG_TEXT);
+}
+
+START_TEST(json_format)
+{
+	size_t len = 0;
+	char *out = capture(json_lines, &len);
+
+	ck_assert_msg(strstr(out, "\"level\":\"info\",\"message\":\"quote \\\" nl \\n \\ufffd\"}\n") !=
+			      NULL,
+		      "%s", out);
+	ck_assert_msg(strstr(out, "\"message\":\"access\",\"client\":\"127.0.0.1\",\"method\":\"GET\","
+				  "\"path\":\"/\\\"x\\n\",\"status\":404,\"us\":1,\"bytes\":2,"
+				  "\"request_id\":\"id\\\"1\"}\n") != NULL,
+		      "%s", out);
+	free(out);
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -165,6 +246,9 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, log_lines);
 	tcase_add_test(tc, access_escapes);
 	tcase_add_test(tc, level_filter);
+	tcase_add_test(tc, json_escape);
+	tcase_add_test(tc, request_ids);
+	tcase_add_test(tc, json_format);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -375,9 +375,9 @@ static int log_run(void)
 
 	log_info("torture %s %d", "line", 1);
 	for (int i = 0; i < 3; i++)
-		log_access("127.0.0.1", "GET", "/api/openapi/token/\x01\xff/", 200, 123, 45);
+		log_access("127.0.0.1", "GET", "/api/openapi/token/\x01\xff/", 200, 123, 45, "0123456789abcdef");
 	log_access_buffer_stop();
-	log_access("::1", "POST", "/api/auth/jwt/", 201, 1, 2);
+	log_access("::1", "POST", "/api/auth/jwt/", 201, 1, 2, "0123456789abcdef");
 	return rc == 0 ? 0 : TOKEND_ENOMEM;
 }
 
