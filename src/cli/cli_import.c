@@ -215,8 +215,8 @@ static bool hash_check(const char *s, size_t len, char *why, size_t whylen)
 			       false;
 		if (errno != 0 || n < 1 || n > PASSWORD_MAX_ITERATIONS || *p < '1' || *p > '9')
 			return fail(why, whylen,
-				    "pbkdf2_sha256 iteration count %.20s outside 1 to %ld",
-				    p, PASSWORD_MAX_ITERATIONS),
+				    "pbkdf2_sha256 iteration count %.*s outside 1 to %ld",
+				    (int)(end - p > 24 ? 24 : end - p), p, PASSWORD_MAX_ITERATIONS),
 			       false;
 		return fail(why, whylen,
 			    "malformed pbkdf2_sha256 hash (want "
@@ -522,7 +522,7 @@ static int json_object_of(struct import_reader *r, json_t **out, char *why, size
 {
 	json_error_t err;
 
-	*out = json_loadb(r->buf, r->len, JSON_REJECT_DUPLICATES, &err);
+	*out = json_loadb(r->buf, r->len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
 	if (*out == NULL)
 		return fail(why, whylen, "not valid JSON: %s", err.text);
 	if (!json_is_object(*out))
