@@ -362,6 +362,10 @@ static int import_one(struct store *st, struct store_tx *tx, const struct store_
 		row.created_at = now;
 		rc = st->be->user_add(tx, &row);
 		OPENSSL_cleanse(row.password, sizeof(row.password));
+		/* user_add's contract does not promise is_active (the fake makes
+		 * every new user active): a disabled user is disabled after it. */
+		if (rc == 0 && !u->is_active)
+			rc = st->be->user_set_active(tx, row.uuid, false);
 		added = true;
 	} else if (rc == 0 && !update) {
 		rc = TOKEND_EEXISTS;
