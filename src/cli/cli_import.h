@@ -65,6 +65,13 @@ enum import_format import_reader_format(const struct import_reader *r);
  */
 bool import_hash_check(const char *s, size_t len, char *why, size_t whylen);
 
+/*
+ * s (len bytes) quoted for a message into out: control bytes, quotes and
+ * backslashes, and bytes >= 0x80 unless s is UTF-8, as \xHH; at most 64
+ * bytes of s, then "...".
+ */
+void import_show(const char *s, size_t len, char *out, size_t outlen);
+
 /* `tokend user import ...` (argv[0] is "import"). */
 struct cli;
 int cli_user_import(struct cli *cli, int argc, char **argv);
