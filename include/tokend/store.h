@@ -118,6 +118,44 @@ int store_user_count(struct store *st, long *count);
 int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
 		    void *arg);
 
+/*
+ * Bulk import (tokend user import). One user of a batch: hash is an encoded
+ * hash the caller has checked (password_parse), teams are names or uuids of
+ * existing teams, each joined as "member".
+ */
+#define STORE_IMPORT_TEAMS_MAX 64 /* teams of one imported user */
+
+struct store_import {
+	const char *username;
+	const char *hash;
+	bool is_active;
+	const char *const *teams;
+	size_t n_teams;
+};
+
+struct store_import_counts {
+	long added;   /* new users */
+	long updated; /* existing users changed (update only) */
+	long skipped; /* existing users already as given (update only) */
+};
+
+/*
+ * Imports users[0..n) in one write transaction: all of them or none. A
+ * username that exists is TOKEND_EEXISTS unless update; with update its hash,
+ * is_active and memberships are brought to what users[] says, compared with
+ * the row as read just before the transaction: a changed hash or a disable
+ * ends every session of the user (as store_user_change_password and
+ * store_user_disable do), an unchanged user is counted as skipped, and an
+ * existing membership keeps its role. On success counts (if not NULL) gets
+ * this batch's numbers added. On failure nothing of the batch is written and
+ * *failed (if not NULL) is the index of the user at fault (n when the commit
+ * itself failed). Errors: TOKEND_EEXISTS, TOKEND_ENOTFOUND (a team of
+ * users[*failed] does not exist), TOKEND_EINVAL (a name, hash or team list
+ * over its limit), TOKEND_ENOMEM, TOKEND_EDB, TOKEND_EBUSY.
+ */
+int store_user_import(struct store *st, const struct store_import *users, size_t n, bool update,
+		      int64_t now, struct store_import_counts *counts, size_t *failed);
+
 /* Teams; team_ref is a name or a uuid. */
 int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LEN]);
 int store_team_get(struct store *st, const char *team_ref, struct store_team *out);

@@ -30,7 +30,7 @@ static const char usage[] =
 	"Commands:\n"
 	"  serve     run the HTTP server (tokend serve --help)\n"
 	"  migrate   apply database migrations\n"
-	"  user      add, passwd, disable, enable, logout, delete, list users\n"
+	"  user      add, passwd, disable, enable, logout, delete, list, import users\n"
 	"  team      add, list teams; add-member, remove-member\n"
 	"  key       list, rotate, retire signing keys\n"
 	"  purge     delete the rows of expired tokens\n"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements `tokend user ...`: add, passwd, disable, enable,
- * logout, delete and list. passwd, disable and logout end the user's
+ * logout, delete, list and import (cli_import.c). passwd, disable and logout end the user's
  * sessions (disable --revoke deletes their API tokens too); docs/tokens.md,
  * "Revocation". Passwords come from stdin (--password-stdin) or a no-echo
  * prompt and are wiped after hashing.
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_import.h"
 #include "cli/cli_internal.h"
 #include "tokend/err.h"
 #include "tokend/password.h"
@@ -32,6 +33,9 @@ static const char user_usage[] =
 	"                                  many ended); API tokens are kept\n"
 	"  delete NAME                     delete the user and their tokens\n"
 	"  list                            list users\n"
+	"  import [--format csv|jsonl|django] [--update] [FILE|-]\n"
+	"                                  add users with their password hashes\n"
+	"                                  (tokend user import --help)\n"
 	"\n"
 	"Without --password-stdin the password is asked twice on the terminal.\n"
 	"A session is one login: its access and refresh tokens. Ending it makes\n"
@@ -148,6 +152,8 @@ int cli_user(struct cli *cli, int argc, char **argv)
 		fputs(user_usage, stdout);
 		return 0;
 	}
+	if (strcmp(cmd, "import") == 0)
+		return cli_user_import(cli, argc - 1, argv + 1);
 	needs_name = strcmp(cmd, "list") != 0;
 	if (!needs_name && strcmp(cmd, "list") != 0) {
 		cli_err("user: unknown command \"%s\"", cmd);

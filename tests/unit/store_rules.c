@@ -42,7 +42,12 @@
  * - a purge deletes at most limit rows of each table per call, expired
  *   rows only, and a session goes with its last refresh row;
  * - a key is in use while an unused refresh token, a recent access token
- *   or an unexpired API token it signed may be valid.
+ *   or an unexpired API token it signed may be valid;
+ * - an import batch is all or nothing: an existing username (without
+ *   update) or a missing team names the user at fault and writes nothing of
+ *   the batch; with update a new hash or a disable ends the user's sessions,
+ *   a user already as given is skipped (its sessions live), and an existing
+ *   membership keeps its role.
  */
 #include "store_rules.h"
 
@@ -957,6 +962,88 @@ static void rule_key_in_use(struct fx *f)
 	ck_assert(!in_use);
 }
 
+static void rule_user_import(struct fx *f)
+{
+	char carol[64], dave[64], ghost[64];
+	const char *red_blue[] = {f->red_name, f->blue};
+	const char *ghost_team[] = {f->red_name, ghost};
+	struct store_import_counts c = {0, 0, 0};
+	struct store_refresh r0, r1;
+	struct store_user u;
+	struct store_team t;
+	size_t failed = 99;
+
+	unique(carol, sizeof carol, "carol");
+	unique(dave, sizeof dave, "dave");
+	unique(ghost, sizeof ghost, "Ghost");
+	{
+		struct store_import batch[] = {
+			{carol, HASH, true, red_blue, 2},
+			{dave, HASH, false, NULL, 0},
+		};
+		ck_assert_int_eq(store_user_import(f->st, batch, 2, false, f->t0, &c, &failed), 0);
+		ck_assert_int_eq(c.added, 2);
+	}
+	ck_assert_int_eq(store_user_get_by_name(f->st, dave, &u), 0);
+	ck_assert(!u.is_active);
+	ck_assert_int_eq(store_team_get(f->st, f->blue, &t), 0);
+	ck_assert_int_eq(t.members, 2); /* alice and carol */
+	{
+		/* An existing name without update: the new user before it is not kept. */
+		char eve[64];
+		unique(eve, sizeof eve, "eve");
+		struct store_import batch[] = {{eve, HASH, true, NULL, 0}, {carol, HASH2, true, NULL, 0}};
+		ck_assert_int_eq(store_user_import(f->st, batch, 2, false, f->t0, &c, &failed),
+				 TOKEND_EEXISTS);
+		ck_assert_uint_eq(failed, 1);
+		ck_assert_int_eq(store_user_get_by_name(f->st, eve, &u), TOKEND_ENOTFOUND);
+		/* A missing team, even with update. */
+		struct store_import bad[] = {{eve, HASH, true, NULL, 0}, {dave, HASH, true, ghost_team, 2}};
+		ck_assert_int_eq(store_user_import(f->st, bad, 2, true, f->t0, &c, &failed),
+				 TOKEND_ENOTFOUND);
+		ck_assert_uint_eq(failed, 1);
+		ck_assert_int_eq(store_user_get_by_name(f->st, eve, &u), TOKEND_ENOTFOUND);
+		ck_assert_int_eq(c.added, 2);
+		ck_assert_int_eq(c.updated + c.skipped, 0);
+	}
+	/* Update: alice as she is is skipped and keeps her session. */
+	login_at(f, &r0, f->alice, f->t0);
+	login_at(f, &r1, f->bob, f->t0);
+	{
+		const char *blue[] = {f->blue_name};
+		struct store_import same[] = {{f->alice_name, HASH, true, blue, 1}};
+		ck_assert_int_eq(store_user_import(f->st, same, 1, true, f->t0 + 1, &c, &failed), 0);
+		ck_assert_int_eq(c.skipped, 1);
+		ck_assert(live(f, &r0));
+		ck_assert_int_eq(state(f, r0.jti, f->alice), STORE_SESSION_LIVE);
+	}
+	{
+		/* A new hash for alice, a disable for bob, carol joins Blue again (no change),
+		 * dave is enabled: each ends what the operator commands would. */
+		const char *blue[] = {f->blue_name};
+		struct store_import batch[] = {
+			{f->alice_name, HASH2, true, NULL, 0},
+			{f->bob_name, HASH, false, blue, 1},
+			{carol, HASH, true, blue, 1},
+			{dave, HASH, true, NULL, 0},
+		};
+		ck_assert_int_eq(store_user_import(f->st, batch, 4, true, f->t0 + 2, &c, &failed), 0);
+		ck_assert_int_eq(c.updated, 3);
+		ck_assert_int_eq(c.skipped, 2);
+	}
+	ck_assert(!live(f, &r0));
+	ck_assert_int_eq(state(f, r0.jti, f->alice), STORE_SESSION_ENDED);
+	ck_assert(!live(f, &r1));
+	ck_assert_int_eq(state(f, r1.jti, f->bob), STORE_SESSION_INACTIVE);
+	ck_assert_int_eq(store_user_get_by_name(f->st, f->alice_name, &u), 0);
+	ck_assert_str_eq(u.password, HASH2);
+	ck_assert_int_eq(store_user_get_by_name(f->st, dave, &u), 0);
+	ck_assert(u.is_active);
+	ck_assert_int_eq(store_team_get(f->st, f->blue, &t), 0);
+	ck_assert_int_eq(t.members, 3); /* alice (still admin), carol, bob */
+	ck_assert_int_eq(store_user_import(f->st, NULL, 0, false, f->t0, &c, &failed), 0);
+}
+
 /* The list. */
 
 struct rule {
@@ -992,6 +1079,7 @@ static const struct rule rules[] = {
 	RULE(teams),
 	RULE(purge_batches),
 	RULE(key_in_use),
+	RULE(user_import),
 };
 #define NRULES ((int)(sizeof(rules) / sizeof(rules[0])))
 
