@@ -44,4 +44,11 @@ void store_ends_close(struct store *st);
 /* After a commit that may have ended a session: other processes reload. */
 void store_ends_bump(struct store *st);
 
+/*
+ * Ends transaction tx (as be->write_end) whose rows may have ended a
+ * session: after the COMMIT, other processes' verify sees it at once
+ * (store.c).
+ */
+int store_end_sessions_commit(struct store *st, struct store_tx *tx, int rc);
+
 #endif
