@@ -139,7 +139,10 @@ class PgDatabases:
         self._template_ready = False
 
     def url_of(self, name):
-        """admin_url with its database replaced by `name`."""
+        """admin_url with its database replaced by `name` (a conninfo's
+        last dbname= wins)."""
+        if not self.admin_url.startswith(dbsql.PG_PREFIXES):
+            return f"{self.admin_url} dbname={name}"
         u = urllib.parse.urlsplit(self.admin_url)
         return urllib.parse.urlunsplit(u._replace(path="/" + urllib.parse.quote(name, safe="")))
 

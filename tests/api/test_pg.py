@@ -8,6 +8,8 @@ Each test stops a PostgreSQL server, so they run on one of their own
 (tests/pgtmp.py, trust authentication: any password is accepted), not the
 session's that every other installation shares."""
 
+import os
+import signal
 import time
 import urllib.parse
 
@@ -83,6 +85,43 @@ def test_readyz_while_the_server_is_stopped_and_after(tokend_bin, tmp_path, pg):
         assert poll_ready(s, 200).json() == {"status": "ready"}
         # the connections come back too, not only the probe's
         expect_tokens(s.login("pat", "pat-password"))
+    finally:
+        inst.cleanup()
+
+
+def server_pids(pg):
+    """The postmaster and its children (the backends among them)."""
+    master = pg._postmaster_pid()
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
+def test_readyz_answers_promptly_while_the_server_hangs(tokend_bin, tmp_path, pg):
+    """A server that accepts but never answers (stopped with SIGSTOP): the
+    probe gives up within its own short wait, as with SQLite's lock
+    (test_ops.py), so a load balancer's probe timeout sees the 503."""
+    inst = installation(tokend_bin, tmp_path, pg, "hang")
+    s = inst.start(env={"TOKEND_SERVER_THREADS": "1"})  # one connection to warm
+    try:
+        poll_ready(s, 200)
+        pids = server_pids(pg)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            r = s.request("GET", "/readyz", timeout=4)
+            assert r.status_code == 503, r.text
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        poll_ready(s, 200)
     finally:
         inst.cleanup()
 

@@ -362,6 +362,36 @@ START_TEST(strerror_never_null)
 }
 END_TEST
 
+START_TEST(dsn_redact_cases)
+{
+	static const char *const cases[][2] = {
+		{"var/tokend.db", "var/tokend.db"},
+		{"postgresql://tokend@/db?host=/tmp", "postgresql://tokend@/db?host=/tmp"},
+		{"postgresql://tokend:s3cret@/db?host=/tmp", "postgresql://tokend:***@/db?host=/tmp"},
+		{"postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"},
+		{"postgresql://h/db?password=s3cret&sslmode=disable",
+		 "postgresql://h/db?password=***&sslmode=disable"},
+		{"postgresql://h/db?user=u&password=s3cret", "postgresql://h/db?user=u&password=***"},
+		{"postgresql://h/db?xpassword=1", "postgresql://h/db?xpassword=1"},
+		{"host=/tmp password=s3cret dbname=db", "host=/tmp password=*** dbname=db"},
+		{"password='s3 \\' cret' dbname=db", "password=*** dbname=db"},
+		{"password='unterminated", "password=***"},
+		{"host=h mypassword=1", "host=h mypassword=1"},
+		{"postgresql://u:s3cret", "postgresql://u:s3cret"}, /* no '@': a host:port */
+	};
+	char out[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		util_dsn_redact(cases[i][0], out, sizeof(out));
+		ck_assert_msg(strcmp(out, cases[i][1]) == 0, "%s: got %s", cases[i][0], out);
+	}
+	util_dsn_redact("postgresql://u:s3cret@h/db", out, 12);
+	ck_assert_str_eq(out, "postgresql:");
+	util_dsn_redact("password=s3cret", out, 5);
+	ck_assert_str_eq(out, "pass");
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -396,6 +426,10 @@ static Suite *util_suite(void)
 	tc = tcase_create("err");
 	tcase_add_test(tc, tls_per_thread);
 	tcase_add_test(tc, strerror_never_null);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dsn");
+	tcase_add_test(tc, dsn_redact_cases);
 	suite_add_tcase(s, tc);
 	return s;
 }
