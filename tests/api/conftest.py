@@ -22,6 +22,7 @@ Helpers are imported by the test modules with ``from conftest import ...``.
 
 import base64
 import os
+import queue
 import re
 import select
 import signal
@@ -124,9 +125,13 @@ def sqlite_only(reason):
 
 class PgDatabases:
     """Databases on one PostgreSQL server (admin_url: its maintenance
-    database), made and dropped over one autocommit connection: one per
-    installation, copied from a migrated template (STRATEGY FILE_COPY,
-    tests/pg/README.md: 35-65 ms against 60-160 ms for the migrations)."""
+    database): one per installation, copied from a migrated template
+    (STRATEGY FILE_COPY, tests/pg/README.md: 35-65 ms against 60-160 ms for
+    the migrations). A worker thread, on a connection of its own, copies
+    the next few ahead and drops the used ones, so that a test rarely waits
+    for either: the copies overlap the tests' own waits."""
+
+    AHEAD = 2  # copies made before they are asked for
 
     def __init__(self, admin_url):
         import psycopg2
@@ -137,6 +142,13 @@ class PgDatabases:
         self._n = 0
         self._prefix = f"t{os.getpid()}_"
         self._template_ready = False
+        self._ready = queue.Queue()  # (name, url): copies of the template
+        self._jobs = queue.Queue()   # ("copy", None), ("drop", name), ("stop", None)
+        self._wcon = psycopg2.connect(admin_url, connect_timeout=10)
+        self._wcon.autocommit = True
+        self._worker = threading.Thread(target=self._work, name="pg-databases", daemon=True)
+        self._worker.start()
+        self.stats = {"made": 0, "waited": 0, "dropped": 0}
 
     def url_of(self, name):
         """admin_url with its database replaced by `name` (a conninfo's
@@ -146,9 +158,33 @@ class PgDatabases:
         u = urllib.parse.urlsplit(self.admin_url)
         return urllib.parse.urlunsplit(u._replace(path="/" + urllib.parse.quote(name, safe="")))
 
-    def _exec(self, sql):
-        with self._lock, self._con.cursor() as cur:
+    def _exec(self, sql, con=None):
+        with (con or self._con).cursor() as cur:
             cur.execute(sql)
+
+    def _next_name(self):
+        with self._lock:
+            self._n += 1
+            return f"{self._prefix}{self._n}"
+
+    def _copy(self, con):
+        name = self._next_name()
+        self._exec(f'CREATE DATABASE "{name}" TEMPLATE "{self._prefix}{TEMPLATE}" '
+                   "STRATEGY FILE_COPY", con)
+        return name, self.url_of(name)
+
+    def _work(self):
+        while True:
+            job, arg = self._jobs.get()
+            try:
+                if job == "stop":
+                    return
+                if job == "copy":
+                    self._ready.put(self._copy(self._wcon))
+                else:
+                    self._exec(f'DROP DATABASE IF EXISTS "{arg}" WITH (FORCE)', self._wcon)
+            except Exception as e:  # noqa: BLE001 -- the main thread copies for itself
+                print(f"conftest: pg-databases worker: {job} {arg or ''}: {e}", file=sys.stderr)
 
     def _template(self, binary):
         if self._template_ready:
@@ -161,26 +197,45 @@ class PgDatabases:
         assert proc.returncode == 0, f"tokend migrate of the template failed: {proc.stderr}"
         self._exec(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true')
         self._template_ready = True
+        for _ in range(self.AHEAD):
+            self._jobs.put(("copy", None))
 
     def create(self, binary, empty=False):
         """A new database, migrated unless `empty`; returns (name, url)."""
-        if not empty:
-            self._template(binary)
-        with self._lock:
-            self._n += 1
-            name = f"{self._prefix}{self._n}"
-        tpl = "template0" if empty else f"{self._prefix}{TEMPLATE}"
-        self._exec(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}" STRATEGY FILE_COPY')
-        return name, self.url_of(name)
+        self.stats["made"] += 1
+        if empty:
+            name = self._next_name()
+            self._exec(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            return name, self.url_of(name)
+        self._template(binary)
+        self._jobs.put(("copy", None))  # the one that replaces this
+        try:
+            return self._ready.get_nowait()
+        except queue.Empty:
+            self.stats["waited"] += 1
+        try:
+            return self._ready.get(timeout=60)
+        except queue.Empty:  # the worker failed (it said why): copy here
+            return self._copy(self._con)
 
     def drop(self, name):
-        self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.stats["dropped"] += 1
+        self._jobs.put(("drop", name))
 
     def close(self):
+        self._jobs.put(("stop", None))
+        self._worker.join(timeout=120)
+        while True:
+            try:
+                name, _ = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if self._template_ready:
             name = f"{self._prefix}{TEMPLATE}"
             self._exec(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')
             self._exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self._wcon.close()
         self._con.close()
 
 
@@ -202,7 +257,13 @@ def pg_databases():
         if not pgtmp.available():
             pytest.exit("TOKEND_TEST_DATABASE=postgres: no TOKEND_TEST_PG_URL and no "
                         f"{pgtmp.PG_BIN}/initdb to start a server with", returncode=2)
-        PG_SERVER = pgtmp.PgTmp().start()
+        # in tmpfs when there is one: a CREATE DATABASE per installation
+        # copies ~8 MB (40-90 ms there, 0.4-1.1 s on a busy shared disk)
+        shm = Path("/dev/shm")
+        where = None
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            where = shm / f"tokend-pg-{os.getpid()}-{uuidlib.uuid4().hex[:6]}"
+        PG_SERVER = pgtmp.PgTmp(where).start()
         url = PG_SERVER.url
     PG = PgDatabases(url)
     try:
