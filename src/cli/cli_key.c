@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements `tokend key ...` (list, rotate, add, use, retire)
- * and `tokend purge`. Keys are files of the key directory; a running server
+ * This module implements `tokend key ...` (list, rotate, add, use, retire).
+ * Keys are files of the key directory; a running server
  * picks up a change by its periodic check (keys.reload_interval), on a
  * token of a kid it does not know, or on SIGHUP.
  */
@@ -161,35 +161,5 @@ int cli_key(struct cli *cli, int argc, char **argv)
 		return 1;
 	}
 	printf("%s\n", newkid);
-	return 0;
-}
-
-int cli_purge(struct cli *cli, int argc, char **argv)
-{
-	struct store *st = NULL;
-	long total = 0, n;
-	int rc = 0;
-
-	if (argc > 1) {
-		if (cli_is_help(argv[1])) {
-			puts("usage: tokend [global options] purge\n\n"
-			     "Deletes the rows of expired refresh tokens (outstanding and blacklisted)\nand of expired API tokens.");
-			return 0;
-		}
-		cli_err("purge: unexpected argument \"%s\"", argv[1]);
-		return EXIT_USAGE;
-	}
-	if (cli_store_open(cli, &st, NULL, NULL) != 0)
-		return 1;
-	do {
-		rc = store_purge(st, util_now(), cli->cfg.purge_batch, &n);
-		total += n;
-	} while (rc == 0 && n > 0);
-	store_close(&st);
-	if (rc != 0) {
-		cli_err("purge failed after %ld rows", total);
-		return 1;
-	}
-	printf("purged %ld expired token rows\n", total);
 	return 0;
 }

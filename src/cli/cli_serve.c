@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements `tokend serve` and `tokend migrate`: start-up in
- * order (store, migrations, keys, server, sweeper), the demo account of a
+ * This module implements `tokend serve`: start-up in order (store,
+ * migrations, keys, server, sweeper of sweeper.c), the demo account of a
  * fresh database, the key watcher (a periodic check of the key directory),
  * and the signal loop: SIGINT/SIGTERM stop cleanly, SIGHUP reloads the
  * signing keys. Under a service manager (notify.h) it serves the socket
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/cli_internal.h"
+#include "cli/sweeper.h"
 #include "tokend/app.h"
 #include "tokend/err.h"
 #include "tokend/jwtsign.h"
@@ -135,69 +136,6 @@ static void print_demo(const struct config *cfg, const char *host, unsigned port
 	if (demo_file_write(cfg, password, team, path, sizeof(path)) == 0)
 		printf("(also in %s, mode 0600)\n", path);
 	fflush(stdout);
-}
-
-/*
- * The sweeper: every purge_interval seconds deletes expired refresh-token
- * rows, purge_batch per transaction, so the table never grows without
- * bound and no sweep holds the write lock for long.
- */
-struct sweeper {
-	const struct app *app;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stop;
-};
-
-static void *sweeper_main(void *p)
-{
-	struct sweeper *sw = p;
-	const struct config *cfg = &sw->app->cfg;
-
-	pthread_mutex_lock(&sw->lock);
-	while (!sw->stop) {
-		struct timespec until;
-		long n = 0, total = 0;
-		int rc;
-
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += cfg->purge_interval;
-		while (!sw->stop && pthread_cond_timedwait(&sw->wake, &sw->lock, &until) == 0)
-			;
-		if (sw->stop)
-			break;
-		pthread_mutex_unlock(&sw->lock);
-		do {
-			rc = store_purge(sw->app->store, util_now(), cfg->purge_batch, &n);
-			total += n;
-		} while (rc == 0 && n > 0 && !sw->stop);
-		if (total > 0)
-			log_info("sweeper: purged %ld expired token rows", total);
-		pthread_mutex_lock(&sw->lock);
-	}
-	pthread_mutex_unlock(&sw->lock);
-	return NULL;
-}
-
-static int sweeper_start(struct sweeper *sw, const struct app *app)
-{
-	memset(sw, 0, sizeof(*sw));
-	sw->app = app;
-	pthread_mutex_init(&sw->lock, NULL);
-	pthread_cond_init(&sw->wake, NULL);
-	return pthread_create(&sw->thread, NULL, sweeper_main, sw) == 0 ? 0 : TOKEND_ENOMEM;
-}
-
-static void sweeper_stop(struct sweeper *sw)
-{
-	pthread_mutex_lock(&sw->lock);
-	sw->stop = true;
-	pthread_cond_signal(&sw->wake);
-	pthread_mutex_unlock(&sw->lock);
-	pthread_join(sw->thread, NULL);
-	pthread_mutex_destroy(&sw->lock);
-	pthread_cond_destroy(&sw->wake);
 }
 
 /*
@@ -553,28 +491,4 @@ out:
 	jwtsign_keys_free(&keys);
 	store_close(&st);
 	return rc;
-}
-
-int cli_migrate(struct cli *cli, int argc, char **argv)
-{
-	struct store *st = NULL;
-	int version = 0;
-	char shown[CONFIG_STR_MAX];
-
-	if (argc > 1) {
-		if (cli_is_help(argv[1])) {
-			puts("usage: tokend [global options] migrate\n\n"
-			     "Applies the migrations of sql/ the database lacks, each in one "
-			     "transaction.");
-			return 0;
-		}
-		cli_err("migrate: unexpected argument \"%s\"", argv[1]);
-		return EXIT_USAGE;
-	}
-	if (cli_store_open(cli, &st, NULL, &version) != 0)
-		return 1;
-	util_dsn_redact(cli->cfg.database, shown, sizeof(shown));
-	printf("database %s at schema version %d\n", shown, version);
-	store_close(&st);
-	return 0;
 }

@@ -21,6 +21,7 @@ Helpers are imported by the test modules with ``from conftest import ...``.
 """
 
 import base64
+import json
 import os
 import queue
 import re
@@ -776,6 +777,38 @@ def expect_tokens(resp, what="login"):
 def b64url_decode(s):
     s = s.strip()
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+# The 401 body of a refused token (verify, refresh, logout; API.md's table).
+TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
+
+
+def claims_of(token):
+    """The unverified payload of a JWT."""
+    return json.loads(b64url_decode(token.split(".")[1]))
+
+
+def header_of(token):
+    """The unverified header of a JWT."""
+    return json.loads(b64url_decode(token.split(".")[0]))
+
+
+def expect_invalid(resp, what=""):
+    """Assert the 401 of a refused token: TOKEN_INVALID and the Bearer challenge."""
+    body = expect_json(resp, 401, what)
+    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r} != {TOKEN_INVALID!r}"
+    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, (
+        f"{what}: 401 lacks 'WWW-Authenticate: {WWW_AUTH}' (got "
+        f"{resp.headers.get('WWW-Authenticate')!r})")
+    return body
+
+
+def expect_verified(resp, token, what=""):
+    """Assert verify's 201: exactly {"token": <the token>}."""
+    body = expect_json(resp, 201, what)
+    assert body == {"token": token}, (
+        f"{what}: 201 body must be {{'token': <the token>}}, got {body!r}")
+    return body
 
 
 def decode_token(token, keys):

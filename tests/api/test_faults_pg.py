@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: pgtmp
 import pgtmp  # noqa: E402
 
 import dbsql  # noqa: E402
-from conftest import HTTP_TIMEOUT, expect_json, expect_tokens  # noqa: E402
-from test_keys import claims_of, wait_until  # noqa: E402
+from conftest import HTTP_TIMEOUT, claims_of, expect_json, expect_tokens  # noqa: E402
+from test_keys import wait_until  # noqa: E402
 
 NO_PG = f"PostgreSQL's initdb is missing ({pgtmp.PG_BIN / 'initdb'}): install postgresql-15"
 needs_pg = pytest.mark.skipif(not pgtmp.available(), reason=NO_PG)

@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: pgtmp
 import pgtmp  # noqa: E402
 
 import dbsql  # noqa: E402
-from conftest import HTTP_TIMEOUT, expect_json, expect_tokens  # noqa: E402
+from conftest import (HTTP_TIMEOUT, claims_of, expect_invalid, expect_json,  # noqa: E402
+                      expect_tokens, header_of)
 from proxy import Nginx  # noqa: E402
-from test_keys import (JWKS, KID_RE, claims_of, current_kid, expect_invalid,  # noqa: E402
-                       header_of, wait_until)
+from test_keys import JWKS, KID_RE, current_kid, wait_until  # noqa: E402
 from test_metrics import parse, scrape, value  # noqa: E402
 
 if not pgtmp.available():

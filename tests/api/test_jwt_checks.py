@@ -18,12 +18,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import (WWW_AUTH, RawConn, b64url_decode, build_request, expect_json,
-                      expect_tokens)
+from conftest import (WWW_AUTH, RawConn, build_request, claims_of, expect_invalid, expect_json,
+                      expect_tokens, expect_verified, header_of)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 ISS = "https://auth.example"
 AUD = "api"
 
@@ -59,27 +58,6 @@ def sign_segments(h, p, key):
     """Signs two literal (possibly malformed) segments."""
     si = f"{h}.{p}"
     return f"{si}.{hs256(si, key)}"
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
-
-
-def header_of(token):
-    return json.loads(b64url_decode(token.split(".")[0]))
-
-
-def expect_invalid(resp, what=""):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r} != {TOKEN_INVALID!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, (
-        f"{what}: 401 lacks 'WWW-Authenticate: {WWW_AUTH}'")
-    return body
-
-
-def expect_verified(resp, token, what=""):
-    body = expect_json(resp, 201, what)
-    assert body == {"token": token}, f"{what}: {body!r}"
 
 
 def verify(srv, token):

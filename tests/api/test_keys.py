@@ -18,33 +18,18 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from conftest import (WWW_AUTH, b64url_decode, db_rows, expect_json, expect_tokens)
+from conftest import (b64url_decode, claims_of, db_rows, expect_invalid, expect_json, expect_tokens,
+                      header_of)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
 JWKS = "/.well-known/jwks.json"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 KID_RE = re.compile(r"^[0-9a-f]{16}$")
 RFC3339_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
 # ---------------------------------------------------------------- helpers
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
-
-
-def header_of(token):
-    return json.loads(b64url_decode(token.split(".")[0]))
-
-
-def expect_invalid(resp, what=""):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH
-    return body
-
 
 def verify(srv, token):
     return srv.post(VERIFY, json={"token": token})

@@ -26,9 +26,8 @@ import uuid as uuidlib
 
 import jwt
 
-from conftest import b64url_decode, expect_json, expect_tokens
-from test_keys import (JWKS, KID_RE, current_kid, expect_invalid, header_of, key_files,
-                       verify, wait_until)
+from conftest import b64url_decode, expect_invalid, expect_json, expect_tokens, header_of
+from test_keys import JWKS, KID_RE, current_kid, key_files, verify, wait_until
 from test_metrics import parse, scrape, value
 
 DEADLINE = 20.0  # seconds: bounds a hang, never a measurement

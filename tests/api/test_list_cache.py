@@ -26,10 +26,10 @@ import time
 
 import pytest
 
-from conftest import expect_json
+from conftest import expect_json, header_of
 from test_api_tokens import FORBIDDEN, World, rfc3339
 from test_bearer_auth import INACTIVE
-from test_keys import current_kid, header_of, rotate, wait_until
+from test_keys import current_kid, rotate, wait_until
 
 THREADS = 4  # HTTP threads of the servers here: each has its own cache
 WARM = 8     # lists before a change: most threads then hold a copy

@@ -4,23 +4,17 @@ revoked and the access tokens minted in it fail at once; every refusal is
 simplejwt's 401 token_not_valid body (or a 400 field error) and changes
 nothing."""
 
-import json
 import time
 import uuid as uuidlib
 
 import pytest
 
-from conftest import UUID_RE, WWW_AUTH, b64url_decode, db_rows, expect_json, expect_tokens
+from conftest import UUID_RE, claims_of, db_rows, expect_invalid, expect_json, expect_tokens
 
 LOGOUT = "/api/auth/jwt/blacklist/"
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
 API = "/api/openapi/token/"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 class World:
@@ -84,12 +78,6 @@ def w0(module_factory):
 def expect_ok(resp, what):
     body = expect_json(resp, 200, what)
     assert body == {}, f"{what}: logout answers 200 {{}}, got {body!r}"
-
-
-def expect_invalid(resp, what):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, what
 
 
 def expect_refused_unchanged(w, resp_fn, what):

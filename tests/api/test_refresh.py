@@ -11,35 +11,16 @@ import uuid as uuidlib
 import pytest
 import requests
 
-from conftest import (UUID_RE, WWW_AUTH, b64url_decode, db_rows, expect_json,
-                      expect_tokens)
+from conftest import (TOKEN_INVALID, UUID_RE, WWW_AUTH, claims_of, db_rows, expect_invalid,
+                      expect_json, expect_tokens, header_of)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 NO_ACTIVE = {"detail": "No active account found for the given token.",
              "code": "no_active_account"}
 
 
 # ---------------------------------------------------------------- helpers
-
-def claims_of(token):
-    """The unverified payload of a JWT."""
-    return json.loads(b64url_decode(token.split(".")[1]))
-
-
-def header_of(token):
-    return json.loads(b64url_decode(token.split(".")[0]))
-
-
-def expect_invalid(resp, what=""):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r} != {TOKEN_INVALID!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, (
-        f"{what}: 401 lacks 'WWW-Authenticate: {WWW_AUTH}' (got "
-        f"{resp.headers.get('WWW-Authenticate')!r})")
-    return body
-
 
 def refresh(srv, token, path=REFRESH, form=False, **extra):
     body = {"refresh": token, **extra}

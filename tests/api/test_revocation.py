@@ -10,7 +10,6 @@ that team; `user disable --revoke` deletes all of them. docs/tokens.md,
 "Revocation", is the contract these tests check.
 """
 
-import json
 import os
 import sqlite3
 import threading
@@ -20,21 +19,16 @@ import uuid as uuidlib
 import jwt
 import pytest
 
-from conftest import (NO_ACCOUNT, UUID_RE, WWW_AUTH, b64url_decode, db_rows, expect_json,
-                      expect_tokens, sqlite_only)
+from conftest import (NO_ACCOUNT, UUID_RE, WWW_AUTH, claims_of, db_rows, expect_invalid,
+                      expect_json, expect_tokens, expect_verified, sqlite_only)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
 API = "/api/openapi/token/"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 BEARER_INVALID_CODE = "token_not_valid"
 INACTIVE = {"detail": "User is inactive", "code": "user_inactive"}
 NOT_FOUND_USER = {"detail": "User not found", "code": "user_not_found"}
 SLOW_ITERATIONS = int(os.environ.get("TOKEND_TEST_SLOW_ITERATIONS", "12000000"))
-
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 class World:
@@ -83,18 +77,6 @@ def w(module_factory):
     inst, srv = module_factory.server(env={"TOKEND_TOKENS_REFRESH_GRACE": "0"},
                                       label="revocation grace=0")
     return World(inst, srv)
-
-
-def expect_invalid(resp, what):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, what
-    return body
-
-
-def expect_verified(resp, token, what):
-    body = expect_json(resp, 201, what)
-    assert body == {"token": token}, f"{what}: {body!r}"
 
 
 def expect_bearer_401(resp, what, code):

@@ -8,37 +8,14 @@ import uuid as uuidlib
 import jwt
 import pytest
 
-from conftest import (WWW_AUTH, b64url_decode, db_snapshot, expect_json, expect_tokens)
+from conftest import (claims_of, db_snapshot, expect_invalid, expect_json, expect_tokens,
+                      expect_verified, header_of)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
-TOKEN_INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 
 
 # ---------------------------------------------------------------- helpers
-
-def claims_of(token):
-    return json.loads(b64url_decode(token.split(".")[1]))
-
-
-def header_of(token):
-    return json.loads(b64url_decode(token.split(".")[0]))
-
-
-def expect_invalid(resp, what=""):
-    body = expect_json(resp, 401, what)
-    assert body == TOKEN_INVALID, f"{what}: 401 body {body!r} != {TOKEN_INVALID!r}"
-    assert resp.headers.get("WWW-Authenticate") == WWW_AUTH, (
-        f"{what}: 401 lacks 'WWW-Authenticate: {WWW_AUTH}' (got "
-        f"{resp.headers.get('WWW-Authenticate')!r})")
-    return body
-
-
-def expect_verified(resp, token, what=""):
-    body = expect_json(resp, 201, what)
-    assert body == {"token": token}, f"{what}: 201 body must be {{'token': <the token>}}, got {body!r}"
-    return body
-
 
 def verify(srv, token, path=VERIFY, form=False, **kw):
     if form:

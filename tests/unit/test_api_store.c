@@ -3,8 +3,9 @@
  * This suite tests the API-token part of include/tokend/store.h against a
  * temporary SQLite file (the cap, listing, lookup by token string, deletion and
  * liveness), the store calls bearer authentication relies on
- * (store_team_is_member, store_user_get_by_uuid), the listing version, and util_time_parse_rfc3339,
- * which reads the expires_at of an issue request.
+ * (store_team_is_member, store_user_get_by_uuid) and the listing version.
+ * util_time_parse_rfc3339, which reads the expires_at of an issue request,
+ * is tested by the util suite (test_util.c).
  */
 #include <check.h>
 #include <dirent.h>
@@ -419,7 +420,7 @@ START_TEST(live)
 {
 	struct world w;
 	struct store_api_token red, blue, bobs;
-	bool live = true;
+	bool is_live = true;
 	int64_t now = util_now();
 
 	make_world(&w);
@@ -434,14 +435,14 @@ START_TEST(live)
 	ck_assert(live_of(&bobs));
 
 	/* the claims must match the row */
-	ck_assert_int_eq(store_api_token_live(st, red.jti, w.bob, w.red, &live), 0);
-	ck_assert(!live);
-	live = true;
-	ck_assert_int_eq(store_api_token_live(st, red.jti, w.alice, w.blue, &live), 0);
-	ck_assert(!live);
-	live = true;
-	ck_assert_int_eq(store_api_token_live(st, NO_SUCH_UUID, w.alice, w.red, &live), 0);
-	ck_assert(!live);
+	ck_assert_int_eq(store_api_token_live(st, red.jti, w.bob, w.red, &is_live), 0);
+	ck_assert(!is_live);
+	is_live = true;
+	ck_assert_int_eq(store_api_token_live(st, red.jti, w.alice, w.blue, &is_live), 0);
+	ck_assert(!is_live);
+	is_live = true;
+	ck_assert_int_eq(store_api_token_live(st, NO_SUCH_UUID, w.alice, w.red, &is_live), 0);
+	ck_assert(!is_live);
 
 	/* removed from Red: the Red token dies, the Blue one lives */
 	ck_assert_int_eq(store_team_remove_member(st, "Red", "alice"), 0);
@@ -597,100 +598,6 @@ START_TEST(user_get_by_uuid)
 }
 END_TEST
 
-/* ---- util_time_parse_rfc3339 -------------------------------------------- */
-
-static const struct {
-	const char *s;
-	int64_t want;
-} good_times[] = {
-	{"2026-11-28T01:02:03Z", 1795827723},
-	{"2026-11-28t01:02:03z", 1795827723},
-	{"2026-11-28T01:02:03z", 1795827723},
-	{"2026-11-28t01:02:03Z", 1795827723},
-	{"2026-11-28T01:02:03.5Z", 1795827723},
-	{"2026-11-28T01:02:03.999999999Z", 1795827723},
-	{"2026-11-28T01:02:03.000Z", 1795827723},
-	{"2026-11-28T01:02:03+00:00", 1795827723},
-	{"2026-11-28T01:02:03-00:00", 1795827723},
-	{"2026-11-28T03:02:03+02:00", 1795827723},
-	{"2026-11-27T19:32:03-05:30", 1795827723},
-	{"2026-11-28T03:02:03.25+02:00", 1795827723},
-	{"1970-01-01T00:00:00Z", 0},
-	{"2024-02-29T12:00:00Z", 1709208000},
-	{"2000-03-01T00:00:00Z", 951868800},
-	{"2026-12-31T23:59:59Z", 1798761599},
-	/* an offset carrying the date over the year's end */
-	{"2027-01-01T01:59:59+02:00", 1798761599},
-};
-
-static const char *const bad_times[] = {
-	"",
-	"garbage",
-	"2026-11-28",
-	"2026-11-28T01:02:03",        /* no zone */
-	"2026-11-28T01:02:03.5",      /* no zone */
-	"2026-11-28T01:02Z",          /* no seconds */
-	"2026-02-30T00:00:00Z",       /* no such day */
-	"2027-02-29T00:00:00Z",       /* not a leap year */
-	"2100-02-29T00:00:00Z",       /* not a leap year either */
-	"2026-04-31T00:00:00Z",
-	"2026-13-01T00:00:00Z",
-	"2026-00-10T00:00:00Z",
-	"2026-11-00T00:00:00Z",
-	"2026-11-28T24:00:00Z",       /* hour 24 */
-	"2026-11-28T01:60:00Z",
-	"2026-11-28T01:02:61Z",
-	"2026-11-28T01:02:03Zx",      /* trailing characters */
-	"2026-11-28T01:02:03Z ",
-	"2026-11-28T01:02:03+02:00x",
-	"2026-11-28T01:02:03.Z",      /* empty fraction */
-	" 2026-11-28T01:02:03Z",
-	"2026-11-28X01:02:03Z",
-	"26-11-28T01:02:03Z",
-	"2026-1-28T01:02:03Z",
-	"2026-11-28T1:02:03Z",
-	"2026-11-28T01:02:03+2:00",
-	"2026-11-28T01:02:03+02",
-	"2026-11-28T01:02:03+02:60",
-	"2026/11/28T01:02:03Z",
-	"+2026-11-28T01:02:03Z",
-	"2026-11-28T01:02:03ZZ",
-};
-
-START_TEST(rfc3339_good)
-{
-	int64_t got = -12345;
-
-	ck_assert_msg(util_time_parse_rfc3339(good_times[_i].s, &got) == 0, "refused %s",
-		      good_times[_i].s);
-	ck_assert_msg(got == good_times[_i].want, "%s: got %lld, want %lld", good_times[_i].s,
-		      (long long)got, (long long)good_times[_i].want);
-}
-END_TEST
-
-START_TEST(rfc3339_bad)
-{
-	int64_t got = 0;
-
-	ck_assert_msg(util_time_parse_rfc3339(bad_times[_i], &got) == TOKEND_EINVAL,
-		      "accepted \"%s\"", bad_times[_i]);
-}
-END_TEST
-
-START_TEST(rfc3339_roundtrip)
-{
-	char buf[RFC3339_LEN];
-	int64_t got = 0;
-	int64_t samples[] = {0, 951868800, 1709208000, 1795827723, 1798761599, util_now()};
-
-	for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
-		util_time_rfc3339(samples[i], buf);
-		ck_assert_int_eq(util_time_parse_rfc3339(buf, &got), 0);
-		ck_assert_int_eq(got, samples[i]);
-	}
-}
-END_TEST
-
 static Suite *api_store_suite(void)
 {
 	Suite *s = suite_create("api_store");
@@ -710,32 +617,10 @@ static Suite *api_store_suite(void)
 	tcase_add_test(tc, token_version);
 	tcase_add_test(tc, user_get_by_uuid);
 	suite_add_tcase(s, tc);
-
-	tc = tcase_create("rfc3339");
-	tcase_add_loop_test(tc, rfc3339_good, 0, (int)(sizeof good_times / sizeof good_times[0]));
-	tcase_add_loop_test(tc, rfc3339_bad, 0, (int)(sizeof bad_times / sizeof bad_times[0]));
-	tcase_add_test(tc, rfc3339_roundtrip);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(api_store_suite());
-	int failed;
-
-	/*
-	 * Every test makes its directories under base; a failed check ends the
-	 * forked test at once (no teardown), so the runner removes base at the end.
-	 */
-	snprintf(base, sizeof base, "/tmp/tokend-unit-api-store-XXXXXX");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	rm_rf(base);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return UNIT_MAIN(api_store_suite(), "api-store", base, NULL);
 }

@@ -604,21 +604,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	/*
-	 * Every test makes its directories under base; a failed check ends the
-	 * forked test at once (no teardown), so the runner removes base at the end.
-	 */
-	snprintf(base, sizeof base, "/tmp/tokend-unit-config-XXXXXX");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	rm_rf(base);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return UNIT_MAIN(config_suite(), "config", base, NULL);
 }

@@ -196,7 +196,7 @@ START_TEST(failed_reload_keeps_old_set)
 	write_file("0123456789abcdef.HS256.key", "c2hvcnQ\n", 0600); /* half written */
 	ck_assert_int_eq(jwtsign_keys_refresh(ks, JWTSIGN_RELOAD_POLL), TOKEND_EINVAL);
 	ck_assert_int_eq(jwtsign_keys_refresh(ks, JWTSIGN_RELOAD_POLL), 0); /* tried already */
-	ck_assert_int_eq(jwtsign_keys_list(ks, info, 4), 1);
+	ck_assert_uint_eq(jwtsign_keys_list(ks, info, 4), 1);
 	jwtsign_signing_kid(ks, k2);
 	ck_assert_str_eq(k1, k2);
 	jwtsign_keys_free(&ks);
@@ -216,7 +216,7 @@ START_TEST(current_naming_missing_key_keeps_signer)
 	ck_assert_int_eq(jwtsign_keys_refresh(ks, JWTSIGN_RELOAD_POLL), 1);
 	jwtsign_signing_kid(ks, now);
 	ck_assert_str_eq(now, k1);
-	ck_assert_int_eq(jwtsign_keys_list(ks, (struct jwtsign_key_info[4]){0}, 4), 2);
+	ck_assert_uint_eq(jwtsign_keys_list(ks, (struct jwtsign_key_info[4]){0}, 4), 2);
 	ck_assert_int_eq(jwtsign_key_use(keydir, k2, err, sizeof err), 0);
 	ck_assert_int_eq(jwtsign_keys_refresh(ks, JWTSIGN_RELOAD_POLL), 1);
 	jwtsign_signing_kid(ks, now);
@@ -307,17 +307,5 @@ static Suite *keys_reload_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(keys_reload_suite());
-	int failed;
-
-	snprintf(base, sizeof base, "/tmp/tokend-unit-keys-reload-XXXXXX");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	rm_rf(base);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return UNIT_MAIN(keys_reload_suite(), "keys-reload", base, NULL);
 }

@@ -509,17 +509,5 @@ static Suite *sessions_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(sessions_suite());
-	int failed;
-
-	snprintf(base, sizeof base, "/tmp/tokend-unit-sessions-XXXXXX");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		return EXIT_FAILURE;
-	}
-	srunner_run_all(sr, CK_NORMAL);
-	rm_rf(base);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return UNIT_MAIN(sessions_suite(), "sessions", base, NULL);
 }

@@ -42,12 +42,15 @@
 #define NOW 1700000000
 #define HASH "pbkdf2_sha256$1000$salt$hash"
 
-/* Runs call (which names the transaction tx) in a transaction of its own: rc expected. */
+/*
+ * Runs call (which names the transaction in_tx, a name no test uses for its
+ * own, so that none is shadowed) in a transaction of its own: rc expected.
+ */
 #define IN_TX(call, rc)                                                                     \
 	do {                                                                                \
-		struct store_tx *tx;                                                        \
-		ck_assert_int_eq(be->write_begin(db, &tx), 0);                              \
-		ck_assert_int_eq(be->write_end(tx, (call)), (rc));                          \
+		struct store_tx *in_tx;                                                     \
+		ck_assert_int_eq(be->write_begin(db, &in_tx), 0);                           \
+		ck_assert_int_eq(be->write_end(in_tx, (call)), (rc));                       \
 	} while (0)
 
 static const struct store_backend *be = &store_postgres_backend;
@@ -114,7 +117,7 @@ static void user_make(const char *name, char uuid[UUID_STR_LEN])
 	ck_assert_int_eq(util_uuid_new(u.uuid), 0);
 	snprintf(u.username, sizeof u.username, "%s", name);
 	snprintf(u.password, sizeof u.password, "%s", HASH);
-	IN_TX(be->user_add(tx, &u), 0);
+	IN_TX(be->user_add(in_tx, &u), 0);
 	memcpy(uuid, u.uuid, UUID_STR_LEN);
 }
 
@@ -124,7 +127,7 @@ static void team_make(const char *name, char uuid[UUID_STR_LEN])
 
 	ck_assert_int_eq(util_uuid_new(t.uuid), 0);
 	snprintf(t.name, sizeof t.name, "%s", name);
-	IN_TX(be->team_add(tx, &t), 0);
+	IN_TX(be->team_add(in_tx, &t), 0);
 	memcpy(uuid, t.uuid, UUID_STR_LEN);
 }
 
@@ -248,7 +251,7 @@ START_TEST(users)
 	/* not UTF-8: no such user, not a database error */
 	ck_assert_int_eq(be->user_get(db, STORE_BY_NAME, "b\xffob", &got), TOKEND_ENOTFOUND);
 	snprintf(u.username, sizeof u.username, "\xc3\x28");
-	IN_TX(be->user_add(tx, &u), TOKEND_EINVAL);
+	IN_TX(be->user_add(in_tx, &u), TOKEND_EINVAL);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->user_uuid(tx, "bob", id), 0);
@@ -268,8 +271,8 @@ START_TEST(users)
 	ck_assert(be->user_count(db, &n) == 0 && n == 2);
 	ck_assert_int_eq(be->user_list(db, count_user, names), 0);
 	ck_assert_str_eq(names, "alice,bob,");
-	IN_TX(be->user_delete(tx, bob), 0);
-	IN_TX(be->user_delete(tx, bob), TOKEND_ENOTFOUND);
+	IN_TX(be->user_delete(in_tx, bob), 0);
+	IN_TX(be->user_delete(in_tx, bob), TOKEND_ENOTFOUND);
 	ck_assert(be->user_count(db, &n) == 0 && n == 1);
 }
 END_TEST
@@ -294,7 +297,7 @@ START_TEST(teams_members)
 	team_make("dev", other);
 	memcpy(t.uuid, other, UUID_STR_LEN); /* the uuid taken */
 	snprintf(t.name, sizeof t.name, "new");
-	IN_TX(be->team_add(tx, &t), TOKEND_EEXISTS);
+	IN_TX(be->team_add(in_tx, &t), TOKEND_EEXISTS);
 	ck_assert_int_eq(be->team_get(db, NULL, "ops", &got), 0);
 	ck_assert_str_eq(got.uuid, team);
 	ck_assert_int_eq(got.members, 0);
@@ -312,7 +315,7 @@ START_TEST(teams_members)
 	ck_assert(be->member_is(db, team, user, &member) == 0 && member);
 	ck_assert(be->member_is(db, other, user, &member) == 0 && !member);
 	/* a missing user: the foreign key */
-	IN_TX(be->member_set(tx, team, "nobody", "member"), TOKEND_ENOTFOUND);
+	IN_TX(be->member_set(in_tx, team, "nobody", "member"), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), 0);
 	ck_assert_int_eq(be->member_remove(tx, team, user), TOKEND_ENOTFOUND);
@@ -349,29 +352,29 @@ START_TEST(sessions)
 	ck_assert_int_eq(state_of(s1, "nobody"), STORE_SESSION_NO_USER);
 
 	/* another user's sid ends and revokes nothing */
-	IN_TX(be->sessions_end(tx, s1, eve, NOW + 10, &ended), 0);
+	IN_TX(be->sessions_end(in_tx, s1, eve, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 0);
 	ck_assert(live_of(s1, bob));
 
-	IN_TX(be->sessions_end(tx, s1, bob, NOW + 10, &ended), 0);
+	IN_TX(be->sessions_end(in_tx, s1, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
 	ck_assert_int_eq(state_of(s1, bob), STORE_SESSION_ENDED);
 	ck_assert(!live_of(s1, bob));
 	ck_assert_int_eq(state_of(s2, bob), STORE_SESSION_LIVE);
 
 	/* every live session of bob: s2 only */
-	IN_TX(be->sessions_end(tx, NULL, bob, NOW + 10, &ended), 0);
+	IN_TX(be->sessions_end(in_tx, NULL, bob, NOW + 10, &ended), 0);
 	ck_assert_int_eq(ended, 1);
 	ck_assert(!live_of(s2, bob));
 	ck_assert(live_of(s3, eve));
 	ck_assert(be->session_ends_since(db, 0, collect_end, &ends) == 0 && ends == 2);
 
-	IN_TX(be->user_set_active(tx, eve, false), 0);
+	IN_TX(be->user_set_active(in_tx, eve, false), 0);
 	ck_assert_int_eq(state_of(s3, eve), STORE_SESSION_INACTIVE);
 	/* a user goes with its sessions and rows */
-	IN_TX(be->user_delete(tx, eve), 0);
+	IN_TX(be->user_delete(in_tx, eve), 0);
 	ck_assert_int_eq(state_of(s3, eve), STORE_SESSION_NO_USER);
-	IN_TX(be->refresh_state(tx, s3, &rs), 0);
+	IN_TX(be->refresh_state(in_tx, s3, &rs), 0);
 	ck_assert(!rs.found);
 }
 END_TEST
@@ -471,7 +474,7 @@ START_TEST(locked_session)
 	memcpy(next.user_uuid, bob, UUID_STR_LEN);
 	ck_assert_int_eq(util_uuid_new(next.jti), 0);
 	memcpy(next.access_jti, next.jti, UUID_STR_LEN);
-	IN_TX(be->refresh_add(tx, &next), 0);
+	IN_TX(be->refresh_add(in_tx, &next), 0);
 	r.jti = next.jti;
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert(be->refresh_state(tx, next.jti, &rs) == 0 && !rs.used);
@@ -534,7 +537,7 @@ START_TEST(api_tokens)
 	user_make("bob", bob);
 	team_make("ops", team);
 	ck_assert(be->api_version(db, team, bob, &member, &v0) == 0 && !member);
-	IN_TX(be->member_set(tx, team, bob, "member"), 0);
+	IN_TX(be->member_set(in_tx, team, bob, "member"), 0);
 	ck_assert(be->api_version(db, team, bob, &member, &v0) == 0 && member);
 	ck_assert_int_eq(v0, 0);
 
@@ -557,7 +560,7 @@ START_TEST(api_tokens)
 
 	/* a duplicate digest */
 	api_make(&b, bob, team, NOW, NOW + 100, 0xaa);
-	IN_TX(be->api_add(tx, &b), TOKEND_EEXISTS);
+	IN_TX(be->api_add(in_tx, &b), TOKEND_EEXISTS);
 
 	ck_assert_int_eq(be->write_begin(db, &tx), 0);
 	ck_assert(be->api_delete(tx, a.jti, bob, "other-team", NOW, &deleted) == 0 && !deleted);
@@ -608,7 +611,7 @@ START_TEST(api_cap_threads)
 
 	user_make("bob", bob);
 	team_make("ops", team);
-	IN_TX(be->member_set(tx, team, bob, "member"), 0);
+	IN_TX(be->member_set(in_tx, team, bob, "member"), 0);
 	for (int i = 0; i < 4; i++) {
 		is[i] = (struct issuer){.user = bob, .team = team, .tag = (unsigned char)(16 * i)};
 		ck_assert_int_eq(pthread_create(&t[i], NULL, issue_thread, &is[i]), 0);
@@ -640,7 +643,7 @@ START_TEST(purge_and_keys)
 	for (int i = 0; i < 3; i++)
 		login(bob, sid, NOW + 10); /* expire at NOW + 10 */
 	api_make(&a, bob, team, NOW, NOW + 10, 0xcc);
-	IN_TX(be->api_add(tx, &a), 0);
+	IN_TX(be->api_add(in_tx, &a), 0);
 
 	ck_assert(be->key_in_use(db, "k1", NOW + 5, 60, &in_use) == 0 && in_use);
 	ck_assert(be->key_in_use(db, "k1", NOW + 100, 60, &in_use) == 0 && !in_use);
@@ -687,7 +690,7 @@ START_TEST(failures)
 	admin_exec(pg, "BEGIN");
 	snprintf(sql, sizeof sql, "SELECT 1 FROM users WHERE uuid = '%s' FOR UPDATE", bob);
 	admin_exec(pg, sql);
-	IN_TX(be->user_set_password(tx, bob, "x"), TOKEND_EBUSY);
+	IN_TX(be->user_set_password(in_tx, bob, "x"), TOKEND_EBUSY);
 	admin_exec(pg, "ROLLBACK");
 	PQfinish(pg);
 	ck_assert_int_eq(be->ping(db, 1000), 0);
@@ -700,7 +703,7 @@ START_TEST(failures)
 	kill_backend();
 	ck_assert_int_eq(be->user_set_password(tx, bob, "x"), TOKEND_EDB);
 	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EDB);
-	IN_TX(be->user_set_password(tx, bob, "y"), 0);
+	IN_TX(be->user_set_password(in_tx, bob, "y"), 0);
 
 	/* the ping meets it, and the one after reconnects */
 	kill_backend();

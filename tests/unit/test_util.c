@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This suite tests the small helpers of include/tokend/util.h (base64url,
- * UUIDs, RFC 3339 times, UTF-8 validation) and tokend_strerror() of err.h,
+ * UUIDs, RFC 3339 times written and parsed, UTF-8 validation) and tokend_strerror() of err.h,
  * mostly along their hostile paths: padding, foreign alphabets, trailing
  * bits, overlongs, surrogates and short buffers.
  */
@@ -392,6 +392,100 @@ START_TEST(dsn_redact_cases)
 }
 END_TEST
 
+/* ---- util_time_parse_rfc3339 -------------------------------------------- */
+
+static const struct {
+	const char *s;
+	int64_t want;
+} good_times[] = {
+	{"2026-11-28T01:02:03Z", 1795827723},
+	{"2026-11-28t01:02:03z", 1795827723},
+	{"2026-11-28T01:02:03z", 1795827723},
+	{"2026-11-28t01:02:03Z", 1795827723},
+	{"2026-11-28T01:02:03.5Z", 1795827723},
+	{"2026-11-28T01:02:03.999999999Z", 1795827723},
+	{"2026-11-28T01:02:03.000Z", 1795827723},
+	{"2026-11-28T01:02:03+00:00", 1795827723},
+	{"2026-11-28T01:02:03-00:00", 1795827723},
+	{"2026-11-28T03:02:03+02:00", 1795827723},
+	{"2026-11-27T19:32:03-05:30", 1795827723},
+	{"2026-11-28T03:02:03.25+02:00", 1795827723},
+	{"1970-01-01T00:00:00Z", 0},
+	{"2024-02-29T12:00:00Z", 1709208000},
+	{"2000-03-01T00:00:00Z", 951868800},
+	{"2026-12-31T23:59:59Z", 1798761599},
+	/* an offset carrying the date over the year's end */
+	{"2027-01-01T01:59:59+02:00", 1798761599},
+};
+
+static const char *const bad_times[] = {
+	"",
+	"garbage",
+	"2026-11-28",
+	"2026-11-28T01:02:03",        /* no zone */
+	"2026-11-28T01:02:03.5",      /* no zone */
+	"2026-11-28T01:02Z",          /* no seconds */
+	"2026-02-30T00:00:00Z",       /* no such day */
+	"2027-02-29T00:00:00Z",       /* not a leap year */
+	"2100-02-29T00:00:00Z",       /* not a leap year either */
+	"2026-04-31T00:00:00Z",
+	"2026-13-01T00:00:00Z",
+	"2026-00-10T00:00:00Z",
+	"2026-11-00T00:00:00Z",
+	"2026-11-28T24:00:00Z",       /* hour 24 */
+	"2026-11-28T01:60:00Z",
+	"2026-11-28T01:02:61Z",
+	"2026-11-28T01:02:03Zx",      /* trailing characters */
+	"2026-11-28T01:02:03Z ",
+	"2026-11-28T01:02:03+02:00x",
+	"2026-11-28T01:02:03.Z",      /* empty fraction */
+	" 2026-11-28T01:02:03Z",
+	"2026-11-28X01:02:03Z",
+	"26-11-28T01:02:03Z",
+	"2026-1-28T01:02:03Z",
+	"2026-11-28T1:02:03Z",
+	"2026-11-28T01:02:03+2:00",
+	"2026-11-28T01:02:03+02",
+	"2026-11-28T01:02:03+02:60",
+	"2026/11/28T01:02:03Z",
+	"+2026-11-28T01:02:03Z",
+	"2026-11-28T01:02:03ZZ",
+};
+
+START_TEST(rfc3339_good)
+{
+	int64_t got = -12345;
+
+	ck_assert_msg(util_time_parse_rfc3339(good_times[_i].s, &got) == 0, "refused %s",
+		      good_times[_i].s);
+	ck_assert_msg(got == good_times[_i].want, "%s: got %lld, want %lld", good_times[_i].s,
+		      (long long)got, (long long)good_times[_i].want);
+}
+END_TEST
+
+START_TEST(rfc3339_bad)
+{
+	int64_t got = 0;
+
+	ck_assert_msg(util_time_parse_rfc3339(bad_times[_i], &got) == TOKEND_EINVAL,
+		      "accepted \"%s\"", bad_times[_i]);
+}
+END_TEST
+
+START_TEST(rfc3339_roundtrip)
+{
+	char buf[RFC3339_LEN];
+	int64_t got = 0;
+	int64_t samples[] = {0, 951868800, 1709208000, 1795827723, 1798761599, util_now()};
+
+	for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+		util_time_rfc3339(samples[i], buf);
+		ck_assert_int_eq(util_time_parse_rfc3339(buf, &got), 0);
+		ck_assert_int_eq(got, samples[i]);
+	}
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -415,6 +509,12 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, time_rfc3339);
 	tcase_add_test(tc, time_now_mono);
 	tcase_add_test(tc, random_bytes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rfc3339");
+	tcase_add_loop_test(tc, rfc3339_good, 0, (int)(sizeof good_times / sizeof good_times[0]));
+	tcase_add_loop_test(tc, rfc3339_bad, 0, (int)(sizeof bad_times / sizeof bad_times[0]));
+	tcase_add_test(tc, rfc3339_roundtrip);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("utf8");
