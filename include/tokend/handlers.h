@@ -19,8 +19,6 @@ struct app;
 
 struct handler_ctx {
 	const struct app *app;
-	const char *method;
-	const char *path;
 	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX]; /* {captures} of the pattern */
 	const json_t *body;          /* decoded body; an empty object when none */
 	const char *authorization;   /* the header, or NULL; never log it */

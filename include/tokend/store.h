@@ -113,7 +113,6 @@ int store_user_disable(struct store *st, const char *username, int64_t now,
 		       bool delete_api_tokens);
 /* Deletes the user; memberships, sessions and tokens go with it. */
 int store_user_delete(struct store *st, const char *username);
-int store_user_count(struct store *st, long *count);
 /* Calls fn for each user ordered by username; stops early if fn returns non-zero. */
 int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
 		    void *arg);

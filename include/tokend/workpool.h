@@ -26,9 +26,6 @@ struct workpool *workpool_new(long threads, long queue, long deadline_ms);
 /* Queues a job. Returns 0, or TOKEND_EBUSY when the queue is full or closing. */
 int workpool_submit(struct workpool *wp, workpool_fn fn, void *arg);
 
-/* Jobs queued or running now. */
-size_t workpool_pending(struct workpool *wp);
-
 /* Jobs waiting in the queue, and jobs running, now. */
 void workpool_stats(struct workpool *wp, size_t *queued, size_t *running);
 

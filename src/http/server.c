@@ -276,8 +276,7 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	}
 	req->route = router_match(req->method, fr.path, req->ctx.params, req->allow,
 				  sizeof(req->allow), &err);
-	req->limit = req->route && req->route->body_limit ? req->route->body_limit
-							   : app->cfg.max_body;
+	req->limit = app->cfg.max_body;
 	if (fr.content_length != NULL) {
 		char *end;
 		errno = 0;
@@ -405,8 +404,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			forwarded_resolve(conn, &srv->trusted, req->remote, req->remote,
 					  sizeof(req->remote));
 		req->ctx.app = app;
-		req->ctx.method = req->method;
-		req->ctx.path = req->path;
 		req->ctx.remote = req->remote;
 		req->watch_id = conn_watch_id(conn);
 		watchdog_begin(srv->wd, req->watch_id);
@@ -429,7 +426,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 		*upload_data_size = 0;
 		if (util_mono_us() - req->start_us > (uint64_t)app->cfg.request_timeout * 1000000u) {
-			req->status = 408; /* for the log: too slow, connection closed */
+			/* Too slow: closed without an answer; the status is for the log. */
+			req->status = response_status_for(TOKEND_ETIMEOUT, 0);
 			return MHD_NO;
 		}
 		if (req->err != 0) {
