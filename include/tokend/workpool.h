@@ -3,7 +3,7 @@
  * This header is the contract of the bounded worker pool that runs slow work
  * (password hashing) off the HTTP threads. The queue has a fixed capacity:
  * submitting to a full queue fails at once so the caller can answer 503.
- * Workers run at a lower priority (nice 10) than the threads that submit.
+ * Workers run at a lower priority (nice 19) than the threads that submit.
  */
 #ifndef TOKEND_WORKPOOL_H
 #define TOKEND_WORKPOOL_H

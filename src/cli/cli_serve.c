@@ -139,8 +139,8 @@ static void print_demo(const struct config *cfg, const char *host, unsigned port
 
 /*
  * The sweeper: every purge_interval seconds deletes expired refresh-token
- * rows, purge_batch per transaction, so the table never grows without
- * bound and no sweep holds the write lock for long.
+ * and API-token rows (store_purge), purge_batch of each per transaction, so
+ * the tables never grow without bound and no sweep holds the write lock long.
  */
 struct sweeper {
 	const struct app *app;
