@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "tokend/util.h"
+
 struct app;
 
 #define HANDLER_MAX_PARAMS 2
@@ -23,7 +25,7 @@ struct handler_ctx {
 	const json_t *body;          /* decoded body; an empty object when none */
 	const char *authorization;   /* the header, or NULL; never log it */
 	const char *remote;          /* client address, for logs */
-	char user_uuid[37];          /* set by handler_authenticated() on auth routes */
+	char user_uuid[UUID_STR_LEN]; /* set by handler_authenticated() on auth routes */
 };
 
 /* Response headers a handler may set: a few, each value copied. */

@@ -62,6 +62,10 @@
 /* server.per_ip_connections = -1 without trusted proxies. */
 #define PER_IP_DIRECT 128
 
+/* Bytes of the method and of the path kept for the access log. */
+#define LOG_METHOD_MAX 15
+#define LOG_PATH_MAX 256
+
 /* At most one "connection limit reached" line this often. */
 #define LIMIT_LOG_US (10u * 1000000u)
 
@@ -91,8 +95,8 @@ struct request {
 	struct MHD_Connection *conn;
 	uint64_t start_us;
 	enum req_state state;
-	char method[16];
-	char path[257];                 /* cut for the log; routing uses MHD's url */
+	char method[LOG_METHOD_MAX + 1];
+	char path[LOG_PATH_MAX + 1];    /* cut for the log; routing uses MHD's url */
 	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
 	char request_id[LOG_REQUEST_ID_MAX + 1]; /* X-Request-Id of the answer and the log */
 	struct inflight_ticket counted; /* in srv->per_client until completion */
