@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -121,11 +122,28 @@ struct request {
 	size_t bytes;
 };
 
+/*
+ * A body may hold a password (login) and a no_store text bearer tokens (the
+ * token list): both are wiped before they are freed, only their length.
+ */
+/* Wipes and frees the received body. */
+static void body_drop(struct request *req)
+{
+	if (req->body != NULL)
+		OPENSSL_cleanse(req->body, req->len);
+	free(req->body);
+	req->body = NULL;
+	req->len = 0;
+	req->cap = 0;
+}
+
 static void request_free(struct request *req)
 {
-	free(req->body);
+	body_drop(req);
 	json_decref((json_t *)req->ctx.body);
 	json_decref(req->res.body);
+	if (req->res.text != NULL && req->res.no_store)
+		OPENSSL_cleanse(req->res.text, strlen(req->res.text));
 	free(req->res.text);
 	free(req);
 }
@@ -441,23 +459,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (req->len + n > (size_t)req->limit) {
 			req->err = TOKEND_ETOOBIG;
-			free(req->body);
-			req->body = NULL;
-			req->len = 0;
+			body_drop(req);
 			req->discarded = n;
 			return MHD_YES;
 		}
 		if (req->len + n > req->cap) {
-			size_t cap = req->cap ? req->cap : 1024;
+			size_t cap = req->cap ? req->cap : 1024, keep = req->len;
 			char *p;
 			while (cap < req->len + n)
 				cap *= 2;
 			if (cap > (size_t)req->limit)
 				cap = (size_t)req->limit;
-			p = realloc(req->body, cap);
+			/* Not realloc: it would leave the old copy unwiped. */
+			p = malloc(cap);
 			if (p == NULL)
 				return MHD_NO;
+			if (keep > 0)
+				memcpy(p, req->body, keep);
+			body_drop(req);
 			req->body = p;
+			req->len = keep;
 			req->cap = cap;
 		}
 		memcpy(req->body + req->len, upload_data, n);
