@@ -101,8 +101,9 @@ coverage: deps
 		-o $(BUILD_COV)/coverage.txt
 	@cat $(BUILD_COV)/coverage.txt
 
+# The same files and .clang-format as scripts/check-style.
 format:
-	@clang-format -i src/*.c src/*/*.c src/*/*.h include/tokend/*.h
+	@find src include tests/unit fuzz -name '*.[ch]' | sort | xargs clang-format --style=file -i
 
 check-style:
 	@scripts/check-style

@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "tokend/util.h"
+
 struct app;
 
 #define HANDLER_MAX_PARAMS 2
@@ -19,13 +21,11 @@ struct app;
 
 struct handler_ctx {
 	const struct app *app;
-	const char *method;
-	const char *path;
 	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX]; /* {captures} of the pattern */
 	const json_t *body;          /* decoded body; an empty object when none */
 	const char *authorization;   /* the header, or NULL; never log it */
 	const char *remote;          /* client address, for logs */
-	char user_uuid[37];          /* set by handler_authenticated() on auth routes */
+	char user_uuid[UUID_STR_LEN]; /* set by handler_authenticated() on auth routes */
 };
 
 /* Response headers a handler may set: a few, each value copied. */

@@ -7,7 +7,8 @@
  * file holds a PEM private key, parsed once at load into an EVP_PKEY. The
  * file "current" names the kid that signs; every other key is published and
  * accepted. Keys never enter the database.
- * src/crypto/ is the only place that includes jwt.h or touches key bytes.
+ * src/crypto/ is the only place that touches key bytes (and would be the only
+ * includer of jwt.h, which nothing includes today: signing is OpenSSL EVP).
  *
  * Every function here is thread-safe; jwtsign_keys_reload() swaps the whole
  * key set atomically while minting and checking go on.

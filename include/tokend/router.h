@@ -19,7 +19,6 @@ struct route {
 	handler_fn fn;
 	unsigned ok_status;   /* status when fn returns 0 */
 	bool auth;            /* needs a Bearer access token */
-	long body_limit;      /* bytes; 0 = the configured server default */
 };
 
 /*

@@ -14,16 +14,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tokend/password.h"
 #include "tokend/util.h"
 
 #define STORE_NAME_MAX 150 /* usernames and team names, bytes */
+#define STORE_KID_MAX 16   /* key ids, bytes (tokend's are JWTSIGN_KID_LEN hex) */
 
 struct store; /* opaque */
 
 struct store_user {
 	char uuid[UUID_STR_LEN];
 	char username[STORE_NAME_MAX + 1];
-	char password[257]; /* the encoded hash (PASSWORD_HASH_MAX); wiped after use */
+	char password[PASSWORD_HASH_MAX + 1]; /* the encoded hash; wiped after use */
 	bool is_active;
 	int64_t created_at;
 	int64_t last_login; /* 0 = never */
@@ -113,7 +115,6 @@ int store_user_disable(struct store *st, const char *username, int64_t now,
 		       bool delete_api_tokens);
 /* Deletes the user; memberships, sessions and tokens go with it. */
 int store_user_delete(struct store *st, const char *username);
-int store_user_count(struct store *st, long *count);
 /* Calls fn for each user ordered by username; stops early if fn returns non-zero. */
 int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
 		    void *arg);
@@ -179,7 +180,7 @@ struct store_refresh {
 	char jti[UUID_STR_LEN];
 	char family[UUID_STR_LEN];     /* jti of the login's first refresh token */
 	char user_uuid[UUID_STR_LEN];
-	char kid[20];                  /* the key that signed it */
+	char kid[STORE_KID_MAX + 1];   /* the key that signed it */
 	char access_jti[UUID_STR_LEN]; /* the access token minted with it */
 	int64_t issued_at;
 	int64_t expires_at;
@@ -354,7 +355,7 @@ struct store_api_token {
 	unsigned char digest[32];      /* SHA-256 of the token string */
 	char user_uuid[UUID_STR_LEN];
 	char team_uuid[UUID_STR_LEN];
-	char kid[20];
+	char kid[STORE_KID_MAX + 1];
 	char name[STORE_NAME_MAX + 1]; /* "" = none */
 	int64_t issued_at;
 	int64_t updated_at;

@@ -3,7 +3,7 @@
  * This header is the contract of the bounded worker pool that runs slow work
  * (password hashing) off the HTTP threads. The queue has a fixed capacity:
  * submitting to a full queue fails at once so the caller can answer 503.
- * Workers run at a lower priority (nice 10) than the threads that submit.
+ * Workers run at a lower priority (nice 19) than the threads that submit.
  */
 #ifndef TOKEND_WORKPOOL_H
 #define TOKEND_WORKPOOL_H
@@ -25,9 +25,6 @@ struct workpool *workpool_new(long threads, long queue, long deadline_ms);
 
 /* Queues a job. Returns 0, or TOKEND_EBUSY when the queue is full or closing. */
 int workpool_submit(struct workpool *wp, workpool_fn fn, void *arg);
-
-/* Jobs queued or running now. */
-size_t workpool_pending(struct workpool *wp);
 
 /* Jobs waiting in the queue, and jobs running, now. */
 void workpool_stats(struct workpool *wp, size_t *queued, size_t *running);

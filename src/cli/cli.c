@@ -7,6 +7,7 @@
  */
 #include "tokend/cli.h"
 
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,11 +172,11 @@ long cli_read_password(bool from_stdin, char *buf, size_t buflen)
 		if (n >= 0) {
 			long m = prompt_noecho("Password (again): ", again, sizeof(again));
 			if (m != n || memcmp(buf, again, (size_t)n) != 0) {
-				memset(again, 0, sizeof(again));
+				OPENSSL_cleanse(again, sizeof(again));
 				cli_err("passwords do not match");
 				return -1;
 			}
-			memset(again, 0, sizeof(again));
+			OPENSSL_cleanse(again, sizeof(again));
 		}
 	}
 	if (n == -2) {

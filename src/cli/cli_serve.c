@@ -478,7 +478,6 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	keywatch_stop(&keywatch);
 	sweeper_stop(&sweeper);
 	server_stop(&srv, SHUTDOWN_GRACE_MS);
-	log_access_buffer_stop();
 	log_info("stopped");
 	rc = 0;
 out:

@@ -3,6 +3,7 @@
  * This module implements `tokend team ...`: add (prints the new uuid alone),
  * list, add-member and remove-member. TEAM is a name or a uuid.
  */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,7 +130,7 @@ int cli_team(struct cli *cli, int argc, char **argv)
 			if (err == TOKEND_ENOTFOUND)
 				cli_err("user \"%s\" is not a member of \"%s\"", args[1], args[0]);
 		}
-		memset(u.password, 0, sizeof(u.password));
+		OPENSSL_cleanse(u.password, sizeof(u.password));
 	}
 	if (err != 0 && err != TOKEND_ENOTFOUND && err != TOKEND_EEXISTS)
 		cli_err("team %s: %s", cmd, tokend_strerror(err));

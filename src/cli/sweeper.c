@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the sweeper thread of `tokend serve`: every
- * purge_interval seconds it deletes expired refresh-token rows, purge_batch
- * per transaction, so the table never grows without bound and no sweep
- * holds the write lock for long. sweeper_stop() wakes it at once.
+ * purge_interval seconds it deletes expired refresh-token and API-token
+ * rows (store_purge), purge_batch of each per transaction, so the tables
+ * never grow without bound and no sweep holds the write lock for long.
+ * sweeper_stop() wakes it at once.
  */
 #include <pthread.h>
 #include <string.h>

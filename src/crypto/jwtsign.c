@@ -30,6 +30,13 @@
 
 #define SEG_MAX JWTSIGN_MAX_TOKEN /* decoded part never exceeds the token */
 #define ES256_SIG 64
+/* A signature, DER (as OpenSSL gives it) or JOSE: an RSA key up to 4800 bits;
+ * a bigger key fails to sign (EVP_DigestSign is told the room) and verify. */
+#define SIG_MAX 600
+/* Our claims as JSON text (claims_text()): UUIDs, numbers, short strings. */
+#define CLAIMS_MAX 1024
+/* ECDSA P-256 signature, DER: at most 72 bytes. */
+#define ES256_DER_MAX 128
 
 /* True for the characters our own claim strings (UUIDs, types) use. */
 static bool plain(const char *s)
@@ -158,7 +165,7 @@ static int pkey_sign(const struct key *k, const char *data, size_t len, unsigned
 		     size_t *siglen)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char der[600];
+	unsigned char der[SIG_MAX];
 	size_t dlen = sizeof(der);
 	int rc = TOKEND_ECRYPTO;
 
@@ -190,10 +197,10 @@ static bool sig_ok(const struct key *k, const char *input, size_t len,
 static int mint_key(const struct jwtsign_keys *ks, const struct key *k,
 		    const struct jwtsign_claims *c, char **token)
 {
-	char claims[1024];
+	char claims[CLAIMS_MAX];
 	size_t clen = claims_text(ks, c, claims, sizeof(claims));
 	size_t cap = k->header_len + clen * 4 / 3 + 1024;
-	unsigned char sig[600];
+	unsigned char sig[SIG_MAX];
 	size_t siglen = 32;
 	char *out;
 	size_t n;
@@ -258,7 +265,7 @@ static bool sig_ok(const struct key *k, const char *input, size_t len,
 		return ok;
 	}
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char der[128];
+	unsigned char der[ES256_DER_MAX];
 	const unsigned char *vsig = sig;
 	size_t vlen = siglen;
 
@@ -446,7 +453,7 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 			       const struct jwtsign_policy *pol, struct jwtsign_token *out,
 			       bool *done)
 {
-	char payload[1024], again[1024];
+	char payload[CLAIMS_MAX], again[CLAIMS_MAX];
 	size_t n, m;
 	struct jwtsign_claims c = {0};
 
@@ -488,7 +495,7 @@ static int check_once(const struct jwtsign_keys *keys, const char *token, size_t
 	struct jwtsign_keys *ks = (struct jwtsign_keys *)keys;
 	const char *dot1, *dot2;
 	json_t *header = NULL, *payload = NULL;
-	unsigned char sig[600];
+	unsigned char sig[SIG_MAX];
 	size_t siglen;
 	const char *alg, *kid, *typ;
 	const char *why = "Token is invalid";

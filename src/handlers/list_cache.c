@@ -6,6 +6,7 @@
  */
 #include "handlers/list_cache.h"
 
+#include <openssl/crypto.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +27,21 @@ struct cache {
 	struct slot slots[LIST_CACHE_SLOTS];
 };
 
+/* A body lists bearer tokens: wiped before it is freed. */
+static void slot_clear(struct slot *s)
+{
+	if (s->body != NULL)
+		OPENSSL_cleanse(s->body, s->len);
+	free(s->body);
+	s->body = NULL;
+}
+
 static void cache_free(void *p)
 {
 	struct cache *c = p;
 
 	for (size_t i = 0; i < LIST_CACHE_SLOTS; i++)
-		free(c->slots[i].body);
+		slot_clear(&c->slots[i]);
 	free(c);
 }
 
@@ -81,7 +91,7 @@ void list_cache_put(const struct list_cache_key *k, int64_t valid_until, const c
 	if (c == NULL)
 		return;
 	s = slot_of(c, k);
-	free(s->body);
+	slot_clear(s);
 	s->body = malloc(len + 1);
 	if (s->body == NULL)
 		return;

@@ -14,20 +14,20 @@
 /* No route has OPTIONS: a CORS preflight is granted from the methods that
  * router_match lists for it (src/http/server.c, cors_preflight). */
 static const struct route routes[] = {
-	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false, 0},
-	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false, 0},
-	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false, 0},
-	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, false, 0},
-	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false, 0},
+	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false},
+	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false},
+	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false},
+	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, false},
+	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false},
 	/* Not marked auth: it takes API tokens too, and answers for the proxy. */
-	{"GET", "/api/auth/forward/", handler_forward_auth, 200, false, 0},
-	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, true, 0},
-	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201, true, 0},
-	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200, true, 0},
-	{"GET", "/healthz", handler_healthz, 200, false, 0},
-	{"GET", "/readyz", handler_readyz, 200, false, 0},
-	{"GET", "/metrics", handler_metrics, 200, false, 0},
-	{"GET", "/api/openapi.json", handler_openapi, 200, false, 0},
+	{"GET", "/api/auth/forward/", handler_forward_auth, 200, false},
+	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, true},
+	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201, true},
+	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200, true},
+	{"GET", "/healthz", handler_healthz, 200, false},
+	{"GET", "/readyz", handler_readyz, 200, false},
+	{"GET", "/metrics", handler_metrics, 200, false},
+	{"GET", "/api/openapi.json", handler_openapi, 200, false},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,6 +63,10 @@
 /* server.per_ip_connections = -1 without trusted proxies. */
 #define PER_IP_DIRECT 128
 
+/* Bytes of the method and of the path kept for the access log. */
+#define LOG_METHOD_MAX 15
+#define LOG_PATH_MAX 256
+
 /* At most one "connection limit reached" line this often. */
 #define LIMIT_LOG_US (10u * 1000000u)
 
@@ -91,8 +96,8 @@ struct request {
 	struct MHD_Connection *conn;
 	uint64_t start_us;
 	enum req_state state;
-	char method[16];
-	char path[257];                 /* cut for the log; routing uses MHD's url */
+	char method[LOG_METHOD_MAX + 1];
+	char path[LOG_PATH_MAX + 1];    /* cut for the log; routing uses MHD's url */
 	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
 	char request_id[LOG_REQUEST_ID_MAX + 1]; /* X-Request-Id of the answer and the log */
 	struct inflight_ticket counted; /* in srv->per_client until completion */
@@ -117,11 +122,28 @@ struct request {
 	size_t bytes;
 };
 
+/*
+ * A body may hold a password (login) and a no_store text bearer tokens (the
+ * token list): both are wiped before they are freed, only their length.
+ */
+/* Wipes and frees the received body. */
+static void body_drop(struct request *req)
+{
+	if (req->body != NULL)
+		OPENSSL_cleanse(req->body, req->len);
+	free(req->body);
+	req->body = NULL;
+	req->len = 0;
+	req->cap = 0;
+}
+
 static void request_free(struct request *req)
 {
-	free(req->body);
+	body_drop(req);
 	json_decref((json_t *)req->ctx.body);
 	json_decref(req->res.body);
+	if (req->res.text != NULL && req->res.no_store)
+		OPENSSL_cleanse(req->res.text, strlen(req->res.text));
 	free(req->res.text);
 	free(req);
 }
@@ -276,8 +298,7 @@ static void first_checks(struct request *req, const char *method, const char *ur
 	}
 	req->route = router_match(req->method, fr.path, req->ctx.params, req->allow,
 				  sizeof(req->allow), &err);
-	req->limit = req->route && req->route->body_limit ? req->route->body_limit
-							   : app->cfg.max_body;
+	req->limit = app->cfg.max_body;
 	if (fr.content_length != NULL) {
 		char *end;
 		errno = 0;
@@ -405,8 +426,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			forwarded_resolve(conn, &srv->trusted, req->remote, req->remote,
 					  sizeof(req->remote));
 		req->ctx.app = app;
-		req->ctx.method = req->method;
-		req->ctx.path = req->path;
 		req->ctx.remote = req->remote;
 		req->watch_id = conn_watch_id(conn);
 		watchdog_begin(srv->wd, req->watch_id);
@@ -429,7 +448,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 		*upload_data_size = 0;
 		if (util_mono_us() - req->start_us > (uint64_t)app->cfg.request_timeout * 1000000u) {
-			req->status = 408; /* for the log: too slow, connection closed */
+			/* Too slow: closed without an answer; the status is for the log. */
+			req->status = response_status_for(TOKEND_ETIMEOUT, 0);
 			return MHD_NO;
 		}
 		if (req->err != 0) {
@@ -439,23 +459,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		if (req->len + n > (size_t)req->limit) {
 			req->err = TOKEND_ETOOBIG;
-			free(req->body);
-			req->body = NULL;
-			req->len = 0;
+			body_drop(req);
 			req->discarded = n;
 			return MHD_YES;
 		}
 		if (req->len + n > req->cap) {
-			size_t cap = req->cap ? req->cap : 1024;
+			size_t cap = req->cap ? req->cap : 1024, keep = req->len;
 			char *p;
 			while (cap < req->len + n)
 				cap *= 2;
 			if (cap > (size_t)req->limit)
 				cap = (size_t)req->limit;
-			p = realloc(req->body, cap);
+			/* Not realloc: it would leave the old copy unwiped. */
+			p = malloc(cap);
 			if (p == NULL)
 				return MHD_NO;
+			if (keep > 0)
+				memcpy(p, req->body, keep);
+			body_drop(req);
 			req->body = p;
+			req->len = keep;
 			req->cap = cap;
 		}
 		memcpy(req->body + req->len, upload_data, n);

@@ -234,11 +234,6 @@ int store_user_delete(struct store *st, const char *username)
 	return store_end_sessions_commit(st, tx, rc);
 }
 
-int store_user_count(struct store *st, long *count)
-{
-	return st->be->user_count(st->db, count);
-}
-
 int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
 		    void *arg)
 {

@@ -129,16 +129,6 @@ int workpool_submit(struct workpool *wp, workpool_fn fn, void *arg)
 	return rc;
 }
 
-size_t workpool_pending(struct workpool *wp)
-{
-	size_t n;
-
-	pthread_mutex_lock(&wp->lock);
-	n = wp->count + wp->running;
-	pthread_mutex_unlock(&wp->lock);
-	return n;
-}
-
 void workpool_stats(struct workpool *wp, size_t *queued, size_t *running)
 {
 	pthread_mutex_lock(&wp->lock);

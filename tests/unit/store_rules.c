@@ -73,7 +73,7 @@ struct fx {
 	char alice_name[64], bob_name[64];
 	char red[UUID_STR_LEN], blue[UUID_STR_LEN];
 	char red_name[64], blue_name[64];
-	char kid[20]; /* unique to the rule: store_key_in_use asks by kid */
+	char kid[STORE_KID_MAX + 1]; /* unique to the rule: store_key_in_use asks by kid */
 	int64_t t0;
 };
 

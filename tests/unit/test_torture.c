@@ -760,7 +760,6 @@ static void handler_setup(void)
 	memset(&hctx, 0, sizeof hctx);
 	memset(&hres, 0, sizeof hres);
 	hctx.app = &app;
-	hctx.method = "POST";
 	hctx.remote = "127.0.0.1";
 	hctx.authorization = bearer;
 	snprintf(hctx.params[0], sizeof hctx.params[0], "%s", red);
@@ -814,7 +813,6 @@ static int list_run(void)
 	if (hbody == NULL)
 		return TOKEND_ENOMEM;
 	hctx.body = hbody;
-	hctx.method = "GET";
 	return handler_authenticated(&hctx, &hres, handler_api_tokens_list);
 }
 
