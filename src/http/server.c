@@ -350,8 +350,8 @@ static enum MHD_Result dispatch(struct request *req)
 	req->ctx.body = body;
 	req->ctx.authorization = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_AUTHORIZATION);
-	if (req->route->auth)
-		req->rc = handler_authenticated(&req->ctx, &req->res, req->route->fn);
+	if (req->route->auth != NULL)
+		req->rc = req->route->auth(&req->ctx, &req->res, req->route->fn);
 	else
 		req->rc = req->route->fn(&req->ctx, &req->res);
 	if (req->rc != 0 || req->res.slow == NULL)
