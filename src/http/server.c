@@ -632,9 +632,10 @@ int server_start(const struct app *app, struct server_listen *where, struct serv
 		p = where->port;
 		snprintf(fd_name, sizeof(fd_name), "inherited fd %d", where->fd);
 		listen_name = fd_name;
-	} else if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
-		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
-		return TOKEND_EINVAL;
+	} else {
+		/* Split and checked by the config module when listen was set. */
+		snprintf(host, sizeof(host), "%s", cfg->listen_host);
+		p = cfg->listen_port;
 	}
 	if (strchr(host, ':') != NULL) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
