@@ -25,8 +25,8 @@
 #include <string.h>
 
 #include "handlers/auth.h"
+#include "handlers/fields.h"
 #include "tokend/app.h"
-#include "tokend/body.h"
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
@@ -141,9 +141,9 @@ static const char *login_fields(const struct handler_ctx *ctx, json_t *errors, s
 				const char **pw, size_t *pwlen)
 {
 	size_t max = (size_t)ctx->app->cfg.max_string;
-	const char *name = body_string_field(ctx->body, "username", true, max, errors, namelen);
+	const char *name = field_string(ctx->body, "username", true, max, errors, namelen);
 
-	*pw = body_string_field(ctx->body, "password", false, max, errors, pwlen);
+	*pw = field_string(ctx->body, "password", false, max, errors, pwlen);
 	return *pw ? name : NULL;
 }
 
@@ -326,7 +326,7 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	size_t namelen = 0, pwlen = 0;
 	int rc;
 
-	rc = body_require_object(ctx->body, &res->body);
+	rc = field_require_object(ctx->body, &res->body);
 	if (rc != 0)
 		return rc;
 	errors = json_object();
@@ -360,7 +360,7 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 		       const char *name, const char **tok, size_t *len)
 {
 	json_t *errors;
-	int rc = body_require_object(ctx->body, &res->body);
+	int rc = field_require_object(ctx->body, &res->body);
 
 	if (rc != 0)
 		return rc;
@@ -368,7 +368,7 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	if (errors == NULL)
 		return TOKEND_ENOMEM;
 	/* Longer than any token we mint: not a field error, an invalid token. */
-	*tok = body_string_field(ctx->body, name, true, SIZE_MAX, errors, len);
+	*tok = field_string(ctx->body, name, true, SIZE_MAX, errors, len);
 	if (*tok == NULL) {
 		res->body = errors;
 		return TOKEND_EINVAL;
