@@ -48,10 +48,17 @@ static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
 	return 0;
 }
 
-/* The claims of a stored token, to mint it (again) with the key that signed it. */
-static struct jwtsign_claims claims_of(const struct store_api_token *t)
+/*
+ * The claims of a stored token, to mint it (again) with the key that signed
+ * it; iss and aud are the policy's.
+ */
+static struct jwtsign_claims claims_of(const struct app *app, const struct store_api_token *t)
 {
-	struct jwtsign_claims c = {
+	struct jwtsign_policy pol;
+	struct jwtsign_claims c;
+
+	handler_token_policy(app, &pol);
+	c = (struct jwtsign_claims){
 		.token_type = "api",
 		.jti = t->jti,
 		.user_id = t->user_uuid,
@@ -59,8 +66,9 @@ static struct jwtsign_claims claims_of(const struct store_api_token *t)
 		.iat = t->issued_at,
 		.exp = t->expires_at,
 		.kid = t->kid,
+		.issuer = pol.issuer,
+		.audience = pol.audience,
 	};
-
 	return c;
 }
 
@@ -73,7 +81,7 @@ static struct jwtsign_claims claims_of(const struct store_api_token *t)
 static int token_json(const struct app *app, const struct store_api_token *t,
 		      const char *issued, struct util_buf *b)
 {
-	struct jwtsign_claims c = claims_of(t);
+	struct jwtsign_claims c = claims_of(app, t);
 	char times[3][RFC3339_LEN];
 	char *tok = NULL;
 	int rc = 0;
@@ -252,7 +260,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	memcpy(t.user_uuid, ctx->user_uuid, UUID_STR_LEN);
 	memcpy(t.team_uuid, ctx->params[0], UUID_STR_LEN);
 	jwtsign_signing_kid(app->keys, t.kid);
-	c = claims_of(&t);
+	c = claims_of(app, &t);
 	rc = jwtsign_mint(app->keys, &c, &tok);
 	if (rc != 0)
 		return rc;

@@ -44,11 +44,19 @@ static const char no_account[] = "No active account found with the given credent
  * r->access_jti, issued with it) with key r->kid, into a {"refresh",
  * "access"} body; both name their session (sid: the family). Minting is
  * deterministic for HS256/RS256 and every claim comes from the row, so a
- * replay of the same row gives the same strings.
+ * replay of the same row gives the same strings. iss and aud are the
+ * policy's.
  */
 static int mint_pair(const struct app *app, const struct store_refresh *r, json_t **out)
 {
-	struct jwtsign_claims c = {
+	struct jwtsign_policy pol;
+	struct jwtsign_claims c;
+	char *refresh = NULL;
+	char *access = NULL;
+	int rc;
+
+	handler_token_policy(app, &pol);
+	c = (struct jwtsign_claims){
 		.token_type = "refresh",
 		.jti = r->jti,
 		.user_id = r->user_uuid,
@@ -56,11 +64,9 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 		.iat = r->issued_at,
 		.exp = r->expires_at,
 		.kid = r->kid,
+		.issuer = pol.issuer,
+		.audience = pol.audience,
 	};
-	char *refresh = NULL;
-	char *access = NULL;
-	int rc;
-
 	rc = jwtsign_mint(app->keys, &c, &refresh);
 	if (rc != 0)
 		goto out;
