@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "handlers/fields.h"
 #include "tokend/body.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -22,9 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum body_type t = (data[0] & 1) ? BODY_FORM : BODY_JSON;
 	if (body_decode(t, (const char *)data + 1, size - 1, 32, &out, &err) == 0) {
 		errors = json_object();
-		if (body_require_object(out, &err) == 0) {
-			(void)body_string_field(out, "username", true, 4096, errors, &len);
-			(void)body_string_field(out, "password", false, 4096, errors, &len);
+		if (field_require_object(out, &err) == 0) {
+			(void)field_string(out, "username", true, 4096, errors, &len);
+			(void)field_string(out, "password", false, 4096, errors, &len);
 		}
 		json_decref(errors);
 	}

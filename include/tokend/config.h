@@ -14,11 +14,15 @@
 #include "tokend/cors.h"
 
 #define CONFIG_STR_MAX 512
+#define CONFIG_LISTEN_HOST_MAX 64 /* an IPv6 address in text, and more */
 #define CONFIG_CIDRS_MAX 4096 /* CIDR_LIST_MAX entries of CIDR_ADDR_MAX bytes */
 
 struct config {
 	/* [server] */
 	char listen[CONFIG_STR_MAX];   /* host:port; port 0 picks a free one */
+	/* listen split once, when it is set: its numeric host (no brackets), port */
+	char listen_host[CONFIG_LISTEN_HOST_MAX];
+	unsigned listen_port;
 	long threads;                  /* MHD thread pool size; 0 = CPUs */
 	long max_connections;          /* total open connections */
 	long per_ip_connections;       /* per peer address at accept; 0 = unlimited,
@@ -99,12 +103,6 @@ int config_load_env(struct config *cfg, char *errbuf, size_t errlen);
  */
 int config_set(struct config *cfg, const char *section, const char *key,
 	       const char *value, const char *origin, char *errbuf, size_t errlen);
-
-/*
- * Splits a listen address "host:port" or "[v6]:port" (numeric host) into
- * host (without brackets) and port. Returns 0 or TOKEND_EINVAL.
- */
-int config_listen_split(const char *listen, char *host, size_t hostlen, unsigned *port);
 
 /* Writes every option as "section.key = value" lines to fp. */
 void config_dump(const struct config *cfg, FILE *fp);

@@ -40,6 +40,13 @@ struct handler_header {
 struct handler_result;
 typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *res);
 
+/*
+ * An authenticator, named by a route that needs one (struct route's auth):
+ * checks the caller, then runs fn or answers for it (handler_authenticated).
+ */
+typedef int (*handler_auth_fn)(struct handler_ctx *ctx, struct handler_result *res,
+			       handler_fn fn);
+
 struct handler_result {
 	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
 	char *text;        /* or: JSON text already serialised (malloc'd, owned) */
@@ -100,7 +107,8 @@ enum handler_bearer {
 enum handler_bearer handler_bearer_parse(const char *header, const char **token, size_t *len);
 
 /*
- * Runs fn, the handler of a route marked auth, for an authenticated caller:
+ * Runs fn, the handler of a route whose auth names this function, for an
+ * authenticated caller:
  * requires "Authorization: Bearer <access token>" of an active, existing
  * user (one store lookup), sets ctx->user_uuid and calls fn, the user check
  * and fn's lookups in one store read snapshot (store_read_begin). Otherwise

@@ -34,7 +34,7 @@ enum metrics_refresh {
 	METRICS_REFRESH_N
 };
 
-/* Why the key directory was looked at (tokend/jwtsign.h's reload triggers). */
+/* Why the key directory was looked at (tokend/keys.h's reload triggers). */
 enum metrics_key_check {
 	METRICS_KEY_SIGNAL,
 	METRICS_KEY_POLL,

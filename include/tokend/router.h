@@ -18,7 +18,8 @@ struct route {
 	const char *pattern;  /* "/api/auth/jwt/" */
 	handler_fn fn;
 	unsigned ok_status;   /* status when fn returns 0 */
-	bool auth;            /* needs a Bearer access token */
+	handler_auth_fn auth; /* NULL = public; else fn runs through it (a Bearer
+			       * access token: handler_authenticated) */
 };
 
 /*

@@ -10,7 +10,7 @@
 
 #include "cli/cli_internal.h"
 #include "tokend/err.h"
-#include "tokend/jwtsign.h"
+#include "tokend/keys.h"
 #include "tokend/store.h"
 #include "tokend/util.h"
 

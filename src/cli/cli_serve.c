@@ -22,7 +22,7 @@
 #include "cli/sweeper.h"
 #include "tokend/app.h"
 #include "tokend/err.h"
-#include "tokend/jwtsign.h"
+#include "tokend/keys.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
 #include "tokend/notify.h"
@@ -387,9 +387,14 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 	if (cli_store_open(cli, &st, &fresh, NULL) != 0)
 		goto out;
 	if (jwtsign_keys_load(app.cfg.key_dir, app.cfg.algorithm, 1, &keys, err, sizeof(err)) !=
-		    0 ||
-	    jwtsign_set_issuer(keys, app.cfg.issuer, app.cfg.audience) != 0) {
+	    0) {
 		cli_err("%s", err);
+		goto out;
+	}
+	/* Minted as the "iss" / "aud" claims, JSON strings: UTF-8 only. */
+	if (!util_utf8_valid(app.cfg.issuer, strlen(app.cfg.issuer)) ||
+	    !util_utf8_valid(app.cfg.audience, strlen(app.cfg.audience))) {
+		cli_err("tokens.issuer and tokens.audience must be valid UTF-8");
 		goto out;
 	}
 	if (demo && fresh &&

@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,19 +22,24 @@
 
 #include "tokend/cidr.h"
 #include "tokend/err.h"
-#include "tokend/jwtsign.h"
-#include "tokend/log.h"
 #include "tokend/throttle.h"
 #include "tokend/util.h"
 
 /* OPT_CIDRS: an address list (tokend/cidr.h), kept as text and checked here,
  * so a bad entry stops start-up with file:line; users parse it once.
  * OPT_ORIGINS: a list of browser origins, parsed into struct cors_origins
- * here, once; in a file, continued lines and repeats of the key add to it. */
+ * here, once; in a file, continued lines and repeats of the key add to it.
+ * OPT_ENUM: one of the option's names, exactly (case counts), kept as text:
+ * the module that uses it turns it into its own type (the log its level,
+ * the key loader its algorithm): config needs neither the log nor crypto. */
 enum opt_type {
-	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_LEVEL, OPT_LOGFMT, OPT_ALG, OPT_LISTEN,
-	OPT_CIDRS, OPT_ORIGINS
+	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_ENUM, OPT_LISTEN, OPT_CIDRS, OPT_ORIGINS
 };
+
+/* The names an OPT_ENUM takes, NULL-terminated. */
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const algorithms[] = {"HS256", "RS256", "ES256", NULL};
 
 struct option_def {
 	const char *section;
@@ -42,16 +49,20 @@ struct option_def {
 	size_t offset;
 	size_t size; /* for strings */
 	const char *def;
+	const char *const *names; /* OPT_ENUM */
 };
 
 #define STR(sec, k, field, d) \
 	{ sec, k, OPT_STR, 0, 0, offsetof(struct config, field), \
-	  sizeof(((struct config *)0)->field), d }
+	  sizeof(((struct config *)0)->field), d, NULL }
 #define INT(sec, k, field, lo, hi, d) \
-	{ sec, k, OPT_INT, lo, hi, offsetof(struct config, field), 0, d }
+	{ sec, k, OPT_INT, lo, hi, offsetof(struct config, field), 0, d, NULL }
+#define ENUM(sec, k, field, list, d) \
+	{ sec, k, OPT_ENUM, 0, 0, offsetof(struct config, field), \
+	  sizeof(((struct config *)0)->field), d, list }
 #define TYPED(sec, k, type, field, d) \
 	{ sec, k, type, 0, 0, offsetof(struct config, field), \
-	  sizeof(((struct config *)0)->field), d }
+	  sizeof(((struct config *)0)->field), d, NULL }
 
 static const struct option_def options[] = {
 	TYPED("server", "listen", OPT_LISTEN, listen, "127.0.0.1:8000"),
@@ -69,15 +80,15 @@ static const struct option_def options[] = {
 	INT("server", "max_header", max_header, 1024, 1L << 20, "16384"),
 	INT("server", "max_json_depth", max_json_depth, 1, 1000, "32"),
 	INT("server", "max_string", max_string, 1, 1L << 20, "4096"),
-	TYPED("log", "level", OPT_LEVEL, log_level, "info"),
-	TYPED("log", "format", OPT_LOGFMT, log_format, "text"),
-	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true"},
+	ENUM("log", "level", log_level, log_levels, "info"),
+	ENUM("log", "format", log_format, log_formats, "text"),
+	{"log", "access_log", OPT_BOOL, 0, 1, offsetof(struct config, access_log), 0, "true", NULL},
 	INT("log", "access_log_flush_ms", access_log_flush_ms, 0, 60000, "100"),
 	/* A SQLite file, or a PostgreSQL URL or conninfo (store.c picks). */
 	STR("database", "url", database, "var/tokend.db"),
 	INT("database", "busy_timeout_ms", busy_timeout_ms, 0, 600000, "5000"),
 	STR("keys", "dir", key_dir, "var/keys"),
-	TYPED("keys", "algorithm", OPT_ALG, algorithm, "HS256"),
+	ENUM("keys", "algorithm", algorithm, algorithms, "HS256"),
 	INT("keys", "reload_interval", key_reload_interval, 0, 86400, "5"),
 	INT("tokens", "access_lifetime", access_lifetime, 1, 366L * 86400, "300"),
 	INT("tokens", "refresh_lifetime", refresh_lifetime, 1, 3660L * 86400, "86400"),
@@ -106,7 +117,8 @@ static const struct option_def options[] = {
 	INT("throttle", "entries", throttle_entries, 1024, 100000000, "100000"),
 	TYPED("cors", "allowed_origins", OPT_ORIGINS, cors_origins, ""),
 	INT("cors", "max_age", cors_max_age, 0, 86400, "600"),
-	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true"},
+	{"metrics", "enabled", OPT_BOOL, 0, 1, offsetof(struct config, metrics_enabled), 0, "true",
+	 NULL},
 	TYPED("metrics", "allowed", OPT_CIDRS, metrics_allowed, "127.0.0.0/8 ::1"),
 };
 
@@ -154,7 +166,11 @@ static const struct option_def *option_find_env(const char *name)
 	return NULL;
 }
 
-int config_listen_split(const char *listen, char *host, size_t hostlen, unsigned *port)
+/*
+ * Splits a listen address "host:port" or "[v6]:port" (numeric host) into
+ * host (without brackets) and port. Returns 0 or TOKEND_EINVAL.
+ */
+static int listen_split(const char *listen, char *host, size_t hostlen, unsigned *port)
 {
 	const char *colon;
 	const char *h = listen;
@@ -210,6 +226,30 @@ static int parse_bool(const char *v, long *out)
 	return TOKEND_EINVAL;
 }
 
+static bool enum_valid(const char *const *names, const char *value)
+{
+	for (size_t i = 0; names[i] != NULL; i++)
+		if (strcmp(value, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* "must be debug, info, warn or error: \"trace\"" */
+static void enum_reason(const char *const *names, const char *value, char *reason,
+			size_t rlen)
+{
+	int n = snprintf(reason, rlen, "must be");
+	size_t used = n > 0 ? (size_t)n : rlen;
+
+	for (size_t i = 0; names[i] != NULL && used < rlen; i++) {
+		const char *sep = i == 0 ? " " : names[i + 1] == NULL ? " or " : ", ";
+		n = snprintf(reason + used, rlen - used, "%s%s", sep, names[i]);
+		used = n > 0 ? used + (size_t)n : rlen;
+	}
+	if (used < rlen)
+		snprintf(reason + used, rlen - used, ": \"%.32s\"", value);
+}
+
 /* Stores value into the field of opt; reason gets why it was refused. */
 static int option_apply(struct config *cfg, const struct option_def *opt, const char *value,
 			char *reason, size_t rlen)
@@ -217,7 +257,7 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 	char *field = (char *)cfg + opt->offset;
 	long n;
 	char *end;
-	char host[64];
+	char host[CONFIG_LISTEN_HOST_MAX];
 	unsigned port;
 
 	switch (opt->type) {
@@ -249,33 +289,24 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 		}
 		memcpy(field, &n, sizeof(n));
 		return 0;
-	case OPT_LEVEL:
-		if (log_level_parse(value) < 0) {
-			snprintf(reason, rlen, "must be debug, info, warn or error");
-			return TOKEND_EINVAL;
-		}
-		break;
-	case OPT_LOGFMT:
-		if (log_format_parse(value) < 0) {
-			snprintf(reason, rlen, "must be text or json");
-			return TOKEND_EINVAL;
-		}
-		break;
-	case OPT_ALG:
-		if (!jwtsign_alg_supported(value)) {
-			snprintf(reason, rlen, "unsupported algorithm \"%.32s\" (HS256, RS256, ES256)",
-				 value);
+	case OPT_ENUM:
+		if (!enum_valid(opt->names, value)) {
+			enum_reason(opt->names, value, reason, rlen);
 			return TOKEND_EINVAL;
 		}
 		break;
 	case OPT_LISTEN:
-		if (config_listen_split(value, host, sizeof(host), &port) != 0) {
+		if (listen_split(value, host, sizeof(host), &port) != 0) {
 			snprintf(reason, rlen,
 				 "not a numeric ADDRESS:PORT (e.g. 127.0.0.1:8000, [::1]:8000): "
 				 "\"%.64s\"",
 				 value);
 			return TOKEND_EINVAL;
 		}
+		if (strlen(value) >= opt->size)
+			break; /* refused below, with listen_host/port unchanged */
+		snprintf(cfg->listen_host, sizeof(cfg->listen_host), "%s", host);
+		cfg->listen_port = port;
 		break;
 	case OPT_CIDRS: {
 		struct cidr_list l;
@@ -453,11 +484,11 @@ int config_load_env(struct config *cfg, char *errbuf, size_t errlen)
 			const char *sec = name + sizeof(prefix) - 1;
 			const char *us = strchr(sec, '_');
 
-			if (!section_known(sec, us != NULL ? (size_t)(us - sec) : strlen(sec))) {
-				log_debug("config: %s: no section of ours: not configuration, ignored",
-					  origin);
+			/* No section of ours: not configuration (Kubernetes' service
+			 * variables), ignored. Not logged: the log is set up from
+			 * this very configuration, after it is read. */
+			if (!section_known(sec, us != NULL ? (size_t)(us - sec) : strlen(sec)))
 				continue;
-			}
 			snprintf(errbuf, errlen, "%s: unknown configuration variable", origin);
 			return TOKEND_EINVAL;
 		}

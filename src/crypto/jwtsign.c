@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -33,8 +34,9 @@
 /* A signature, DER (as OpenSSL gives it) or JOSE: an RSA key up to 4800 bits;
  * a bigger key fails to sign (EVP_DigestSign is told the room) and verify. */
 #define SIG_MAX 600
-/* Our claims as JSON text (claims_text()): UUIDs, numbers, short strings. */
-#define CLAIMS_MAX 1024
+/* Our claims as JSON text (claims_text()): UUIDs, numbers, short strings,
+ * and iss and aud of 255 bytes each, every byte escaped as \u00XX. */
+#define CLAIMS_MAX 4096
 /* ECDSA P-256 signature, DER: at most 72 bytes. */
 #define ES256_DER_MAX 128
 
@@ -48,14 +50,51 @@ static bool plain(const char *s)
 }
 
 /*
+ * Writes s as a JSON string literal at out + *n, byte for byte as jansson's
+ * json_dumps writes it (the form libjwt produced): '"', '\\' and control
+ * characters escaped, short forms where JSON has one, UTF-8 as it is.
+ * Returns false when s is not valid UTF-8 or does not fit.
+ */
+static bool put_literal(const char *s, char *out, size_t *n, size_t cap)
+{
+	static const char shortform[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n',
+					 ['\r'] = 'r', ['\t'] = 't'};
+	size_t len = strlen(s);
+
+	if (!util_utf8_valid(s, len) || cap - *n < 2)
+		return false;
+	out[(*n)++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		int w;
+
+		if (ch == '"' || ch == '\\')
+			w = snprintf(out + *n, cap - *n, "\\%c", ch);
+		else if (ch < sizeof(shortform) && shortform[ch] != 0)
+			w = snprintf(out + *n, cap - *n, "\\%c", shortform[ch]);
+		else if (ch < 0x20)
+			w = snprintf(out + *n, cap - *n, "\\u%04X", ch);
+		else
+			w = snprintf(out + *n, cap - *n, "%c", ch);
+		if (w < 0 || (size_t)w >= cap - *n)
+			return false;
+		*n += (size_t)w;
+	}
+	if (cap - *n < 2)
+		return false;
+	out[(*n)++] = '"';
+	out[*n] = '\0';
+	return true;
+}
+
+/*
  * Writes the claims as JSON with sorted keys and no spaces (the form libjwt
  * and jansson's JSON_SORT_KEYS produce) into out. Our string claims are
- * UUIDs and fixed words, so only iss/aud need escaping, done once by
- * jwtsign_set_issuer(). Returns the length, or 0 if a claim is not plain
+ * UUIDs and fixed words; only iss/aud, the configured ones, need escaping.
+ * Returns the length, or 0 if a claim is not plain, iss or aud not UTF-8,
  * or out is too small.
  */
-static size_t claims_text(const struct jwtsign_keys *ks, const struct jwtsign_claims *c,
-			  char *out, size_t cap)
+static size_t claims_text(const struct jwtsign_claims *c, char *out, size_t cap)
 {
 	const char *strs[] = {c->jti, c->sid, c->team_uuid, c->token_type, c->user_id};
 	size_t n = 0;
@@ -72,11 +111,18 @@ static size_t claims_text(const struct jwtsign_keys *ks, const struct jwtsign_cl
 		n += (size_t)w;                                       \
 	} while (0)
 	PUT("{");
-	if (ks->aud_json[0])
-		PUT("\"aud\":%s,", ks->aud_json);
+	if (c->audience && c->audience[0]) {
+		PUT("\"aud\":");
+		if (!put_literal(c->audience, out, &n, cap))
+			return 0;
+		PUT(",");
+	}
 	PUT("\"exp\":%lld,\"iat\":%lld", (long long)c->exp, (long long)c->iat);
-	if (ks->iss_json[0])
-		PUT(",\"iss\":%s", ks->iss_json);
+	if (c->issuer && c->issuer[0]) {
+		PUT(",\"iss\":");
+		if (!put_literal(c->issuer, out, &n, cap))
+			return 0;
+	}
 	if (c->jti)
 		PUT(",\"jti\":\"%s\"", c->jti);
 	if (c->sid)
@@ -194,11 +240,10 @@ static bool sig_ok(const struct key *k, const char *input, size_t len,
  * Mints with key k: the header tokend writes for k (kept base64url'ed in
  * k->header_b64), the claims, and the signature.
  */
-static int mint_key(const struct jwtsign_keys *ks, const struct key *k,
-		    const struct jwtsign_claims *c, char **token)
+static int mint_key(const struct key *k, const struct jwtsign_claims *c, char **token)
 {
 	char claims[CLAIMS_MAX];
-	size_t clen = claims_text(ks, c, claims, sizeof(claims));
+	size_t clen = claims_text(c, claims, sizeof(claims));
 	size_t cap = k->header_len + clen * 4 / 3 + 1024;
 	unsigned char sig[SIG_MAX];
 	size_t siglen = 32;
@@ -246,7 +291,7 @@ int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c
 	pthread_rwlock_rdlock(&ks->lock);
 	k = c->kid ? keys_find(ks->set, c->kid) : &ks->set->keys[ks->set->current];
 	if (k != NULL)
-		rc = mint_key(ks, k, c, token);
+		rc = mint_key(k, c, token);
 	pthread_rwlock_unlock(&ks->lock);
 	return rc;
 }
@@ -447,19 +492,17 @@ static bool fast_int(const char *p, const char *key, int64_t *out)
  * no spaces, our claims only): the values are picked out by name, written
  * again with claims_text(), and accepted only if that gives back the very
  * same bytes, so duplicates, odd types or extra claims all take the full
- * JSON path. Not used when iss/aud are configured.
+ * JSON path. Not used when the policy asks for iss or aud.
  */
-static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, size_t b64len,
-			       const struct jwtsign_policy *pol, struct jwtsign_token *out,
-			       bool *done)
+static const char *fast_claims(const char *b64, size_t b64len, const struct jwtsign_policy *pol,
+			       struct jwtsign_token *out, bool *done)
 {
 	char payload[CLAIMS_MAX], again[CLAIMS_MAX];
 	size_t n, m;
 	struct jwtsign_claims c = {0};
 
 	*done = false;
-	if (pol->full_json || ks->iss_json[0] || ks->aud_json[0] ||
-	    (pol->issuer && pol->issuer[0]) ||
+	if (pol->full_json || (pol->issuer && pol->issuer[0]) ||
 	    (pol->audience && pol->audience[0]) ||
 	    util_b64url_decode(b64, b64len, (unsigned char *)payload, sizeof(payload) - 1, &n) != 0)
 		return NULL;
@@ -480,7 +523,7 @@ static const char *fast_claims(const struct jwtsign_keys *ks, const char *b64, s
 	c.team_uuid = out->team_uuid[0] ? out->team_uuid : NULL;
 	c.iat = out->iat;
 	c.exp = out->exp;
-	m = claims_text(ks, &c, again, sizeof(again));
+	m = claims_text(&c, again, sizeof(again));
 	if (m != n || memcmp(again, payload, n) != 0)
 		return NULL;
 	*done = true;
@@ -575,7 +618,7 @@ static int check_once(const struct jwtsign_keys *keys, const char *token, size_t
 	memcpy(out->kid, k->kid, sizeof(out->kid));
 	pthread_rwlock_unlock(&ks->lock);
 	locked = false;
-	why = fast_claims(ks, dot1 + 1, (size_t)(dot2 - dot1 - 1), policy, out, &fast);
+	why = fast_claims(dot1 + 1, (size_t)(dot2 - dot1 - 1), policy, out, &fast);
 	if (fast) {
 		if (why != NULL)
 			goto fail;

@@ -11,10 +11,11 @@
  * tokend runs as (or root) and be writable by no one else, since a key
  * planted under a new kid would mint tokens.
  */
+#include "tokend/keys.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
@@ -590,35 +591,6 @@ int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsi
 	snprintf(ks->alg, sizeof(ks->alg), "%s", alg);
 	memcpy(ks->current_kid, ks->set->keys[ks->set->current].kid, sizeof(ks->current_kid));
 	*out = ks;
-	return 0;
-}
-
-/* Writes v as a JSON string literal into out ("" for NULL or empty). */
-static int json_literal(const char *v, char *out, size_t outlen)
-{
-	json_t *j;
-	char *text;
-	int rc = 0;
-
-	out[0] = '\0';
-	if (v == NULL || v[0] == '\0')
-		return 0;
-	j = json_string(v);
-	text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-	if (text == NULL || strlen(text) >= outlen)
-		rc = TOKEND_EINVAL;
-	else
-		memcpy(out, text, strlen(text) + 1);
-	free(text);
-	json_decref(j);
-	return rc;
-}
-
-int jwtsign_set_issuer(struct jwtsign_keys *keys, const char *iss, const char *aud)
-{
-	if (json_literal(iss, keys->iss_json, sizeof(keys->iss_json)) != 0 ||
-	    json_literal(aud, keys->aud_json, sizeof(keys->aud_json)) != 0)
-		return TOKEND_EINVAL;
 	return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "tokend/jwtsign.h"
+#include "tokend/keys.h"
 
 enum key_alg { KEY_HS256, KEY_RS256, KEY_ES256 };
 
@@ -48,8 +48,6 @@ struct jwtsign_keys {
 	char dir[512];
 	char alg[8];
 	char current_kid[JWTSIGN_KID_LEN + 1];
-	char iss_json[300]; /* the "iss" claim as a JSON string literal, or "" */
-	char aud_json[300]; /* the "aud" claim as a JSON string literal, or "" */
 	atomic_uint generation; /* reloads so far */
 	/*
 	 * Reloads (SIGHUP, the periodic check, an unknown kid) are serialised

@@ -14,6 +14,8 @@
  * second with a compare-and-swap, so a flood of invented kids costs one
  * readdir a second and never queues on a lock.
  */
+#include "tokend/keys.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/fields.h"
 #include "handlers/list_cache.h"
 #include "tokend/app.h"
-#include "tokend/body.h"
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
@@ -48,10 +48,17 @@ static int team_check(const struct handler_ctx *ctx, struct handler_result *res)
 	return 0;
 }
 
-/* The claims of a stored token, to mint it (again) with the key that signed it. */
-static struct jwtsign_claims claims_of(const struct store_api_token *t)
+/*
+ * The claims of a stored token, to mint it (again) with the key that signed
+ * it; iss and aud are the policy's.
+ */
+static struct jwtsign_claims claims_of(const struct app *app, const struct store_api_token *t)
 {
-	struct jwtsign_claims c = {
+	struct jwtsign_policy pol;
+	struct jwtsign_claims c;
+
+	handler_token_policy(app, &pol);
+	c = (struct jwtsign_claims){
 		.token_type = "api",
 		.jti = t->jti,
 		.user_id = t->user_uuid,
@@ -59,8 +66,9 @@ static struct jwtsign_claims claims_of(const struct store_api_token *t)
 		.iat = t->issued_at,
 		.exp = t->expires_at,
 		.kid = t->kid,
+		.issuer = pol.issuer,
+		.audience = pol.audience,
 	};
-
 	return c;
 }
 
@@ -73,7 +81,7 @@ static struct jwtsign_claims claims_of(const struct store_api_token *t)
 static int token_json(const struct app *app, const struct store_api_token *t,
 		      const char *issued, struct util_buf *b)
 {
-	struct jwtsign_claims c = claims_of(t);
+	struct jwtsign_claims c = claims_of(app, t);
 	char times[3][RFC3339_LEN];
 	char *tok = NULL;
 	int rc = 0;
@@ -189,7 +197,7 @@ int handler_api_tokens_list(const struct handler_ctx *ctx, struct handler_result
 static int read_expiry(const struct handler_ctx *ctx, int64_t now, int64_t *exp, json_t *errors)
 {
 	const struct config *cfg = &ctx->app->cfg;
-	const json_t *v = body_field(ctx->body, "expires_at");
+	const json_t *v = field_get(ctx->body, "expires_at");
 	const char *msg = NULL;
 	int64_t t;
 
@@ -224,7 +232,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 
 	rc = team_check(ctx, res);
 	if (rc == 0)
-		rc = body_require_object(ctx->body, &res->body);
+		rc = field_require_object(ctx->body, &res->body);
 	if (rc != 0)
 		return rc;
 	errors = json_object();
@@ -233,11 +241,10 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	memset(&t, 0, sizeof(t));
 	t.issued_at = t.updated_at = util_now();
 	(void)read_expiry(ctx, t.issued_at, &t.expires_at, errors);
-	name = body_field(ctx->body, "name");
+	name = field_get(ctx->body, "name");
 	if (name != NULL && !json_is_null(name)) {
 		size_t len = 0;
-		const char *s = body_string_field(ctx->body, "name", true, STORE_NAME_MAX, errors,
-						  &len);
+		const char *s = field_string(ctx->body, "name", true, STORE_NAME_MAX, errors, &len);
 		if (s != NULL) {
 			memcpy(t.name, s, len);
 			t.name[len] = '\0';
@@ -253,7 +260,7 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
 	memcpy(t.user_uuid, ctx->user_uuid, UUID_STR_LEN);
 	memcpy(t.team_uuid, ctx->params[0], UUID_STR_LEN);
 	jwtsign_signing_kid(app->keys, t.kid);
-	c = claims_of(&t);
+	c = claims_of(app, &t);
 	rc = jwtsign_mint(app->keys, &c, &tok);
 	if (rc != 0)
 		return rc;
@@ -284,12 +291,12 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
  * DELETE_MAX + 1 in all) and adds the entries as sent to *sent; a non-list
  * or a non-string entry is a field error in DRF's shape
  * ({"name": {"3": ["Not a valid string."]}}). A form's field is every
- * occurrence of its key (body_list_field).
+ * occurrence of its key (field_list).
  */
 static int collect(const json_t *body, const char *name, bool uuids, json_t *seen,
 		   size_t *sent, json_t *errors)
 {
-	json_t *arr = body_list_field(body, name);
+	json_t *arr = field_list(body, name);
 	json_t *bad = NULL;
 	const json_t *v;
 	size_t i;
@@ -360,7 +367,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	handler_token_policy(app, &pol);
 	rc = team_check(ctx, res);
 	if (rc == 0)
-		rc = body_require_object(ctx->body, &res->body);
+		rc = field_require_object(ctx->body, &res->body);
 	if (rc != 0)
 		return rc;
 	errors = json_object();

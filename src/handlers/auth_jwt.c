@@ -25,8 +25,8 @@
 #include <string.h>
 
 #include "handlers/auth.h"
+#include "handlers/fields.h"
 #include "tokend/app.h"
-#include "tokend/body.h"
 #include "tokend/err.h"
 #include "tokend/handlers.h"
 #include "tokend/jwtsign.h"
@@ -44,11 +44,19 @@ static const char no_account[] = "No active account found with the given credent
  * r->access_jti, issued with it) with key r->kid, into a {"refresh",
  * "access"} body; both name their session (sid: the family). Minting is
  * deterministic for HS256/RS256 and every claim comes from the row, so a
- * replay of the same row gives the same strings.
+ * replay of the same row gives the same strings. iss and aud are the
+ * policy's.
  */
 static int mint_pair(const struct app *app, const struct store_refresh *r, json_t **out)
 {
-	struct jwtsign_claims c = {
+	struct jwtsign_policy pol;
+	struct jwtsign_claims c;
+	char *refresh = NULL;
+	char *access = NULL;
+	int rc;
+
+	handler_token_policy(app, &pol);
+	c = (struct jwtsign_claims){
 		.token_type = "refresh",
 		.jti = r->jti,
 		.user_id = r->user_uuid,
@@ -56,11 +64,9 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 		.iat = r->issued_at,
 		.exp = r->expires_at,
 		.kid = r->kid,
+		.issuer = pol.issuer,
+		.audience = pol.audience,
 	};
-	char *refresh = NULL;
-	char *access = NULL;
-	int rc;
-
 	rc = jwtsign_mint(app->keys, &c, &refresh);
 	if (rc != 0)
 		goto out;
@@ -141,9 +147,9 @@ static const char *login_fields(const struct handler_ctx *ctx, json_t *errors, s
 				const char **pw, size_t *pwlen)
 {
 	size_t max = (size_t)ctx->app->cfg.max_string;
-	const char *name = body_string_field(ctx->body, "username", true, max, errors, namelen);
+	const char *name = field_string(ctx->body, "username", true, max, errors, namelen);
 
-	*pw = body_string_field(ctx->body, "password", false, max, errors, pwlen);
+	*pw = field_string(ctx->body, "password", false, max, errors, pwlen);
 	return *pw ? name : NULL;
 }
 
@@ -326,7 +332,7 @@ int handler_jwt_obtain(const struct handler_ctx *ctx, struct handler_result *res
 	size_t namelen = 0, pwlen = 0;
 	int rc;
 
-	rc = body_require_object(ctx->body, &res->body);
+	rc = field_require_object(ctx->body, &res->body);
 	if (rc != 0)
 		return rc;
 	errors = json_object();
@@ -360,7 +366,7 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 		       const char *name, const char **tok, size_t *len)
 {
 	json_t *errors;
-	int rc = body_require_object(ctx->body, &res->body);
+	int rc = field_require_object(ctx->body, &res->body);
 
 	if (rc != 0)
 		return rc;
@@ -368,7 +374,7 @@ static int token_field(const struct handler_ctx *ctx, struct handler_result *res
 	if (errors == NULL)
 		return TOKEND_ENOMEM;
 	/* Longer than any token we mint: not a field error, an invalid token. */
-	*tok = body_string_field(ctx->body, name, true, SIZE_MAX, errors, len);
+	*tok = field_string(ctx->body, name, true, SIZE_MAX, errors, len);
 	if (*tok == NULL) {
 		res->body = errors;
 		return TOKEND_EINVAL;

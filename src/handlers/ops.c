@@ -16,7 +16,7 @@
 #include "tokend/cidr.h"
 #include "tokend/err.h"
 #include "tokend/handlers.h"
-#include "tokend/jwtsign.h"
+#include "tokend/keys.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
 #include "tokend/store.h"

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This module implements request-body decoding (JSON and
- * application/x-www-form-urlencoded, both into jansson values) and the DRF
- * field validation messages of API.md. A form keeps a repeated key's every
- * value, so that a list field reads them all and a string field the last,
- * as DRF reads a QueryDict; a JSON body keeps its strict types. It never
- * sees libmicrohttpd.
+ * This module implements request-body decoding: JSON and
+ * application/x-www-form-urlencoded, both into jansson values. A form keeps
+ * a repeated key's every value (and a mark that it is a form), so that the
+ * handlers' field helpers (src/handlers/fields.c) read a list field's all
+ * and a string field's last, as DRF reads a QueryDict; a JSON body keeps
+ * its strict types. It never sees libmicrohttpd.
  */
 #include "tokend/body.h"
 
@@ -189,26 +189,6 @@ bool body_is_form(const json_t *body)
 	return json_is_object(body) && json_object_getn(body, form_mark, FORM_MARK_LEN) != NULL;
 }
 
-json_t *body_list_field(const json_t *body, const char *name)
-{
-	json_t *v = json_object_get(body, name);
-
-	if (v == NULL)
-		return NULL;
-	if (body_is_form(body) && json_is_string(v))
-		return json_pack("[O]", v);
-	return json_incref(v);
-}
-
-const json_t *body_field(const json_t *body, const char *name)
-{
-	const json_t *v = json_object_get(body, name);
-
-	if (body_is_form(body) && json_is_array(v))
-		return json_array_get(v, json_array_size(v) - 1);
-	return v;
-}
-
 int body_form_decode(const char *data, size_t len, json_t **out)
 {
 	json_t *obj = json_object();
@@ -340,83 +320,4 @@ int body_decode(enum body_type type, const char *data, size_t len, long max_dept
 	}
 	*out = v;
 	return 0;
-}
-
-static const char *python_type_name(const json_t *v)
-{
-	switch (json_typeof(v)) {
-	case JSON_ARRAY: return "list";
-	case JSON_INTEGER: return "int";
-	case JSON_REAL: return "float";
-	case JSON_STRING: return "str";
-	case JSON_TRUE:
-	case JSON_FALSE: return "bool";
-	case JSON_NULL: return "NoneType";
-	default: return "dict";
-	}
-}
-
-int body_require_object(const json_t *body, json_t **err)
-{
-	char msg[96];
-
-	if (json_is_object(body))
-		return 0;
-	snprintf(msg, sizeof(msg), "Invalid data. Expected a dictionary, but got %s.",
-		 python_type_name(body));
-	*err = json_pack("{s:[s]}", "non_field_errors", msg);
-	return TOKEND_EINVAL;
-}
-
-static void add_error(json_t *errors, const char *name, const char *msg)
-{
-	json_object_set_new(errors, name, json_pack("[s]", msg));
-}
-
-const char *body_string_field(const json_t *body, const char *name, bool trim, size_t max,
-			      json_t *errors, size_t *len)
-{
-	const json_t *v = body_field(body, name);
-	const char *s;
-	size_t n;
-	char msg[96];
-
-	if (v == NULL) {
-		add_error(errors, name, "This field is required.");
-		return NULL;
-	}
-	if (json_is_null(v)) {
-		add_error(errors, name, "This field may not be null.");
-		return NULL;
-	}
-	if (!json_is_string(v)) {
-		add_error(errors, name, "Not a valid string.");
-		return NULL;
-	}
-	s = json_string_value(v);
-	n = json_string_length(v);
-	if (memchr(s, '\0', n) != NULL) {
-		add_error(errors, name, "Null characters are not allowed.");
-		return NULL;
-	}
-	if (trim) {
-		while (n > 0 && isspace((unsigned char)*s)) {
-			s++;
-			n--;
-		}
-		while (n > 0 && isspace((unsigned char)s[n - 1]))
-			n--;
-	}
-	if (n == 0) {
-		add_error(errors, name, "This field may not be blank.");
-		return NULL;
-	}
-	if (n > max) { /* after trimming, as DRF's CharField */
-		snprintf(msg, sizeof(msg), "Ensure this field has no more than %zu characters.",
-			 max);
-		add_error(errors, name, msg);
-		return NULL;
-	}
-	*len = n;
-	return s;
 }

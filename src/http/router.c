@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the route table: each entry says method, pattern,
- * handler, success status, whether it needs authentication and its body
- * limit. A GET route answers HEAD too.
+ * handler, success status, the authenticator it runs through (NULL for a
+ * public route) and its body limit. A GET route answers HEAD too. The
+ * dispatcher runs what an entry names; it knows no handler itself.
  */
 #include "tokend/router.h"
 
@@ -14,20 +15,23 @@
 /* No route has OPTIONS: a CORS preflight is granted from the methods that
  * router_match lists for it (src/http/server.c, cors_preflight). */
 static const struct route routes[] = {
-	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, false},
-	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, false},
-	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, false},
-	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, false},
-	{"GET", "/.well-known/jwks.json", handler_jwks, 200, false},
-	/* Not marked auth: it takes API tokens too, and answers for the proxy. */
-	{"GET", "/api/auth/forward/", handler_forward_auth, 200, false},
-	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, true},
-	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201, true},
-	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200, true},
-	{"GET", "/healthz", handler_healthz, 200, false},
-	{"GET", "/readyz", handler_readyz, 200, false},
-	{"GET", "/metrics", handler_metrics, 200, false},
-	{"GET", "/api/openapi.json", handler_openapi, 200, false},
+	{"POST", "/api/auth/jwt/", handler_jwt_obtain, 201, NULL},
+	{"POST", "/api/auth/jwt/refresh/", handler_jwt_refresh, 201, NULL},
+	{"POST", "/api/auth/jwt/verify/", handler_jwt_verify, 201, NULL},
+	{"POST", "/api/auth/jwt/blacklist/", handler_jwt_blacklist, 200, NULL},
+	{"GET", "/.well-known/jwks.json", handler_jwks, 200, NULL},
+	/* No authenticator: it takes API tokens too, and answers for the proxy. */
+	{"GET", "/api/auth/forward/", handler_forward_auth, 200, NULL},
+	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200,
+	 handler_authenticated},
+	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201,
+	 handler_authenticated},
+	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200,
+	 handler_authenticated},
+	{"GET", "/healthz", handler_healthz, 200, NULL},
+	{"GET", "/readyz", handler_readyz, 200, NULL},
+	{"GET", "/metrics", handler_metrics, 200, NULL},
+	{"GET", "/api/openapi.json", handler_openapi, 200, NULL},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -371,8 +371,8 @@ static enum MHD_Result dispatch(struct request *req)
 	req->ctx.body = body;
 	req->ctx.authorization = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_AUTHORIZATION);
-	if (req->route->auth)
-		req->rc = handler_authenticated(&req->ctx, &req->res, req->route->fn);
+	if (req->route->auth != NULL)
+		req->rc = req->route->auth(&req->ctx, &req->res, req->route->fn);
 	else
 		req->rc = req->route->fn(&req->ctx, &req->res);
 	if (req->rc != 0 || req->res.slow == NULL)
@@ -655,9 +655,10 @@ int server_start(const struct app *app, struct server_listen *where, struct serv
 		p = where->port;
 		snprintf(fd_name, sizeof(fd_name), "inherited fd %d", where->fd);
 		listen_name = fd_name;
-	} else if (config_listen_split(cfg->listen, host, sizeof(host), &p) != 0) {
-		snprintf(errbuf, errlen, "bad listen address \"%s\"", cfg->listen);
-		return TOKEND_EINVAL;
+	} else {
+		/* Split and checked by the config module when listen was set. */
+		snprintf(host, sizeof(host), "%s", cfg->listen_host);
+		p = cfg->listen_port;
 	}
 	if (strchr(host, ':') != NULL) {
 		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * This suite tests include/tokend/body.h: Content-Type classification, JSON
- * and form decoding with their limits (depth, NUL, UTF-8, percent-encoding),
- * and the DRF-shaped field errors handlers send back. A form's repeated key
+ * This suite tests include/tokend/body.h and src/handlers/fields.h:
+ * Content-Type classification, JSON and form decoding with their limits
+ * (depth, NUL, UTF-8, percent-encoding), and the DRF-shaped field errors
+ * handlers send back. A form's repeated key
  * is a list to a list field and its last value to a string field; a JSON
  * body keeps its strict types, and cannot pass for a form (the mark a form
  * carries is a key no JSON text can hold).
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handlers/fields.h"
 #include "tokend/body.h"
 #include "tokend/err.h"
 
@@ -313,7 +315,7 @@ static void assert_not_dict(const char *s, const char *tname)
 	ck_assert_int_eq(decode_json(s, strlen(s), &out, &err), 0);
 	ck_assert_ptr_nonnull(out);
 	put(&err);
-	ck_assert_int_eq(body_require_object(out, &err), TOKEND_EINVAL);
+	ck_assert_int_eq(field_require_object(out, &err), TOKEND_EINVAL);
 	ck_assert_ptr_nonnull(err);
 	ck_assert_uint_eq(json_object_size(err), 1);
 	list = json_object_get(err, "non_field_errors");
@@ -340,7 +342,7 @@ START_TEST(require_object)
 	assert_not_dict("null", "NoneType");
 
 	ck_assert_int_eq(decode_json("{}", 2, &out, &err), 0);
-	ck_assert_int_eq(body_require_object(out, &err), 0);
+	ck_assert_int_eq(field_require_object(out, &err), 0);
 	ck_assert_ptr_null(err);
 	put(&out);
 }
@@ -489,7 +491,7 @@ START_TEST(form_uses_len)
 }
 END_TEST
 
-/* ---- body_string_field -------------------------------------------------- */
+/* ---- field_string -------------------------------------------------- */
 
 static json_t *obj(const char *s)
 {
@@ -504,7 +506,7 @@ static void field_err(const char *body, bool trim, size_t max, const char *msg)
 	json_t *b = obj(body), *errors = json_object();
 	size_t len = 12345;
 
-	ck_assert_ptr_null(body_string_field(b, "f", trim, max, errors, &len));
+	ck_assert_ptr_null(field_string(b, "f", trim, max, errors, &len));
 	ck_assert_uint_eq(json_object_size(errors), 1);
 	assert_field_error(errors, "f", msg);
 	put(&b);
@@ -535,7 +537,7 @@ START_TEST(string_field_blank_without_trim)
 {
 	json_t *b = obj("{\"f\": \"   \"}"), *errors = json_object();
 	size_t len = 0;
-	const char *v = body_string_field(b, "f", false, 4096, errors, &len);
+	const char *v = field_string(b, "f", false, 4096, errors, &len);
 
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(len, 3);
@@ -550,7 +552,7 @@ START_TEST(string_field_trim)
 {
 	json_t *b = obj("{\"f\": \"  bob \"}"), *errors = json_object();
 	size_t len = 0;
-	const char *v = body_string_field(b, "f", true, 4096, errors, &len);
+	const char *v = field_string(b, "f", true, 4096, errors, &len);
 
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(len, 3);
@@ -559,7 +561,7 @@ START_TEST(string_field_trim)
 	/* borrowed from body */
 	ck_assert_ptr_eq(v, json_string_value(json_object_get(b, "f")) + 2);
 
-	v = body_string_field(b, "f", false, 4096, errors, &len);
+	v = field_string(b, "f", false, 4096, errors, &len);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(len, 6);
 	ck_assert_mem_eq(v, "  bob ", 6);
@@ -579,10 +581,10 @@ START_TEST(string_field_max)
 	s[4097] = '\0';
 	json_object_set_new(b, "ok", json_stringn(s, 4096));
 	json_object_set_new(b, "f", json_stringn(s, 4097));
-	ck_assert_ptr_nonnull(body_string_field(b, "ok", true, 4096, errors, &len));
+	ck_assert_ptr_nonnull(field_string(b, "ok", true, 4096, errors, &len));
 	ck_assert_uint_eq(len, 4096);
 	ck_assert_uint_eq(json_object_size(errors), 0);
-	ck_assert_ptr_null(body_string_field(b, "f", true, 4096, errors, &len));
+	ck_assert_ptr_null(field_string(b, "f", true, 4096, errors, &len));
 	assert_field_error(errors, "f", "Ensure this field has no more than 4096 characters.");
 	free(s);
 	put(&b);
@@ -607,12 +609,12 @@ START_TEST(string_field_max_after_trim)
 	memcpy(s + 4096 + 2, "  ", 2);
 	s[4096 + 4] = '\0';
 	json_object_set_new(b, "f", json_string(s));
-	v = body_string_field(b, "f", true, 4096, errors, &len);
+	v = field_string(b, "f", true, 4096, errors, &len);
 	ck_assert_msg(v != NULL, "4096 bytes between blanks refused");
 	ck_assert_uint_eq(len, 4096);
 	ck_assert_uint_eq(json_object_size(errors), 0);
 	/* without trim the blanks count */
-	ck_assert_ptr_null(body_string_field(b, "f", false, 4096, errors, &len));
+	ck_assert_ptr_null(field_string(b, "f", false, 4096, errors, &len));
 	assert_field_error(errors, "f", "Ensure this field has no more than 4096 characters.");
 	free(s);
 	put(&b);
@@ -626,12 +628,12 @@ START_TEST(string_field_nul)
 	size_t len = 0;
 
 	json_object_set_new(b, "f", json_stringn("a\0b", 3));
-	ck_assert_ptr_null(body_string_field(b, "f", true, 4096, errors, &len));
+	ck_assert_ptr_null(field_string(b, "f", true, 4096, errors, &len));
 	assert_field_error(errors, "f", "Null characters are not allowed.");
 	put(&errors);
 
 	errors = json_object();
-	ck_assert_ptr_null(body_string_field(b, "f", false, 4096, errors, &len));
+	ck_assert_ptr_null(field_string(b, "f", false, 4096, errors, &len));
 	assert_field_error(errors, "f", "Null characters are not allowed.");
 	put(&b);
 	put(&errors);
@@ -643,9 +645,9 @@ START_TEST(string_field_accumulates)
 	json_t *b = obj("{\"password\": \"\", \"x\": \"ok\"}"), *errors = json_object();
 	size_t len = 0;
 
-	ck_assert_ptr_null(body_string_field(b, "username", true, 150, errors, &len));
-	ck_assert_ptr_null(body_string_field(b, "password", false, 4096, errors, &len));
-	ck_assert_ptr_nonnull(body_string_field(b, "x", true, 150, errors, &len));
+	ck_assert_ptr_null(field_string(b, "username", true, 150, errors, &len));
+	ck_assert_ptr_null(field_string(b, "password", false, 4096, errors, &len));
+	ck_assert_ptr_nonnull(field_string(b, "x", true, 150, errors, &len));
 	ck_assert_uint_eq(json_object_size(errors), 2);
 	assert_field_error(errors, "username", "This field is required.");
 	assert_field_error(errors, "password", "This field may not be blank.");
@@ -659,12 +661,12 @@ START_TEST(string_field_from_form)
 	json_t *o = form_ok("username=+bob+&password=");
 	json_t *errors = json_object();
 	size_t len = 0;
-	const char *v = body_string_field(o, "username", true, 150, errors, &len);
+	const char *v = field_string(o, "username", true, 150, errors, &len);
 
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(len, 3);
 	ck_assert_mem_eq(v, "bob", 3);
-	ck_assert_ptr_null(body_string_field(o, "password", false, 4096, errors, &len));
+	ck_assert_ptr_null(field_string(o, "password", false, 4096, errors, &len));
 	assert_field_error(errors, "password", "This field may not be blank.");
 	put(&o);
 	put(&errors);
@@ -685,18 +687,18 @@ START_TEST(form_repeated_string_field_last_wins)
 	json_t *o = form_body("username=nobody&password=x&username=+bob+");
 	json_t *errors = json_object();
 	size_t len = 0;
-	const char *v = body_string_field(o, "username", true, 150, errors, &len);
+	const char *v = field_string(o, "username", true, 150, errors, &len);
 
 	ck_assert(body_is_form(o));
 	ck_assert_ptr_nonnull(v);
 	ck_assert_uint_eq(len, 3);
 	ck_assert_mem_eq(v, "bob", 3);
-	ck_assert_ptr_nonnull(body_string_field(o, "password", false, 4096, errors, &len));
+	ck_assert_ptr_nonnull(field_string(o, "password", false, 4096, errors, &len));
 	ck_assert_uint_eq(json_object_size(errors), 0);
 	put(&o);
 	/* the last one decides, blank included */
 	o = form_body("username=bob&username=");
-	ck_assert_ptr_null(body_string_field(o, "username", true, 150, errors, &len));
+	ck_assert_ptr_null(field_string(o, "username", true, 150, errors, &len));
 	assert_field_error(errors, "username", "This field may not be blank.");
 	put(&o);
 	put(&errors);
@@ -706,19 +708,19 @@ END_TEST
 START_TEST(form_list_field_is_every_occurrence)
 {
 	json_t *o = form_body("ids=A&x=1&ids=B");
-	json_t *l = body_list_field(o, "ids");
+	json_t *l = field_list(o, "ids");
 
 	ck_assert(json_is_array(l));
 	ck_assert_uint_eq(json_array_size(l), 2);
 	ck_assert_str_eq(json_string_value(json_array_get(l, 0)), "A");
 	ck_assert_str_eq(json_string_value(json_array_get(l, 1)), "B");
 	put(&l);
-	l = body_list_field(o, "x"); /* one occurrence: a list of one */
+	l = field_list(o, "x"); /* one occurrence: a list of one */
 	ck_assert(json_is_array(l));
 	ck_assert_uint_eq(json_array_size(l), 1);
 	ck_assert_str_eq(json_string_value(json_array_get(l, 0)), "1");
 	put(&l);
-	ck_assert_ptr_null(body_list_field(o, "none"));
+	ck_assert_ptr_null(field_list(o, "none"));
 	put(&o);
 }
 END_TEST
@@ -727,13 +729,13 @@ START_TEST(json_keeps_strict_types)
 {
 	json_t *o = obj("{\"ids\": \"A\", \"username\": [\"bob\"]}");
 	json_t *errors = json_object();
-	json_t *l = body_list_field(o, "ids");
+	json_t *l = field_list(o, "ids");
 	size_t len = 0;
 
 	ck_assert(!body_is_form(o));
 	ck_assert(json_is_string(l)); /* not a list: the handler says so */
 	put(&l);
-	ck_assert_ptr_null(body_string_field(o, "username", true, 150, errors, &len));
+	ck_assert_ptr_null(field_string(o, "username", true, 150, errors, &len));
 	assert_field_error(errors, "username", "Not a valid string.");
 	put(&o);
 	put(&errors);

@@ -503,7 +503,8 @@ START_TEST(mint_with_given_key)
 	/* a known key, to pin the HMAC key to the decoded bytes of the file */
 	struct jwtsign_keys *keys = NULL;
 	struct jwtsign_claims c = {"refresh", "123e4567-e89b-42d3-a456-426614174000",
-				   "00000000-1111-4222-8333-444444444444", NULL, 1, 2, NULL, NULL};
+				   "00000000-1111-4222-8333-444444444444", NULL, 1, 2, NULL, NULL,
+				   NULL, NULL};
 	unsigned char k[64], mac[EVP_MAX_MD_SIZE], sig[64];
 	unsigned maclen = 0;
 	size_t siglen = 0;

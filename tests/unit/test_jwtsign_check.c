@@ -514,7 +514,7 @@ static void payload_of(const char *tok, char *out, size_t cap)
 /* sid: minted in its sorted place, read back by both paths, optional. */
 START_TEST(check_sid)
 {
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	struct jwtsign_token out;
 	char payload[1024], want[1024];
 	char *tok = NULL;
@@ -566,7 +566,8 @@ START_TEST(check_sid)
 	free(tok);
 
 	/* with iss/aud configured (the full path always) */
-	ck_assert_int_eq(jwtsign_set_issuer(keys, "https://auth.example", "api"), 0);
+	c.issuer = "https://auth.example";
+	c.audience = "api";
 	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), 0);
 	ck_assert_int_eq(check(tok, &out), 0);
 	ck_assert_str_eq(out.sid, SID);
@@ -839,7 +840,7 @@ START_TEST(check_iss_aud)
 {
 	struct jwtsign_policy pol = {.now = t_now, .issuer = "https://auth.example",
 				     .audience = "api"};
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	char *tok = NULL;
 
 	c.iat = t_now;
@@ -851,9 +852,23 @@ START_TEST(check_iss_aud)
 	free(tok);
 	tok = NULL;
 
-	ck_assert_int_eq(jwtsign_set_issuer(keys, "https://auth.example", "api"), 0);
+	c.issuer = pol.issuer;
+	c.audience = pol.audience;
 	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), 0);
 	ck_assert_int_eq(check_pol(tok, &pol, NULL), 0);
+	free(tok);
+	/* iss and aud as JSON strings: escaped as jansson writes them */
+	c.issuer = "a\"b\\c\n\x01\xc3\xa9"; /* a"b\c, LF, SOH, e-acute */
+	c.audience = "";
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), 0);
+	{
+		struct jwtsign_policy esc = {.now = t_now, .issuer = c.issuer};
+		ck_assert_int_eq(check_pol(tok, &esc, NULL), 0);
+	}
+	free(tok);
+	c.issuer = "\xff"; /* not UTF-8: no JSON string */
+	ck_assert_int_eq(jwtsign_mint(keys, &c, &tok), TOKEND_EINVAL);
+	ck_assert_ptr_null(tok);
 	free(tok);
 
 	tok = craft(H, P_(",\"iss\":\"https://auth.example\",\"aud\":[\"x\",\"api\"]"), K_HS);
@@ -899,7 +914,7 @@ static char *header_kid_alg(const char *tok, char *alg, size_t algcap)
 
 START_TEST(mint_with_each_kid)
 {
-	struct jwtsign_claims c = {"refresh", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"refresh", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	const char *kids[] = {hs_kid, rs_kid, es_kid, NULL};
 	const char *algs[] = {"HS256", "RS256", "ES256"};
 	struct jwtsign_token out;
@@ -1074,7 +1089,7 @@ END_TEST
 
 START_TEST(reload_picks_up_rotation_and_retirement)
 {
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	char newkid[JWTSIGN_KID_LEN + 1], signing[JWTSIGN_KID_LEN + 1], err[256] = "";
 	char *old_tok = NULL, *new_tok = NULL, alg[16];
 
@@ -1113,7 +1128,7 @@ START_TEST(reload_new_secret_same_kid)
 {
 	static const char secret[] =
 		"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\n";
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	char p[512], err[256] = "";
 	char *old_tok = NULL, *new_tok = NULL;
 	FILE *f;
@@ -1143,7 +1158,7 @@ START_TEST(reload_failure_keeps_old_set)
 	char p[512], err[256] = "";
 	FILE *f;
 	char *tok = NULL;
-	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL};
+	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 
 	c.iat = t_now;
 	c.exp = t_now + 300;

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "faultinject.h"
+#include "handlers/fields.h"
 #include "tokend/app.h"
 #include "tokend/body.h"
 #include "tokend/cli.h"
@@ -301,20 +302,20 @@ static int body_run(void)
 
 	rc = body_decode(BODY_JSON, json, sizeof json - 1, 32, &out, &err);
 	if (rc == 0)
-		rc = body_require_object(out, &err);
+		rc = field_require_object(out, &err);
 	errors = json_object();
 	if (rc == 0 && errors == NULL)
 		rc = TOKEND_ENOMEM;
-	if (rc == 0 && body_string_field(out, "username", true, 150, errors, &len) == NULL)
+	if (rc == 0 && field_string(out, "username", true, 150, errors, &len) == NULL)
 		rc = TOKEND_ENOMEM;
-	(void)body_string_field(out, "missing", true, 150, errors, &len);
+	(void)field_string(out, "missing", true, 150, errors, &len);
 	json_decref(out);
 	json_decref(err);
 	out = err = NULL;
 	if (rc == 0)
 		rc = body_decode(BODY_FORM, form, sizeof form - 1, 32, &out, &err);
 	/* a repeated key is one list of its values (body.h) */
-	if (rc == 0 && (!json_is_string(body_field(out, "username")) ||
+	if (rc == 0 && (!json_is_string(field_get(out, "username")) ||
 			json_array_size(json_object_get(out, "a")) != 2))
 		rc = TOKEND_EINVAL;
 	json_decref(out);
