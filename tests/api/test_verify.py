@@ -255,6 +255,7 @@ def test_verify_is_cheap(factory):
     from conftest import HANG, UNTHROTTLED
     inst = factory(env={"TOKEND_PASSWORD_PBKDF2_ITERATIONS": "2000000",
                         "TOKEND_PASSWORD_HASH_WORKERS": "1", "TOKEND_PASSWORD_HASH_QUEUE": "1",
+                        "TOKEND_PASSWORD_HASH_DEADLINE_MS": "3600000",
                         "TOKEND_SERVER_THREADS": "1", **UNTHROTTLED}, label="verify cost")
     inst.add_user("slowpoke", "slow-pw")
     srv = inst.start()
