@@ -88,7 +88,7 @@ def db_write(db, sql, params=()):
         return con.execute(sql, params).rowcount
 
 
-def wait_reloads(srv, count, timeout=5.0):
+def wait_reloads(srv, count, timeout=30.0):  # bounds a hang only
     """Waits until the server has logged count key reloads."""
     ok = wait_until(lambda: sum(RELOADED in ln for ln in list(srv.err_lines)) >= count,
                     timeout=timeout)
