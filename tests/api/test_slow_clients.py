@@ -252,7 +252,7 @@ def test_slowloris_cannot_lock_out_clients(factory, limits, count):
 
 def kept_alive(port, src="127.0.0.3"):
     """A connection after one whole request and its answer."""
-    s = connect_from(src, port, timeout=5)
+    s = connect_from(src, port, timeout=HANG)
     assert s is not None
     s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
     buf = b""
