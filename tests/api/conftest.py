@@ -272,7 +272,8 @@ class Server:
                     self.port = int(m.group(1))
                     return self.port
             if self.proc.poll() is not None:
-                time.sleep(0.1)  # let the pumps drain
+                for t in self._threads:  # the pumps drain to EOF
+                    t.join(timeout=HANG)
                 raise AssertionError(
                     f"{self.label}: tokend exited with {self.proc.returncode} before "
                     f"printing 'listening on http://...'\ncmd: {self.cmd}\nstderr:\n{self.stderr()}")
