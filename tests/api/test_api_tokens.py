@@ -363,11 +363,14 @@ def test_lifetimes_and_cap_follow_config_expired_do_not_count(factory):
     body = expect_json(r, 400, "beyond configured max lifetime")
     assert set(body) == {"expires_at"}, body
 
-    # two more that expire in a few seconds: now at the cap
-    short_exp = int(time.time()) + 3
+    # two more that expire soon: now at the cap. Expiry needs the real
+    # clock; the margin (8 s) is generous so that a slow (ASan, loaded
+    # 2-core) run cannot cross it before the 409 below, which needs them live.
+    short_exp = int(time.time()) + 8
     short = w.issued(team, u, "short-lived", json={"expires_at": rfc3339(short_exp)})
     short2 = w.issued(team, u, "short-lived 2", json={"expires_at": rfc3339(short_exp)})
     r = w.issue(team, u)
+    assert time.time() < short_exp, "setup took over 8 s: the short tokens expired before the cap was tried"
     body = expect_json(r, 409, "fifth live token")
     assert isinstance(body, dict) and isinstance(body.get("detail"), str) and body["detail"], body
     assert len(w.db_tokens(u, team)) == 4, "a refused issue must store nothing"
@@ -378,7 +381,8 @@ def test_lifetimes_and_cap_follow_config_expired_do_not_count(factory):
     w.add_member(team2, u)
     w.issued(team2, u, "same user, other team")
 
-    # once the short one expired it no longer counts
+    # once the short ones expired they no longer count: wait until the
+    # clock is past their expiry (a lower bound), then assert the outcome
     while time.time() < short_exp + 1.2:
         time.sleep(0.2)
     listed = w.listed(team, u, "list after expiry")

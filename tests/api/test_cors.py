@@ -313,16 +313,20 @@ def test_huge_origin(env):
     env.srv.assert_alive("8 KiB Origin")
 
 
-@pytest.mark.parametrize("value", [
-    b"http://127.0.0.1:5000\x01", b"http://127.0.0.1:5000\x7f", b"http://127.0.0.1:5000\r",
-    b"\xff\xfe", b"http://127.0.0.1:5000\xc3\xa9", b"http://127.0.0.1:5000\x00junk",
-    b"http://127.0.0.1:5000 junk", b"<script>",
+# A control byte (CTL: NUL, CR, 0x01, DEL) in a header value is refused by the
+# framing check, 400 (docs/architecture.md); any other value is just an
+# origin that is not allowed: the preflight's 405, as for "null".
+@pytest.mark.parametrize("value,status", [
+    (b"http://127.0.0.1:5000\x01", 400), (b"http://127.0.0.1:5000\x7f", 400),
+    (b"http://127.0.0.1:5000\r", 400), (b"\xff\xfe", 405),
+    (b"http://127.0.0.1:5000\xc3\xa9", 405), (b"http://127.0.0.1:5000\x00junk", 400),
+    (b"http://127.0.0.1:5000 junk", 405), (b"<script>", 405),
 ])
-def test_malformed_origin(env, value):
+def test_malformed_origin(env, value, status):
     req = build_request("OPTIONS", LOGIN, [(b"Origin", value),
                                           ("Access-Control-Request-Method", "POST")])
     r = raw_one(env.srv.port, req, what=f"Origin {value!r}")
-    assert r.status_code in (400, 405), r
+    assert r.status_code == status, f"Origin {value!r}: want {status}, got {r!r}"
     if b"\x00" in value:
         # Refused by the framing check (400, closed). libmicrohttpd hands the
         # value over cut at the NUL, which may equal an allowed origin: the

@@ -19,7 +19,7 @@ import jwt
 import pytest
 import requests
 
-from conftest import (UUID_RE, WWW_AUTH, RawConn, build_request, django_hash, expect_json,
+from conftest import (HANG, UUID_RE, WWW_AUTH, RawConn, build_request, django_hash, expect_json,
                       expect_tokens, insert_user)
 from proxy import Nginx, nginx_available
 from test_jwt_checks import HOSTILE, _genuine, ctx  # noqa: F401  (ctx is a fixture)
@@ -211,8 +211,10 @@ def test_hostile_token_refused(ctx, case):  # noqa: F811
     if any(ch in forged for ch in "\r\n"):
         with RawConn(ctx.srv.port) as c:
             c.send(build_request("GET", FORWARD, [("Authorization", f"Bearer {forged}")]))
-            resps = c.read_final(1, timeout=10)
-        assert resps and resps[0].status_code in (400, 401), (case, resps)
+            resps = c.read_final(1, timeout=HANG)
+        # a line break inside the header: the line after it is not a
+        # header line, which is refused before any handler, 400
+        assert resps and resps[0].status_code == 400, (case, resps)
         return
     r = ctx.srv.request("GET", FORWARD, headers={"Authorization": f"Bearer {forged}"})
     if len(forged) > 16 * 1024:

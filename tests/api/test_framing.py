@@ -14,7 +14,7 @@ import uuid as uuidlib
 
 import pytest
 
-from conftest import (LOGIN, UUID_RE, RawConn, build_request, expect_detail, expect_json,
+from conftest import (HANG, LOGIN, UUID_RE, RawConn, build_request, expect_detail, expect_json,
                       expect_tokens, final_responses)
 from proxy import Nginx, nginx_available
 
@@ -67,7 +67,7 @@ def sentinel(srv):
     that every line of earlier, already answered requests was written too."""
     path = f"/sentinel-{uuidlib.uuid4().hex}"
     expect_json(srv.request("GET", path), 404, "sentinel")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG  # bounds a hang only
     while not access_lines(srv, path):
         assert time.monotonic() < deadline, f"no access line for {path}:\n{srv.tail()}"
         time.sleep(0.02)
@@ -185,7 +185,7 @@ def test_invalid_host_value(env, host):
 def test_http10_without_host_is_served(env):
     with RawConn(env.srv.port) as c:
         c.send(head_of("GET", JWKS, [], version="HTTP/1.0", host=False))
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, "HTTP/1.0 without Host: no answer"
     expect_json(resps[0], 200, "HTTP/1.0 without Host")
 
@@ -208,7 +208,7 @@ def test_nul_in_the_last_header_value(env):
 def test_htab_in_a_value_is_fine(env):
     with RawConn(env.srv.port) as c:
         c.send(head_of("GET", JWKS, [("X-Note", "a\tb")]))
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, "HTAB in a value: no answer"
     expect_json(resps[0], 200, "HTAB in a value")
 
@@ -219,7 +219,7 @@ def test_genuine_token_with_nul_and_junk_does_not_authenticate(env):
     head = build_request("GET", env.list_path, [("Authorization", auth)])
     with RawConn(env.srv.port) as c:
         c.send(head)
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, "no answer"
     assert resps[0].status_code != 200, "a token with '\\0 junk' appended authenticated"
     expect_detail(resps[0], 400, "NUL in Authorization")
@@ -242,7 +242,7 @@ def test_absolute_form_target_is_accepted(env):
     req = build_request("POST", target, [JSON_CT, ("Content-Length", str(len(body)))], body)
     with RawConn(env.srv.port) as c:
         c.send(req)
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, "absolute-form: no answer"
     assert expect_json(resps[0], 201, f"POST {target}") == {"token": env.access}
 
@@ -252,7 +252,7 @@ def test_absolute_form_variants(env, target):
     req = build_request("GET", target, [])
     with RawConn(env.srv.port) as c:
         c.send(req)
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, f"{target}: no answer"
     want = 200 if target.endswith("jwks.json") else 404
     expect_json(resps[0], want, f"GET {target}")
@@ -273,7 +273,7 @@ def head_then_get(srv, path, headers=()):
     the next bytes must be the GET's status line."""
     with RawConn(srv.port) as c:
         c.send(build_request("HEAD", path, headers) + build_request("GET", path, headers))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG  # bounds a hang only
         while c.buf.count(b"\r\n\r\n") < 2 and time.monotonic() < deadline and not c.closed_by_peer:
             c.pump(0.2)
         end = c.buf.find(b"\r\n\r\n")
@@ -429,7 +429,7 @@ def test_large_dripped_and_pipelined_blocks_are_served(env):
         for i in range(0, len(req), 997):
             c.send(req[i:i + 997])
             time.sleep(0.002)
-        resps = c.read_final(timeout=10)
+        resps = c.read_final(timeout=HANG)
     assert resps, "dripped block: no answer"
     expect_json(resps[0], 200, "a 14 KB header block sent in 1 KB pieces")
     first = build_request("GET", JWKS, [])

@@ -2,6 +2,7 @@
 a JSON body, the server does not crash, and nothing changes in the store."""
 
 import json
+import socket
 import time
 
 import pytest
@@ -84,8 +85,8 @@ def test_odd_form_encoding_no_crash(srv, unchanged, data):
 def test_lone_surrogate_escape_no_crash(srv, unchanged):
     with unchanged("lone surrogate escape"):
         r = post_raw(srv, b'{"username": "\\ud800", "password": "\\udc00x"}')
-        assert r.status_code in (400, 401), f"\\ud800 escape: got {r.status_code} {r.text[:200]!r}"
-        expect_json(r, r.status_code)
+        # jansson refuses a lone surrogate escape: malformed JSON
+        expect_parse_error(r, "\\ud800 escape")
 
 
 def test_huge_number_is_not_a_string(srv, unchanged):
@@ -134,10 +135,10 @@ def test_body_over_limit_with_content_length_413_before_body_is_sent(srv, unchan
     with unchanged("65537-byte body"):
         with RawConn(srv.port) as c:
             c.send(build_request("POST", LOGIN, [JSON_CT, ("Content-Length", "65537")]) + b"{" + b" " * 1023)
-            resps = c.read_final(timeout=5)
+            resps = c.read_final(timeout=HANG)
             if not resps:
                 c.send(b" " * (65537 - 1024))
-                late = c.read_final(timeout=5)
+                late = c.read_final(timeout=HANG)
                 raise AssertionError(
                     "no answer to a 65537-byte Content-Length before the body was sent; after sending "
                     f"it all: {late[0].status_code if late else 'still nothing'} -- the limit must be "
@@ -154,7 +155,7 @@ def test_body_over_limit_sent_in_full(srv, unchanged):
             for i in range(0, len(body), 4096):
                 if c.readable(0) or not c.send(body[i:i + 4096]):
                     break
-            resps = c.read_final(timeout=5)
+            resps = c.read_final(timeout=HANG)
         assert resps, "no answer to a 65537-byte body"
         expect_detail(resps[0], 413, "65537-byte body")
 
@@ -172,7 +173,7 @@ def test_expect_100_continue_over_limit_gets_413_without_body(srv, unchanged):
         with RawConn(srv.port) as c:
             c.send(build_request("POST", LOGIN, [JSON_CT, ("Content-Length", "100000"),
                                                  ("Expect", "100-continue")]))
-            resps = c.read_final(timeout=5)
+            resps = c.read_final(timeout=HANG)
         assert resps, "Expect: 100-continue with a 100000-byte body: no final answer without sending the body"
         expect_detail(resps[0], 413, "Expect: 100-continue, Content-Length 100000")
 
@@ -190,7 +191,7 @@ def test_chunked_body_over_limit_is_413(srv, unchanged):
                 sent += 0x2000
             if not c.readable(0):
                 c.send(b"0\r\n\r\n")
-            resps = c.read_final(timeout=5)
+            resps = c.read_final(timeout=HANG)
         assert resps, "no answer to an 80 KiB chunked body"
         expect_detail(resps[0], 413, "chunked body over 64 KiB")
 
@@ -219,7 +220,7 @@ def test_content_length_with_chunked_is_rejected_and_connection_closed(srv, unch
         second = build_request("GET", "/pipelined-after-cl-te")
         with RawConn(srv.port) as c:
             c.send(req + second)
-            closed = c.wait_closed(5)
+            closed = c.wait_closed(HANG)
             resps = final_responses(c.buf)
         assert resps, "Content-Length + Transfer-Encoding: chunked: no answer"
         expect_detail(resps[0], 400, "Content-Length + Transfer-Encoding: chunked")
@@ -229,27 +230,32 @@ def test_content_length_with_chunked_is_rejected_and_connection_closed(srv, unch
         assert closed, "connection not closed after rejecting Content-Length + Transfer-Encoding"
 
 
-@pytest.mark.parametrize("te", ["gzip", "gzip, chunked", "chunked, gzip", "xchunked", "identity"])
-def test_unknown_transfer_encoding_rejected_promptly(srv, unchanged, te):
+# src/http/framing.c (RFC 9112 6.3): a request's Transfer-Encoding must end
+# in one chunked, else 400; chunked after a coding we do not decode is 501.
+@pytest.mark.parametrize("te,status", [("gzip", 400), ("gzip, chunked", 501), ("chunked, gzip", 400),
+                                       ("xchunked", 400), ("identity", 400)])
+def test_unknown_transfer_encoding_rejected_promptly(srv, unchanged, te, status):
+    """Answered on the headers alone: the body is never completed, so an
+    answer at all (before the request timeout closes it unanswered) shows
+    the server did not wait for it."""
     with unchanged(f"TE {te}"):
-        t0 = time.monotonic()
-        with RawConn(srv.port) as c:
+        with RawConn(srv.port, timeout=HANG) as c:
             c.send(build_request("POST", LOGIN, [JSON_CT, ("Transfer-Encoding", te)]) + b'{"username": "a"')
-            resps = c.read_final(timeout=5)
-        assert resps, f"Transfer-Encoding: {te}: no answer within 5 s (hang)"
-        assert resps[0].status_code in (400, 501), (
-            f"Transfer-Encoding: {te}: expected 501 (or 400), got {resps[0].status_code}")
-        expect_detail(resps[0], resps[0].status_code, f"Transfer-Encoding: {te}")
-        assert time.monotonic() - t0 < 5
+            resps = c.read_final(timeout=HANG)
+        assert resps, f"Transfer-Encoding: {te}: no answer before the connection closed or {HANG}s passed"
+        expect_detail(resps[0], status, f"Transfer-Encoding: {te}")
 
 
-@pytest.mark.parametrize("cl", ["-1", "abc", "1, 2", "99999999999999999999999"])
-def test_bad_content_length_values(srv, unchanged, cl):
+# docs/architecture.md: libmicrohttpd refuses a malformed Content-Length
+# itself, 400, and a number too big for it 413.
+@pytest.mark.parametrize("cl,status", [("-1", 400), ("abc", 400), ("1, 2", 400),
+                                       ("99999999999999999999999", 413)])
+def test_bad_content_length_values(srv, unchanged, cl, status):
     with unchanged(f"Content-Length: {cl}"):
         req = build_request("POST", LOGIN, [JSON_CT, ("Content-Length", cl), ("Connection", "close")], b"{}")
         resps = final_responses_within(srv.port, req)
         assert resps, f"Content-Length: {cl}: no answer"
-        assert resps[0].status_code in (400, 413), f"Content-Length: {cl}: got {resps[0].status_code}"
+        assert resps[0].status_code == status, f"Content-Length: {cl}: want {status}, got {resps[0].status_code}"
         # libmicrohttpd 0.9.75 refuses these before any handler runs, with its
         # own HTML body (and the status line written twice): a documented
         # limit (docs/architecture.md). What we guarantee: the refusal, the
@@ -257,8 +263,13 @@ def test_bad_content_length_values(srv, unchanged, cl):
     srv.assert_alive(f"Content-Length: {cl}")
 
 
-def final_responses_within(port, req, timeout=5):
-    with RawConn(port) as c:
+# How long a wait may last before it is taken for a hang: never a speed (the
+# suite runs again under ASan on a loaded 2-core machine).
+HANG = 60
+
+
+def final_responses_within(port, req, timeout=HANG):
+    with RawConn(port, timeout=timeout) as c:
         c.send(req)
         return c.read_final(timeout=timeout)
 
@@ -272,6 +283,9 @@ def final_responses_within(port, req, timeout=5):
     "/api/auth/jwt/%", "/api/auth/jwt/%zz", "/api/auth/jwt/\xff",
 ], ids=lambda p: p.encode("latin-1").hex() if "\xff" in p else p)
 def test_odd_paths_never_log_in(srv, alice, unchanged, path):
+    """Paths are matched as received (src/http/server.c, no_unescape): none
+    of these is the login route, so each is our JSON 404 -- except a raw
+    non-ASCII byte in the target, which is not HTTP: 400."""
     user, pw, _ = alice
     body = json.dumps({"username": user, "password": pw}).encode()
     with unchanged(f"path {path!r}"):
@@ -281,8 +295,9 @@ def test_odd_paths_never_log_in(srv, alice, unchanged, path):
         assert resps, f"path {path!r}: no answer"
         r = resps[0]
         assert r.status_code != 201, f"path {path!r} logged in (must not be normalised to the login route)"
-        assert r.status_code in (400, 404, 414, 431), f"path {path!r}: got {r.status_code}"
-        expect_json(r, r.status_code, f"path {path!r}")
+        want = 400 if "\xff" in path else 404
+        assert r.status_code == want, f"path {path!r}: want {want}, got {r.status_code}"
+        expect_detail(r, want, f"path {path!r}")
 
 
 @pytest.mark.parametrize("length", [10000, 20000])
@@ -319,9 +334,7 @@ def test_thousand_small_headers_are_refused_cleanly(srv, unchanged):
                                                       ("Connection", "close")], body)
         resps = final_responses_within(srv.port, req)
         assert resps, "1,000 headers: no answer"
-        assert resps[0].status_code in (401, 431), f"1,000 headers: got {resps[0].status_code}"
-        if resps[0].status_code == 401:
-            expect_json(resps[0], 401, "1,000 small headers")
+        assert resps[0].status_code == 431, f"1,000 headers: want libmicrohttpd's 431, got {resps[0].status_code}"
     srv.assert_alive("1,000 headers")
 
 
@@ -363,72 +376,91 @@ def test_header_block_over_limit_is_431(srv, unchanged, shape):
         expect_json(resps[0], 431, f"header block over 16 KiB ({shape})")
 
 
-@pytest.mark.parametrize("junk", [
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
-    b"GET\r\n\r\n", b"\r\n\r\n\r\n",
-    b"POST /api/auth/jwt/ HTTP/9.9\r\nHost: x\r\n\r\n",
-    b"GET /nope HTTP/1.1\r\nBad Header Line\r\n\r\n",
-    b"GET /nope HTTP/1.1\r\nHost: x\r\n Folded: continuation\r\n\r\n",
-], ids=["tls-hello", "no-path", "blank-lines", "http-9.9", "header-without-colon", "obs-fold"])
-def test_garbage_requests_no_crash_and_json_if_answered(srv, unchanged, junk):
+# What each is answered (docs/architecture.md, "libmicrohttpd"): an
+# unsupported version 505 and a header line without a colon 400, both by
+# libmicrohttpd in HTML; an obs-fold 400 in JSON by our framing check; a
+# request line without a target is closed at once without an answer; bytes
+# that never make a request line (TLS, blank lines) wait for the rest and are
+# closed without an answer when the client leaves.
+GARBAGE = [
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, None, True),
+    (b"GET\r\n\r\n", None, False),
+    (b"\r\n\r\n\r\n", None, True),
+    (b"POST /api/auth/jwt/ HTTP/9.9\r\nHost: x\r\n\r\n", 505, False),
+    (b"GET /nope HTTP/1.1\r\nBad Header Line\r\n\r\n", 400, False),
+    (b"GET /nope HTTP/1.1\r\nHost: x\r\n Folded: continuation\r\n\r\n", 400, False),
+]
+
+
+@pytest.mark.parametrize("junk,status,leave", GARBAGE,
+                         ids=["tls-hello", "no-path", "blank-lines", "http-9.9",
+                              "header-without-colon", "obs-fold"])
+def test_garbage_requests_get_their_documented_answer(srv, unchanged, junk, status, leave):
     with unchanged(f"garbage {junk[:20]!r}"):
-        with RawConn(srv.port) as c:
+        with RawConn(srv.port, timeout=HANG) as c:
             c.send(junk)
-            c.read_final(timeout=1)
+            if leave:  # an incomplete request: the client leaves
+                c.sock.shutdown(socket.SHUT_WR)
+            closed = c.wait_closed(HANG)
             resps = final_responses(c.buf)
-        for r in resps:
-            assert r.status_code != 201
-            assert 400 <= r.status_code < 600, f"garbage {junk[:30]!r} answered {r.status_code}"
-            # An unsupported version (505) or a header line without a colon
-            # (400) is refused by libmicrohttpd itself, in HTML: documented.
-            if r.status_code not in (400, 505):
-                expect_json(r, r.status_code, f"garbage request {junk[:30]!r}")
+        assert closed, f"garbage {junk[:30]!r}: connection still open {HANG}s later"
+        if status is None:
+            assert c.buf == b"", f"garbage {junk[:30]!r}: want the connection closed unanswered, got {c.buf[:200]!r}"
+        else:
+            assert [r.status_code for r in resps] == [status], (
+                f"garbage {junk[:30]!r}: want one {status} then close, got {resps!r}")
+            if status == 400 and b"Folded" in junk:
+                expect_detail(resps[0], 400, "obs-fold")
     srv.assert_alive(f"garbage {junk[:20]!r}")
 
 
 # ---------------------------------------------------------------- slow clients
 
 def test_dripped_body_is_cut_off(factory):
-    inst, srv = factory.server(env={"TOKEND_SERVER_REQUEST_TIMEOUT": "2"})
-    with RawConn(srv.port, timeout=10) as c:
+    """A body dripped a byte a second is cut off (connection closed, no
+    answer: config/tokend.conf, request_timeout) once request_timeout (2 s)
+    has passed since accept -- not before, and long before its 100 bytes are
+    in. The idle timeout is an hour, so nothing else could close it."""
+    inst, srv = factory.server(env={"TOKEND_SERVER_REQUEST_TIMEOUT": "2",
+                                    "TOKEND_SERVER_IDLE_TIMEOUT": "3600"})
+    t0 = time.monotonic()  # before connect: the server's clock starts at accept, later
+    with RawConn(srv.port, timeout=HANG) as c:
         c.send(build_request("POST", LOGIN, [JSON_CT, ("Content-Length", "100")]))
-        t0 = time.monotonic()
-        cut = False
-        while time.monotonic() - t0 < 10:
+        sent = 0
+        while sent < 100 and not c.closed_by_peer:
             if not c.send(b" "):
-                cut = True
                 break
+            sent += 1
             c.pump(1.0)
-            if c.closed_by_peer or final_responses(c.buf):
-                cut = True
-                break
         elapsed = time.monotonic() - t0
-        resps = final_responses(c.buf)
-    assert cut, "server kept reading a body dripped at 1 byte/s for 10 s (request_timeout=2)"
-    assert elapsed < 6, f"dripped body cut off only after {elapsed:.1f}s (request_timeout=2)"
-    if resps:
-        assert resps[0].status_code == 408, f"drip: expected close or 408, got {resps[0].status_code}"
-        expect_json(resps[0], 408, "dripped body")
+        unanswered = c.buf
+    assert sent < 100, "server read a body dripped at 1 byte/s to its end (request_timeout=2)"
+    assert elapsed >= 1.9, f"dripped body cut off after {elapsed:.1f}s, before request_timeout=2"
+    assert unanswered == b"", f"a cut-off request is closed without an answer, got {unanswered[:200]!r}"
     srv.assert_alive("a dripped body")
 
 
 def test_idle_connection_is_closed(factory):
-    inst, srv = factory.server(env={"TOKEND_SERVER_IDLE_TIMEOUT": "2"})
-    with RawConn(srv.port, timeout=10) as c:
-        t0 = time.monotonic()
-        closed = c.wait_closed(8)
+    """idle_timeout (2 s) closes a connection that sends nothing, and a
+    kept-alive one after its request; request_timeout is an hour, so only
+    the idle timer can close them within the (hang-bounding) wait."""
+    inst, srv = factory.server(env={"TOKEND_SERVER_IDLE_TIMEOUT": "2",
+                                    "TOKEND_SERVER_REQUEST_TIMEOUT": "3600"})
+    t0 = time.monotonic()  # before connect: the idle clock starts at accept, later
+    with RawConn(srv.port, timeout=HANG) as c:
+        closed = c.wait_closed(HANG)
         elapsed = time.monotonic() - t0
-    assert closed, "idle connection (nothing sent) still open after 8 s with idle_timeout=2"
-    assert elapsed < 5, f"idle connection closed only after {elapsed:.1f}s (idle_timeout=2)"
+    assert closed, f"idle connection (nothing sent) still open after {HANG}s with idle_timeout=2"
+    assert elapsed >= 1.5, f"idle connection closed after {elapsed:.1f}s, before idle_timeout=2"
     # also after a complete keep-alive request
-    with RawConn(srv.port, timeout=10) as c:
+    with RawConn(srv.port, timeout=HANG) as c:
+        t0 = time.monotonic()  # before the request: the idle clock restarts after its answer
         c.send(build_request("GET", "/nope"))
-        assert c.read_final(timeout=5), "no answer to GET /nope"
-        t0 = time.monotonic()
-        closed = c.wait_closed(8)
+        assert c.read_final(timeout=HANG), "no answer to GET /nope"
+        closed = c.wait_closed(HANG)
         elapsed = time.monotonic() - t0
-    assert closed and elapsed < 5, (
-        f"idle keep-alive connection not closed within 5 s (idle_timeout=2): closed={closed} after {elapsed:.1f}s")
+    assert closed, f"idle keep-alive connection still open after {HANG}s (idle_timeout=2)"
+    assert elapsed >= 1.5, f"keep-alive connection closed {elapsed:.1f}s after its request, before idle_timeout=2"
     srv.assert_alive("idle timeouts")
 
 
@@ -448,19 +480,24 @@ def test_client_vanishing_mid_request_frees_its_slot(factory, half):
     hold up shutdown. (libmicrohttpd 0.9.75's epoll loop may miss the FIN
     that arrives with the last bytes: the connection watchdog frees the slot;
     tests/api/test_slow_clients.py has the same at scale.)"""
+    # request_timeout is an hour: were the vanished clients kept as
+    # requests in flight, neither the new connection nor the shutdown below
+    # could happen within the (hang-bounding) waits
     inst, srv = factory.server(env={"TOKEND_SERVER_PER_IP_CONNECTIONS": "2",
-                                    "TOKEND_SERVER_IDLE_TIMEOUT": "2"})
+                                    "TOKEND_SERVER_IDLE_TIMEOUT": "2",
+                                    "TOKEND_SERVER_REQUEST_TIMEOUT": "3600"})
     with StoreUnchanged(srv, inst.database, "clients vanishing mid-request") as _:
         for _i in range(2):
             c = RawConn(srv.port)
             c.send(half)
             c.close()
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + HANG
         served = False
         while time.monotonic() < deadline and not served:
-            with RawConn(srv.port) as c:
+            with RawConn(srv.port, timeout=HANG) as c:
                 c.send(build_request("GET", "/after-vanish", [("Connection", "close")]))
-                served = bool(c.read_final(timeout=1))
+                # a refused connection is closed at once: read_final returns on EOF
+                served = bool(c.read_final(timeout=HANG))
             if not served:
                 time.sleep(0.2)
         if not served:
@@ -468,32 +505,40 @@ def test_client_vanishing_mid_request_frees_its_slot(factory, half):
             srv.proc.kill()
             srv.proc.wait()
         assert served, ("2 clients that closed their sockets mid-request still hold both connection "
-                        "slots (per_ip_connections=2) 6 s later, past the 2 s idle timeout")
-    t0 = time.monotonic()
-    rc = srv.stop(timeout=6)
-    dt = time.monotonic() - t0
-    assert rc == 0
-    assert dt < 5, f"SIGTERM took {dt:.1f}s after clients vanished mid-request (treated as in-flight)"
+                        f"slots (per_ip_connections=2) {HANG}s later, past the 2 s idle timeout")
+    rc = srv.stop(timeout=HANG)  # raises, naming the hang, if it is not done by then
+    assert rc == 0, f"SIGTERM after clients vanished mid-request: exit {rc}\n{srv.tail()}"
 
 
 @pytest.mark.parametrize("var", ["TOKEND_SERVER_PER_IP_CONNECTIONS", "TOKEND_SERVER_MAX_CONNECTIONS"])
 def test_connection_limits(factory, var):
+    """At the limit (2) a third connection is refused at accept: closed
+    without an answer (docs/architecture.md, "The connection limits refuse
+    at accept"); once the two are gone, a new one is served."""
     inst, srv = factory.server(env={var: "2"})
-    held = [RawConn(srv.port), RawConn(srv.port)]
+    held = [RawConn(srv.port, timeout=HANG), RawConn(srv.port, timeout=HANG)]
     try:
         for c in held:  # make sure both are accepted and counted
             c.send(build_request("GET", "/held"))
-            assert c.read_final(timeout=5), f"{var}=2: one of the first two connections got no answer"
-        extra = RawConn(srv.port)
-        extra.send(build_request("GET", "/third", [("Connection", "close")]))
-        resps = extra.read_final(timeout=3)
-        extra.close()
-        assert not resps or resps[0].status_code in (429, 503), (
-            f"{var}=2: a third concurrent connection was served ({resps[0].status_code})")
-        if resps:
-            expect_json(resps[0], resps[0].status_code, f"{var}: refused connection")
+            assert c.read_final(timeout=HANG), f"{var}=2: one of the first two connections got no answer"
+        with RawConn(srv.port, timeout=HANG) as extra:
+            extra.send(build_request("GET", "/third", [("Connection", "close")]))
+            closed = extra.wait_closed(HANG)
+            got = extra.buf
+        assert closed, f"{var}=2: a third concurrent connection was neither served nor closed in {HANG}s"
+        assert got == b"", f"{var}=2: a third concurrent connection must be closed unanswered, got {got[:200]!r}"
     finally:
         for c in held:
             c.close()
-    time.sleep(0.3)
+    # the slots are freed once the two have gone (the server sees them close)
+    deadline = time.monotonic() + HANG
+    while True:
+        with RawConn(srv.port, timeout=HANG) as c:
+            c.send(build_request("GET", "/after", [("Connection", "close")]))
+            resps = c.read_final(timeout=HANG)
+        if resps:
+            break
+        assert time.monotonic() < deadline, f"{var}=2: no connection served {HANG}s after the two closed"
+        time.sleep(0.1)
+    expect_json(resps[0], 404, f"{var}: a connection after the held ones closed")
     srv.assert_alive(f"{var} limit reached")

@@ -87,7 +87,10 @@ def jwks(srv):
     return body["keys"]
 
 
-def wait_until(pred, timeout=5.0, step=0.05):
+HANG = 30  # seconds: bounds a hang in the polls below, never a speed
+
+
+def wait_until(pred, timeout=HANG, step=0.05):
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
@@ -455,13 +458,15 @@ def test_sighup_rotation_and_retirement(factory):
 
 
 def test_sighup_to_rs256_updates_jwks(factory):
-    inst, srv = factory.server(label="sighup rs256")
+    # the periodic check off: only the SIGHUP can make the new key known
+    inst, srv = factory.server(env={"TOKEND_KEYS_RELOAD_INTERVAL": "0"}, label="sighup rs256")
     name, pw, uid = new_user(inst)
     old = expect_tokens(srv.login(name, pw))
     assert jwks(srv) == []
     kid = rotate(inst, "RS256")
     srv.send_signal(signal.SIGHUP)
-    assert wait_until(lambda: [k.get("kid") for k in jwks(srv)] == [kid]), jwks(srv)
+    assert wait_until(lambda: [k.get("kid") for k in jwks(srv)] == [kid]), (
+        f"JWKS does not list {kid} {HANG}s after rotate + SIGHUP: {jwks(srv)}\n{srv.tail()}")
     pair = expect_tokens(srv.login(name, pw))
     h = header_of(pair["access"])
     assert h["alg"] == "RS256" and h["kid"] == kid, h
@@ -473,7 +478,8 @@ def test_sighup_to_rs256_updates_jwks(factory):
 
 
 def test_sighup_with_broken_key_dir_keeps_old_keys(factory):
-    inst, srv = factory.server(label="sighup broken")
+    # the periodic check off: the refusal logged below is the SIGHUP's
+    inst, srv = factory.server(env={"TOKEND_KEYS_RELOAD_INTERVAL": "0"}, label="sighup broken")
     name, pw, uid = new_user(inst)
     k1 = current_kid(inst)
     pair = expect_tokens(srv.login(name, pw))
@@ -481,7 +487,9 @@ def test_sighup_with_broken_key_dir_keeps_old_keys(factory):
     bad.write_text("short\n")
     os.chmod(bad, 0o600)
     srv.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    # the reload ran (and refused), not merely 0.3 s passed
+    assert srv.wait_for_stderr(lambda ln: "SIGHUP: keys not reloaded" in ln, HANG), (
+        f"no 'SIGHUP: keys not reloaded' line {HANG}s after a SIGHUP with a broken key file\n{srv.tail()}")
     srv.assert_alive("SIGHUP with a broken key file")
     assert verify(srv, pair["access"]).status_code == 201
     assert _login_kid(srv, name, pw) == k1
@@ -515,14 +523,14 @@ def test_cli_purge(factory):
 def test_cli_purge_after_real_expiry(factory):
     # 3 s: a token minted at second T lives until T+3, so the refresh right
     # after the login cannot meet its expiry (1 s did, at a second boundary).
-    inst, srv = factory.server(env={"TOKEND_TOKENS_REFRESH_LIFETIME": "3"}, label="purge real")
+    # (6 s, so that a slow ASan run cannot reach the expiry before the refresh)
+    inst, srv = factory.server(env={"TOKEND_TOKENS_REFRESH_LIFETIME": "6"}, label="purge real")
     name, pw, uid = new_user(inst)
     p1 = expect_tokens(srv.login(name, pw))
     expect_tokens(refresh(srv, p1["refresh"]))
     assert len(db_rows(inst.database, "SELECT jti FROM refresh_tokens")) == 2
     last_exp = max(r["expires_at"] for r in db_rows(inst.database, "SELECT expires_at FROM refresh_tokens"))
-    deadline = time.monotonic() + 30  # bounds a hang only
-    while time.time() < last_exp + 1.1 and time.monotonic() < deadline:
+    while time.time() < last_exp + 1.1:  # a lower bound: the clock is past both expiries
         time.sleep(0.2)
     res = inst.cli_ok("purge")
     assert res.out.strip() == "purged 2 expired token rows", res
@@ -543,7 +551,7 @@ def test_server_sweeper(factory):
         left = {r["jti"] for r in db_rows(inst.database, "SELECT jti FROM refresh_tokens")}
         return not (left & expired)
 
-    assert wait_until(gone, timeout=4.0, step=0.1), "sweeper left expired rows after 4 s"
+    assert wait_until(gone, step=0.1), f"sweeper (every 1 s) left expired rows after {HANG}s"
     left = {r["jti"] for r in db_rows(inst.database, "SELECT jti FROM refresh_tokens")}
     assert left == live, left
     srv.assert_alive("sweeps")
@@ -562,10 +570,10 @@ def serve_refused(inst, what, expect):
     """Start `serve`; assert it exits non-zero without listening, with a
     stderr line naming the key directory and containing expect."""
     srv = inst.start(wait=False, label=what)
-    deadline = time.monotonic() + 10
-    while srv.proc.poll() is None and time.monotonic() < deadline:
-        if any("listening on" in ln for ln in srv.err_lines):
-            break
+    # until it exits or says it listens: which of the two it does is the outcome
+    deadline = time.monotonic() + HANG
+    while srv.proc.poll() is None and not any("listening on" in ln for ln in srv.err_lines):
+        assert time.monotonic() < deadline, f"{what}: tokend neither exited nor listened in {HANG}s"
         time.sleep(0.02)
     listening = srv.proc.poll() is None
     rc = srv.stop()
@@ -668,7 +676,8 @@ def test_root_refuses_key_file_owned_by_another_user(factory):
 def test_sighup_refuses_a_key_dir_made_writable(factory):
     """A key planted in a directory that became world-writable is not
     loaded by a SIGHUP reload; the server keeps its keys and says why."""
-    inst, srv = factory.server(label="sighup unsafe dir")
+    # the periodic check off: the refusal waited for below is the SIGHUP's
+    inst, srv = factory.server(env={"TOKEND_KEYS_RELOAD_INTERVAL": "0"}, label="sighup unsafe dir")
     name, pw, _ = new_user(inst)
     k1 = current_kid(inst)
     os.chmod(inst.keys, 0o777)
@@ -677,7 +686,7 @@ def test_sighup_refuses_a_key_dir_made_writable(factory):
     os.chmod(planted, 0o600)
     (inst.keys / "current").write_text("0123456789abcdef\n")
     srv.send_signal(signal.SIGHUP)
-    assert srv.wait_for_stderr(lambda ln: "writable" in ln and str(inst.keys) in ln), srv.tail()
+    assert srv.wait_for_stderr(lambda ln: "writable" in ln and str(inst.keys) in ln, HANG), srv.tail()
     srv.assert_alive("SIGHUP with a world-writable key directory")
     assert _login_kid(srv, name, pw) == k1
     now = int(time.time())

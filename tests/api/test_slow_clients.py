@@ -29,7 +29,13 @@ from conftest import final_responses
 from proxy import Nginx, nginx_available
 
 _SLOWDOWN = 2.0 if os.environ.get("TOKEND_SANITIZED") else 1.0
-SERVED_DEADLINE = 12 * _SLOWDOWN
+# Every wait below returns as soon as its condition holds: these bound a
+# hang (a loaded 2-core machine, ASan), never a speed.
+SERVED_DEADLINE = 30 * _SLOWDOWN
+HANG = 30 * _SLOWDOWN
+# An attack runs until what it is to show has been shown (then it is
+# stopped); its length in rounds only bounds a hang.
+ATTACK_ROUNDS = int(60 * _SLOWDOWN)
 LEGIT_SRC = "127.0.0.2"
 PARTIAL = (b"POST /api/auth/jwt/verify/ HTTP/1.1\r\nHost: x\r\n"
            b"Content-Length: 50\r\n\r\n{\"to")
@@ -52,7 +58,7 @@ def connect_from(src, port, timeout=1.0):
     return s
 
 
-def legit_once(port, path="/legit", timeout=1.0):
+def legit_once(port, path="/legit", timeout=10.0):
     """One request from LEGIT_SRC; True if a complete response came back."""
     s = connect_from(LEGIT_SRC, port, timeout)
     if s is None:
@@ -127,6 +133,7 @@ class Slowloris:
         self.cut = 0
         self.stop = threading.Event()    # ends the attack early
         self.ending = threading.Event()  # set before the drippers close
+        self.opened = threading.Event()  # every dripper has been opened once
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -145,6 +152,7 @@ class Slowloris:
         try:
             for k in range(self.count):
                 self._open(k)
+            self.opened.set()
             for _r in range(self.rounds):
                 if self.stop.is_set():
                     break
@@ -174,8 +182,11 @@ class Slowloris:
         return self
 
     def __exit__(self, *exc):
-        self.done.wait(60)
-        self.thread.join(5)
+        self.done.wait(HANG + 60)
+        self.thread.join(HANG)
+
+    def wait_opened(self):
+        assert self.opened.wait(HANG), f"the {self.count} drippers were not all opened within {HANG}s"
 
 
 def label(limits):
@@ -204,10 +215,10 @@ def test_partial_then_close_frees_slots(factory, limits, count):
     assert took is not None, (
         f"{count} clients that sent part of a request and closed still lock out a "
         f"legitimate client {SERVED_DEADLINE:.0f}s later ({held} slots still held)")
-    deadline = time.monotonic() + 5 * _SLOWDOWN
+    deadline = time.monotonic() + HANG
     while server_side_conns(srv.port) > 0 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert server_side_conns(srv.port) == 0, "slots of vanished clients still held 5 s later"
+    assert server_side_conns(srv.port) == 0, f"slots of vanished clients still held {HANG:.0f}s later"
     srv.assert_alive("partial-and-close attack")
 
 
@@ -219,11 +230,15 @@ def test_partial_then_close_frees_slots(factory, limits, count):
 ], ids=["limit-100", "default-limit"])
 def test_slowloris_cannot_lock_out_clients(factory, limits, count):
     inst, srv = start(factory, request_timeout=2, **limits)
-    rounds = int(10 * _SLOWDOWN)
+    rounds = ATTACK_ROUNDS
     with Slowloris(srv.port, count, attacker_sources(20), rounds=rounds) as attack:
-        time.sleep(1.5)  # every dripper connected, the slots taken
+        attack.wait_opened()  # every dripper connected, the slots taken
         took = wait_served(srv.port, until=attack.ending)
         still_running = not attack.ending.is_set()
+        # the drippers find out they were cut at their next byte (a round)
+        deadline = time.monotonic() + HANG
+        while attack.cut == 0 and not attack.ending.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
         cut = attack.cut
         attack.stop.set()  # what was to be shown has been
     print(f"slowloris {label(limits)}: {count} drippers, legitimate request served "
@@ -237,7 +252,7 @@ def test_slowloris_cannot_lock_out_clients(factory, limits, count):
 
 def kept_alive(port, src="127.0.0.3"):
     """A connection after one whole request and its answer."""
-    s = connect_from(src, port, timeout=5)
+    s = connect_from(src, port, timeout=HANG)
     assert s is not None
     s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
     buf = b""
@@ -266,7 +281,7 @@ def test_slowloris_on_a_kept_alive_connection_is_cut(factory):
         s.sendall(DRIP_HEAD)
         t0 = time.monotonic()
         cut = False
-        while not cut and time.monotonic() - t0 < 10 * _SLOWDOWN:
+        while not cut and time.monotonic() - t0 < HANG:
             try:
                 s.sendall(b"X")
             except OSError:
@@ -274,7 +289,7 @@ def test_slowloris_on_a_kept_alive_connection_is_cut(factory):
                 break
             cut = closed_by_server(s, 0.5)
         print(f"kept-alive slowloris cut after {time.monotonic() - t0:.1f}s")
-        assert cut, "a second request dripped one byte every 0.5 s still open after 10 s (request_timeout=2)"
+        assert cut, f"a second request dripped one byte every 0.5 s still open after {HANG:.0f}s (request_timeout=2)"
     finally:
         s.close()
 
@@ -287,11 +302,11 @@ def test_partial_second_request_then_close_frees_the_slot(factory):
         s.sendall(b"POST /api/auth/jwt/verify/ HTTP/1.1\r\nHost: x\r\nContent-Le")
         s.close()
     t0 = time.monotonic()
-    while server_side_conns(srv.port) > 0 and time.monotonic() - t0 < 5 * _SLOWDOWN:
+    while server_side_conns(srv.port) > 0 and time.monotonic() - t0 < HANG:
         time.sleep(0.1)
     held = server_side_conns(srv.port)
     print(f"partial second request then close: {held} slots held after {time.monotonic() - t0:.1f}s")
-    assert held == 0, f"{held} clients gone mid-way through a second request still hold their slots 5 s later"
+    assert held == 0, f"{held} clients gone mid-way through a second request still hold their slots {HANG:.0f}s later"
     assert wait_served(srv.port) is not None
 
 
@@ -304,7 +319,11 @@ def test_per_client_limit_is_on_by_default(factory):
             s = connect_from("127.0.0.3", srv.port, timeout=0.5)
             if s is not None:
                 socks.append(s)
-        time.sleep(0.5)
+        # refused connections are closed at accept: wait until they are
+        # (not 0.5 s), then count what one address holds
+        deadline = time.monotonic() + HANG
+        while server_side_conns(srv.port) > 130 and time.monotonic() < deadline:
+            time.sleep(0.05)
         held = server_side_conns(srv.port)
         # (+2: a refused connection lives a moment between accept and close)
         assert 0 < held <= 130, f"one client address holds {held} of 300 connections (default limit 128)"
@@ -330,14 +349,17 @@ def test_attacks_through_nginx_never_reach_tokend(factory, tmp_path):
     inst, srv = start(factory, max_connections=50, per_ip_connections=0)
     with Nginx(tmp_path, upstreams=[srv.port]) as ngx:
         partial_and_close(ngx.port, 300, attacker_sources(5))
-        with Slowloris(ngx.port, 150, attacker_sources(5), rounds=int(5 * _SLOWDOWN)) as attack:
-            time.sleep(1.0)
+        with Slowloris(ngx.port, 150, attacker_sources(5), rounds=ATTACK_ROUNDS) as attack:
+            attack.wait_opened()
             took = wait_served(ngx.port, until=attack.ending, path="/legit-proxied")
             during = server_side_conns(srv.port)
             attack.stop.set()
         assert took is not None, "legitimate client not served through nginx during the attacks"
         assert during <= 20, f"tokend holds {during} connections while nginx buffers the attacks"
-    time.sleep(0.3)  # access lines are flushed every 100 ms
+    # access lines are flushed every 100 ms: wait for the legitimate one
+    deadline = time.monotonic() + HANG
+    while not tokend_saw(srv, "/legit-proxied") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not tokend_saw(srv, "/api/auth/jwt/verify/"), (
         "tokend saw a request of the attack: " + "\n".join(tokend_saw(srv, "/api/auth/jwt/verify/")[:5]))
     assert tokend_saw(srv, "/legit-proxied"), "tokend's access log lacks the legitimate request"

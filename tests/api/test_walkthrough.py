@@ -64,9 +64,10 @@ def test_readme_walkthrough(tokend_bin, tmp_path):
     try:
         srv.wait_listening()
         creds = work / "var" / "demo-credentials"
-        for _ in range(100):  # printed (and written) just after the listening line
-            if any("demo-credentials" in ln for ln in srv.out_lines):
-                break
+        # printed (and written) just after the listening line; 30 s bounds a hang
+        deadline = time.monotonic() + 30
+        while not any("demo-credentials" in ln for ln in srv.out_lines):
+            assert time.monotonic() < deadline, f"no demo-credentials line on stdout in 30 s:\n{srv.stdout()}"
             time.sleep(0.05)
         assert creds.is_file(), f"serve --demo wrote no {creds}:\n{srv.stdout()}\n{srv.tail()}"
         mode = stat.S_IMODE(creds.stat().st_mode)

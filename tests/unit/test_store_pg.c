@@ -442,15 +442,31 @@ static void *racer(void *arg)
 	return NULL;
 }
 
-/* Runs r's transaction on a thread: started, or (wait) to its end. */
+/*
+ * Runs r's transaction on a thread: to its end (wait), or until the server
+ * shows one of the backend's connections waiting for a lock -- ours, the
+ * only one held -- so that what follows runs while it waits, however slow
+ * the machine (not 200 ms and hope). 60 s only bounds a hang.
+ */
 static void race(struct racer *r, pthread_t *t, bool wait)
 {
+	static const char waiting[] = "SELECT count(*) FROM pg_stat_activity WHERE "
+				      "application_name = 'tokend' AND wait_event_type = 'Lock' "
+				      "AND datname = current_database()";
+	PGconn *pg;
+
 	r->rc = -1;
 	ck_assert_int_eq(pthread_create(t, NULL, racer, r), 0);
-	if (wait)
+	if (wait) {
 		pthread_join(*t, NULL);
-	else
-		usleep(200 * 1000); /* it waits for our lock by now */
+		return;
+	}
+	pg = admin();
+	for (long waited = 0; admin_exec(pg, waiting) < 1; waited += 10) {
+		ck_assert_msg(waited < 60000, "the racing transaction never waited for our lock in 60 s");
+		usleep(10 * 1000);
+	}
+	PQfinish(pg);
 }
 
 /*
@@ -670,10 +686,12 @@ static void kill_backend(void)
 	PGconn *pg = admin();
 
 	ck_assert_int_gt(admin_exec(pg, sql), 0);
-	for (int i = 0; i < 500 && admin_exec(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
-						  "application_name = 'tokend'") > 0;
-	     i++)
+	for (long waited = 0; admin_exec(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
+					    "application_name = 'tokend'") > 0;
+	     waited += 10) {
+		ck_assert_msg(waited < 60000, "the backend's connections still there 60 s after termination");
 		usleep(10 * 1000);
+	}
 	PQfinish(pg);
 }
 

@@ -29,6 +29,22 @@ static void sleep_ms(long ms)
 		;
 }
 
+/*
+ * Waits until *v reaches want. The deadline only bounds a hang: the workers
+ * run at nice 10 on a machine that may be loaded, so how soon they get there
+ * is not what these tests are about; that they get there is.
+ */
+#define HANG_DEADLINE_MS 60000L
+
+static void wait_for(atomic_int *v, int want, const char *what)
+{
+	for (long waited = 0; atomic_load(v) < want; waited += 10) {
+		ck_assert_msg(waited < HANG_DEADLINE_MS, "%s: still %d of %d after %ld s",
+			      what, atomic_load(v), want, HANG_DEADLINE_MS / 1000);
+		sleep_ms(10);
+	}
+}
+
 /* A gate a job can wait at until the test opens it. */
 struct gate {
 	pthread_mutex_t mu;
@@ -113,12 +129,16 @@ START_TEST(jobs_run)
 	for (int i = 0; i < 100; i++)
 		ck_assert_int_eq(workpool_submit(wp, count_job, &c), 0);
 	/* wait for all of them without relying on free */
-	for (int i = 0; i < 500 && atomic_load(&c.runs) < 100; i++)
-		sleep_ms(10);
+	wait_for(&c.runs, 100, "100 jobs on 3 workers");
 	ck_assert_int_eq(atomic_load(&c.runs), 100);
 	ck_assert_int_eq(atomic_load(&c.expired), 0);
-	for (int i = 0; i < 100 && pending(wp) != 0; i++)
+	/* a job counts as pending until its function returns */
+	for (long waited = 0; pending(wp) != 0; waited += 10) {
+		ck_assert_msg(waited < HANG_DEADLINE_MS,
+			      "workpool_pending() still %zu after every job ran",
+			      (size_t)pending(wp));
 		sleep_ms(10);
+	}
 	ck_assert_uint_eq(pending(wp), 0);
 	workpool_free(&wp);
 	ck_assert_ptr_null(wp);
@@ -162,8 +182,7 @@ START_TEST(busy_recovers)
 	ck_assert_int_eq(workpool_submit(wp, count_job, &c), 0);
 	ck_assert_int_eq(workpool_submit(wp, count_job, &c), TOKEND_EBUSY);
 	gate_open(&g);
-	for (int i = 0; i < 500 && atomic_load(&c.runs) < 1; i++)
-		sleep_ms(10);
+	wait_for(&c.runs, 1, "the queued job after the gate opened");
 	/* room again */
 	ck_assert_int_eq(workpool_submit(wp, count_job, &c), 0);
 	workpool_free(&wp);
@@ -174,25 +193,37 @@ END_TEST
 
 START_TEST(deadline_expired)
 {
+	/* A pool whose deadline (60 s) no scheduling delay reaches: a job that
+	 * an idle worker takes is run with expired = 0. */
+	struct workpool *idle = workpool_new(1, 4, HANG_DEADLINE_MS);
+	/* A pool with a 50 ms deadline whose only worker is held at a gate
+	 * while two jobs queue behind it; they are let through only after
+	 * more than the deadline has passed (sleep_ms is a lower bound,
+	 * however loaded the machine), so both must run with expired = 1. */
 	struct workpool *wp = workpool_new(1, 4, 50);
-	struct counter blocker = {0}, late = {0}, fresh = {0};
+	struct counter late = {0}, fresh = {0};
+	struct gate g;
 
+	ck_assert_ptr_nonnull(idle);
 	ck_assert_ptr_nonnull(wp);
-	/* an idle pool runs a job at once: not expired */
-	ck_assert_int_eq(workpool_submit(wp, count_job, &fresh), 0);
-	for (int i = 0; i < 500 && atomic_load(&fresh.runs) < 1; i++)
-		sleep_ms(2);
-	ck_assert_int_eq(atomic_load(&fresh.runs), 1);
+	ck_assert_int_eq(workpool_submit(idle, count_job, &fresh), 0);
+	wait_for(&fresh.runs, 1, "a job on an idle pool");
 	ck_assert_int_eq(atomic_load(&fresh.expired), 0);
+	workpool_free(&idle);
 
-	blocker.sleep_ms = 200;
-	ck_assert_int_eq(workpool_submit(wp, count_job, &blocker), 0);
+	gate_init(&g);
+	ck_assert_int_eq(workpool_submit(wp, gate_job, &g), 0);
+	gate_wait_started(&g); /* the only worker is now held */
 	ck_assert_int_eq(workpool_submit(wp, count_job, &late), 0);
 	ck_assert_int_eq(workpool_submit(wp, count_job, &late), 0);
+	sleep_ms(200); /* at least 4 deadlines in the queue */
+	ck_assert_int_eq(atomic_load(&late.runs), 0);
+	gate_open(&g);
 	workpool_free(&wp);
-	ck_assert_int_eq(atomic_load(&blocker.runs), 1);
+	ck_assert_int_eq(atomic_load(&g.runs), 1);
 	ck_assert_int_eq(atomic_load(&late.runs), 2);
 	ck_assert_int_eq(atomic_load(&late.expired), 2);
+	gate_destroy(&g);
 }
 END_TEST
 
