@@ -19,8 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool in_alphabet(const uint8_t *s, size_t n)
 {
-	static const char a[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	for (size_t i = 0; i < n; i++)
 		if (s[i] == '\0' || memchr(a, s[i], sizeof a - 1) == NULL)
 			return false;
@@ -45,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m = util_b64url_encode(dec, n, enc, enc_cap + 8);
 		if (m != size || memcmp(enc, data, size) != 0)
 			abort();
-		if (n > 0 && util_b64url_decode((const char *)data, size, dec, n - 1, &m) !=
-				     TOKEND_ENOMEM)
+		if (n > 0 &&
+		    util_b64url_decode((const char *)data, size, dec, n - 1, &m) != TOKEND_ENOMEM)
 			abort();
 	} else if (rc != TOKEND_EINVAL) {
 		abort();

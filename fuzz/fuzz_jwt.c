@@ -74,15 +74,17 @@ static int differential(const char *tok, size_t len, long leeway)
 /* The claims of an accepted token, minted again, check back to the same. */
 static void mint_round_trip(const struct jwtsign_token *t)
 {
-	struct jwtsign_claims c = {
-		.token_type = t->token_type, .jti = t->jti, .user_id = t->user_id,
-		.team_uuid = t->team_uuid[0] ? t->team_uuid : NULL,
-		.iat = t->iat, .exp = t->exp, .kid = FUZZ_HS_KID};
+	struct jwtsign_claims c = {.token_type = t->token_type,
+				   .jti = t->jti,
+				   .user_id = t->user_id,
+				   .team_uuid = t->team_uuid[0] ? t->team_uuid : NULL,
+				   .iat = t->iat,
+				   .exp = t->exp,
+				   .kid = FUZZ_HS_KID};
 	struct jwtsign_token again;
 	char *minted = NULL;
 
-	if (jwtsign_mint(keys, &c, &minted) != 0 ||
-	    differential(minted, strlen(minted), 0) != 0)
+	if (jwtsign_mint(keys, &c, &minted) != 0 || differential(minted, strlen(minted), 0) != 0)
 		abort();
 	(void)jwtsign_check(keys, minted, strlen(minted), &(struct jwtsign_policy){.now = FUZZ_NOW},
 			    &again, NULL);

@@ -78,8 +78,8 @@ static inline struct jwtsign_keys *fuzz_keys_load(void)
  * independently of jwtsign.c. header_b64 is used as is; payload is encoded.
  * Returns the length, or 0 if it does not fit.
  */
-static inline size_t fuzz_sign_hs256(const char *header_b64, const unsigned char *payload, size_t plen,
-				     char *out, size_t cap)
+static inline size_t fuzz_sign_hs256(const char *header_b64, const unsigned char *payload,
+				     size_t plen, char *out, size_t cap)
 {
 	unsigned char key[64], mac[32];
 	size_t klen, n, hl = strlen(header_b64);

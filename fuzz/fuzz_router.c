@@ -75,7 +75,8 @@ static bool ref_match(const char *pattern, const char *path,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const char *const methods[] = {"GET", "POST", "HEAD", "PUT", "DELETE", "get", "", "OPTIONS"};
+	static const char *const methods[] = {"GET",    "POST", "HEAD", "PUT",
+					      "DELETE", "get",  "",     "OPTIONS"};
 	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX];
 	char want_params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX];
 	char allow[64], want_allow[256] = "";

@@ -16,12 +16,12 @@ struct throttle;
 
 struct app {
 	struct config cfg;
-	struct store *store;        /* owned by main; closed last */
-	struct jwtsign_keys *keys;  /* owned by main */
+	struct store *store;       /* owned by main; closed last */
+	struct jwtsign_keys *keys; /* owned by main */
 	/* Login failures (tokend/throttle.h), owned by main, freed after the
 	 * server stops; NULL = that limit is off. */
-	struct throttle *login_client; /* per (username, client address) */
-	struct throttle *login_user;   /* per username, from all clients */
+	struct throttle *login_client;    /* per (username, client address) */
+	struct throttle *login_user;      /* per username, from all clients */
 	struct cidr_list metrics_allowed; /* [metrics] allowed, parsed once */
 };
 

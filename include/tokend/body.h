@@ -29,8 +29,8 @@ enum body_type body_type_of(const char *content_type);
  * TOKEND_EINVAL and *err holds a new reference to the error body, e.g.
  * {"detail": "JSON parse error - ..."}. max_depth caps JSON nesting.
  */
-int body_decode(enum body_type type, const char *data, size_t len, long max_depth,
-		json_t **out, json_t **err);
+int body_decode(enum body_type type, const char *data, size_t len, long max_depth, json_t **out,
+		json_t **err);
 
 /*
  * Decodes an application/x-www-form-urlencoded body into an object: '+' is a

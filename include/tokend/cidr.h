@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CIDR_LIST_MAX 64   /* entries in one list */
-#define CIDR_ADDR_MAX 64   /* longest address text accepted (with /prefix) */
+#define CIDR_LIST_MAX 64 /* entries in one list */
+#define CIDR_ADDR_MAX 64 /* longest address text accepted (with /prefix) */
 
 struct cidr {
 	unsigned char addr[16]; /* network order; IPv4 in the first 4 bytes */
@@ -41,8 +41,7 @@ int cidr_list_parse(const char *text, struct cidr_list *out, char *why, size_t w
 bool cidr_addr_parse(const char *s, size_t len, unsigned char addr[16], unsigned char *family);
 
 /* True when the address addr/family lies inside an entry of l. */
-bool cidr_list_match(const struct cidr_list *l, const unsigned char addr[16],
-		     unsigned char family);
+bool cidr_list_match(const struct cidr_list *l, const unsigned char addr[16], unsigned char family);
 
 /* As cidr_list_match for a numeric address text; false when it does not parse. */
 bool cidr_list_match_text(const struct cidr_list *l, const char *s, size_t len);

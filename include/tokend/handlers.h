@@ -22,9 +22,9 @@ struct app;
 struct handler_ctx {
 	const struct app *app;
 	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX]; /* {captures} of the pattern */
-	const json_t *body;          /* decoded body; an empty object when none */
-	const char *authorization;   /* the header, or NULL; never log it */
-	const char *remote;          /* client address, for logs */
+	const json_t *body;           /* decoded body; an empty object when none */
+	const char *authorization;    /* the header, or NULL; never log it */
+	const char *remote;           /* client address, for logs */
 	char user_uuid[UUID_STR_LEN]; /* set by handler_authenticated() on auth routes */
 };
 
@@ -44,15 +44,14 @@ typedef int (*handler_fn)(const struct handler_ctx *ctx, struct handler_result *
  * An authenticator, named by a route that needs one (struct route's auth):
  * checks the caller, then runs fn or answers for it (handler_authenticated).
  */
-typedef int (*handler_auth_fn)(struct handler_ctx *ctx, struct handler_result *res,
-			       handler_fn fn);
+typedef int (*handler_auth_fn)(struct handler_ctx *ctx, struct handler_result *res, handler_fn fn);
 
 struct handler_result {
-	json_t *body;      /* owned by the result; the HTTP layer sends and frees it */
-	char *text;        /* or: JSON text already serialised (malloc'd, owned) */
-	bool no_store;     /* carries credentials: Cache-Control: no-store */
+	json_t *body;             /* owned by the result; the HTTP layer sends and frees it */
+	char *text;               /* or: JSON text already serialised (malloc'd, owned) */
+	bool no_store;            /* carries credentials: Cache-Control: no-store */
 	const char *content_type; /* constant; NULL = application/json */
-	int retry_after;   /* seconds, with TOKEND_EBUSY; 0 = none */
+	int retry_after;          /* seconds, with TOKEND_EBUSY; 0 = none */
 	/*
 	 * Set by a handler that returns 0 but has slow work left (a password
 	 * hash): the HTTP layer suspends the connection and calls it on the

@@ -30,8 +30,8 @@ struct jwtsign_claims {
 	const char *team_uuid;  /* API tokens only */
 	int64_t iat;
 	int64_t exp;
-	const char *kid;        /* the key to sign with; NULL = the current one */
-	const char *sid;        /* access and refresh tokens: the session (refresh family) */
+	const char *kid; /* the key to sign with; NULL = the current one */
+	const char *sid; /* access and refresh tokens: the session (refresh family) */
 	/* "iss" and "aud": the policy's (handler_token_policy), NULL or "" = none;
 	 * valid UTF-8, else minting fails with TOKEND_EINVAL. */
 	const char *issuer;
@@ -71,8 +71,7 @@ struct jwtsign_policy {
  * string the caller frees. Returns 0, TOKEND_ENOMEM, TOKEND_ECRYPTO, or
  * TOKEND_ENOTFOUND when c->kid is not loaded.
  */
-int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c,
-		 char **token);
+int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c, char **token);
 
 /*
  * Checks token (len bytes): at most JWTSIGN_MAX_TOKEN bytes, three

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JWTSIGN_KID_LEN 16     /* hex characters of a key id */
+#define JWTSIGN_KID_LEN 16 /* hex characters of a key id */
 #define JWTSIGN_HS_KEY_BYTES 64
 #define JWTSIGN_MAX_KEYS 64
 
@@ -46,8 +46,8 @@ bool jwtsign_alg_supported(const char *alg);
  * others, a key file or directory owned by another user than the effective
  * one or root), TOKEND_EIO, TOKEND_ECRYPTO; errbuf says which file and why.
  */
-int jwtsign_keys_load(const char *dir, const char *alg, int create,
-		      struct jwtsign_keys **out, char *errbuf, size_t errlen);
+int jwtsign_keys_load(const char *dir, const char *alg, int create, struct jwtsign_keys **out,
+		      char *errbuf, size_t errlen);
 
 /*
  * Re-reads the key directory and, if it loads cleanly, swaps the key set

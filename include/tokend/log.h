@@ -29,8 +29,7 @@ int log_format_parse(const char *name);
 void log_set_format(enum log_format format);
 
 /* printf-style; appends the newline. */
-void log_msg(enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
@@ -77,8 +76,8 @@ bool log_request_id_ok(const char *v, size_t len);
  * and non-ASCII bytes of method, path and id are escaped as \xHH; in JSON
  * as JSON escapes. The path is cut at 256 bytes, the method at 32.
  */
-void log_access(const char *remote, const char *method, const char *path,
-		unsigned status, uint64_t micros, uint64_t bytes, const char *request_id);
+void log_access(const char *remote, const char *method, const char *path, unsigned status,
+		uint64_t micros, uint64_t bytes, const char *request_id);
 
 /*
  * From now on access lines gather in a buffer per thread (up to PIPE_BUF

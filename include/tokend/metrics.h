@@ -44,8 +44,8 @@ enum metrics_key_check {
 
 /* What the process reads at scrape time (no cost between scrapes). */
 struct metrics_gauges {
-	long hash_queue;       /* logins waiting for a hashing thread */
-	long hash_busy;        /* hashing threads at work */
+	long hash_queue; /* logins waiting for a hashing thread */
+	long hash_busy;  /* hashing threads at work */
 	long open_connections;
 };
 typedef void (*metrics_gauge_fn)(void *arg, struct metrics_gauges *g);

@@ -14,8 +14,8 @@
 #include "tokend/handlers.h"
 
 struct route {
-	const char *method;   /* "GET", "POST" */
-	const char *pattern;  /* "/api/auth/jwt/" */
+	const char *method;  /* "GET", "POST" */
+	const char *pattern; /* "/api/auth/jwt/" */
 	handler_fn fn;
 	unsigned ok_status;   /* status when fn returns 0 */
 	handler_auth_fn auth; /* NULL = public; else fn runs through it (a Bearer

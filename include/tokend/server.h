@@ -15,10 +15,10 @@ struct server; /* opaque */
 
 /* Where a server listens: what server_start() is given and what it found. */
 struct server_listen {
-	int fd;         /* in: a listening TCP socket handed over by the service
+	int fd;        /* in: a listening TCP socket handed over by the service
 			 * manager (socket activation), or -1: bind app->cfg.listen */
-	char host[64];  /* out: the numeric address listened on, without brackets */
-	unsigned port;  /* out: the port (the bound one when listen asks for 0) */
+	char host[64]; /* out: the numeric address listened on, without brackets */
+	unsigned port; /* out: the port (the bound one when listen asks for 0) */
 };
 
 /*

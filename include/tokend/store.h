@@ -98,8 +98,7 @@ int store_user_set_password(struct store *st, const char *uuid, const char *hash
  * An operator's password change, in one transaction: sets the hash and ends
  * every session of the user (store_user_sessions_end). TOKEND_ENOTFOUND.
  */
-int store_user_change_password(struct store *st, const char *uuid, const char *hash,
-			       int64_t now);
+int store_user_change_password(struct store *st, const char *uuid, const char *hash, int64_t now);
 /*
  * Enables a user; disabling is store_user_disable(st, username, now, false),
  * so no user is ever disabled with live sessions. TOKEND_ENOTFOUND.
@@ -111,13 +110,11 @@ int store_user_set_active(struct store *st, const char *username, bool active);
  * token of the user in every team deleted. API tokens kept are refused while
  * the user is disabled and work again after an enable. TOKEND_ENOTFOUND.
  */
-int store_user_disable(struct store *st, const char *username, int64_t now,
-		       bool delete_api_tokens);
+int store_user_disable(struct store *st, const char *username, int64_t now, bool delete_api_tokens);
 /* Deletes the user; memberships, sessions and tokens go with it. */
 int store_user_delete(struct store *st, const char *username);
 /* Calls fn for each user ordered by username; stops early if fn returns non-zero. */
-int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
-		    void *arg);
+int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg), void *arg);
 
 /*
  * Bulk import (tokend user import). One user of a batch: hash is an encoded
@@ -160,8 +157,7 @@ int store_user_import(struct store *st, const struct store_import *users, size_t
 /* Teams; team_ref is a name or a uuid. */
 int store_team_add(struct store *st, const char *name, char uuid_out[UUID_STR_LEN]);
 int store_team_get(struct store *st, const char *team_ref, struct store_team *out);
-int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg),
-		    void *arg);
+int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg), void *arg);
 /* role is "member" or "admin"; re-adding updates the role. */
 int store_team_add_member(struct store *st, const char *team_ref, const char *username,
 			  const char *role);
@@ -178,13 +174,13 @@ int store_team_is_member(struct store *st, const char *team_uuid, const char *us
 /* A refresh token as recorded: never the token string, only its claims. */
 struct store_refresh {
 	char jti[UUID_STR_LEN];
-	char family[UUID_STR_LEN];     /* jti of the login's first refresh token */
+	char family[UUID_STR_LEN]; /* jti of the login's first refresh token */
 	char user_uuid[UUID_STR_LEN];
 	char kid[STORE_KID_MAX + 1];   /* the key that signed it */
 	char access_jti[UUID_STR_LEN]; /* the access token minted with it */
 	int64_t issued_at;
 	int64_t expires_at;
-	int64_t session_created_at;    /* the login that started the session */
+	int64_t session_created_at; /* the login that started the session */
 };
 
 /*
@@ -247,7 +243,6 @@ int store_sessions_watch(struct store *st, long horizon);
  */
 int store_session_ended(struct store *st, const char *sid, bool *ended);
 
-
 /*
  * Ends session sid of user_uuid (a logout), in one transaction: revoked_at
  * = now and its refresh rows revoked. *ended = it was live before.
@@ -259,14 +254,13 @@ int store_session_end(struct store *st, const char *sid, const char *user_uuid, 
  * Ends every live session of user_uuid and revokes their refresh rows, in
  * one transaction; *ended (if not NULL) counts the sessions ended.
  */
-int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now,
-			    long *ended);
+int store_user_sessions_end(struct store *st, const char *user_uuid, int64_t now, long *ended);
 
 enum store_rotation {
 	STORE_ROTATED,  /* old is blacklisted, next recorded */
 	STORE_REPLAYED, /* old was rotated within the grace window: *replay is its successor */
 	STORE_REUSED,   /* old was already used: theft, the session is now ended */
-	STORE_ENDED,    /* old's session had ended already (logout, passwd, reuse): nothing changed */
+	STORE_ENDED, /* old's session had ended already (logout, passwd, reuse): nothing changed */
 	STORE_UNKNOWN,  /* no such token for that user (never issued, purged, user deleted) */
 	STORE_INACTIVE, /* the user is disabled: nothing changed */
 	STORE_EXPIRED,  /* the session is past its absolute lifetime: it is now ended */
@@ -283,10 +277,9 @@ enum store_rotation {
  * session's end. next->session_created_at and replay->session_created_at
  * are filled from the session.
  */
-int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, long session_lifetime,
-			 struct store_refresh *next, struct store_refresh *replay,
-			 enum store_rotation *outcome);
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid, int64_t now,
+			 long grace, long session_lifetime, struct store_refresh *next,
+			 struct store_refresh *replay, enum store_rotation *outcome);
 
 /*
  * Called by store_refresh_rotate_then() with next in its final form
@@ -300,12 +293,11 @@ typedef int (*store_rotation_commit_fn)(const struct store_refresh *next, void *
 int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
 			      int64_t now, long grace, long session_lifetime,
 			      struct store_refresh *next, struct store_refresh *replay,
-			      enum store_rotation *outcome, store_rotation_commit_fn fn,
-			      void *arg);
+			      enum store_rotation *outcome, store_rotation_commit_fn fn, void *arg);
 
 enum store_logout {
-	STORE_LOGOUT_ENDED,   /* the token's session was live: it is now ended */
-	STORE_LOGOUT_REUSED,  /* a used token outside the grace window: theft, the session is ended */
+	STORE_LOGOUT_ENDED,  /* the token's session was live: it is now ended */
+	STORE_LOGOUT_REUSED, /* a used token outside the grace window: theft, the session is ended */
 	STORE_LOGOUT_REFUSED, /* unknown, another's, user disabled, session ended or over */
 };
 
@@ -351,8 +343,8 @@ int store_key_in_use(struct store *st, const char *kid, int64_t now, long access
 /* An API token as stored: its digest and the claims to mint it again. The
  * digest is the store's business: it computes it from the token string. */
 struct store_api_token {
-	char jti[UUID_STR_LEN];        /* token_issuer_uuid */
-	unsigned char digest[32];      /* SHA-256 of the token string */
+	char jti[UUID_STR_LEN];   /* token_issuer_uuid */
+	unsigned char digest[32]; /* SHA-256 of the token string */
 	char user_uuid[UUID_STR_LEN];
 	char team_uuid[UUID_STR_LEN];
 	char kid[STORE_KID_MAX + 1];

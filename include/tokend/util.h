@@ -103,8 +103,10 @@ struct util_tls {
 	size_t size;
 	void (*release)(void *);
 };
-#define UTIL_TLS_INIT(size_, release_) \
-	{ PTHREAD_MUTEX_INITIALIZER, 0, 0, (size_), (release_) }
+#define UTIL_TLS_INIT(size_, release_)                               \
+	{                                                            \
+		PTHREAD_MUTEX_INITIALIZER, 0, 0, (size_), (release_) \
+	}
 
 /* This thread's object, or NULL if it has none yet (or no key can be made). */
 void *util_tls_get(struct util_tls *t);

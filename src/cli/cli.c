@@ -233,16 +233,15 @@ int cli_main(int argc, char **argv)
 		fputs(usage, stderr);
 		return EXIT_USAGE;
 	}
-	if (config_path != NULL &&
-	    config_load_file(&cli.cfg, config_path, err, sizeof(err)) != 0) {
+	if (config_path != NULL && config_load_file(&cli.cfg, config_path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_USAGE;
 	}
 	if (config_load_env(&cli.cfg, err, sizeof(err)) != 0 ||
 	    (database && config_set(&cli.cfg, "database", "url", database, "--database", err,
 				    sizeof(err)) != 0) ||
-	    (key_dir && config_set(&cli.cfg, "keys", "dir", key_dir, "--key-dir", err,
-				   sizeof(err)) != 0)) {
+	    (key_dir &&
+	     config_set(&cli.cfg, "keys", "dir", key_dir, "--key-dir", err, sizeof(err)) != 0)) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_USAGE;
 	}

@@ -48,7 +48,7 @@ struct seen {
 	struct seen_slot {
 		char *name;
 		long line;
-	} *slots;
+	} * slots;
 	size_t cap, n;
 };
 
@@ -137,7 +137,8 @@ static int flush_batch(struct import_run *run, size_t n)
 			tokend_strerror(err));
 		return -1;
 	}
-	import_show(run->recs[failed].username, strlen(run->recs[failed].username), who, sizeof(who));
+	import_show(run->recs[failed].username, strlen(run->recs[failed].username), who,
+		    sizeof(who));
 	if (err == TOKEND_EEXISTS) {
 		cli_err("%s:%ld: user \"%s\" already exists (--update updates it)", run->src,
 			run->recs[failed].line, who);
@@ -201,8 +202,8 @@ static int run_import(struct import_run *run, FILE *fp, enum import_format fmt)
 			if (first > 0) {
 				char who[300];
 
-				import_show(run->recs[n].username, strlen(run->recs[n].username), who,
-				     sizeof(who));
+				import_show(run->recs[n].username, strlen(run->recs[n].username),
+					    who, sizeof(who));
 				cli_err("%s:%ld: user \"%s\" appears again (first at line %ld)",
 					run->src, run->recs[n].line, who, first);
 				input_error = true;

@@ -30,13 +30,13 @@ static const char *const field_names[F_COUNT] = {"username", "password", "is_act
 struct import_reader {
 	FILE *fp;
 	enum import_format fmt;
-	long line;     /* line of the next byte */
-	bool started;  /* format settled, header / '[' read */
+	long line;    /* line of the next byte */
+	bool started; /* format settled, header / '[' read */
 	bool done;
-	bool first;    /* django: no element read yet */
+	bool first;               /* django: no element read yet */
 	int cols[CSV_FIELDS_MAX]; /* csv: field of each column, -1 none */
 	size_t ncols;
-	char *buf;     /* one record, IMPORT_RECORD_MAX + 1 */
+	char *buf; /* one record, IMPORT_RECORD_MAX + 1 */
 	size_t len;
 	size_t off[CSV_FIELDS_MAX + 1]; /* csv: field starts in buf */
 	size_t flen[CSV_FIELDS_MAX];
@@ -134,7 +134,8 @@ void import_show(const char *s, size_t len, char *out, size_t outlen)
 	out[o < outlen ? o : outlen - 1] = '\0';
 }
 
-static int fail(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static int fail(char *why, size_t whylen, const char *fmt, ...)
 {
@@ -159,8 +160,7 @@ bool import_hash_check(const char *s, size_t len, char *why, size_t whylen)
 	if (memchr(s, '\0', len) != NULL)
 		return fail(why, whylen, "password holds a NUL byte"), false;
 	if (len > PASSWORD_HASH_MAX)
-		return fail(why, whylen, "password longer than %d bytes", PASSWORD_HASH_MAX),
-		       false;
+		return fail(why, whylen, "password longer than %d bytes", PASSWORD_HASH_MAX), false;
 	memcpy(copy, s, len); /* a CSV field is not NUL-terminated */
 	copy[len] = '\0';
 	ok = hash_check(copy, len, why, whylen);
@@ -206,7 +206,8 @@ static bool hash_check(const char *s, size_t len, char *why, size_t whylen)
 		size_t k = 0;
 
 		while (k < len && k < 32 &&
-		       ((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= '0' && s[k] <= '9') || s[k] == '_'))
+		       ((s[k] >= 'a' && s[k] <= 'z') || (s[k] >= '0' && s[k] <= '9') ||
+			s[k] == '_'))
 			k++;
 		if (k > 0 && k < len && s[k] == '$')
 			return fail(why, whylen,
@@ -248,7 +249,7 @@ static bool name_check(const char *what, const char *s, size_t len, bool spaces,
 struct raw {
 	const char *v[F_COUNT];
 	size_t len[F_COUNT];
-	int active; /* -1 not given, else 0 / 1 (JSON) */
+	int active;    /* -1 not given, else 0 / 1 (JSON) */
 	json_t *teams; /* JSON: an array, or NULL */
 };
 
@@ -306,7 +307,8 @@ static int rec_fill(const struct raw *f, struct import_rec *rec, char *why, size
 			}
 		}
 		if (!known)
-			return fail(why, whylen, "user \"%s\": is_active is not true or false", who);
+			return fail(why, whylen, "user \"%s\": is_active is not true or false",
+				    who);
 	}
 	if (f->teams != NULL) {
 		size_t i;
@@ -314,8 +316,8 @@ static int rec_fill(const struct raw *f, struct import_rec *rec, char *why, size
 
 		json_array_foreach(f->teams, i, t) {
 			if (!json_is_string(t))
-				return fail(why, whylen, "user \"%s\": teams: not a list of strings",
-					    who);
+				return fail(why, whylen,
+					    "user \"%s\": teams: not a list of strings", who);
 			if (!add_team(rec, json_string_value(t), json_string_length(t), reason,
 				      sizeof(reason)))
 				return fail(why, whylen, "user \"%s\": teams: %s", who, reason);
@@ -546,7 +548,8 @@ static int django_object(struct import_reader *r, char *why, size_t whylen)
 		if (c == EOF)
 			return fail(why, whylen, "the JSON array ends inside an object");
 		if (r->len == IMPORT_RECORD_MAX)
-			return fail(why, whylen, "an object longer than %d bytes", IMPORT_RECORD_MAX);
+			return fail(why, whylen, "an object longer than %d bytes",
+				    IMPORT_RECORD_MAX);
 		r->buf[r->len++] = (char)c;
 		if (in_string) {
 			if (escaped)
@@ -590,8 +593,9 @@ static int django_next(struct import_reader *r, struct import_rec *rec, char *wh
 	}
 	r->first = false;
 	if (c != '{')
-		return fail(why, whylen, c == EOF ? "the JSON array is not closed"
-						  : "an element of the JSON array is not an object");
+		return fail(why, whylen,
+			    c == EOF ? "the JSON array is not closed"
+				     : "an element of the JSON array is not an object");
 	if (django_object(r, why, whylen) < 0 || json_object_of(r, &obj, why, whylen) < 0)
 		goto out;
 	model = json_object_get(obj, "model");
@@ -667,4 +671,3 @@ out:
 		r->done = true;
 	return rc;
 }
-

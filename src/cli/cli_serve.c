@@ -92,8 +92,7 @@ static int demo_file_write(const struct config *cfg, const char *password, const
 	if (slash == NULL)
 		n = snprintf(path, pathlen, "demo-credentials");
 	else
-		n = snprintf(path, pathlen, "%.*s/demo-credentials", (int)(slash - base),
-			     base);
+		n = snprintf(path, pathlen, "%.*s/demo-credentials", (int)(slash - base), base);
 	if (n < 0 || (size_t)n >= pathlen)
 		return -1;
 	n = snprintf(text, sizeof(text),
@@ -218,7 +217,8 @@ static int throttle_start(struct app *app)
 	char per_client[64] = "off", per_user[64] = "off";
 
 	if (c->login_client_failures > 0) {
-		app->login_client = throttle_new(n, c->login_client_failures, c->login_client_window);
+		app->login_client =
+			throttle_new(n, c->login_client_failures, c->login_client_window);
 		if (app->login_client == NULL)
 			return TOKEND_ENOMEM;
 	}
@@ -231,8 +231,8 @@ static int throttle_start(struct app *app)
 		snprintf(per_client, sizeof(per_client), "%ld failures in %ld s",
 			 c->login_client_failures, c->login_client_window);
 	if (c->login_user_failures > 0)
-		snprintf(per_user, sizeof(per_user), "%ld failures in %ld s", c->login_user_failures,
-			 c->login_user_window);
+		snprintf(per_user, sizeof(per_user), "%ld failures in %ld s",
+			 c->login_user_failures, c->login_user_window);
 	log_info("throttle: login limits %s per (username, client), %s per username; "
 		 "%zu KiB of tables",
 		 per_client, per_user,
@@ -344,7 +344,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 				return EXIT_USAGE;
 			}
 		} else {
-			cli_err("serve: unknown argument \"%s\" (see tokend serve --help)", argv[i]);
+			cli_err("serve: unknown argument \"%s\" (see tokend serve --help)",
+				argv[i]);
 			return EXIT_USAGE;
 		}
 	}
@@ -397,8 +398,7 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		cli_err("tokens.issuer and tokens.audience must be valid UTF-8");
 		goto out;
 	}
-	if (demo && fresh &&
-	    cli_demo_create(cli, st, password, sizeof(password), team) != 0) {
+	if (demo && fresh && cli_demo_create(cli, st, password, sizeof(password), team) != 0) {
 		cli_err("cannot create the demo account");
 		goto out;
 	}
@@ -470,8 +470,8 @@ int cli_serve(struct cli *cli, int argc, char **argv)
 		print_demo(&app.cfg, where.host, port, password, team);
 	/* The socket is up, the store open, the keys loaded: ready. */
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on http://%s%s%s:%u",
-		 strchr(where.host, ':') ? "[" : "", where.host,
-		 strchr(where.host, ':') ? "]" : "", port);
+		 strchr(where.host, ':') ? "[" : "", where.host, strchr(where.host, ':') ? "]" : "",
+		 port);
 	if (notify_send(status) != 0)
 		log_warn("notify: cannot send READY=1 to NOTIFY_SOCKET");
 	if (notify_watchdog_usec() > 0)

@@ -160,8 +160,8 @@ int cli_user(struct cli *cli, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (strcmp(cmd, "add") != 0 && strcmp(cmd, "passwd") != 0 && strcmp(cmd, "disable") != 0 &&
-	    strcmp(cmd, "enable") != 0 && strcmp(cmd, "delete") != 0 && strcmp(cmd, "logout") != 0 &&
-	    strcmp(cmd, "list") != 0) {
+	    strcmp(cmd, "enable") != 0 && strcmp(cmd, "delete") != 0 &&
+	    strcmp(cmd, "logout") != 0 && strcmp(cmd, "list") != 0) {
 		cli_err("user: unknown command \"%s\" (see tokend user --help)", cmd);
 		return EXIT_USAGE;
 	}

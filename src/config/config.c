@@ -33,7 +33,14 @@
  * the module that uses it turns it into its own type (the log its level,
  * the key loader its algorithm): config needs neither the log nor crypto. */
 enum opt_type {
-	OPT_STR, OPT_STR_OPT, OPT_INT, OPT_BOOL, OPT_ENUM, OPT_LISTEN, OPT_CIDRS, OPT_ORIGINS
+	OPT_STR,
+	OPT_STR_OPT,
+	OPT_INT,
+	OPT_BOOL,
+	OPT_ENUM,
+	OPT_LISTEN,
+	OPT_CIDRS,
+	OPT_ORIGINS
 };
 
 /* The names an OPT_ENUM takes, NULL-terminated. */
@@ -52,17 +59,25 @@ struct option_def {
 	const char *const *names; /* OPT_ENUM */
 };
 
-#define STR(sec, k, field, d) \
-	{ sec, k, OPT_STR, 0, 0, offsetof(struct config, field), \
-	  sizeof(((struct config *)0)->field), d, NULL }
-#define INT(sec, k, field, lo, hi, d) \
-	{ sec, k, OPT_INT, lo, hi, offsetof(struct config, field), 0, d, NULL }
-#define ENUM(sec, k, field, list, d) \
-	{ sec, k, OPT_ENUM, 0, 0, offsetof(struct config, field), \
-	  sizeof(((struct config *)0)->field), d, list }
-#define TYPED(sec, k, type, field, d) \
-	{ sec, k, type, 0, 0, offsetof(struct config, field), \
-	  sizeof(((struct config *)0)->field), d, NULL }
+#define STR(sec, k, field, d)                                          \
+	{                                                              \
+		sec, k, OPT_STR, 0, 0, offsetof(struct config, field), \
+			sizeof(((struct config *)0)->field), d, NULL   \
+	}
+#define INT(sec, k, field, lo, hi, d)                                               \
+	{                                                                           \
+		sec, k, OPT_INT, lo, hi, offsetof(struct config, field), 0, d, NULL \
+	}
+#define ENUM(sec, k, field, list, d)                                    \
+	{                                                               \
+		sec, k, OPT_ENUM, 0, 0, offsetof(struct config, field), \
+			sizeof(((struct config *)0)->field), d, list    \
+	}
+#define TYPED(sec, k, type, field, d)                                \
+	{                                                            \
+		sec, k, type, 0, 0, offsetof(struct config, field),  \
+			sizeof(((struct config *)0)->field), d, NULL \
+	}
 
 static const struct option_def options[] = {
 	TYPED("server", "listen", OPT_LISTEN, listen, "127.0.0.1:8000"),
@@ -110,8 +125,7 @@ static const struct option_def options[] = {
 	 * username from all clients; 0 failures = that limit off. */
 	INT("throttle", "login_client_failures", login_client_failures, 0, THROTTLE_LIMIT_MAX,
 	    "10"),
-	INT("throttle", "login_client_window", login_client_window, 1, THROTTLE_WINDOW_MAX,
-	    "900"),
+	INT("throttle", "login_client_window", login_client_window, 1, THROTTLE_WINDOW_MAX, "900"),
 	INT("throttle", "login_user_failures", login_user_failures, 0, THROTTLE_LIMIT_MAX, "100"),
 	INT("throttle", "login_user_window", login_user_window, 1, THROTTLE_WINDOW_MAX, "3600"),
 	INT("throttle", "entries", throttle_entries, 1024, 100000000, "100000"),
@@ -154,7 +168,8 @@ static const struct option_def *option_find_env(const char *name)
 	char want[128];
 
 	for (size_t i = 0; i < N_OPTIONS + N_ALIASES; i++) {
-		const char *sec = i < N_OPTIONS ? options[i].section : aliases[i - N_OPTIONS].section;
+		const char *sec = i < N_OPTIONS ? options[i].section
+						: aliases[i - N_OPTIONS].section;
 		const char *key = i < N_OPTIONS ? options[i].key : aliases[i - N_OPTIONS].key;
 
 		snprintf(want, sizeof(want), "TOKEND_%s_%s", sec, key);
@@ -235,8 +250,7 @@ static bool enum_valid(const char *const *names, const char *value)
 }
 
 /* "must be debug, info, warn or error: \"trace\"" */
-static void enum_reason(const char *const *names, const char *value, char *reason,
-			size_t rlen)
+static void enum_reason(const char *const *names, const char *value, char *reason, size_t rlen)
 {
 	int n = snprintf(reason, rlen, "must be");
 	size_t used = n > 0 ? (size_t)n : rlen;
@@ -314,8 +328,7 @@ static int option_apply(struct config *cfg, const struct option_def *opt, const 
 			return TOKEND_EINVAL;
 		break;
 	}
-	case OPT_STR_OPT:
-		break;
+	case OPT_STR_OPT: break;
 	case OPT_STR:
 		if (value[0] == '\0') {
 			snprintf(reason, rlen, "must not be empty");

@@ -44,7 +44,8 @@
 static bool plain(const char *s)
 {
 	for (; *s != '\0'; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || *s == '-' || *s == '_'))
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') || *s == '-' ||
+		      *s == '_'))
 			return false;
 	return true;
 }
@@ -57,8 +58,8 @@ static bool plain(const char *s)
  */
 static bool put_literal(const char *s, char *out, size_t *n, size_t cap)
 {
-	static const char shortform[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n',
-					 ['\r'] = 'r', ['\t'] = 't'};
+	static const char shortform[] = {
+		['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
 	size_t len = strlen(s);
 
 	if (!util_utf8_valid(s, len) || cap - *n < 2)
@@ -103,12 +104,12 @@ static size_t claims_text(const struct jwtsign_claims *c, char *out, size_t cap)
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		if (strs[i] != NULL && !plain(strs[i]))
 			return 0;
-#define PUT(...)                                                      \
-	do {                                                          \
-		w = snprintf(out + n, cap - n, __VA_ARGS__);          \
-		if (w < 0 || (size_t)w >= cap - n)                    \
-			return 0;                                     \
-		n += (size_t)w;                                       \
+#define PUT(...)                                             \
+	do {                                                 \
+		w = snprintf(out + n, cap - n, __VA_ARGS__); \
+		if (w < 0 || (size_t)w >= cap - n)           \
+			return 0;                            \
+		n += (size_t)w;                              \
 	} while (0)
 	PUT("{");
 	if (c->audience && c->audience[0]) {
@@ -233,8 +234,8 @@ out:
 	return rc;
 }
 
-static bool sig_ok(const struct key *k, const char *input, size_t len,
-		   const unsigned char *sig, size_t siglen);
+static bool sig_ok(const struct key *k, const char *input, size_t len, const unsigned char *sig,
+		   size_t siglen);
 
 /*
  * Mints with key k: the header tokend writes for k (kept base64url'ed in
@@ -297,8 +298,8 @@ int jwtsign_mint(const struct jwtsign_keys *keys, const struct jwtsign_claims *c
 }
 
 /* Verifies the signature part of a token against signing input [0, len). */
-static bool sig_ok(const struct key *k, const char *input, size_t len,
-		   const unsigned char *sig, size_t siglen)
+static bool sig_ok(const struct key *k, const char *input, size_t len, const unsigned char *sig,
+		   size_t siglen)
 {
 	bool ok = false;
 
@@ -447,12 +448,14 @@ static const char *claims_check(const json_t *p, const struct jwtsign_policy *po
 	}
 	if (pol->audience && pol->audience[0]) {
 		const json_t *aud = json_object_get(p, "aud");
-		bool found = json_is_string(aud) && strcmp(json_string_value(aud), pol->audience) == 0;
+		bool found = json_is_string(aud) &&
+			     strcmp(json_string_value(aud), pol->audience) == 0;
 		size_t i;
 		const json_t *v;
 		if (json_is_array(aud))
-			json_array_foreach(aud, i, v) found = found || (json_is_string(v) &&
-						strcmp(json_string_value(v), pol->audience) == 0);
+			json_array_foreach(aud, i, v)
+				found = found || (json_is_string(v) &&
+						  strcmp(json_string_value(v), pol->audience) == 0);
 		if (!found)
 			return "Token has a wrong audience";
 	}
@@ -507,7 +510,8 @@ static const char *fast_claims(const char *b64, size_t b64len, const struct jwts
 	    util_b64url_decode(b64, b64len, (unsigned char *)payload, sizeof(payload) - 1, &n) != 0)
 		return NULL;
 	payload[n] = '\0';
-	if (!fast_int(payload, "\"exp\":", &out->exp) || !fast_int(payload, "\"iat\":", &out->iat) ||
+	if (!fast_int(payload, "\"exp\":", &out->exp) ||
+	    !fast_int(payload, "\"iat\":", &out->iat) ||
 	    !fast_str(payload, "\"jti\":\"", out->jti, sizeof(out->jti)) ||
 	    !fast_str(payload, "\"token_type\":\"", out->token_type, sizeof(out->token_type)) ||
 	    !fast_str(payload, "\"user_id\":\"", out->user_id, sizeof(out->user_id)))
@@ -674,8 +678,7 @@ int jwtsign_check(const struct jwtsign_keys *keys, const char *token, size_t len
 }
 
 /* Adds the base64url of a big-endian BIGNUM param of pkey under name. */
-static int jwk_bn(json_t *jwk, const char *name, const EVP_PKEY *pkey, const char *param,
-		  int pad)
+static int jwk_bn(json_t *jwk, const char *name, const EVP_PKEY *pkey, const char *param, int pad)
 {
 	BIGNUM *bn = NULL;
 	unsigned char buf[1024];

@@ -229,8 +229,8 @@ out:
 }
 
 /* Writes data to dir/name atomically (temp file, fsync, rename), mode 0600. */
-static int write_private(int dirfd, const char *name, const void *data, size_t len,
-			 bool exclusive, char *errbuf, size_t errlen)
+static int write_private(int dirfd, const char *name, const void *data, size_t len, bool exclusive,
+			 char *errbuf, size_t errlen)
 {
 	char tmp[96];
 	int fd;
@@ -265,8 +265,8 @@ out:
 }
 
 /* Creates a new key file of alg in dirfd and names it in kid. */
-static int key_create(int dirfd, enum key_alg alg, char kid[JWTSIGN_KID_LEN + 1],
-		      char *errbuf, size_t errlen)
+static int key_create(int dirfd, enum key_alg alg, char kid[JWTSIGN_KID_LEN + 1], char *errbuf,
+		      size_t errlen)
 {
 	unsigned char id[JWTSIGN_KID_LEN / 2];
 	unsigned char secret[JWTSIGN_HS_KEY_BYTES];
@@ -333,8 +333,8 @@ static bool read_current(int dirfd, char kid[JWTSIGN_KID_LEN + 1])
 	time_t mtime;
 	char err[128];
 
-	if (read_private(dirfd, CURRENT_FILE, buf, sizeof(buf), &len, &mtime, err,
-			 sizeof(err)) != 0)
+	if (read_private(dirfd, CURRENT_FILE, buf, sizeof(buf), &len, &mtime, err, sizeof(err)) !=
+	    0)
 		return false;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
 		len--;
@@ -409,8 +409,8 @@ unsafe:
 	return TOKEND_EINVAL;
 }
 
-int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out,
-		  char *errbuf, size_t errlen)
+int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out, char *errbuf,
+		  size_t errlen)
 {
 	struct keyset *set = NULL;
 	DIR *d = NULL;
@@ -519,10 +519,10 @@ static uint64_t fnv(uint64_t h, const void *p, size_t len)
 static uint64_t entry_hash(const char *name, const struct stat *st)
 {
 	uint64_t h = fnv(FNV_BASIS, name, strlen(name) + 1);
-	int64_t v[] = {(int64_t)st->st_ino,          (int64_t)st->st_size,
-		       (int64_t)st->st_mtim.tv_sec,  (int64_t)st->st_mtim.tv_nsec,
-		       (int64_t)st->st_ctim.tv_sec,  (int64_t)st->st_ctim.tv_nsec,
-		       (int64_t)st->st_mode,         (int64_t)st->st_uid};
+	int64_t v[] = {(int64_t)st->st_ino,         (int64_t)st->st_size,
+		       (int64_t)st->st_mtim.tv_sec, (int64_t)st->st_mtim.tv_nsec,
+		       (int64_t)st->st_ctim.tv_sec, (int64_t)st->st_ctim.tv_nsec,
+		       (int64_t)st->st_mode,        (int64_t)st->st_uid};
 
 	return fnv(h, v, sizeof(v));
 }

@@ -22,8 +22,8 @@ struct key {
 	enum key_alg alg;
 	unsigned char secret[JWTSIGN_HS_KEY_BYTES]; /* HS256 */
 	size_t secret_len;
-	EVP_PKEY *pkey; /* RS256 / ES256, parsed once */
-	EVP_MAC_CTX *mac; /* HS256: HMAC-SHA256 keyed once; copied per thread */
+	EVP_PKEY *pkey;            /* RS256 / ES256, parsed once */
+	EVP_MAC_CTX *mac;          /* HS256: HMAC-SHA256 keyed once; copied per thread */
 	unsigned long long serial; /* unique in the process: names mac's copies */
 	time_t mtime;
 	/* base64url of the exact header tokend mints with this key: a token
@@ -55,10 +55,10 @@ struct jwtsign_keys {
 	 * take it.
 	 */
 	pthread_mutex_t reload_lock;
-	uint64_t loaded_fp;   /* fingerprint of the directory set was read from */
-	uint64_t tried_fp;    /* of the last directory read, loaded or not */
-	char last_err[512];   /* the last reload error logged; "" after a success */
-	bool unknown_reload;  /* an unknown kid may re-read the directory */
+	uint64_t loaded_fp;           /* fingerprint of the directory set was read from */
+	uint64_t tried_fp;            /* of the last directory read, loaded or not */
+	char last_err[512];           /* the last reload error logged; "" after a success */
+	bool unknown_reload;          /* an unknown kid may re-read the directory */
 	atomic_llong unknown_next_ms; /* monotonic ms before which it may not */
 };
 
@@ -87,8 +87,7 @@ uint64_t keys_dir_fingerprint(const char *dir);
  * Describes what changed from old to new into out: "added K1 K2; retired
  * K3; signing K4 -> K5", or "no key changed". Returns out.
  */
-const char *keys_diff(const struct keyset *old, const struct keyset *new, char *out,
-		      size_t outlen);
+const char *keys_diff(const struct keyset *old, const struct keyset *new, char *out, size_t outlen);
 
 /* Names of enum key_alg. */
 const char *keys_alg_name(enum key_alg alg);
@@ -106,8 +105,8 @@ EVP_MAC_CTX *keys_hmac_new(const unsigned char *key, size_t len);
 void keys_header_init(struct key *k);
 
 /* Builds a key set from dir (see jwtsign_keys_load). */
-int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out,
-		  char *errbuf, size_t errlen);
+int keys_read_dir(const char *dir, const char *alg, int create, struct keyset **out, char *errbuf,
+		  size_t errlen);
 
 /* Frees a key set, wiping secrets; accepts NULL. */
 void keys_set_free(struct keyset *set);

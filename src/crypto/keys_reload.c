@@ -53,8 +53,7 @@ static size_t missing(const struct keyset *a, const struct keyset *b, char *out,
 	return n;
 }
 
-const char *keys_diff(const struct keyset *old, const struct keyset *new, char *out,
-		      size_t outlen)
+const char *keys_diff(const struct keyset *old, const struct keyset *new, char *out, size_t outlen)
 {
 	const char *was = old->keys[old->current].kid;
 	const char *now = new->keys[new->current].kid;
@@ -132,8 +131,7 @@ int jwtsign_keys_reload(struct jwtsign_keys *keys, char *errbuf, size_t errlen)
 	int rc;
 
 	pthread_mutex_lock(&keys->reload_lock);
-	rc = reload_locked(keys, fp, errbuf, errlen, warn, sizeof(warn), changes,
-			   sizeof(changes));
+	rc = reload_locked(keys, fp, errbuf, errlen, warn, sizeof(warn), changes, sizeof(changes));
 	if (rc == 0)
 		keys->last_err[0] = '\0';
 	pthread_mutex_unlock(&keys->reload_lock);

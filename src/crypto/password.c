@@ -158,8 +158,7 @@ void password_verify_dummy(const char *password, size_t len, long iterations)
 	OPENSSL_cleanse(b64, sizeof(b64));
 }
 
-void password_harden_runtime(const char *password, size_t len, const char *encoded,
-			     long iterations)
+void password_harden_runtime(const char *password, size_t len, const char *encoded, long iterations)
 {
 	long stored;
 	const char *salt;

@@ -78,8 +78,8 @@ static struct jwtsign_claims claims_of(const struct app *app, const struct store
  * Built as text: listing is the hot path, and every value but the name is
  * made of characters JSON needs no escape for.
  */
-static int token_json(const struct app *app, const struct store_api_token *t,
-		      const char *issued, struct util_buf *b)
+static int token_json(const struct app *app, const struct store_api_token *t, const char *issued,
+		      struct util_buf *b)
 {
 	struct jwtsign_claims c = claims_of(app, t);
 	char times[3][RFC3339_LEN];
@@ -202,7 +202,7 @@ static int read_expiry(const struct handler_ctx *ctx, int64_t now, int64_t *exp,
 	int64_t t;
 
 	*exp = now + (cfg->api_lifetime < cfg->api_max_lifetime ? cfg->api_lifetime
-								 : cfg->api_max_lifetime);
+								: cfg->api_max_lifetime);
 	if (v == NULL || json_is_null(v))
 		return 0;
 	if (!json_is_string(v) || util_time_parse_rfc3339(json_string_value(v), &t) != 0)
@@ -293,8 +293,8 @@ int handler_api_tokens_issue(const struct handler_ctx *ctx, struct handler_resul
  * ({"name": {"3": ["Not a valid string."]}}). A form's field is every
  * occurrence of its key (field_list).
  */
-static int collect(const json_t *body, const char *name, bool uuids, json_t *seen,
-		   size_t *sent, json_t *errors)
+static int collect(const json_t *body, const char *name, bool uuids, json_t *seen, size_t *sent,
+		   json_t *errors)
 {
 	json_t *arr = field_list(body, name);
 	json_t *bad = NULL;
@@ -311,7 +311,8 @@ static int collect(const json_t *body, const char *name, bool uuids, json_t *see
 	if (json_is_null(arr))
 		goto out;
 	if (!json_is_array(arr)) {
-		if (json_object_set_new(errors, name, json_pack("[s]", "Expected a list of items.")))
+		if (json_object_set_new(errors, name,
+					json_pack("[s]", "Expected a list of items.")))
 			rc = TOKEND_ENOMEM;
 		goto out;
 	}
@@ -357,7 +358,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	struct jwtsign_policy pol;
 	json_t *errors = NULL, *ids = NULL, *toks = NULL;
 	const char **jtis = NULL;
-	char (*found)[UUID_STR_LEN] = NULL;
+	char(*found)[UUID_STR_LEN] = NULL;
 	size_t n = 0, requested, sent = 0;
 	const char *key;
 	json_t *v;
@@ -385,12 +386,11 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	requested = json_object_size(ids) + json_object_size(toks);
 	if (json_object_size(errors) == 0 && (sent == 0 || sent > DELETE_MAX) &&
 	    json_object_set_new(errors, "non_field_errors",
-				json_pack("[s]", sent == 0
-							 ? "Provide token_issuer_uuids and/or "
-							   "access_tokens (1 to 1000 entries)."
-							 : "Ensure there are no more than 1000 "
-							   "entries in token_issuer_uuids and "
-							   "access_tokens together.")) != 0)
+				json_pack("[s]", sent == 0 ? "Provide token_issuer_uuids and/or "
+							     "access_tokens (1 to 1000 entries)."
+							   : "Ensure there are no more than 1000 "
+							     "entries in token_issuer_uuids and "
+							     "access_tokens together.")) != 0)
 		goto out; /* rc is TOKEND_ENOMEM */
 	if (json_object_size(errors) > 0) {
 		res->body = errors;
@@ -402,7 +402,8 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 	found = calloc(requested, sizeof(*found));
 	if (jtis == NULL || found == NULL)
 		goto out;
-	json_object_foreach(ids, key, v) jtis[n++] = key;
+	json_object_foreach(ids, key, v)
+		jtis[n++] = key;
 	/* A token string is found as stored; an ES256 token listed again (same
 	 * claims, other signature bytes) by its checked jti. */
 	json_object_foreach(toks, key, v) {
@@ -417,8 +418,7 @@ int handler_api_tokens_delete(const struct handler_ctx *ctx, struct handler_resu
 		if (rc == 0) {
 			jtis[n] = found[n];
 			n++;
-		}
-		else if (rc != TOKEND_ENOTFOUND)
+		} else if (rc != TOKEND_ENOTFOUND)
 			goto out;
 	}
 	/* The answer exists before the delete commits; only its count is set after. */

@@ -20,9 +20,9 @@
  * bad token is a hot path (every probe with a stale token), so they are
  * kept as text rather than built as JSON trees.
  */
-#define INVALID_TOKEN(msg)                                                                 \
+#define INVALID_TOKEN(msg)                                                                       \
 	"{\"detail\":\"Given token not valid for any token type\",\"code\":\"token_not_valid\"," \
-	"\"messages\":[{\"token_class\":\"AccessToken\",\"token_type\":\"access\","           \
+	"\"messages\":[{\"token_class\":\"AccessToken\",\"token_type\":\"access\","              \
 	"\"message\":\"" msg "\"}]}"
 
 static const char body_not_provided[] =
@@ -70,12 +70,9 @@ int handler_access_state(const struct app *app, const struct jwtsign_token *t,
 int handler_session_refusal(struct handler_result *res, enum store_session state)
 {
 	switch (state) {
-	case STORE_SESSION_LIVE:
-		return 0;
-	case STORE_SESSION_NO_USER:
-		return refuse(res, body_not_found);
-	case STORE_SESSION_INACTIVE:
-		return refuse(res, body_inactive);
+	case STORE_SESSION_LIVE: return 0;
+	case STORE_SESSION_NO_USER: return refuse(res, body_not_found);
+	case STORE_SESSION_INACTIVE: return refuse(res, body_inactive);
 	default:
 		return refuse(res, body_invalid); /* logged out, or ended by passwd/disable/reuse */
 	}
@@ -106,12 +103,9 @@ int handler_bearer_token(const struct handler_ctx *ctx, struct handler_result *r
 	size_t toklen = 0;
 
 	switch (handler_bearer_parse(ctx->authorization, &tok, &toklen)) {
-	case BEARER_MISSING:
-		return refuse(res, body_not_provided);
-	case BEARER_MALFORMED:
-		return refuse(res, body_bad_header);
-	case BEARER_OK:
-		break;
+	case BEARER_MISSING: return refuse(res, body_not_provided);
+	case BEARER_MALFORMED: return refuse(res, body_bad_header);
+	case BEARER_OK: break;
 	}
 	handler_token_policy(ctx->app, &pol);
 	if (jwtsign_check(ctx->app->keys, tok, toklen, &pol, t, NULL) != 0)

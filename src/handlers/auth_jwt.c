@@ -74,8 +74,7 @@ static int mint_pair(const struct app *app, const struct store_refresh *r, json_
 	c.jti = r->access_jti;
 	c.exp = r->issued_at + app->cfg.access_lifetime;
 	/* No token outlives its session (the refresh row's exp is cut already). */
-	if (r->session_created_at > 0 &&
-	    c.exp > r->session_created_at + app->cfg.session_lifetime)
+	if (r->session_created_at > 0 && c.exp > r->session_created_at + app->cfg.session_lifetime)
 		c.exp = r->session_created_at + app->cfg.session_lifetime;
 	rc = jwtsign_mint(app->keys, &c, &access);
 	if (rc != 0)
@@ -203,10 +202,11 @@ static int login_admit(const struct handler_ctx *ctx, const char *name, size_t n
 		throttle_forgive(app->login_client, k.client, k.now);
 		if (o == THROTTLE_REFUSED_FIRST) {
 			name_for_log(name, namelen, shown, sizeof(shown));
-			log_warn("auth: login throttled for user \"%s\" from all clients (last %s): "
-				 "%ld failures in %ld s; retry in %ld s",
-				 shown, ctx->remote, app->cfg.login_user_failures,
-				 app->cfg.login_user_window, ra);
+			log_warn(
+				"auth: login throttled for user \"%s\" from all clients (last %s): "
+				"%ld failures in %ld s; retry in %ld s",
+				shown, ctx->remote, app->cfg.login_user_failures,
+				app->cfg.login_user_window, ra);
 		}
 	} else if (o == THROTTLE_REFUSED_FIRST) {
 		name_for_log(name, namelen, shown, sizeof(shown));
@@ -357,13 +357,14 @@ static int token_not_valid(struct handler_result *res)
 {
 	json_decref(res->body);
 	res->body = NULL;
-	res->text = strdup("{\"detail\":\"Token is invalid or expired\",\"code\":\"token_not_valid\"}");
+	res->text =
+		strdup("{\"detail\":\"Token is invalid or expired\",\"code\":\"token_not_valid\"}");
 	return res->text ? TOKEND_EAUTH : TOKEND_ENOMEM;
 }
 
 /* Reads the one required string field name of a JSON object body. */
-static int token_field(const struct handler_ctx *ctx, struct handler_result *res,
-		       const char *name, const char **tok, size_t *len)
+static int token_field(const struct handler_ctx *ctx, struct handler_result *res, const char *name,
+		       const char **tok, size_t *len)
 {
 	json_t *errors;
 	int rc = field_require_object(ctx->body, &res->body);
@@ -477,8 +478,7 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 		log_info("auth: refresh token %s of user %s: its session has ended", t.jti,
 			 t.user_id);
 		return token_not_valid(res);
-	default:
-		return token_not_valid(res);
+	default: return token_not_valid(res);
 	}
 	res->no_store = true;
 	return rc;
@@ -508,11 +508,10 @@ int handler_jwt_blacklist(const struct handler_ctx *ctx, struct handler_result *
 		res->body = json_object();
 		return res->body ? 0 : TOKEND_ENOMEM;
 	case STORE_LOGOUT_REUSED:
-		log_warn("auth: refresh token %s of user %s reused at logout: family revoked", t.jti,
-			 t.user_id);
+		log_warn("auth: refresh token %s of user %s reused at logout: family revoked",
+			 t.jti, t.user_id);
 		return token_not_valid(res);
-	default:
-		return token_not_valid(res);
+	default: return token_not_valid(res);
 	}
 }
 

@@ -244,8 +244,8 @@ out:
  * quotes the token it stopped at ("near '\"hunter2\"'"), or a byte of it,
  * and that token is as often as not the password.
  */
-static void parse_error_text(const char *data, size_t len, const json_error_t *jerr,
-			     char *out, size_t outlen)
+static void parse_error_text(const char *data, size_t len, const json_error_t *jerr, char *out,
+			     size_t outlen)
 {
 	const char *what;
 	size_t end = jerr->position > 0 ? (size_t)jerr->position : 0;
@@ -281,8 +281,8 @@ static void parse_error_text(const char *data, size_t len, const json_error_t *j
 		 jerr->line > 0 ? jerr->line : 1, column, chars);
 }
 
-int body_decode(enum body_type type, const char *data, size_t len, long max_depth,
-		json_t **out, json_t **err)
+int body_decode(enum body_type type, const char *data, size_t len, long max_depth, json_t **out,
+		json_t **err)
 {
 	json_error_t jerr;
 	char msg[256];

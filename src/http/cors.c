@@ -113,15 +113,14 @@ static bool has_scheme(const char *e, size_t elen)
 {
 	size_t i = 0;
 
-	while (i < elen && (is_alnum((unsigned char)e[i]) || e[i] == '+' || e[i] == '-' ||
-			    e[i] == '.'))
+	while (i < elen &&
+	       (is_alnum((unsigned char)e[i]) || e[i] == '+' || e[i] == '-' || e[i] == '.'))
 		i++;
 	return i > 0 && i + 3 <= elen && memcmp(e + i, "://", 3) == 0;
 }
 
 /* Normalises one entry e[0..elen) into out; 0 or TOKEND_EINVAL. */
-static int parse_one(const char *e, size_t elen, struct cors_origin *out, char *reason,
-		     size_t rlen)
+static int parse_one(const char *e, size_t elen, struct cors_origin *out, char *reason, size_t rlen)
 {
 	const char *p, *end = e + elen, *host, *host_end, *port = NULL;
 	bool https;
@@ -154,8 +153,7 @@ static int parse_one(const char *e, size_t elen, struct cors_origin *out, char *
 		if (*p == '@')
 			return refuse(reason, rlen, e, elen, "an origin has no userinfo");
 		if (*p == '?' || *p == '#')
-			return refuse(reason, rlen, e, elen,
-				      "an origin has no query or fragment");
+			return refuse(reason, rlen, e, elen, "an origin has no query or fragment");
 		if (*p == '*')
 			return refuse(reason, rlen, e, elen,
 				      "wildcards are never allowed: list each origin");
@@ -166,7 +164,8 @@ static int parse_one(const char *e, size_t elen, struct cors_origin *out, char *
 		const char *close = memchr(host, ']', (size_t)(end - host));
 		size_t n;
 		if (close == NULL)
-			return refuse(reason, rlen, e, elen, "an IPv6 host needs its closing \"]\"");
+			return refuse(reason, rlen, e, elen,
+				      "an IPv6 host needs its closing \"]\"");
 		n = ipv6_serialise(host + 1, (size_t)(close - host - 1), buf);
 		if (n == 0)
 			return refuse(reason, rlen, e, elen, "not a valid IPv6 address");
@@ -192,16 +191,18 @@ static int parse_one(const char *e, size_t elen, struct cors_origin *out, char *
 			if (c == '.' && (i == 0 || i == n - 1 || host[i - 1] == '.'))
 				return refuse(reason, rlen, e, elen, "an empty label in the host");
 		}
-		if (ends_in_number(host, n) || (memchr(host, '.', n) == NULL &&
-						strspn(host, "0123456789") == n)) {
+		if (ends_in_number(host, n) ||
+		    (memchr(host, '.', n) == NULL && strspn(host, "0123456789") == n)) {
 			unsigned char a[4];
 			if (n >= sizeof(buf))
-				return refuse(reason, rlen, e, elen, "not a dotted-quad IPv4 address");
+				return refuse(reason, rlen, e, elen,
+					      "not a dotted-quad IPv4 address");
 			memcpy(buf, host, n);
 			buf[n] = '\0';
 			if (inet_pton(AF_INET, buf, a) != 1)
-				return refuse(reason, rlen, e, elen,
-					      "not a dotted-quad IPv4 address (as a browser writes it)");
+				return refuse(
+					reason, rlen, e, elen,
+					"not a dotted-quad IPv4 address (as a browser writes it)");
 		}
 		for (size_t i = 0; i < n; i++) {
 			char c = lower(host[i]);

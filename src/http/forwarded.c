@@ -92,8 +92,7 @@ static bool port_ok(const char *s, size_t n)
 	return v <= 65535;
 }
 
-bool forwarded_node_parse(const char *s, size_t len, unsigned char addr[16],
-			  unsigned char *family)
+bool forwarded_node_parse(const char *s, size_t len, unsigned char addr[16], unsigned char *family)
 {
 	const char *colon;
 
@@ -231,10 +230,12 @@ static enum MHD_Result collect_field(void *cls, enum MHD_ValueKind kind, const c
 	(void)kind;
 	if (key_size == 15 && strncasecmp(key, "X-Forwarded-For", 15) == 0) {
 		if (c->n_xff <= FORWARDED_MAX_FIELDS)
-			c->xff[c->n_xff++] = (struct forwarded_field){value ? value : "", value_size};
+			c->xff[c->n_xff++] =
+				(struct forwarded_field){value ? value : "", value_size};
 	} else if (key_size == 9 && strncasecmp(key, "Forwarded", 9) == 0) {
 		if (c->n_fwd <= FORWARDED_MAX_FIELDS)
-			c->fwd[c->n_fwd++] = (struct forwarded_field){value ? value : "", value_size};
+			c->fwd[c->n_fwd++] =
+				(struct forwarded_field){value ? value : "", value_size};
 	}
 	return MHD_YES;
 }

@@ -68,7 +68,6 @@ void forwarded_resolve(struct MHD_Connection *conn, const struct cidr_list *trus
  * optional ":port", or "IPv4:port" (port: digits, or RFC 7239's obfuscated
  * "_..."). True with addr/family set (as cidr_addr_parse) when it is one.
  */
-bool forwarded_node_parse(const char *s, size_t len, unsigned char addr[16],
-			  unsigned char *family);
+bool forwarded_node_parse(const char *s, size_t len, unsigned char addr[16], unsigned char *family);
 
 #endif

@@ -26,7 +26,7 @@
 #define WHY_METHOD "Bad request: the method is not a valid token."
 #define WHY_TARGET "Bad request: the request target is not origin-form or absolute-form."
 #define WHY_NAME "Bad request: invalid header field name (whitespace before the colon?)."
-#define WHY_LAYOUT                                                                        \
+#define WHY_LAYOUT \
 	"Bad request: malformed header block (obs-fold, a NUL byte or a line without a field)."
 #define WHY_CTL "Bad request: control character in a header field value."
 #define WHY_HOST "Bad request: invalid Host header."
@@ -195,8 +195,7 @@ static void te_parse(struct framing *f, const char *v, size_t vlen)
 		f->te_chunked = true;
 }
 
-void framing_field(struct framing *f, const char *name, size_t nlen, const char *value,
-		   size_t vlen)
+void framing_field(struct framing *f, const char *name, size_t nlen, const char *value, size_t vlen)
 {
 	size_t ko, vo;
 
@@ -273,8 +272,8 @@ int framing_end(struct framing *f, bool http11)
 	return f->err;
 }
 
-static enum MHD_Result visit(void *cls, enum MHD_ValueKind kind, const char *key,
-			     size_t key_size, const char *value, size_t value_size)
+static enum MHD_Result visit(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+			     const char *value, size_t value_size)
 {
 	struct framing *f = cls;
 

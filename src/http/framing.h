@@ -47,15 +47,15 @@ bool framing_host_ok(const char *value, size_t len);
  * of its own), a line it dropped (an empty name).
  */
 struct framing {
-	const char *block;      /* first byte of the request line */
-	size_t len;             /* of the whole block, blank line included */
-	size_t next;            /* offset where the next field line must start */
+	const char *block; /* first byte of the request line */
+	size_t len;        /* of the whole block, blank line included */
+	size_t next;       /* offset where the next field line must start */
 	unsigned n_cl, n_te, n_host, n_auth;
-	const char *cl;         /* the Content-Length value */
-	bool te_chunked;        /* the codings are exactly "chunked" */
-	bool te_unknown;        /* a coding other than chunked precedes it */
-	int err;                /* the first refusal, 0 while none */
-	const char *why;        /* its reason: constant English, no request bytes */
+	const char *cl;  /* the Content-Length value */
+	bool te_chunked; /* the codings are exactly "chunked" */
+	bool te_unknown; /* a coding other than chunked precedes it */
+	int err;         /* the first refusal, 0 while none */
+	const char *why; /* its reason: constant English, no request bytes */
 };
 
 /*

@@ -47,8 +47,7 @@ static json_t *default_body(int rc, const struct response_meta *meta, int retry_
 	char msg[256];
 
 	switch (rc) {
-	case TOKEND_ENOTFOUND:
-		return json_pack("{s:s}", "detail", "Not found.");
+	case TOKEND_ENOTFOUND: return json_pack("{s:s}", "detail", "Not found.");
 	case TOKEND_EMETHOD:
 		snprintf(msg, sizeof(msg), "Method \"%.32s\" not allowed.",
 			 meta->method ? meta->method : "");
@@ -68,10 +67,8 @@ static json_t *default_body(int rc, const struct response_meta *meta, int retry_
 				 meta->detail ? meta->detail
 					      : "Bad request: Content-Length together with "
 						"Transfer-Encoding.");
-	case TOKEND_ENOTIMPL:
-		return json_pack("{s:s}", "detail", "Unsupported Transfer-Encoding.");
-	case TOKEND_ETIMEOUT:
-		return json_pack("{s:s}", "detail", "Request timed out.");
+	case TOKEND_ENOTIMPL: return json_pack("{s:s}", "detail", "Unsupported Transfer-Encoding.");
+	case TOKEND_ETIMEOUT: return json_pack("{s:s}", "detail", "Request timed out.");
 	case TOKEND_EBUSY:
 		return json_pack("{s:s, s:s}", "detail", "Server busy, try again later.", "code",
 				 "busy");
@@ -88,8 +85,7 @@ static json_t *default_body(int rc, const struct response_meta *meta, int retry_
 			 "Request was throttled. Expected available in %d second%s.", retry_after,
 			 retry_after == 1 ? "" : "s");
 		return json_pack("{s:s}", "detail", msg);
-	default:
-		return json_pack("{s:s}", "detail", "A server error occurred.");
+	default: return json_pack("{s:s}", "detail", "A server error occurred.");
 	}
 }
 

@@ -18,15 +18,15 @@ unsigned response_status_for(int rc, unsigned ok_status);
 
 /* What a response needs beyond the handler result. */
 struct response_meta {
-	const char *method; /* for the 405 message */
-	const char *allow;  /* methods, for 405 */
-	long limit;         /* the body limit, for 413 */
-	bool close;         /* framing was bad: close after answering */
-	const char *detail; /* a 400's reason (constant, never request bytes) */
-	bool cors;          /* CORS is on: every answer varies on Origin */
+	const char *method;      /* for the 405 message */
+	const char *allow;       /* methods, for 405 */
+	long limit;              /* the body limit, for 413 */
+	bool close;              /* framing was bad: close after answering */
+	const char *detail;      /* a 400's reason (constant, never request bytes) */
+	bool cors;               /* CORS is on: every answer varies on Origin */
 	const char *cors_origin; /* the allowed origin to name (config-owned), or NULL */
-	bool preflight;     /* a granted preflight: 204, the methods of allow */
-	long max_age;       /* of a preflight, seconds */
+	bool preflight;          /* a granted preflight: 204, the methods of allow */
+	long max_age;            /* of a preflight, seconds */
 };
 
 /*

@@ -22,8 +22,7 @@ static const struct route routes[] = {
 	{"GET", "/.well-known/jwks.json", handler_jwks, 200, NULL},
 	/* No authenticator: it takes API tokens too, and answers for the proxy. */
 	{"GET", "/api/auth/forward/", handler_forward_auth, 200, NULL},
-	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200,
-	 handler_authenticated},
+	{"GET", "/api/openapi/token/{team}/", handler_api_tokens_list, 200, handler_authenticated},
 	{"POST", "/api/openapi/token/{team}/", handler_api_tokens_issue, 201,
 	 handler_authenticated},
 	{"POST", "/api/openapi/token/{team}/delete/", handler_api_tokens_delete, 200,
@@ -46,8 +45,7 @@ size_t router_index(const struct route *r)
  * optional on the path (either way round), an empty segment anywhere else
  * never matches.
  */
-static bool pattern_match(const char *pattern, const char *path,
-			  char params[][HANDLER_PARAM_MAX])
+static bool pattern_match(const char *pattern, const char *path, char params[][HANDLER_PARAM_MAX])
 {
 	size_t np = 0;
 

@@ -74,14 +74,14 @@ struct server {
 	const struct app *app;
 	struct MHD_Daemon *daemon;
 	struct workpool *pool;
-	atomic_long inflight;   /* requests between first call and completion */
-	atomic_long suspended;  /* of those, handed to the worker pool */
-	atomic_bool stopping;   /* queued slow work answers 503 */
-	struct watchdog *wd;    /* every connection's socket, see watchdog.h */
-	long max_connections;   /* refused at accept past this many */
+	atomic_long inflight;  /* requests between first call and completion */
+	atomic_long suspended; /* of those, handed to the worker pool */
+	atomic_bool stopping;  /* queued slow work answers 503 */
+	struct watchdog *wd;   /* every connection's socket, see watchdog.h */
+	long max_connections;  /* refused at accept past this many */
 	atomic_long refused;
 	_Atomic uint64_t refused_logged_us;
-	struct cidr_list trusted;  /* server.trusted_proxies, parsed once */
+	struct cidr_list trusted;    /* server.trusted_proxies, parsed once */
 	struct inflight *per_client; /* requests in flight per client address */
 };
 
@@ -97,28 +97,28 @@ struct request {
 	uint64_t start_us;
 	enum req_state state;
 	char method[LOG_METHOD_MAX + 1];
-	char path[LOG_PATH_MAX + 1];    /* cut for the log; routing uses MHD's url */
-	char remote[INET6_ADDRSTRLEN];  /* the client: the peer, or whom it forwards for */
+	char path[LOG_PATH_MAX + 1];             /* cut for the log; routing uses MHD's url */
+	char remote[INET6_ADDRSTRLEN];           /* the client: the peer, or whom it forwards for */
 	char request_id[LOG_REQUEST_ID_MAX + 1]; /* X-Request-Id of the answer and the log */
-	struct inflight_ticket counted; /* in srv->per_client until completion */
-	int watch_id;                   /* the connection's in srv->wd (conn_watch_id) */
+	struct inflight_ticket counted;          /* in srv->per_client until completion */
+	int watch_id;                            /* the connection's in srv->wd (conn_watch_id) */
 	const struct route *route;
-	int err;                        /* an error found before the handler */
-	bool was_suspended;             /* counted in srv->suspended */
-	bool close;                     /* bad framing: answer, then close */
-	const char *why;                /* its reason (constant), for the 400 body */
+	int err;            /* an error found before the handler */
+	bool was_suspended; /* counted in srv->suspended */
+	bool close;         /* bad framing: answer, then close */
+	const char *why;    /* its reason (constant), for the 400 body */
 	char allow[64];
-	const char *cors_origin;        /* the allowed entry Origin equals (config-owned) */
-	bool preflight;                 /* a CORS preflight to grant: 204 */
+	const char *cors_origin; /* the allowed entry Origin equals (config-owned) */
+	bool preflight;          /* a CORS preflight to grant: 204 */
 	enum body_type btype;
-	long limit;                     /* body bytes allowed */
-	char *body;                     /* received body, owned */
+	long limit; /* body bytes allowed */
+	char *body; /* received body, owned */
 	size_t len, cap;
 	size_t discarded;
 	struct handler_ctx ctx;
-	struct handler_result res;      /* filled by the handler */
-	int rc;                         /* the handler's return */
-	unsigned status;                /* sent, for the log; 0 = none */
+	struct handler_result res; /* filled by the handler */
+	int rc;                    /* the handler's return */
+	unsigned status;           /* sent, for the log; 0 = none */
 	size_t bytes;
 };
 
@@ -399,9 +399,8 @@ static int conn_watch_id(struct MHD_Connection *conn)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **req_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
 {
 	struct server *srv = cls;
 	struct request *req = *req_cls;
@@ -447,7 +446,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (util_mono_us() - req->start_us > (uint64_t)app->cfg.request_timeout * 1000000u) {
+		if (util_mono_us() - req->start_us >
+		    (uint64_t)app->cfg.request_timeout * 1000000u) {
 			/* Too slow: closed without an answer; the status is for the log. */
 			req->status = response_status_for(TOKEND_ETIMEOUT, 0);
 			return MHD_NO;
@@ -504,7 +504,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (req == NULL)
 		return;
 	us = util_mono_us() - req->start_us;
-	log_access(req->remote, req->method, req->path, req->status, us, req->bytes, req->request_id);
+	log_access(req->remote, req->method, req->path, req->status, us, req->bytes,
+		   req->request_id);
 	metrics_request(router_index(req->route), req->status, us);
 	if (req->was_suspended)
 		atomic_fetch_sub(&srv->suspended, 1);
@@ -688,7 +689,7 @@ int server_start(const struct app *app, struct server_listen *where, struct serv
 	/* Behind proxies every connection comes from one of them: a limit
 	 * per peer address would cap the whole service. */
 	per_ip = cfg->per_ip_connections >= 0 ? cfg->per_ip_connections
-	       : srv->trusted.n > 0	      ? 0
+		 : srv->trusted.n > 0         ? 0
 					      : PER_IP_DIRECT;
 	if (srv->trusted.n > 0)
 		log_info("http: %zu trusted prox%s: the client is whom X-Forwarded-For names "
@@ -720,22 +721,18 @@ int server_start(const struct app *app, struct server_listen *where, struct serv
 	 * (each thread may accept once between our count and its
 	 * NOTIFY_STARTED), so accept_policy() is what refuses. */
 	srv->daemon = MHD_start_daemon(
-		flags, (uint16_t)p, accept_policy, srv, on_request, srv,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		flags, (uint16_t)p, accept_policy, srv, on_request, srv, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&ss,
 		/* -1 (MHD_INVALID_SOCKET, MHD's default): bind SOCK_ADDR. Else
 		 * MHD serves the inherited socket and ignores SOCK_ADDR. */
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)where->fd,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + threads),
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)per_ip,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_END);
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)where->fd, MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned)threads, MHD_OPTION_CONNECTION_LIMIT,
+		(unsigned)(cfg->max_connections + threads), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)per_ip, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_bytes, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+		1024u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (srv->daemon != NULL && watchdog_start(srv->wd) != 0) {
 		MHD_stop_daemon(srv->daemon);
 		srv->daemon = NULL;

@@ -48,11 +48,11 @@ enum wd_state { WD_FREE, WD_READING, WD_ARRIVED, WD_IDLE };
  */
 struct slot {
 	int fd;
-	ino_t ino;          /* the socket's inode: proves fd still names it */
+	ino_t ino; /* the socket's inode: proves fd still names it */
 	enum wd_state state;
-	uint32_t gen;       /* bumped on every change: the thread's copies check it */
-	bool gone_seen;     /* peer gone at the last tick too */
-	uint64_t since_us;  /* reading: request start; idle: no bytes came before */
+	uint32_t gen;      /* bumped on every change: the thread's copies check it */
+	bool gone_seen;    /* peer gone at the last tick too */
+	uint64_t since_us; /* reading: request start; idle: no bytes came before */
 	int prev, next;
 };
 
@@ -72,14 +72,14 @@ struct probe {
 };
 
 struct watchdog {
-	pthread_mutex_t lock;  /* guards everything below but the thread's own */
+	pthread_mutex_t lock; /* guards everything below but the thread's own */
 	struct slot *slots;
 	int cap;
 	struct list free_list, reading, idle;
 	long shut_gone, shut_late, fd_mismatch;
 	atomic_long open;
 	uint64_t deadline_us;
-	uint64_t idle_look_us;  /* how often an idle connection is looked at */
+	uint64_t idle_look_us; /* how often an idle connection is looked at */
 	long tick_ms;
 
 	pthread_mutex_t stop_lock; /* the thread's sleep and stop request */
@@ -129,14 +129,10 @@ static void list_unlink(struct watchdog *wd, struct list *l, int id)
 static struct list *list_of(struct watchdog *wd, enum wd_state st)
 {
 	switch (st) {
-	case WD_READING:
-		return &wd->reading;
-	case WD_IDLE:
-		return &wd->idle;
-	case WD_FREE:
-		return &wd->free_list;
-	case WD_ARRIVED:
-		break;
+	case WD_READING: return &wd->reading;
+	case WD_IDLE: return &wd->idle;
+	case WD_FREE: return &wd->free_list;
+	case WD_ARRIVED: break;
 	}
 	return NULL;
 }
@@ -310,10 +306,12 @@ static size_t collect(struct watchdog *wd, uint64_t now, size_t *nreading)
 	size_t n = 0;
 	int id;
 
-	if (reserve(wd, (size_t)(wd->reading.n + (wd->idle.n < IDLE_BATCH ? wd->idle.n : IDLE_BATCH))) != 0)
+	if (reserve(wd, (size_t)(wd->reading.n +
+				 (wd->idle.n < IDLE_BATCH ? wd->idle.n : IDLE_BATCH))) != 0)
 		return 0; /* next tick, then */
 	for (id = wd->reading.head; id != NIL; id = wd->slots[id].next)
-		wd->probes[n++] = (struct probe){.id = id, .gen = wd->slots[id].gen,
+		wd->probes[n++] = (struct probe){.id = id,
+						 .gen = wd->slots[id].gen,
 						 .fd = wd->slots[id].fd,
 						 .since_us = wd->slots[id].since_us};
 	*nreading = n;
@@ -321,9 +319,10 @@ static size_t collect(struct watchdog *wd, uint64_t now, size_t *nreading)
 	 * after IDLE_BATCH (the rest next tick), to keep the lock held briefly
 	 * when thousands of idle connections fall due together. */
 	for (id = wd->idle.head; id != NIL && n < *nreading + IDLE_BATCH &&
-	     wd->slots[id].since_us + wd->idle_look_us <= now;
+				 wd->slots[id].since_us + wd->idle_look_us <= now;
 	     id = wd->slots[id].next)
-		wd->probes[n++] = (struct probe){.id = id, .gen = wd->slots[id].gen,
+		wd->probes[n++] = (struct probe){.id = id,
+						 .gen = wd->slots[id].gen,
 						 .fd = wd->slots[id].fd,
 						 .since_us = wd->slots[id].since_us};
 	return n;

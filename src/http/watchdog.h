@@ -31,11 +31,11 @@ struct watchdog;
 
 /* What the watchdog has done, for logs and tests. */
 struct watchdog_stats {
-	long open;          /* connections between open and close now */
-	long reading;       /* of those, with a request not yet whole */
-	long shut_gone;     /* shut down: the client left mid-request */
-	long shut_late;     /* shut down: not whole within the deadline */
-	long fd_mismatch;   /* a slot's descriptor named another socket (never expected) */
+	long open;        /* connections between open and close now */
+	long reading;     /* of those, with a request not yet whole */
+	long shut_gone;   /* shut down: the client left mid-request */
+	long shut_late;   /* shut down: not whole within the deadline */
+	long fd_mismatch; /* a slot's descriptor named another socket (never expected) */
 };
 
 /*

@@ -112,8 +112,7 @@ static void line_put(struct line *l, const char *s)
 
 /* s as a JSON string's inside, cut (between escapes) so that reserve bytes
  * stay free for the rest of the line. */
-static void line_put_json(struct line *l, const char *s, size_t len, size_t max_in,
-			  size_t reserve)
+static void line_put_json(struct line *l, const char *s, size_t len, size_t max_in, size_t reserve)
 {
 	size_t room = LOG_LINE_MAX - l->n;
 
@@ -323,7 +322,7 @@ static void line_put_u(struct line *l, unsigned long long v)
 struct abuf {
 	pthread_mutex_t lock; /* the owner appends, the flusher writes */
 	size_t len;
-	struct abuf *next;    /* in abufs */
+	struct abuf *next; /* in abufs */
 	char data[PIPE_BUF];
 };
 
@@ -458,9 +457,8 @@ void log_access_buffer_stop(void)
 }
 
 /* The text line: TIME access CLIENT METHOD PATH STATUS USus BYTESB ID. */
-static void access_text(struct line *l, const char *remote, const char *method,
-			const char *path, unsigned status, uint64_t micros, uint64_t bytes,
-			const char *id)
+static void access_text(struct line *l, const char *remote, const char *method, const char *path,
+			unsigned status, uint64_t micros, uint64_t bytes, const char *id)
 {
 	char m[LOG_METHOD_MAX * 4 + 1];
 	char p[LOG_PATH_MAX * 4 + 1];
@@ -487,9 +485,8 @@ static void access_text(struct line *l, const char *remote, const char *method,
 }
 
 /* The JSON line; every field fits in LOG_LINE_MAX, escaped at its worst. */
-static void access_json(struct line *l, const char *remote, const char *method,
-			const char *path, unsigned status, uint64_t micros, uint64_t bytes,
-			const char *id)
+static void access_json(struct line *l, const char *remote, const char *method, const char *path,
+			unsigned status, uint64_t micros, uint64_t bytes, const char *id)
 {
 	line_put(l, "{\"time\":\"");
 	line_put(l, log_now());
@@ -511,8 +508,8 @@ static void access_json(struct line *l, const char *remote, const char *method,
 }
 
 /* Formatted by hand: one line per request, and snprintf was 3 % of a request. */
-void log_access(const char *remote, const char *method, const char *path,
-		unsigned status, uint64_t micros, uint64_t bytes, const char *request_id)
+void log_access(const char *remote, const char *method, const char *path, unsigned status,
+		uint64_t micros, uint64_t bytes, const char *request_id)
 {
 	struct line l = {.n = 0};
 	struct abuf *b;

@@ -31,23 +31,21 @@
 static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 408,
 				    409, 413, 415, 429, 431, 500, 501, 503};
 #define N_STATUS (sizeof(statuses) / sizeof(statuses[0]) + 1) /* + "other" */
-#define N_ROUTES (METRICS_ROUTES_MAX + 1)                   /* + "unmatched" */
+#define N_ROUTES (METRICS_ROUTES_MAX + 1)                     /* + "unmatched" */
 
 /* From 50 µs (a verify served from memory) to 5 s (a login that waited in
  * the hash queue); each bound in µs and as the le label prints it. */
-static const uint64_t bucket_us[] = {50,    100,    250,    500,    1000,    2500,
-				     5000,  10000,  25000,  50000,  100000,  250000,
+static const uint64_t bucket_us[] = {50,     100,     250,     500,    1000,   2500,
+				     5000,   10000,   25000,   50000,  100000, 250000,
 				     500000, 1000000, 2500000, 5000000};
-static const char *const bucket_le[] = {"5e-05", "0.0001", "0.00025", "0.0005",
-					"0.001", "0.0025", "0.005",   "0.01",
-					"0.025", "0.05",   "0.1",     "0.25",
+static const char *const bucket_le[] = {"5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+					"0.005", "0.01",   "0.025",   "0.05",   "0.1",   "0.25",
 					"0.5",   "1",      "2.5",     "5"};
 #define N_BUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
 
 static const char *const login_names[METRICS_LOGIN_N] = {"success", "failure", "throttled",
 							 "queue_full"};
-static const char *const key_check_names[METRICS_KEY_CHECK_N] = {"signal", "poll",
-								  "unknown_kid"};
+static const char *const key_check_names[METRICS_KEY_CHECK_N] = {"signal", "poll", "unknown_kid"};
 static const char *const refresh_names[METRICS_REFRESH_N] = {"rotated", "grace_replay",
 							     "reuse_revoked", "session_ended"};
 
@@ -63,7 +61,7 @@ struct block {
 	mcount issued, deleted, store_errors;
 	mcount key_checks[METRICS_KEY_CHECK_N];
 	mcount key_reads[2]; /* failed, loaded */
-	struct block *next; /* in blocks (lock) */
+	struct block *next;  /* in blocks (lock) */
 };
 
 static void block_release(void *p);
@@ -379,7 +377,8 @@ char *metrics_render(void)
 	put_head(&out, "tokend_logins_total", "counter",
 		 "Logins (POST /api/auth/jwt/ with valid fields), by outcome.");
 	for (size_t i = 0; i < METRICS_LOGIN_N; i++)
-		put_one(&out, "tokend_logins_total", "outcome", login_names[i], get(&total->logins[i]));
+		put_one(&out, "tokend_logins_total", "outcome", login_names[i],
+			get(&total->logins[i]));
 	put_head(&out, "tokend_refresh_total", "counter",
 		 "Refreshes of a valid refresh token, by outcome.");
 	for (size_t i = 0; i < METRICS_REFRESH_N; i++)
@@ -403,9 +402,11 @@ char *metrics_render(void)
 	put_one(&out, "tokend_key_reloads_total", "outcome", "loaded", get(&total->key_reads[1]));
 	put_one(&out, "tokend_key_reloads_total", "outcome", "failed", get(&total->key_reads[0]));
 	put_head(&out, "tokend_hash_queue_depth", "gauge", "Logins waiting for a hashing thread.");
-	put_one(&out, "tokend_hash_queue_depth", NULL, NULL, (uint64_t)(g.hash_queue > 0 ? g.hash_queue : 0));
+	put_one(&out, "tokend_hash_queue_depth", NULL, NULL,
+		(uint64_t)(g.hash_queue > 0 ? g.hash_queue : 0));
 	put_head(&out, "tokend_hash_workers_busy", "gauge", "Hashing threads at work.");
-	put_one(&out, "tokend_hash_workers_busy", NULL, NULL, (uint64_t)(g.hash_busy > 0 ? g.hash_busy : 0));
+	put_one(&out, "tokend_hash_workers_busy", NULL, NULL,
+		(uint64_t)(g.hash_busy > 0 ? g.hash_busy : 0));
 	put_head(&out, "tokend_open_connections", "gauge", "Client connections open.");
 	put_one(&out, "tokend_open_connections", NULL, NULL,
 		(uint64_t)(g.open_connections > 0 ? g.open_connections : 0));

@@ -42,7 +42,7 @@ struct store_refresh_state {
 	bool revoked;                   /* the row revoked, or its session ended or gone */
 	bool active;                    /* the owner is active */
 	int64_t used_at;
-	int64_t session_created_at;     /* the login (the row's issued_at if no session) */
+	int64_t session_created_at; /* the login (the row's issued_at if no session) */
 };
 
 /* The tables store_purge sweeps, in this order. */
@@ -69,14 +69,13 @@ struct store_backend {
 	bool single_host;
 
 	/* Lifecycle. target is what store_open() got (a path, a URL). */
-	int (*open)(const char *target, long busy_timeout_ms, struct store_db **out,
-		    char *errbuf, size_t errlen);
-	void (*close)(struct store_db *db);          /* frees db; accepts NULL */
+	int (*open)(const char *target, long busy_timeout_ms, struct store_db **out, char *errbuf,
+		    size_t errlen);
+	void (*close)(struct store_db *db);                /* frees db; accepts NULL */
 	int (*ping)(struct store_db *db, long timeout_ms); /* as store_ping() */
 	/* Applies the backend's migrations (as store_migrate()); safe when
 	 * two processes start at once. */
-	int (*migrate)(struct store_db *db, int *version, bool *fresh, char *errbuf,
-		       size_t errlen);
+	int (*migrate)(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen);
 	/* A path naming the database on this host ("" when none: in memory);
 	 * store.c keeps the session counter beside it. */
 	const char *(*local_path)(struct store_db *db);
@@ -103,7 +102,7 @@ struct store_backend {
 	/* (tx) the uuid of username. ENOTFOUND. */
 	int (*user_uuid)(struct store_tx *tx, const char *username, char out[UUID_STR_LEN]);
 	int (*user_set_password)(struct store_tx *tx, const char *uuid,
-				 const char *hash);                        /* ENOTFOUND */
+				 const char *hash);                                 /* ENOTFOUND */
 	int (*user_set_active)(struct store_tx *tx, const char *uuid, bool active); /* ENOTFOUND */
 	/* (tx) last_login = now if the user exists and is active, else ENOTFOUND. */
 	int (*user_touch_login)(struct store_tx *tx, const char *uuid, int64_t now);
@@ -151,13 +150,11 @@ struct store_backend {
 	int (*refresh_add)(struct store_tx *tx, const struct store_refresh *r);
 	/* (tx, locks) Reads row jti's state; a concurrent writer of the same
 	 * session waits until this transaction ends. Not found: out->found. */
-	int (*refresh_state)(struct store_tx *tx, const char *jti,
-			     struct store_refresh_state *out);
+	int (*refresh_state)(struct store_tx *tx, const char *jti, struct store_refresh_state *out);
 	/* (tx) The row jti if unused and unrevoked (with session_created_at). ENOTFOUND. */
 	int (*refresh_row)(struct store_tx *tx, const char *jti, struct store_refresh *out);
 	/* (tx) Marks jti used by next_jti at now, only if unused: else ENOTFOUND. */
-	int (*refresh_use)(struct store_tx *tx, const char *jti, int64_t now,
-			   const char *next_jti);
+	int (*refresh_use)(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti);
 	/* (db) as store_refresh_live(). */
 	int (*refresh_live)(struct store_db *db, const char *jti, const char *user_uuid,
 			    bool *live);
@@ -188,8 +185,8 @@ struct store_backend {
 	/* (tx) Deletes at most limit rows of table t due at or before `before`. */
 	int (*purge)(struct store_tx *tx, enum store_purge_table t, int64_t before, long limit,
 		     long *deleted);
-	int (*key_in_use)(struct store_db *db, const char *kid, int64_t now,
-			  long access_lifetime, bool *in_use); /* as store_key_in_use() */
+	int (*key_in_use)(struct store_db *db, const char *kid, int64_t now, long access_lifetime,
+			  bool *in_use); /* as store_key_in_use() */
 };
 
 extern const struct store_backend store_sqlite_backend;
@@ -199,7 +196,7 @@ extern const struct store_backend store_postgres_backend;
  * store_open() with the backend chosen by the caller (the unit tests open
  * the fake backend this way). Same contract as store_open().
  */
-int store_open_backend(const struct store_backend *be, const char *target,
-		       long busy_timeout_ms, struct store **out, char *errbuf, size_t errlen);
+int store_open_backend(const struct store_backend *be, const char *target, long busy_timeout_ms,
+		       struct store **out, char *errbuf, size_t errlen);
 
 #endif

@@ -225,4 +225,3 @@ out:
 	free(prior);
 	return rc;
 }
-

@@ -39,8 +39,8 @@ static bool is_postgres(const char *target)
 	return *p == '=';
 }
 
-int store_open_backend(const struct store_backend *be, const char *target,
-		       long busy_timeout_ms, struct store **out, char *errbuf, size_t errlen)
+int store_open_backend(const struct store_backend *be, const char *target, long busy_timeout_ms,
+		       struct store **out, char *errbuf, size_t errlen)
 {
 	struct store *st = calloc(1, sizeof(*st));
 	int rc;
@@ -66,8 +66,8 @@ int store_open_backend(const struct store_backend *be, const char *target,
 int store_open(const char *target, long busy_timeout_ms, struct store **out, char *errbuf,
 	       size_t errlen)
 {
-	const struct store_backend *be =
-		is_postgres(target) ? &store_postgres_backend : &store_sqlite_backend;
+	const struct store_backend *be = is_postgres(target) ? &store_postgres_backend
+							     : &store_sqlite_backend;
 
 	return store_open_backend(be, target, busy_timeout_ms, out, errbuf, errlen);
 }
@@ -166,8 +166,7 @@ int store_user_set_password(struct store *st, const char *uuid, const char *hash
 	return st->be->write_end(tx, st->be->user_set_password(tx, uuid, hash));
 }
 
-int store_user_change_password(struct store *st, const char *uuid, const char *hash,
-			       int64_t now)
+int store_user_change_password(struct store *st, const char *uuid, const char *hash, int64_t now)
 {
 	struct store_tx *tx;
 	int rc = st->be->write_begin(st->db, &tx);
@@ -181,8 +180,7 @@ int store_user_change_password(struct store *st, const char *uuid, const char *h
 	return store_end_sessions_commit(st, tx, rc);
 }
 
-int store_user_disable(struct store *st, const char *username, int64_t now,
-		       bool delete_api_tokens)
+int store_user_disable(struct store *st, const char *username, int64_t now, bool delete_api_tokens)
 {
 	char uuid[UUID_STR_LEN];
 	struct store_tx *tx;
@@ -234,8 +232,7 @@ int store_user_delete(struct store *st, const char *username)
 	return store_end_sessions_commit(st, tx, rc);
 }
 
-int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg),
-		    void *arg)
+int store_user_list(struct store *st, int (*fn)(const struct store_user *u, void *arg), void *arg)
 {
 	return st->be->user_list(st->db, fn, arg);
 }
@@ -268,8 +265,7 @@ int store_team_get(struct store *st, const char *team_ref, struct store_team *ou
 	return st->be->team_get(st->db, NULL, team_ref, out);
 }
 
-int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg),
-		    void *arg)
+int store_team_list(struct store *st, int (*fn)(const struct store_team *t, void *arg), void *arg)
 {
 	return st->be->team_list(st->db, fn, arg);
 }
@@ -461,8 +457,7 @@ static int rotate_step(struct store *st, struct store_tx *tx, const struct store
 int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
 			      int64_t now, long grace, long session_lifetime,
 			      struct store_refresh *next, struct store_refresh *replay,
-			      enum store_rotation *outcome, store_rotation_commit_fn fn,
-			      void *arg)
+			      enum store_rotation *outcome, store_rotation_commit_fn fn, void *arg)
 {
 	struct store_refresh_state rs;
 	struct store_tx *tx;
@@ -496,13 +491,12 @@ int store_refresh_rotate_then(struct store *st, const char *old_jti, const char 
 	return st->be->write_end(tx, rc);
 }
 
-int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid,
-			 int64_t now, long grace, long session_lifetime,
-			 struct store_refresh *next, struct store_refresh *replay,
-			 enum store_rotation *outcome)
+int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid, int64_t now,
+			 long grace, long session_lifetime, struct store_refresh *next,
+			 struct store_refresh *replay, enum store_rotation *outcome)
 {
-	return store_refresh_rotate_then(st, old_jti, user_uuid, now, grace, session_lifetime,
-					 next, replay, outcome, NULL, NULL);
+	return store_refresh_rotate_then(st, old_jti, user_uuid, now, grace, session_lifetime, next,
+					 replay, outcome, NULL, NULL);
 }
 
 int store_refresh_logout(struct store *st, const char *jti, const char *user_uuid, int64_t now,
@@ -519,8 +513,7 @@ int store_refresh_logout(struct store *st, const char *jti, const char *user_uui
 		return rc;
 	rc = st->be->refresh_state(tx, jti, &rs);
 	/* Unknown, another's row, a disabled user, an ended session: refused. */
-	if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0 || !rs.active ||
-	    rs.revoked)
+	if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0 || !rs.active || rs.revoked)
 		goto out;
 	if (session_lifetime > 0 && now >= rs.session_created_at + session_lifetime) {
 		/* over already: end the row as a rotation would, and refuse */

@@ -61,8 +61,8 @@ static int parse_entry(const char *s, size_t len, struct cidr *out, char *why, s
 	unsigned max;
 
 	if (!cidr_addr_parse(s, alen, out->addr, &out->family)) {
-		snprintf(why, whylen, "not a numeric address: \"%.*s\"", (int)(alen > 64 ? 64 : alen),
-			 s);
+		snprintf(why, whylen, "not a numeric address: \"%.*s\"",
+			 (int)(alen > 64 ? 64 : alen), s);
 		return TOKEND_EINVAL;
 	}
 	/* An IPv4-mapped entry is an IPv4 entry: its prefix counts from bit 96. */
@@ -132,8 +132,7 @@ int cidr_list_parse(const char *text, struct cidr_list *out, char *why, size_t w
 	return 0;
 }
 
-bool cidr_list_match(const struct cidr_list *l, const unsigned char addr[16],
-		     unsigned char family)
+bool cidr_list_match(const struct cidr_list *l, const unsigned char addr[16], unsigned char family)
 {
 	for (size_t i = 0; i < l->n; i++)
 		if (l->e[i].family == family && prefix_equal(l->e[i].addr, addr, l->e[i].prefix))

@@ -53,7 +53,7 @@ struct throttle {
 
 struct sip {
 	uint64_t v0, v1, v2, v3;
-	uint64_t tail;  /* bytes not yet in a whole word */
+	uint64_t tail; /* bytes not yet in a whole word */
 	size_t ntail;
 	uint64_t total; /* bytes fed, mod 256 in the last word */
 };
@@ -144,8 +144,8 @@ struct throttle *throttle_new(size_t entries, long limit, long window)
 	void *mem = NULL;
 	size_t bytes;
 
-	if (entries < THROTTLE_WAYS || entries > SIZE_MAX / 2 / sizeof(struct entry) ||
-	    limit < 1 || limit > THROTTLE_LIMIT_MAX || window < 1 || window > THROTTLE_WINDOW_MAX)
+	if (entries < THROTTLE_WAYS || entries > SIZE_MAX / 2 / sizeof(struct entry) || limit < 1 ||
+	    limit > THROTTLE_LIMIT_MAX || window < 1 || window > THROTTLE_WINDOW_MAX)
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)

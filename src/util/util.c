@@ -181,14 +181,13 @@ int util_time_parse_rfc3339(const char *s, int64_t *out)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		sign = *p++ == '+' ? 1 : -1;
-		if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 ||
-		    om > 59)
+		if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
 			return TOKEND_EINVAL;
 	} else {
 		return TOKEND_EINVAL;
 	}
-	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
-	    h > 23 || mi > 59 || sec > 60)
+	if (*p != '\0' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 ||
+	    mi > 59 || sec > 60)
 		return TOKEND_EINVAL;
 	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
 		return TOKEND_EINVAL;

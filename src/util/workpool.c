@@ -30,10 +30,10 @@ struct job {
 struct workpool {
 	pthread_mutex_t lock;
 	pthread_cond_t ready;
-	struct job *ring;  /* capacity jobs */
+	struct job *ring; /* capacity jobs */
 	size_t capacity;
-	size_t head;       /* next to run */
-	size_t count;      /* queued */
+	size_t head;  /* next to run */
+	size_t count; /* queued */
 	size_t running;
 	bool closing;
 	uint64_t deadline_us;

@@ -59,11 +59,13 @@
 #include "tokend/err.h"
 #include "tokend/util.h"
 
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
-#define HASH2 "pbkdf2_sha256$1000$othersaltothersaltoth$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH2 \
+	"pbkdf2_sha256$1000$othersaltothersaltoth$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 #define NOBODY "00000000-0000-4000-8000-000000000000"
-#define LIFE 3600   /* a refresh token's lifetime */
-#define GRACE 30    /* the grace window of most rules */
+#define LIFE 3600 /* a refresh token's lifetime */
+#define GRACE 30  /* the grace window of most rules */
 #define THREADS 50
 
 /* Two users and two teams of one rule: alice in Red and Blue, bob in Red. */
@@ -139,8 +141,8 @@ static enum store_rotation rotate(const struct fx *f, const char *old, const cha
 	return o;
 }
 
-static enum store_logout logout(const struct fx *f, const char *jti, const char *user,
-				int64_t now, long grace, long lifetime)
+static enum store_logout logout(const struct fx *f, const char *jti, const char *user, int64_t now,
+				long grace, long lifetime)
 {
 	enum store_logout o;
 
@@ -339,8 +341,7 @@ static void rule_session_lifetime(struct fx *f)
 	ck_assert_int_eq(n1.expires_at, f->t0 + lifetime); /* cut to the session's end */
 	ck_assert_int_eq(n1.session_created_at, f->t0);
 	ck_assert(live(f, &n1));
-	ck_assert_int_eq(rotate(f, n1.jti, f->alice, f->t0 + lifetime, GRACE, lifetime, &n2,
-				NULL),
+	ck_assert_int_eq(rotate(f, n1.jti, f->alice, f->t0 + lifetime, GRACE, lifetime, &n2, NULL),
 			 STORE_EXPIRED);
 	ck_assert(!live(f, &n1));
 	ck_assert(!live(f, &n2));
@@ -357,8 +358,7 @@ static void rule_others_token_unknown(struct fx *f)
 	struct store_refresh r0, n1, n2;
 
 	login_at(f, &r0, f->alice, f->t0);
-	ck_assert_int_eq(rotate(f, r0.jti, f->bob, f->t0 + 10, GRACE, 0, &n1, NULL),
-			 STORE_UNKNOWN);
+	ck_assert_int_eq(rotate(f, r0.jti, f->bob, f->t0 + 10, GRACE, 0, &n1, NULL), STORE_UNKNOWN);
 	ck_assert(live(f, &r0));
 	ck_assert(!live(f, &n1));
 	ck_assert_int_eq(state(f, r0.jti, f->alice), STORE_SESSION_LIVE);
@@ -392,18 +392,18 @@ static void rule_commit_hook_rolls_back(struct fx *f)
 
 	login_at(f, &r0, f->alice, f->t0);
 	token_new(f, &n1, f->alice, f->t0 + 10);
-	ck_assert_int_eq(store_refresh_rotate_then(f->st, r0.jti, f->alice, f->t0 + 10, GRACE,
-						   100, &n1, &replay, &o, hook_fn, &h),
+	ck_assert_int_eq(store_refresh_rotate_then(f->st, r0.jti, f->alice, f->t0 + 10, GRACE, 100,
+						   &n1, &replay, &o, hook_fn, &h),
 			 TOKEND_EIO);
 	ck_assert_int_eq(h.calls, 1);
-	ck_assert_str_eq(h.seen.family, r0.jti);        /* next in its final form */
+	ck_assert_str_eq(h.seen.family, r0.jti);          /* next in its final form */
 	ck_assert_int_eq(h.seen.expires_at, f->t0 + 100); /* cut to the session */
 	ck_assert(live(f, &r0));
 	ck_assert(!live(f, &n1));
 	h.rc = 0;
 	token_new(f, &n2, f->alice, f->t0 + 11);
-	ck_assert_int_eq(store_refresh_rotate_then(f->st, r0.jti, f->alice, f->t0 + 11, GRACE,
-						   0, &n2, &replay, &o, hook_fn, &h),
+	ck_assert_int_eq(store_refresh_rotate_then(f->st, r0.jti, f->alice, f->t0 + 11, GRACE, 0,
+						   &n2, &replay, &o, hook_fn, &h),
 			 0);
 	ck_assert_int_eq(o, STORE_ROTATED);
 	ck_assert_int_eq(h.calls, 2);
@@ -628,8 +628,7 @@ static void rule_user_sessions_end(struct fx *f)
 	ck_assert_int_eq(store_user_change_password(f->st, f->bob, HASH, f->t0 + 3), 0);
 	ck_assert(!live(f, &c));
 	ck_assert_int_eq(state(f, c.jti, f->bob), STORE_SESSION_ENDED);
-	ck_assert_int_eq(store_user_change_password(f->st, NOBODY, HASH, f->t0),
-			 TOKEND_ENOTFOUND);
+	ck_assert_int_eq(store_user_change_password(f->st, NOBODY, HASH, f->t0), TOKEND_ENOTFOUND);
 }
 
 static void rule_user_delete_cascades(struct fx *f)
@@ -646,8 +645,7 @@ static void rule_user_delete_cascades(struct fx *f)
 	ck_assert_int_eq(api_add(f->st, &t, 10), 0);
 	ck_assert_int_eq(store_user_delete(f->st, f->alice_name), 0);
 	ck_assert_int_eq(state(f, a.jti, f->alice), STORE_SESSION_NO_USER);
-	ck_assert_int_eq(rotate(f, a.jti, f->alice, f->t0 + 1, GRACE, 0, &n1, NULL),
-			 STORE_UNKNOWN);
+	ck_assert_int_eq(rotate(f, a.jti, f->alice, f->t0 + 1, GRACE, 0, &n1, NULL), STORE_UNKNOWN);
 	ck_assert_int_eq(api_find(f->st, &t, jti), TOKEND_ENOTFOUND);
 	ck_assert_int_eq(store_api_token_version(f->st, f->red, f->alice, &member, &v), 0);
 	ck_assert(!member);
@@ -992,13 +990,15 @@ static void rule_user_import(struct fx *f)
 		/* An existing name without update: the new user before it is not kept. */
 		char eve[64];
 		unique(eve, sizeof eve, "eve");
-		struct store_import batch[] = {{eve, HASH, true, NULL, 0}, {carol, HASH2, true, NULL, 0}};
+		struct store_import batch[] = {{eve, HASH, true, NULL, 0},
+					       {carol, HASH2, true, NULL, 0}};
 		ck_assert_int_eq(store_user_import(f->st, batch, 2, false, f->t0, &c, &failed),
 				 TOKEND_EEXISTS);
 		ck_assert_uint_eq(failed, 1);
 		ck_assert_int_eq(store_user_get_by_name(f->st, eve, &u), TOKEND_ENOTFOUND);
 		/* A missing team, even with update. */
-		struct store_import bad[] = {{eve, HASH, true, NULL, 0}, {dave, HASH, true, ghost_team, 2}};
+		struct store_import bad[] = {{eve, HASH, true, NULL, 0},
+					     {dave, HASH, true, ghost_team, 2}};
 		ck_assert_int_eq(store_user_import(f->st, bad, 2, true, f->t0, &c, &failed),
 				 TOKEND_ENOTFOUND);
 		ck_assert_uint_eq(failed, 1);
@@ -1012,7 +1012,8 @@ static void rule_user_import(struct fx *f)
 	{
 		const char *blue[] = {f->blue_name};
 		struct store_import same[] = {{f->alice_name, HASH, true, blue, 1}};
-		ck_assert_int_eq(store_user_import(f->st, same, 1, true, f->t0 + 1, &c, &failed), 0);
+		ck_assert_int_eq(store_user_import(f->st, same, 1, true, f->t0 + 1, &c, &failed),
+				 0);
 		ck_assert_int_eq(c.skipped, 1);
 		ck_assert(live(f, &r0));
 		ck_assert_int_eq(state(f, r0.jti, f->alice), STORE_SESSION_LIVE);
@@ -1027,7 +1028,8 @@ static void rule_user_import(struct fx *f)
 			{carol, HASH, true, blue, 1},
 			{dave, HASH, true, NULL, 0},
 		};
-		ck_assert_int_eq(store_user_import(f->st, batch, 4, true, f->t0 + 2, &c, &failed), 0);
+		ck_assert_int_eq(store_user_import(f->st, batch, 4, true, f->t0 + 2, &c, &failed),
+				 0);
 		ck_assert_int_eq(c.updated, 3);
 		ck_assert_int_eq(c.skipped, 2);
 	}
@@ -1051,7 +1053,10 @@ struct rule {
 	void (*run)(struct fx *f);
 };
 
-#define RULE(n) {#n, rule_##n}
+#define RULE(n)              \
+	{                    \
+#n, rule_##n \
+	}
 static const struct rule rules[] = {
 	RULE(rotate_once),
 	RULE(replay_in_grace),

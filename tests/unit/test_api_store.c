@@ -19,7 +19,8 @@
 #include "tokend/util.h"
 #include "unit.h"
 
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 #define NO_SUCH_UUID "00000000-0000-4000-8000-000000000000"
 #define KID "0123456789abcdef"
 
@@ -191,7 +192,8 @@ START_TEST(add_cap_one)
 	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 1), TOKEND_ECONFLICT);
 	/* deleting one makes room for another */
 	jtis[0] = a.jti;
-	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted),
+			 0);
 	ck_assert_int_eq(deleted, 1);
 	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 1), 0);
 	ck_assert(live_of(&b));
@@ -311,7 +313,9 @@ START_TEST(find_by_string)
 		const char *jtis[] = {a.jti};
 		long deleted = 0;
 
-		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 1);
 	}
 	ck_assert_int_eq(store_api_token_find(st, a.jti, jti), TOKEND_ENOTFOUND);
@@ -342,10 +346,12 @@ START_TEST(delete_own_only)
 	ck_assert_int_eq(store_api_token_add(st, &bobs, bobs.jti, 100), 0);
 
 	{
-		const char *jtis[] = {mine1.jti, bobs.jti, mine_blue.jti, NO_SUCH_UUID,
+		const char *jtis[] = {mine1.jti, bobs.jti,  mine_blue.jti, NO_SUCH_UUID,
 				      mine2.jti, mine1.jti, "not-a-uuid"};
 
-		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 7, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 7,
+							&deleted),
+				 0);
 	}
 	ck_assert_int_eq(deleted, 2);
 	ck_assert(!live_of(&mine1));
@@ -364,7 +370,9 @@ START_TEST(delete_own_only)
 		const char *jtis[] = {mine1.jti, mine2.jti};
 
 		deleted = -1;
-		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 2, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 2,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 0);
 	}
 	/* bob deleting alice's token in a team bob belongs to: nothing */
@@ -372,7 +380,9 @@ START_TEST(delete_own_only)
 		const char *jtis[] = {keep.jti};
 
 		deleted = -1;
-		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 0);
 		ck_assert(live_of(&keep));
 	}
@@ -381,10 +391,14 @@ START_TEST(delete_own_only)
 		const char *jtis[] = {mine_blue.jti};
 
 		deleted = -1;
-		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 0);
 		ck_assert(live_of(&mine_blue));
-		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.blue, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.alice, w.blue, util_now(), jtis, 1,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 1);
 		ck_assert(!live_of(&mine_blue));
 	}
@@ -407,7 +421,9 @@ START_TEST(delete_many)
 		ck_assert_int_eq(store_api_token_add(st, &t[i], t[i].jti, N), 0);
 		jtis[i] = t[i].jti;
 	}
-	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, N - 1, &deleted), 0);
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, N - 1,
+						&deleted),
+			 0);
 	ck_assert_int_eq(deleted, N - 1);
 	ck_assert_int_eq(list_of(w.alice, w.red, now, &s), 1);
 	ck_assert_str_eq(s.t[0].jti, t[N - 1].jti);
@@ -462,7 +478,9 @@ START_TEST(live)
 		const char *jtis[] = {bobs.jti};
 		long deleted = 0;
 
-		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1, &deleted), 0);
+		ck_assert_int_eq(store_api_token_delete(st, w.bob, w.red, util_now(), jtis, 1,
+							&deleted),
+				 0);
 		ck_assert_int_eq(deleted, 1);
 	}
 	ck_assert(!live_of(&bobs));
@@ -487,7 +505,8 @@ START_TEST(live_after_delete_only_that_one)
 	ck_assert_int_eq(store_api_token_add(st, &a, a.jti, 100), 0);
 	ck_assert_int_eq(store_api_token_add(st, &b, b.jti, 100), 0);
 	jtis[0] = a.jti;
-	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted), 0);
+	ck_assert_int_eq(store_api_token_delete(st, w.alice, w.red, util_now(), jtis, 1, &deleted),
+			 0);
 	ck_assert_int_eq(deleted, 1);
 	ck_assert(!live_of(&a));
 	ck_assert(live_of(&b));

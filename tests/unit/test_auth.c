@@ -13,8 +13,9 @@
 START_TEST(bearer)
 {
 	static const char *const malformed[] = {
-		"Bearer",  "Bearer ",  "bearer abc", "BEARER abc", "Bearer  abc", "Bearer a b",
-		"Bearer\tabc", "Basic dXNlcjpwYXNz", " Bearer abc", "Bearerabc", "Bearer abc ",
+		"Bearer",      "Bearer ",    "bearer abc",  "BEARER abc",
+		"Bearer  abc", "Bearer a b", "Bearer\tabc", "Basic dXNlcjpwYXNz",
+		" Bearer abc", "Bearerabc",  "Bearer abc ",
 	};
 	const char *tok = NULL;
 	size_t len = 0;

@@ -213,12 +213,13 @@ START_TEST(decode_error_never_echoes_body)
 	assert_parse_detail("{\"\xc3\xa9\": }",
 			    "JSON parse error - Invalid syntax: line 1 column 7 (char 6)");
 	assert_parse_detail("[1, 2", "JSON parse error - Unexpected end of input: line 1 column 6 "
-				      "(char 5)");
+				     "(char 5)");
 	assert_parse_detail("[1] }", "JSON parse error - Extra data: line 1 column 5 (char 4)");
 	assert_parse_detail("{\"p\": \"Zq\xff\"}",
 			    "JSON parse error - Invalid UTF-8: line 1 column 10 (char 9)");
-	assert_parse_detail("{\"p\": \"Zq\\u0000\"}",
-			    "JSON parse error - Null character not allowed: line 1 column 16 (char 15)");
+	assert_parse_detail(
+		"{\"p\": \"Zq\\u0000\"}",
+		"JSON parse error - Null character not allowed: line 1 column 16 (char 15)");
 }
 END_TEST
 
@@ -529,7 +530,8 @@ START_TEST(string_field_errors)
 	field_err("{\"f\": \"\"}", false, 4096, "This field may not be blank.");
 	field_err("{\"f\": \"   \"}", true, 4096, "This field may not be blank.");
 	field_err("{\"f\": \" \\t\\n\\r \"}", true, 4096, "This field may not be blank.");
-	field_err("{\"f\": \"abcdef\"}", true, 5, "Ensure this field has no more than 5 characters.");
+	field_err("{\"f\": \"abcdef\"}", true, 5,
+		  "Ensure this field has no more than 5 characters.");
 }
 END_TEST
 

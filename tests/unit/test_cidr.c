@@ -24,16 +24,26 @@ static bool in(const char *list, const char *addr)
 START_TEST(parse_good)
 {
 	static const char *const good[] = {
-		"", "  ,, ", "127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "0.0.0.0/0", "::/0",
-		"127.0.0.0/8 ::1", "10.0.0.0/8,192.168.0.0/16", "::ffff:10.0.0.0/104",
-		"192.0.2.1/32", "2001:db8::/32",
+		"",
+		"  ,, ",
+		"127.0.0.1",
+		"10.0.0.0/8",
+		"::1",
+		"fd00::/8",
+		"0.0.0.0/0",
+		"::/0",
+		"127.0.0.0/8 ::1",
+		"10.0.0.0/8,192.168.0.0/16",
+		"::ffff:10.0.0.0/104",
+		"192.0.2.1/32",
+		"2001:db8::/32",
 	};
 	struct cidr_list l;
 	char why[128];
 
 	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-		ck_assert_msg(cidr_list_parse(good[i], &l, why, sizeof why) == 0, "%s: %s",
-			      good[i], why);
+		ck_assert_msg(cidr_list_parse(good[i], &l, why, sizeof why) == 0, "%s: %s", good[i],
+			      why);
 	ck_assert(cidr_list_parse("127.0.0.0/8 ::1, 10.0.0.1", &l, why, sizeof why) == 0);
 	ck_assert_uint_eq(l.n, 3);
 }
@@ -42,9 +52,10 @@ END_TEST
 START_TEST(parse_bad)
 {
 	static const char *const bad[] = {
-		"localhost", "10.0.0.0/33", "::/129", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/x",
-		"10.0.0.0/-1", "10.0.0.0/08x", "1.2.3", "1.2.3.4.5", "fe80::1%eth0",
-		"[::1]", "127.0.0.1:80", "*", "::ffff:10.0.0.0/8", "10.0.0.0/8/8",
+		"localhost",    "10.0.0.0/33", "::/129",       "10.0.0.1/8", "10.0.0.0/",
+		"10.0.0.0/x",   "10.0.0.0/-1", "10.0.0.0/08x", "1.2.3",      "1.2.3.4.5",
+		"fe80::1%eth0", "[::1]",       "127.0.0.1:80", "*",          "::ffff:10.0.0.0/8",
+		"10.0.0.0/8/8",
 	};
 	struct cidr_list l;
 	char why[128];
@@ -89,7 +100,7 @@ START_TEST(matching)
 	ck_assert(in("fd00::/8", "fdab:1::1"));
 	ck_assert(!in("fd00::/8", "fe80::1"));
 	ck_assert(in("0.0.0.0/0", "8.8.8.8"));
-	ck_assert(!in("0.0.0.0/0", "::1"));           /* families never mix */
+	ck_assert(!in("0.0.0.0/0", "::1")); /* families never mix */
 	ck_assert(!in("::/0", "8.8.8.8"));
 	ck_assert(in("10.0.0.0/8", "::ffff:10.9.8.7")); /* mapped is IPv4 */
 	ck_assert(in("::ffff:10.0.0.0/104", "10.200.0.1"));

@@ -430,11 +430,12 @@ START_TEST(dump)
 	ck_assert_msg(strstr(buf, "tokens.access_lifetime = 300\n") != NULL, "dump: %s", buf);
 	ck_assert_msg(strstr(buf, "keys.algorithm = HS256\n") != NULL, "dump: %s", buf);
 	/* every line is "section.key = value" */
-	for (char *line = buf; *line; ) {
+	for (char *line = buf; *line;) {
 		char *nl = strchr(line, '\n');
 		ck_assert_ptr_nonnull(nl);
 		*nl = '\0';
-		ck_assert_msg(strstr(line, " = ") != NULL && strchr(line, '.') < strstr(line, " = "),
+		ck_assert_msg(strstr(line, " = ") != NULL &&
+				      strchr(line, '.') < strstr(line, " = "),
 			      "line: %s", line);
 		line = nl + 1;
 	}
@@ -455,21 +456,23 @@ START_TEST(dump_roundtrip)
 	config_defaults(&cfg);
 	cfg.threads = 7;
 	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins",
-				    "https://a.example http://127.0.0.1:5000", "--x", err, sizeof err),
+				    "https://a.example http://127.0.0.1:5000", "--x", err,
+				    sizeof err),
 			 0);
 	config_dump(&cfg, fp);
 	fclose(fp);
 	memset(&again, 0, sizeof again);
 	config_defaults(&again);
 	again.threads = 1;
-	for (char *line = buf; *line; ) {
+	for (char *line = buf; *line;) {
 		char *nl = strchr(line, '\n');
 		char *dot = strchr(line, '.');
 		char *eq = strstr(line, " = ");
 		*nl = '\0';
 		*dot = '\0';
 		*eq = '\0';
-		ck_assert_msg(config_set(&again, line, dot + 1, eq + 3, "dump", err, sizeof err) == 0,
+		ck_assert_msg(config_set(&again, line, dot + 1, eq + 3, "dump", err, sizeof err) ==
+				      0,
 			      "%s", err);
 		line = nl + 1;
 	}
@@ -527,7 +530,8 @@ START_TEST(cors)
 	ck_assert_str_eq(cfg.cors_origins.o[0].text, "https://z.example");
 	ck_assert_int_eq(setenv("TOKEND_CORS_ALLOWED_ORIGINS", "https://z.example/", 1), 0);
 	ck_assert_int_eq(config_load_env(&cfg, err, sizeof err), TOKEND_EINVAL);
-	ck_assert_msg(strstr(err, "env TOKEND_CORS_ALLOWED_ORIGINS: cors.allowed_origins: ") != NULL,
+	ck_assert_msg(strstr(err, "env TOKEND_CORS_ALLOWED_ORIGINS: cors.allowed_origins: ") !=
+			      NULL,
 		      "errbuf: %s", err);
 	unsetenv("TOKEND_CORS_ALLOWED_ORIGINS");
 	/* an empty value turns CORS off again */
@@ -562,7 +566,8 @@ START_TEST(cors_dump)
 	ck_assert_msg(strstr(buf, "cors.max_age = 600\n") != NULL, "dump: %s", buf);
 	rewind(fp);
 	ck_assert_int_eq(config_set(&cfg, "cors", "allowed_origins",
-				    "https://A.example:443,http://[0::1]:8080", "--x", err, sizeof err),
+				    "https://A.example:443,http://[0::1]:8080", "--x", err,
+				    sizeof err),
 			 0);
 	config_dump(&cfg, fp);
 	fclose(fp);

@@ -28,8 +28,8 @@ static struct cors_origins parse_ok(const char *text)
 	char reason[256] = "";
 
 	memset(&l, 0, sizeof l);
-	ck_assert_msg(cors_origins_add(&l, text, reason, sizeof reason) == 0,
-		      "\"%s\" refused: %s", text, reason);
+	ck_assert_msg(cors_origins_add(&l, text, reason, sizeof reason) == 0, "\"%s\" refused: %s",
+		      text, reason);
 	return l;
 }
 
@@ -188,7 +188,8 @@ START_TEST(refuses_long)
 	/* CORS_MAX_ORIGINS entries fit, one more does not */
 	memset(&l, 0, sizeof l);
 	for (int i = 0; i < CORS_MAX_ORIGINS; i++)
-		used += (size_t)snprintf(text + used, sizeof text - used, "https://h%d.example ", i);
+		used += (size_t)snprintf(text + used, sizeof text - used, "https://h%d.example ",
+					 i);
 	ck_assert_int_eq(cors_origins_add(&l, text, reason, sizeof reason), 0);
 	ck_assert_uint_eq(l.n, CORS_MAX_ORIGINS);
 	ck_assert_int_eq(cors_origins_add(&l, "https://h0.example", reason, sizeof reason), 0);

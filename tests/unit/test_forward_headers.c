@@ -19,8 +19,8 @@
 START_TEST(values_checked)
 {
 	static const char *const bad[] = {
-		"", " lead", "trail ", "a\r\nX-Injected: 1", "a\nb", "a\rb", "a\tb", "a\x7f",
-		"a\x01", "\x1b[31m",
+		"",     " lead", "trail ", "a\r\nX-Injected: 1", "a\nb", "a\rb",
+		"a\tb", "a\x7f", "a\x01",  "\x1b[31m",
 	};
 	struct handler_result res;
 	char longv[HANDLER_HEADER_VALUE_MAX + 1];

@@ -234,7 +234,8 @@ START_TEST(blocks_refused)
 		LINE "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
 		LINE "Content-Length : 13\r\n\r\n",
 		LINE "X A: v\r\n\r\n",
-		LINE "X-A: a\x01" "b\r\n\r\n",
+		LINE "X-A: a\x01"
+		     "b\r\n\r\n",
 		LINE "X-A: a\x7f\r\n\r\n",
 		LINE "X-A: a\rb\r\n\r\n",
 	};
@@ -309,16 +310,16 @@ struct seen {
 	size_t n;
 	size_t header_size;
 	int rc;
-	struct framing_result fr;   /* its pointers are MHD's: compare in the handler */
-	char cl[16];                /* a copy of fr.content_length */
+	struct framing_result fr; /* its pointers are MHD's: compare in the handler */
+	char cl[16];              /* a copy of fr.content_length */
 };
 
 static pthread_mutex_t seen_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct seen seen;
 static const char *seen_block;
 
-static enum MHD_Result record(void *cls, enum MHD_ValueKind kind, const char *key,
-			      size_t klen, const char *value, size_t vlen)
+static enum MHD_Result record(void *cls, enum MHD_ValueKind kind, const char *key, size_t klen,
+			      const char *value, size_t vlen)
 {
 	struct seen *s = cls;
 	uintptr_t o = (uintptr_t)key - (uintptr_t)seen_block;
@@ -336,9 +337,8 @@ static enum MHD_Result record(void *cls, enum MHD_ValueKind kind, const char *ke
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **req_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **req_cls)
 {
 	static char ok[] = "ok";
 	struct MHD_Response *r;
@@ -391,10 +391,9 @@ static void start_mhd(void)
 	const union MHD_DaemonInfo *di;
 
 	/* As server.c runs it: internal thread, epoll, no unescaping. */
-	daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL,
-				   NULL, on_request, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
-				   no_unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 5u,
-				   MHD_OPTION_END);
+	daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+				   on_request, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
+				   NULL, MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
 	ck_assert_ptr_nonnull(daemon_);
 	di = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
 	ck_assert_ptr_nonnull(di);
@@ -450,8 +449,9 @@ static bool send_raw(const char *raw, size_t len, struct seen *out)
 
 static bool seen_field(const struct seen *s, size_t i, const char *name, const char *value)
 {
-	return i < s->n && s->nlen[i] == strlen(name) && memcmp(s->name[i], name, s->nlen[i]) == 0 &&
-	       s->vlen[i] == strlen(value) && memcmp(s->value[i], value, s->vlen[i]) == 0;
+	return i < s->n && s->nlen[i] == strlen(name) &&
+	       memcmp(s->name[i], name, s->nlen[i]) == 0 && s->vlen[i] == strlen(value) &&
+	       memcmp(s->value[i], value, s->vlen[i]) == 0;
 }
 
 START_TEST(mhd_passes_normal_requests)

@@ -22,8 +22,8 @@
 
 struct run {
 	struct import_rec recs[8];
-	int n;    /* records read */
-	int rc;   /* the last import_next */
+	int n;     /* records read */
+	int rc;    /* the last import_next */
 	long line; /* the line of the last call */
 	char why[512];
 };
@@ -143,7 +143,8 @@ START_TEST(jsonl_lines)
 {
 	static const char in[] = "{\"username\": \"a\", \"password\": \"" H1 "\"}\n"
 				 "\n   \n"
-				 "{\"username\": \"b\", \"password\": \"" H2 "\", \"is_active\": false,"
+				 "{\"username\": \"b\", \"password\": \"" H2
+				 "\", \"is_active\": false,"
 				 " \"teams\": [\"T 1\", \"0b8e2f6c-1111-4222-8333-944445555666\"]}";
 	struct run r;
 
@@ -174,10 +175,11 @@ START_TEST(jsonl_hostile)
 	expect_fail(&r, 1, "not valid JSON");
 	read_str("{\"username\": \"a\", \"password\": \"" H1 "\", \"x\": 1}\n", IMPORT_JSONL, &r);
 	expect_fail(&r, 1, "unknown field");
-	read_str("{\"username\": \"a\", \"password\": \"" H1 "\", \"is_active\": 1}\n", IMPORT_JSONL,
-		 &r);
+	read_str("{\"username\": \"a\", \"password\": \"" H1 "\", \"is_active\": 1}\n",
+		 IMPORT_JSONL, &r);
 	expect_fail(&r, 1, "is_active");
-	read_str("{\"username\": \"a\", \"password\": \"" H1 "\", \"teams\": [1]}\n", IMPORT_JSONL, &r);
+	read_str("{\"username\": \"a\", \"password\": \"" H1 "\", \"teams\": [1]}\n", IMPORT_JSONL,
+		 &r);
 	expect_fail(&r, 1, "teams");
 	read_str("{\"password\": \"" H1 "\"}\n", IMPORT_JSONL, &r);
 	expect_fail(&r, 1, "no username");
@@ -227,13 +229,15 @@ START_TEST(django_hostile)
 	read_str("[{\"model\": \"auth.user\"}]", IMPORT_DJANGO, &r);
 	expect_fail(&r, 1, "fields");
 	read_str("[{\"model\": \"auth.user\", \"fields\": {\"username\": \"a\", \"password\": \"" H1
-		 "\"}}\n\n{}", IMPORT_DJANGO, &r);
+		 "\"}}\n\n{}",
+		 IMPORT_DJANGO, &r);
 	ck_assert_int_eq(r.n, 1);
 	expect_fail(&r, 3, "expected");
 	read_str("[{\"model\": \"auth.user\", \"fields\": {\"username\": \"a\"", IMPORT_DJANGO, &r);
 	expect_fail(&r, 1, "ends inside an object");
 	read_str("[{\"model\": \"auth.user\", \"fields\": {\"username\": \"a\", \"password\": \"" H1
-		 "\"}}] x", IMPORT_DJANGO, &r);
+		 "\"}}] x",
+		 IMPORT_DJANGO, &r);
 	expect_fail(&r, 1, "after the JSON array");
 }
 END_TEST
@@ -276,18 +280,22 @@ START_TEST(hashes)
 	ck_assert(check("pbkdf2_sha256$100000000$s$0123456789012345678901234567890123456789012="));
 	refused("hunter2", "plain passwords");
 	refused("", "empty");
-	refused("pbkdf2_sha256$0$s$0123456789012345678901234567890123456789012=", "iteration count");
+	refused("pbkdf2_sha256$0$s$0123456789012345678901234567890123456789012=",
+		"iteration count");
 	refused("pbkdf2_sha256$100000001$s$0123456789012345678901234567890123456789012=",
 		"iteration count");
 	refused("pbkdf2_sha256$99999999999999999999999$s$0123456789012345678901234567890123456789012=",
 		"iteration count");
-	refused("pbkdf2_sha256$-1$s$0123456789012345678901234567890123456789012=", "iteration count");
+	refused("pbkdf2_sha256$-1$s$0123456789012345678901234567890123456789012=",
+		"iteration count");
 	refused("pbkdf2_sha256$01000$s$0123456789012345678901234567890123456789012=",
 		"iteration count");
-	refused("pbkdf2_sha256$$s$0123456789012345678901234567890123456789012=", "without an iteration");
+	refused("pbkdf2_sha256$$s$0123456789012345678901234567890123456789012=",
+		"without an iteration");
 	refused("pbkdf2_sha256$1000$s$short", "malformed");
 	refused("pbkdf2_sha256$1000$$0123456789012345678901234567890123456789012=", "malformed");
-	refused("argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA", "\"argon2\" is not supported");
+	refused("argon2$argon2id$v=19$m=102400,t=2,p=8$c2FsdA$aGFzaA",
+		"\"argon2\" is not supported");
 	refused("pbkdf2_sha1$1000$s$abc", "\"pbkdf2_sha1\" is not supported");
 	refused("!unusable", "unusable");
 	ck_assert(!import_hash_check(H1 "x", sizeof(H1), (char[64]){0}, 64));

@@ -29,8 +29,6 @@ static char base[64];
 static char tmpdir[128];
 static char keydir[192];
 
-
-
 static void teardown(void)
 {
 	rm_rf(tmpdir);
@@ -502,9 +500,16 @@ START_TEST(mint_with_given_key)
 {
 	/* a known key, to pin the HMAC key to the decoded bytes of the file */
 	struct jwtsign_keys *keys = NULL;
-	struct jwtsign_claims c = {"refresh", "123e4567-e89b-42d3-a456-426614174000",
-				   "00000000-1111-4222-8333-444444444444", NULL, 1, 2, NULL, NULL,
-				   NULL, NULL};
+	struct jwtsign_claims c = {"refresh",
+				   "123e4567-e89b-42d3-a456-426614174000",
+				   "00000000-1111-4222-8333-444444444444",
+				   NULL,
+				   1,
+				   2,
+				   NULL,
+				   NULL,
+				   NULL,
+				   NULL};
 	unsigned char k[64], mac[EVP_MAX_MD_SIZE], sig[64];
 	unsigned maclen = 0;
 	size_t siglen = 0;
@@ -570,16 +575,17 @@ static char *signed_with_header(const char *header)
 	size_t n;
 	int w;
 
-	w = snprintf(payload, sizeof payload,
-		     "{\"exp\":%lld,\"iat\":%lld,\"jti\":\"123e4567-e89b-42d3-a456-426614174000\","
-		     "\"token_type\":\"access\",\"user_id\":\"00000000-1111-4222-8333-444444444444\"}",
-		     (long long)util_now() + 300, (long long)util_now());
+	w = snprintf(
+		payload, sizeof payload,
+		"{\"exp\":%lld,\"iat\":%lld,\"jti\":\"123e4567-e89b-42d3-a456-426614174000\","
+		"\"token_type\":\"access\",\"user_id\":\"00000000-1111-4222-8333-444444444444\"}",
+		(long long)util_now() + 300, (long long)util_now());
 	ck_assert_int_gt(w, 0);
 	n = util_b64url_encode((const unsigned char *)header, strlen(header), tok, sizeof tok);
 	tok[n++] = '.';
 	n += util_b64url_encode((const unsigned char *)payload, (size_t)w, tok + n, sizeof tok - n);
-	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)tok, n,
-				   mac, &maclen));
+	ck_assert_ptr_nonnull(
+		HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)tok, n, mac, &maclen));
 	tok[n++] = '.';
 	util_b64url_encode(mac, maclen, tok + n, sizeof tok - n);
 	return strdup(tok);

@@ -56,8 +56,8 @@ static int64_t t_now;
 #define TEAM "99999999-1111-4222-8333-444444444444"
 #define SID "77777777-1111-4222-8333-444444444444"
 /* The canonical form (sorted keys, no spaces) with a sid, as tokend mints it. */
-#define P_SID(sid)                                                                  \
-	"{\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\",\"sid\":" sid              \
+#define P_SID(sid)                                                      \
+	"{\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\",\"sid\":" sid \
 	",\"token_type\":\"access\",\"user_id\":\"" UID "\"}"
 
 static size_t read_file(const char *p, char *buf, size_t cap)
@@ -236,7 +236,7 @@ static char *sign_segs(const char *h, const char *p, const void *key, size_t key
 static void subst(const char *tmpl, char *out, size_t cap)
 {
 	static const char *const names[] = {"{KID}", "{RSKID}", "{ESKID}", "{NOW}",
-					    "{EXP}", "{PAST}", "{FUT}"};
+					    "{EXP}", "{PAST}",  "{FUT}"};
 	char vals[7][32];
 	size_t o = 0;
 
@@ -284,14 +284,10 @@ static char *craft(const char *htmpl, const char *ptmpl, enum keymode mode)
 	b64(hj, strlen(hj), hs, sizeof hs);
 	b64(pj, strlen(pj), ps, sizeof ps);
 	switch (mode) {
-	case K_HS:
-		return sign_segs(hs, ps, hs_key, hs_keylen);
-	case K_OTHER:
-		return sign_segs(hs, ps, other, sizeof other);
-	case K_RSPUB:
-		return sign_segs(hs, ps, rs_pub, strlen(rs_pub));
-	case K_ESPUB:
-		return sign_segs(hs, ps, es_pub, strlen(es_pub));
+	case K_HS: return sign_segs(hs, ps, hs_key, hs_keylen);
+	case K_OTHER: return sign_segs(hs, ps, other, sizeof other);
+	case K_RSPUB: return sign_segs(hs, ps, rs_pub, strlen(rs_pub));
+	case K_ESPUB: return sign_segs(hs, ps, es_pub, strlen(es_pub));
 	case K_NOSIG:
 	default:
 		tok = malloc(strlen(hs) + strlen(ps) + 3);
@@ -322,7 +318,7 @@ static int check(const char *tok, struct jwtsign_token *out)
 }
 
 #define H "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"{KID}\"}"
-#define P_(extra) \
+#define P_(extra)                                                               \
 	"{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI \
 	"\",\"user_id\":\"" UID "\"" extra "}"
 #define P P_("")
@@ -341,7 +337,8 @@ static const struct bad_case bad_cases[] = {
 	{"alg RS256 header on HS kid", "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"{KID}\"}", P,
 	 K_HS},
 	{"alg number", "{\"alg\":256,\"typ\":\"JWT\",\"kid\":\"{KID}\"}", P, K_HS},
-	{"kid unknown", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"ffffffffffffffff\"}", P, K_HS},
+	{"kid unknown", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"ffffffffffffffff\"}", P,
+	 K_HS},
 	{"kid missing", "{\"alg\":\"HS256\",\"typ\":\"JWT\"}", P, K_HS},
 	{"kid empty", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"\"}", P, K_HS},
 	{"kid number", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":1234}", P, K_HS},
@@ -369,8 +366,7 @@ static const struct bad_case bad_cases[] = {
 	{"payload trailing garbage", H, P "x", K_HS},
 	{"payload empty", H, "", K_HS},
 	{"dup exp past last", H, P_(",\"exp\":{PAST}"), K_HS},
-	{"dup exp future last",
-	 "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"{KID}\"}",
+	{"dup exp future last", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"{KID}\"}",
 	 "{\"exp\":{PAST},\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI
 	 "\",\"user_id\":\"" UID "\"}",
 	 K_HS},
@@ -435,8 +431,8 @@ static const struct bad_case bad_cases[] = {
 	 "\"}",
 	 K_HS},
 	{"api without team", H,
-	 "{\"token_type\":\"api\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\",\"user_id\":\"" UID
-	 "\"}",
+	 "{\"token_type\":\"api\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI
+	 "\",\"user_id\":\"" UID "\"}",
 	 K_HS},
 	{"jti not uuid", H,
 	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"abc\",\"user_id\":\"" UID
@@ -446,17 +442,18 @@ static const struct bad_case bad_cases[] = {
 	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},"
 	 "\"jti\":\"123E4567-E89B-42D3-A456-426614174000\",\"user_id\":\"" UID "\"}",
 	 K_HS},
-	{"jti missing", H, "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"user_id\":\"" UID "\"}",
-	 K_HS},
+	{"jti missing", H,
+	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"user_id\":\"" UID "\"}", K_HS},
 	{"jti number", H,
-	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":7,\"user_id\":\"" UID "\"}",
+	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":7,\"user_id\":\"" UID
+	 "\"}",
 	 K_HS},
 	{"user_id not uuid", H,
 	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI
 	 "\",\"user_id\":\"alice\"}",
 	 K_HS},
-	{"user_id missing", H, "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\"}",
-	 K_HS},
+	{"user_id missing", H,
+	 "{\"token_type\":\"access\",\"exp\":{EXP},\"iat\":{NOW},\"jti\":\"" JTI "\"}", K_HS},
 };
 
 START_TEST(check_control_accepted)
@@ -476,16 +473,17 @@ START_TEST(check_control_accepted)
 	free(tok);
 
 	/* key order, whitespace, extra claims, a past nbf: fine */
-	tok = craft("{ \"kid\" : \"{KID}\", \"typ\":\"JWT\", \"alg\":\"HS256\" }",
-		    "{\"user_id\":\"" UID "\", \"jti\":\"" JTI "\",\"nbf\":{PAST},"
-		    "\"x\":[1,{\"y\":null}],\"iat\":{NOW},\"exp\":{EXP},\"token_type\":\"refresh\"}",
-		    K_HS);
+	tok = craft(
+		"{ \"kid\" : \"{KID}\", \"typ\":\"JWT\", \"alg\":\"HS256\" }",
+		"{\"user_id\":\"" UID "\", \"jti\":\"" JTI "\",\"nbf\":{PAST},"
+		"\"x\":[1,{\"y\":null}],\"iat\":{NOW},\"exp\":{EXP},\"token_type\":\"refresh\"}",
+		K_HS);
 	ck_assert_int_eq(check(tok, &out), 0);
 	ck_assert_str_eq(out.token_type, "refresh");
 	free(tok);
 
 	/* an API token carries its team */
-	tok = craft(H, P_(",\"team_uuid\":\"" TEAM "\"") , K_HS);
+	tok = craft(H, P_(",\"team_uuid\":\"" TEAM "\""), K_HS);
 	ck_assert_int_eq(check(tok, &out), 0); /* access token: team ignored or kept */
 	free(tok);
 	tok = craft(H,
@@ -541,8 +539,11 @@ START_TEST(check_sid)
 	free(tok);
 
 	/* the full path: another key order, spaces */
-	tok = craft(H, "{\"sid\": \"" SID "\", " "\"token_type\":\"refresh\",\"exp\":{EXP},"
-		    "\"iat\":{NOW},\"jti\":\"" JTI "\",\"user_id\":\"" UID "\"}", K_HS);
+	tok = craft(H,
+		    "{\"sid\": \"" SID "\", "
+		    "\"token_type\":\"refresh\",\"exp\":{EXP},"
+		    "\"iat\":{NOW},\"jti\":\"" JTI "\",\"user_id\":\"" UID "\"}",
+		    K_HS);
 	ck_assert_int_eq(check(tok, &out), 0);
 	ck_assert_str_eq(out.sid, SID);
 	ck_assert_str_eq(out.token_type, "refresh");
@@ -708,17 +709,19 @@ static char *sized_token(size_t size)
 			char hj[512], hs[1024], *pj, *ps, *tok;
 			size_t pl;
 
-			snprintf(hj, sizeof hj, "{%*s\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
-				 sp, "", hs_kid);
+			snprintf(hj, sizeof hj,
+				 "{%*s\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}", sp, "",
+				 hs_kid);
 			b64(hj, strlen(hj), hs, sizeof hs);
 			pl = extra + 256;
 			pj = malloc(pl);
 			ps = malloc(pl * 2);
 			ck_assert(pj && ps);
-			snprintf(pj, pl,
-				 "{\"token_type\":\"access\",\"exp\":%lld,\"iat\":%lld,\"jti\":\"" JTI
-				 "\",\"user_id\":\"" UID "\",\"pad\":\"%0*d\"}",
-				 (long long)t_now + 300, (long long)t_now, (int)extra, 0);
+			snprintf(
+				pj, pl,
+				"{\"token_type\":\"access\",\"exp\":%lld,\"iat\":%lld,\"jti\":\"" JTI
+				"\",\"user_id\":\"" UID "\",\"pad\":\"%0*d\"}",
+				(long long)t_now + 300, (long long)t_now, (int)extra, 0);
 			b64(pj, strlen(pj), ps, pl * 2);
 			tok = sign_segs(hs, ps, hs_key, hs_keylen);
 			free(pj);
@@ -838,7 +841,8 @@ END_TEST
 
 START_TEST(check_iss_aud)
 {
-	struct jwtsign_policy pol = {.now = t_now, .issuer = "https://auth.example",
+	struct jwtsign_policy pol = {.now = t_now,
+				     .issuer = "https://auth.example",
 				     .audience = "api"};
 	struct jwtsign_claims c = {"access", JTI, UID, NULL, 0, 0, NULL, NULL, NULL, NULL};
 	char *tok = NULL;

@@ -279,8 +279,7 @@ START_TEST(add_on_empty_dir_signs)
 	ck_assert_str_eq(err, k);
 	ck_assert_int_eq(jwtsign_key_use(keydir, "0123456789abcdef", err, sizeof err),
 			 TOKEND_ENOTFOUND);
-	ck_assert_int_eq(jwtsign_key_use(keydir, "../current", err, sizeof err),
-			 TOKEND_ENOTFOUND);
+	ck_assert_int_eq(jwtsign_key_use(keydir, "../current", err, sizeof err), TOKEND_ENOTFOUND);
 	jwtsign_keys_free(&ks);
 }
 END_TEST

@@ -54,8 +54,11 @@ static void teardown(void)
 START_TEST(ours_decode_with_libjwt)
 {
 	char jti[UUID_STR_LEN], user[UUID_STR_LEN], team[UUID_STR_LEN];
-	struct jwtsign_claims c = {.token_type = "api", .jti = jti, .user_id = user,
-				   .team_uuid = team, .iat = util_now(),
+	struct jwtsign_claims c = {.token_type = "api",
+				   .jti = jti,
+				   .user_id = user,
+				   .team_uuid = team,
+				   .iat = util_now(),
 				   .exp = util_now() + 60};
 	char *tok = NULL;
 	jwt_t *j = NULL;

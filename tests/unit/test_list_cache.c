@@ -35,8 +35,10 @@ static void pair_new(struct pair *p)
 
 static struct list_cache_key key_of(const struct pair *p, int64_t version, unsigned gen)
 {
-	struct list_cache_key k = {
-		.user_uuid = p->user, .team_uuid = p->team, .version = version, .keys_gen = gen};
+	struct list_cache_key k = {.user_uuid = p->user,
+				   .team_uuid = p->team,
+				   .version = version,
+				   .keys_gen = gen};
 	return k;
 }
 
@@ -425,10 +427,10 @@ END_TEST
 
 struct thread_job {
 	const struct list_cache_key *k;
-	const char *put;      /* put this body first, if not NULL */
-	int hit_after_put;    /* the thread's own get right after its put */
-	int hit;              /* a get of k in the thread (before any put) */
-	char seen[64];        /* what that get returned */
+	const char *put;   /* put this body first, if not NULL */
+	int hit_after_put; /* the thread's own get right after its put */
+	int hit;           /* a get of k in the thread (before any put) */
+	char seen[64];     /* what that get returned */
 };
 
 static void *thread_main(void *arg)

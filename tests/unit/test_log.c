@@ -28,8 +28,6 @@ START_TEST(level_parse)
 }
 END_TEST
 
-
-
 /* Runs fn with stderr sent to a temporary file; returns what it wrote. */
 static char *capture(void (*fn)(void), size_t *len)
 {
@@ -226,12 +224,14 @@ START_TEST(json_format)
 	size_t len = 0;
 	char *out = capture(json_lines, &len);
 
-	ck_assert_msg(strstr(out, "\"level\":\"info\",\"message\":\"quote \\\" nl \\n \\ufffd\"}\n") !=
+	ck_assert_msg(strstr(out,
+			     "\"level\":\"info\",\"message\":\"quote \\\" nl \\n \\ufffd\"}\n") !=
 			      NULL,
 		      "%s", out);
-	ck_assert_msg(strstr(out, "\"message\":\"access\",\"client\":\"127.0.0.1\",\"method\":\"GET\","
-				  "\"path\":\"/\\\"x\\n\",\"status\":404,\"us\":1,\"bytes\":2,"
-				  "\"request_id\":\"id\\\"1\"}\n") != NULL,
+	ck_assert_msg(strstr(out,
+			     "\"message\":\"access\",\"client\":\"127.0.0.1\",\"method\":\"GET\","
+			     "\"path\":\"/\\\"x\\n\",\"status\":404,\"us\":1,\"bytes\":2,"
+			     "\"request_id\":\"id\\\"1\"}\n") != NULL,
 		      "%s", out);
 	free(out);
 }

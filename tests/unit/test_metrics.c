@@ -48,7 +48,8 @@ START_TEST(threads_add_up)
 		pthread_join(t[i], NULL); /* their blocks retire: the counts stay */
 	text = metrics_render();
 	ck_assert_ptr_nonnull(text);
-	snprintf(want, sizeof want, "tokend_http_requests_total{route=\"/b/{x}/\",status=\"201\"} %d\n",
+	snprintf(want, sizeof want,
+		 "tokend_http_requests_total{route=\"/b/{x}/\",status=\"201\"} %d\n",
 		 THREADS * PER_THREAD);
 	ck_assert_msg(has(text, want), "%s", text);
 	snprintf(want, sizeof want, "tokend_logins_total{outcome=\"failure\"} %d\n",

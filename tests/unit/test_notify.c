@@ -144,7 +144,8 @@ START_TEST(watchdog)
 	notify_init();
 	ck_assert_uint_eq(notify_watchdog_usec(), 0);
 	unsetenv("WATCHDOG_PID");
-	static const char *const bad[] = {"", "0", "-5", "1.5", "30s", " 30", "99999999999999999999"};
+	static const char *const bad[] = {
+		"", "0", "-5", "1.5", "30s", " 30", "99999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_int_eq(setenv("WATCHDOG_USEC", bad[i], 1), 0);
 		notify_init();
@@ -158,10 +159,10 @@ END_TEST
  * Check's fork mode may be the suite's own pipe, so the child reports by its
  * exit status (the failing line) and not through ck_assert.
  */
-#define CHILD_CHECK(cond)                                                                  \
-	do {                                                                               \
-		if (!(cond))                                                               \
-			_exit(__LINE__ % 250 + 1);                                         \
+#define CHILD_CHECK(cond)                          \
+	do {                                       \
+		if (!(cond))                       \
+			_exit(__LINE__ % 250 + 1); \
 	} while (0)
 
 static void set_listen(const char *pid, const char *fds)

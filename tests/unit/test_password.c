@@ -25,9 +25,11 @@
  * /usr/bin/python3 -c "import hashlib,base64;print(base64.b64encode(
  *   hashlib.pbkdf2_hmac('sha256',b'pw',b'saltsaltsaltsaltsaltsa',1000)).decode())"
  */
-#define DJANGO_PW "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define DJANGO_PW \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 /* the same for the 3-byte password "a\0b" */
-#define DJANGO_NUL "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$hW/HgJBtw17wDaUhSC4bo+JcRK2DrbOprmdOrCPkJnE="
+#define DJANGO_NUL \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$hW/HgJBtw17wDaUhSC4bo+JcRK2DrbOprmdOrCPkJnE="
 
 static bool is_b64std(const char *s, size_t n)
 {

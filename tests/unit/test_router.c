@@ -14,8 +14,8 @@
 #include "tokend/handlers.h"
 #include "tokend/router.h"
 
-static const struct route *match(const char *method, const char *path, char *allow,
-				 size_t allowlen, int *err)
+static const struct route *match(const char *method, const char *path, char *allow, size_t allowlen,
+				 int *err)
 {
 	char params[HANDLER_MAX_PARAMS][HANDLER_PARAM_MAX];
 

@@ -35,14 +35,16 @@
 #include "tokend/util.h"
 #include "unit.h"
 
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
-#define HASH2 "pbkdf2_sha256$1000$othersaltothersaltoth$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH2 \
+	"pbkdf2_sha256$1000$othersaltothersaltoth$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 
 static char base[64];
 static char tmpdir[128];
 static char dbpath[192];
-static struct store *st;   /* the server's: watches */
-static struct store *cli;  /* another process's view: writes */
+static struct store *st;  /* the server's: watches */
+static struct store *cli; /* another process's view: writes */
 static char alice[UUID_STR_LEN], bob[UUID_STR_LEN];
 
 static void setup(void)
@@ -81,9 +83,9 @@ static void random_id(unsigned char id[SESSION_ID_LEN], char sid[UUID_STR_LEN])
 START_TEST(id_parse_takes_canonical_uuids_only)
 {
 	unsigned char id[SESSION_ID_LEN];
-	static const unsigned char want[SESSION_ID_LEN] = {
-		0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
-		0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
+	static const unsigned char want[SESSION_ID_LEN] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+							   0xcd, 0xef, 0x01, 0x23, 0x45, 0x67,
+							   0x89, 0xab, 0xcd, 0xef};
 
 	ck_assert(session_id_parse("01234567-89ab-cdef-0123-456789abcdef", id));
 	ck_assert_mem_eq(id, want, SESSION_ID_LEN);

@@ -18,8 +18,10 @@
 #include "tokend/util.h"
 #include "unit.h"
 
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
-#define HASH2 "pbkdf2_sha256$2000$saltsaltsaltsaltsaltsb$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH2 \
+	"pbkdf2_sha256$2000$saltsaltsaltsaltsaltsb$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 
 static char base[64];
 static char tmpdir[128];
@@ -52,7 +54,8 @@ static void setup(void)
 	st = NULL;
 	ck_assert_msg(store_open(dbpath, 5000, &st, err, sizeof err) == 0, "open: %s", err);
 	ck_assert_ptr_nonnull(st);
-	ck_assert_msg(store_migrate(st, &version, &fresh, err, sizeof err) == 0, "migrate: %s", err);
+	ck_assert_msg(store_migrate(st, &version, &fresh, err, sizeof err) == 0, "migrate: %s",
+		      err);
 	ck_assert(fresh);
 }
 

@@ -46,11 +46,11 @@
  * Runs call (which names the transaction in_tx, a name no test uses for its
  * own, so that none is shadowed) in a transaction of its own: rc expected.
  */
-#define IN_TX(call, rc)                                                                     \
-	do {                                                                                \
-		struct store_tx *in_tx;                                                     \
-		ck_assert_int_eq(be->write_begin(db, &in_tx), 0);                           \
-		ck_assert_int_eq(be->write_end(in_tx, (call)), (rc));                       \
+#define IN_TX(call, rc)                                               \
+	do {                                                          \
+		struct store_tx *in_tx;                               \
+		ck_assert_int_eq(be->write_begin(db, &in_tx), 0);     \
+		ck_assert_int_eq(be->write_end(in_tx, (call)), (rc)); \
 	} while (0)
 
 static const struct store_backend *be = &store_postgres_backend;
@@ -463,7 +463,8 @@ static void race(struct racer *r, pthread_t *t, bool wait)
 	}
 	pg = admin();
 	for (long waited = 0; admin_exec(pg, waiting) < 1; waited += 10) {
-		ck_assert_msg(waited < 60000, "the racing transaction never waited for our lock in 60 s");
+		ck_assert_msg(waited < 60000,
+			      "the racing transaction never waited for our lock in 60 s");
 		usleep(10 * 1000);
 	}
 	PQfinish(pg);
@@ -519,8 +520,8 @@ START_TEST(locked_session)
 }
 END_TEST
 
-static void api_make(struct store_api_token *t, const char *user, const char *team,
-		     int64_t iat, int64_t exp, unsigned char tag)
+static void api_make(struct store_api_token *t, const char *user, const char *team, int64_t iat,
+		     int64_t exp, unsigned char tag)
 {
 	memset(t, 0, sizeof(*t));
 	ck_assert_int_eq(util_uuid_new(t->jti), 0);
@@ -681,15 +682,17 @@ END_TEST
 /* Terminates every connection of the backend (application_name tokend), and waits till gone. */
 static void kill_backend(void)
 {
-	static const char sql[] = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-				  "WHERE application_name = 'tokend' AND datname = current_database()";
+	static const char sql[] =
+		"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+		"WHERE application_name = 'tokend' AND datname = current_database()";
 	PGconn *pg = admin();
 
 	ck_assert_int_gt(admin_exec(pg, sql), 0);
 	for (long waited = 0; admin_exec(pg, "SELECT count(*) FROM pg_stat_activity WHERE "
-					    "application_name = 'tokend'") > 0;
+					     "application_name = 'tokend'") > 0;
 	     waited += 10) {
-		ck_assert_msg(waited < 60000, "the backend's connections still there 60 s after termination");
+		ck_assert_msg(waited < 60000,
+			      "the backend's connections still there 60 s after termination");
 		usleep(10 * 1000);
 	}
 	PQfinish(pg);
@@ -780,10 +783,11 @@ static bool database_is_ours(void)
 	const char *const keys[] = {"dbname", NULL};
 	const char *const vals[] = {url, NULL};
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
-	PGresult *r = PQexec(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND "
-		       "tablename NOT IN ('users', 'teams', 'team_members', 'refresh_tokens', "
-		       "'api_tokens', 'api_token_versions', 'sessions', 'session_ends', "
-		       "'schema_version')");
+	PGresult *r =
+		PQexec(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND "
+			   "tablename NOT IN ('users', 'teams', 'team_members', 'refresh_tokens', "
+			   "'api_tokens', 'api_token_versions', 'sessions', 'session_ends', "
+			   "'schema_version')");
 	bool ours = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "0") == 0;
 
 	if (!ours)

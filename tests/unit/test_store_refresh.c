@@ -16,7 +16,8 @@
 #include "tokend/util.h"
 #include "unit.h"
 
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 
 static char base[64];
 static char tmpdir[128];
@@ -86,7 +87,7 @@ static bool live(const char *jti)
 static enum store_rotation rotate(const char *old, const char *user, int64_t now, long grace,
 				  struct store_refresh *next, struct store_refresh *replay)
 {
-	enum store_rotation o = (enum store_rotation)-1;
+	enum store_rotation o = (enum store_rotation) - 1;
 	struct store_refresh dummy;
 
 	ck_assert_int_eq(store_refresh_rotate(st, old, user, now, grace, 0, next,
@@ -316,7 +317,8 @@ static void *race(void *arg)
 	struct store_refresh replay;
 
 	pthread_barrier_wait(r->bar);
-	r->rc = store_refresh_rotate(st, r->old, alice, r->now, 0, 0, &r->next, &replay, &r->outcome);
+	r->rc = store_refresh_rotate(st, r->old, alice, r->now, 0, 0, &r->next, &replay,
+				     &r->outcome);
 	return NULL;
 }
 
@@ -337,7 +339,7 @@ START_TEST(concurrent_rotation_one_wins)
 			rs[i].old = r0.jti;
 			rs[i].now = now;
 			rs[i].rc = -99;
-			rs[i].outcome = (enum store_rotation)-1;
+			rs[i].outcome = (enum store_rotation) - 1;
 			row_of(&rs[i].next, alice, "k1", now, 3600);
 			ck_assert_int_eq(pthread_create(&t[i], NULL, race, &rs[i]), 0);
 		}

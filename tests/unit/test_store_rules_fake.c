@@ -17,8 +17,8 @@ static void fake_open(struct store **st)
 {
 	char err[256] = "";
 
-	ck_assert_msg(store_open_backend(&store_fake_backend, "fake:", 5000, st, err,
-					 sizeof err) == 0,
+	ck_assert_msg(store_open_backend(&store_fake_backend, "fake:", 5000, st, err, sizeof err) ==
+			      0,
 		      "open: %s", err);
 	ck_assert_msg(store_migrate(*st, NULL, NULL, err, sizeof err) == 0, "migrate: %s", err);
 }

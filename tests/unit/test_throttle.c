@@ -216,13 +216,16 @@ START_TEST(keys_are_unambiguous)
 	ck_assert_uint_eq(throttle_key(a, "ab", 2, "c", 1), throttle_key(a, "ab", 2, "c", 1));
 	ck_assert_uint_ne(throttle_key(a, "ab", 2, "c", 1), throttle_key(a, "a", 1, "bc", 2));
 	ck_assert_uint_ne(throttle_key(a, "", 0, "abc", 3), throttle_key(a, "abc", 3, "", 0));
-	ck_assert_uint_ne(throttle_key(a, "alice", 5, NULL, 0), throttle_key(a, "alicf", 5, NULL, 0));
+	ck_assert_uint_ne(throttle_key(a, "alice", 5, NULL, 0),
+			  throttle_key(a, "alicf", 5, NULL, 0));
 	/* each table draws its own hash key */
-	ck_assert_uint_ne(throttle_key(a, "alice", 5, NULL, 0), throttle_key(b, "alice", 5, NULL, 0));
+	ck_assert_uint_ne(throttle_key(a, "alice", 5, NULL, 0),
+			  throttle_key(b, "alice", 5, NULL, 0));
 	ck_assert_uint_ne(throttle_key(a, "", 0, NULL, 0), 0);
 	/* every length up to past a block boundary differs */
 	for (size_t n = 0; n < 40; n++)
-		ck_assert_uint_ne(throttle_key(a, big, n, NULL, 0), throttle_key(a, big, n + 1, NULL, 0));
+		ck_assert_uint_ne(throttle_key(a, big, n, NULL, 0),
+				  throttle_key(a, big, n + 1, NULL, 0));
 	memset(big, 'x', sizeof(big));
 	ck_assert_uint_ne(throttle_key(a, big, sizeof(big), "c", 1),
 			  throttle_key(a, big, sizeof(big) - 1, "c", 1));

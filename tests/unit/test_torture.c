@@ -52,8 +52,10 @@
 #include "torture.h"
 #include "unit.h"
 
-#define HASH2 "pbkdf2_sha256$2000$saltsaltsaltsaltsaltsb$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
-#define HASH "pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH2 \
+	"pbkdf2_sha256$2000$saltsaltsaltsaltsaltsb$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
+#define HASH \
+	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
 
 /* ---- config -------------------------------------------------------------- */
 
@@ -89,14 +91,16 @@ static void conf_check(int rc, bool hit)
 
 START_TEST(t_config)
 {
-	static const struct torture t = {"config load", false, false, conf_setup, conf_run, conf_check, nothing};
+	static const struct torture t = {"config load", false,      false,  conf_setup,
+					 conf_run,      conf_check, nothing};
 	FILE *fp;
 
 	snprintf(conf_path, sizeof conf_path, "%s/tokend.conf", base);
 	fp = fopen(conf_path, "w");
 	ck_assert_ptr_nonnull(fp);
 	fputs("[server]\nthreads = 3\nlisten = [::1]:0\n[tokens]\nissuer = https://auth.example\n"
-	      "[log]\naccess_log = off\n", fp);
+	      "[log]\naccess_log = off\n",
+	      fp);
 	fclose(fp);
 	torture(&t);
 }
@@ -147,8 +151,8 @@ static void make_key_dir(void)
 
 START_TEST(t_keys_load)
 {
-	static const struct torture t = {"key load", false, false, nothing, keys_load_run, keys_load_check,
-					 keys_teardown};
+	static const struct torture t = {"key load",    false,           false,        nothing,
+					 keys_load_run, keys_load_check, keys_teardown};
 	make_key_dir();
 	torture(&t);
 }
@@ -203,8 +207,8 @@ static void create_check(int rc, bool hit)
 
 START_TEST(t_keys_create)
 {
-	static const struct torture t = {"key creation", false, false, create_setup, create_run, create_check,
-					 keys_teardown};
+	static const struct torture t = {"key creation", false,        false,        create_setup,
+					 create_run,     create_check, keys_teardown};
 	torture(&t);
 }
 END_TEST
@@ -231,7 +235,9 @@ static int mint_run(void)
 					   .jti = "6f1c2a4e-8b3d-4c5e-9f7a-0b1c2d3e4f50",
 					   .user_id = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
 					   .team_uuid = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
-					   .iat = pol.now, .exp = pol.now + 60, .kid = info[i].kid};
+					   .iat = pol.now,
+					   .exp = pol.now + 60,
+					   .kid = info[i].kid};
 		struct jwtsign_token t;
 		rc = jwtsign_mint(keys, &c, &tok);
 		if (rc == 0)
@@ -242,8 +248,8 @@ static int mint_run(void)
 			pol.full_json = false;
 		}
 		if (rc != 0 && getenv("TORTURE_DEBUG"))
-			fprintf(stderr, "n=%ld %s (%s): %d %s\n", cur_n, info[i].kid, info[i].alg, rc,
-				rc == TOKEND_EAUTH ? why : "");
+			fprintf(stderr, "n=%ld %s (%s): %d %s\n", cur_n, info[i].kid, info[i].alg,
+				rc, rc == TOKEND_EAUTH ? why : "");
 		free(tok);
 		tok = NULL;
 	}
@@ -268,8 +274,10 @@ static void mint_check(int rc, bool hit)
 		ck_assert(rc == 0 || rc == TOKEND_ENOMEM || rc == TOKEND_ECRYPTO ||
 			  rc == TOKEND_EAUTH);
 	else
-		ck_assert_msg(rc == 0 || rc == TOKEND_ECRYPTO, "after allocation %ld failed, "
-			      "a clean run fails: %d", cur_n, rc);
+		ck_assert_msg(rc == 0 || rc == TOKEND_ECRYPTO,
+			      "after allocation %ld failed, "
+			      "a clean run fails: %d",
+			      cur_n, rc);
 }
 
 static void mint_setup(void)
@@ -281,8 +289,8 @@ static void mint_setup(void)
 
 START_TEST(t_mint_check)
 {
-	static const struct torture t = {"mint/check/jwks", true, true, mint_setup, mint_run,
-					 mint_check, keys_teardown};
+	static const struct torture t = {"mint/check/jwks", true,       true,         mint_setup,
+					 mint_run,          mint_check, keys_teardown};
 
 	make_key_dir();
 	torture(&t);
@@ -333,7 +341,8 @@ static void body_check(int rc, bool hit)
 
 START_TEST(t_body)
 {
-	static const struct torture t = {"body decode", false, false, nothing, body_run, body_check, nothing};
+	static const struct torture t = {"body decode", false,      false,  nothing,
+					 body_run,      body_check, nothing};
 	torture(&t);
 }
 END_TEST
@@ -359,7 +368,8 @@ static void router_check(int rc, bool hit)
 
 START_TEST(t_router)
 {
-	static const struct torture t = {"router", false, false, nothing, router_run, router_check, nothing};
+	static const struct torture t = {"router",   false,        false,  nothing,
+					 router_run, router_check, nothing};
 	torture(&t);
 }
 END_TEST
@@ -376,7 +386,8 @@ static int log_run(void)
 
 	log_info("torture %s %d", "line", 1);
 	for (int i = 0; i < 3; i++)
-		log_access("127.0.0.1", "GET", "/api/openapi/token/\x01\xff/", 200, 123, 45, "0123456789abcdef");
+		log_access("127.0.0.1", "GET", "/api/openapi/token/\x01\xff/", 200, 123, 45,
+			   "0123456789abcdef");
 	log_access_buffer_stop();
 	log_access("::1", "POST", "/api/auth/jwt/", 201, 1, 2, "0123456789abcdef");
 	return rc == 0 ? 0 : TOKEND_ENOMEM;
@@ -396,7 +407,8 @@ static void log_teardown(void)
 
 START_TEST(t_log)
 {
-	static const struct torture t = {"log", true, false, log_setup, log_run, log_check, log_teardown};
+	static const struct torture t = {"log",   true,      false,       log_setup,
+					 log_run, log_check, log_teardown};
 	torture(&t);
 }
 END_TEST
@@ -459,8 +471,9 @@ static void migrate_teardown(void)
 
 START_TEST(t_store_migrate)
 {
-	static const struct torture t = {"store open+migrate", false, false, migrate_setup, migrate_run,
-					 migrate_check, migrate_teardown};
+	static const struct torture t = {"store open+migrate", false,       false,
+					 migrate_setup,        migrate_run, migrate_check,
+					 migrate_teardown};
 	torture(&t);
 }
 END_TEST
@@ -620,14 +633,14 @@ static int set_password_run(void)
 	return store_user_set_password(st, alice, HASH2);
 }
 
-#define WRITE_TEST(fn, label, runner)                                                        \
-	START_TEST(fn)                                                                       \
-	{                                                                                    \
-		static const struct torture t = {label, false, false, write_setup, runner, write_check,    \
-						 write_teardown};                            \
-		make_seed();                                                                 \
-		torture(&t);                                                                 \
-	}                                                                                    \
+#define WRITE_TEST(fn, label, runner)                                                             \
+	START_TEST(fn)                                                                            \
+	{                                                                                         \
+		static const struct torture t = {label,  false,       false,         write_setup, \
+						 runner, write_check, write_teardown};            \
+		make_seed();                                                                      \
+		torture(&t);                                                                      \
+	}                                                                                         \
 	END_TEST
 
 WRITE_TEST(t_user_add, "store user add", user_add_run)
@@ -652,8 +665,10 @@ static void cli_setup(void)
 	snprintf(cli_stdin, sizeof cli_stdin, "%s/password", base);
 	fp = fopen(cli_conf, "w");
 	ck_assert_ptr_nonnull(fp);
-	fprintf(fp, "[database]\nurl = %s\n[keys]\ndir = %s\n[password]\n"
-		"pbkdf2_iterations = 1\n[log]\nlevel = error\n", db_path, key_dir);
+	fprintf(fp,
+		"[database]\nurl = %s\n[keys]\ndir = %s\n[password]\n"
+		"pbkdf2_iterations = 1\n[log]\nlevel = error\n",
+		db_path, key_dir);
 	fclose(fp);
 	fp = fopen(cli_stdin, "w");
 	ck_assert_ptr_nonnull(fp);
@@ -669,15 +684,15 @@ static int cli_run_argv(int argc, const char **argv)
 
 static int cli_user_add_run(void)
 {
-	const char *argv[] = {"tokend", "--config", cli_conf, "user", "add", "carol",
-			      "--password-stdin"};
+	const char *argv[] = {"tokend", "--config", cli_conf,          "user",
+			      "add",    "carol",    "--password-stdin"};
 	return cli_run_argv(7, argv);
 }
 
 static int cli_member_run(void)
 {
-	const char *argv[] = {"tokend", "--config", cli_conf, "team", "add-member", "Red", "bob",
-			      "--role", "admin"};
+	const char *argv[] = {"tokend", "--config", cli_conf, "team", "add-member",
+			      "Red",    "bob",      "--role", "admin"};
 	return cli_run_argv(9, argv);
 }
 
@@ -696,7 +711,8 @@ static void cli_check(int rc, bool hit)
 	now = db_dump(db_path, false);
 	if (rc != 0)
 		ck_assert_msg(strcmp(now, dump_before) == 0,
-			      "allocation %ld failed: exit %d, but the database changed", cur_n, rc);
+			      "allocation %ld failed: exit %d, but the database changed", cur_n,
+			      rc);
 	else
 		ck_assert_msg(strcmp(now, dump_before) != 0, "the command changed nothing");
 	free(now);
@@ -709,15 +725,15 @@ static void cli_teardown(void)
 	log_set_access(0);
 }
 
-#define CLI_TEST(fn, label, runner)                                                          \
-	START_TEST(fn)                                                                       \
-	{                                                                                    \
-		static const struct torture t = {label, false, false, cli_setup, runner,     \
-						 cli_check, cli_teardown};                   \
-		make_seed();                                                                 \
-		make_key_dir();                                                              \
-		torture(&t);                                                                 \
-	}                                                                                    \
+#define CLI_TEST(fn, label, runner)                                                         \
+	START_TEST(fn)                                                                      \
+	{                                                                                   \
+		static const struct torture t = {label,  false,     false,       cli_setup, \
+						 runner, cli_check, cli_teardown};          \
+		make_seed();                                                                \
+		make_key_dir();                                                             \
+		torture(&t);                                                                \
+	}                                                                                   \
 	END_TEST
 
 CLI_TEST(t_cli_user_add, "cli user add", cli_user_add_run)
@@ -735,8 +751,8 @@ static char bearer[2100], refresh_tok[2048];
 static void mint_for_alice(const char *type, const char *jti, char *out, size_t cap)
 {
 	int64_t now = util_now();
-	struct jwtsign_claims c = {.token_type = type, .jti = jti, .user_id = alice,
-				   .iat = now, .exp = now + 3600};
+	struct jwtsign_claims c = {
+		.token_type = type, .jti = jti, .user_id = alice, .iat = now, .exp = now + 3600};
 	char *tok = NULL;
 
 	ck_assert_int_eq(jwtsign_mint(app.keys, &c, &tok), 0);
@@ -836,16 +852,16 @@ static int delete_run(void)
 	return handler_authenticated(&hctx, &hres, handler_api_tokens_delete);
 }
 
-#define HANDLER_TEST(fn, label, runner, checker)                                             \
-	START_TEST(fn)                                                                       \
-	{                                                                                    \
-		static const struct torture t = {label, true, false, handler_setup, runner,  \
-						 checker, handler_teardown};                 \
-		make_seed();                                                                 \
-		make_key_dir();                                                              \
-		torture(&t);                                                                 \
-		jwtsign_keys_free(&app.keys);                                                \
-	}                                                                                    \
+#define HANDLER_TEST(fn, label, runner, checker)                                                  \
+	START_TEST(fn)                                                                            \
+	{                                                                                         \
+		static const struct torture t = {label,  true,    false,           handler_setup, \
+						 runner, checker, handler_teardown};              \
+		make_seed();                                                                      \
+		make_key_dir();                                                                   \
+		torture(&t);                                                                      \
+		jwtsign_keys_free(&app.keys);                                                     \
+	}                                                                                         \
 	END_TEST
 
 HANDLER_TEST(t_h_issue, "handler api token issue", issue_run, handler_write_check)

@@ -74,23 +74,23 @@ static int dec(const char *s)
 
 START_TEST(b64_decode_rejects)
 {
-	ck_assert_int_eq(dec("Zg=="), TOKEND_EINVAL);  /* padding */
+	ck_assert_int_eq(dec("Zg=="), TOKEND_EINVAL); /* padding */
 	ck_assert_int_eq(dec("Zg="), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm9v="), TOKEND_EINVAL);
-	ck_assert_int_eq(dec("++/+"), TOKEND_EINVAL);  /* standard alphabet */
+	ck_assert_int_eq(dec("++/+"), TOKEND_EINVAL); /* standard alphabet */
 	ck_assert_int_eq(dec("ab+d"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("ab/d"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm9 v"), TOKEND_EINVAL); /* whitespace */
 	ck_assert_int_eq(dec("Zm9v\n"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec(" Zm9v"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm9\tv"), TOKEND_EINVAL);
-	ck_assert_int_eq(dec("Zh"), TOKEND_EINVAL);    /* non-zero trailing bits */
-	ck_assert_int_eq(dec("Zm9"), TOKEND_EINVAL);   /* "fo" is Zm8 */
+	ck_assert_int_eq(dec("Zh"), TOKEND_EINVAL);  /* non-zero trailing bits */
+	ck_assert_int_eq(dec("Zm9"), TOKEND_EINVAL); /* "fo" is Zm8 */
 	ck_assert_int_eq(dec("Zm8"), 0);
 	ck_assert_int_eq(dec("Zm9w"), 0);
 	ck_assert_int_eq(dec("Zh9"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm-"), TOKEND_EINVAL);
-	ck_assert_int_eq(dec("Z"), TOKEND_EINVAL);     /* impossible length */
+	ck_assert_int_eq(dec("Z"), TOKEND_EINVAL); /* impossible length */
 	ck_assert_int_eq(dec("Zm9vY"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm.v"), TOKEND_EINVAL);
 	ck_assert_int_eq(dec("Zm9\xc3\xa9"), TOKEND_EINVAL);
@@ -183,7 +183,7 @@ START_TEST(uuid_valid_cases)
 	ck_assert(util_uuid_valid("00000000-0000-0000-0000-000000000000"));
 	ck_assert(!util_uuid_valid("123E4567-E89B-42D3-A456-426614174000")); /* upper */
 	ck_assert(!util_uuid_valid("123e4567-e89b-42d3-a456-42661417400A"));
-	ck_assert(!util_uuid_valid("123e4567e89b42d3a456426614174000"));    /* no dashes */
+	ck_assert(!util_uuid_valid("123e4567e89b42d3a456426614174000")); /* no dashes */
 	ck_assert(!util_uuid_valid("123e4567-e89b-42d3-a456-426614174000x"));
 	ck_assert(!util_uuid_valid("123e4567-e89b-42d3-a456-426614174000 "));
 	ck_assert(!util_uuid_valid("123e4567-e89b-42d3-a456-426614174000\n"));
@@ -245,43 +245,43 @@ START_TEST(utf8_accepts)
 {
 	ck_assert(U8(""));
 	ck_assert(U8("hello, world"));
-	ck_assert(U8("\xc3\xa9"));                 /* é */
-	ck_assert(U8("\xc2\x80"));                 /* U+0080, smallest 2-byte */
-	ck_assert(U8("\xdf\xbf"));                 /* U+07FF */
-	ck_assert(U8("\xe0\xa0\x80"));             /* U+0800 */
-	ck_assert(U8("\xe2\x82\xac"));             /* € */
-	ck_assert(U8("\xed\x9f\xbf"));             /* U+D7FF, just below surrogates */
-	ck_assert(U8("\xee\x80\x80"));             /* U+E000, just above */
-	ck_assert(U8("\xef\xbf\xbf"));             /* U+FFFF */
-	ck_assert(U8("\xf0\x90\x80\x80"));         /* U+10000 */
-	ck_assert(U8("\xf0\x9f\x98\x80"));         /* emoji */
-	ck_assert(U8("\xf4\x8f\xbf\xbf"));         /* U+10FFFF */
+	ck_assert(U8("\xc3\xa9"));         /* é */
+	ck_assert(U8("\xc2\x80"));         /* U+0080, smallest 2-byte */
+	ck_assert(U8("\xdf\xbf"));         /* U+07FF */
+	ck_assert(U8("\xe0\xa0\x80"));     /* U+0800 */
+	ck_assert(U8("\xe2\x82\xac"));     /* € */
+	ck_assert(U8("\xed\x9f\xbf"));     /* U+D7FF, just below surrogates */
+	ck_assert(U8("\xee\x80\x80"));     /* U+E000, just above */
+	ck_assert(U8("\xef\xbf\xbf"));     /* U+FFFF */
+	ck_assert(U8("\xf0\x90\x80\x80")); /* U+10000 */
+	ck_assert(U8("\xf0\x9f\x98\x80")); /* emoji */
+	ck_assert(U8("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
 	ck_assert(U8("a\xc3\xa9z\xe2\x82\xac!"));
-	ck_assert(U8("a\0b"));                     /* NUL is well-formed UTF-8 */
+	ck_assert(U8("a\0b")); /* NUL is well-formed UTF-8 */
 }
 END_TEST
 
 START_TEST(utf8_rejects)
 {
-	ck_assert(!U8("\xc0\x80"));                /* overlong NUL */
-	ck_assert(!U8("\xc1\xbf"));                /* overlong */
-	ck_assert(!U8("\xe0\x80\x80"));            /* overlong 3-byte */
+	ck_assert(!U8("\xc0\x80"));     /* overlong NUL */
+	ck_assert(!U8("\xc1\xbf"));     /* overlong */
+	ck_assert(!U8("\xe0\x80\x80")); /* overlong 3-byte */
 	ck_assert(!U8("\xe0\x9f\xbf"));
-	ck_assert(!U8("\xf0\x80\x80\x80"));        /* overlong 4-byte */
+	ck_assert(!U8("\xf0\x80\x80\x80")); /* overlong 4-byte */
 	ck_assert(!U8("\xf0\x8f\xbf\xbf"));
-	ck_assert(!U8("\xed\xa0\x80"));            /* U+D800 surrogate */
-	ck_assert(!U8("\xed\xbf\xbf"));            /* U+DFFF */
-	ck_assert(!U8("\xf4\x90\x80\x80"));        /* > U+10FFFF */
+	ck_assert(!U8("\xed\xa0\x80"));     /* U+D800 surrogate */
+	ck_assert(!U8("\xed\xbf\xbf"));     /* U+DFFF */
+	ck_assert(!U8("\xf4\x90\x80\x80")); /* > U+10FFFF */
 	ck_assert(!U8("\xf5\x80\x80\x80"));
-	ck_assert(!U8("\xf8\x88\x80\x80\x80"));    /* 5-byte form */
+	ck_assert(!U8("\xf8\x88\x80\x80\x80")); /* 5-byte form */
 	ck_assert(!U8("\xff"));
 	ck_assert(!U8("\xfe"));
-	ck_assert(!U8("\x80"));                    /* lone continuation */
+	ck_assert(!U8("\x80")); /* lone continuation */
 	ck_assert(!U8("a\xbfz"));
-	ck_assert(!U8("\xc3"));                    /* truncated */
+	ck_assert(!U8("\xc3")); /* truncated */
 	ck_assert(!U8("\xe2\x82"));
 	ck_assert(!U8("\xf0\x9f\x98"));
-	ck_assert(!U8("\xc3z"));                   /* bad continuation */
+	ck_assert(!U8("\xc3z")); /* bad continuation */
 	ck_assert(!U8("\xe2\x82z"));
 	ck_assert(!U8("ok\xf0\x9f\x98"));
 }
@@ -367,11 +367,13 @@ START_TEST(dsn_redact_cases)
 	static const char *const cases[][2] = {
 		{"var/tokend.db", "var/tokend.db"},
 		{"postgresql://tokend@/db?host=/tmp", "postgresql://tokend@/db?host=/tmp"},
-		{"postgresql://tokend:s3cret@/db?host=/tmp", "postgresql://tokend:***@/db?host=/tmp"},
+		{"postgresql://tokend:s3cret@/db?host=/tmp",
+		 "postgresql://tokend:***@/db?host=/tmp"},
 		{"postgres://u:p@ss@h:5432/db", "postgres://u:***@h:5432/db"},
 		{"postgresql://h/db?password=s3cret&sslmode=disable",
 		 "postgresql://h/db?password=***&sslmode=disable"},
-		{"postgresql://h/db?user=u&password=s3cret", "postgresql://h/db?user=u&password=***"},
+		{"postgresql://h/db?user=u&password=s3cret",
+		 "postgresql://h/db?user=u&password=***"},
 		{"postgresql://h/db?xpassword=1", "postgresql://h/db?xpassword=1"},
 		{"host=/tmp password=s3cret dbname=db", "host=/tmp password=*** dbname=db"},
 		{"password='s3 \\' cret' dbname=db", "password=*** dbname=db"},
@@ -422,23 +424,23 @@ static const char *const bad_times[] = {
 	"",
 	"garbage",
 	"2026-11-28",
-	"2026-11-28T01:02:03",        /* no zone */
-	"2026-11-28T01:02:03.5",      /* no zone */
-	"2026-11-28T01:02Z",          /* no seconds */
-	"2026-02-30T00:00:00Z",       /* no such day */
-	"2027-02-29T00:00:00Z",       /* not a leap year */
-	"2100-02-29T00:00:00Z",       /* not a leap year either */
+	"2026-11-28T01:02:03",   /* no zone */
+	"2026-11-28T01:02:03.5", /* no zone */
+	"2026-11-28T01:02Z",     /* no seconds */
+	"2026-02-30T00:00:00Z",  /* no such day */
+	"2027-02-29T00:00:00Z",  /* not a leap year */
+	"2100-02-29T00:00:00Z",  /* not a leap year either */
 	"2026-04-31T00:00:00Z",
 	"2026-13-01T00:00:00Z",
 	"2026-00-10T00:00:00Z",
 	"2026-11-00T00:00:00Z",
-	"2026-11-28T24:00:00Z",       /* hour 24 */
+	"2026-11-28T24:00:00Z", /* hour 24 */
 	"2026-11-28T01:60:00Z",
 	"2026-11-28T01:02:61Z",
-	"2026-11-28T01:02:03Zx",      /* trailing characters */
+	"2026-11-28T01:02:03Zx", /* trailing characters */
 	"2026-11-28T01:02:03Z ",
 	"2026-11-28T01:02:03+02:00x",
-	"2026-11-28T01:02:03.Z",      /* empty fraction */
+	"2026-11-28T01:02:03.Z", /* empty fraction */
 	" 2026-11-28T01:02:03Z",
 	"2026-11-28X01:02:03Z",
 	"26-11-28T01:02:03Z",

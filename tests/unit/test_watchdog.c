@@ -332,7 +332,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 
 static int connect_to(uint16_t port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -348,8 +349,8 @@ START_TEST(mhd_notifies_closed_before_it_closes)
 	static const char *const sends[] = {
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",                         /* whole */
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{", /* partial */
-		"GET / HT",                                                   /* headers cut */
-		"",                                                           /* nothing */
+		"GET / HT",                                                  /* headers cut */
+		"",                                                          /* nothing */
 	};
 	struct order o = {.wd = watchdog_new(300, 20)};
 	struct MHD_Daemon *d;
@@ -358,10 +359,9 @@ START_TEST(mhd_notifies_closed_before_it_closes)
 	int nheld = 0;
 
 	ck_assert_int_eq(watchdog_start(o.wd), 0);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-			     answer, NULL, MHD_OPTION_THREAD_POOL_SIZE, 4u,
-			     MHD_OPTION_CONNECTION_TIMEOUT, 1u,
-			     MHD_OPTION_NOTIFY_CONNECTION, on_conn, &o, MHD_OPTION_END);
+	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, answer,
+			     NULL, MHD_OPTION_THREAD_POOL_SIZE, 4u, MHD_OPTION_CONNECTION_TIMEOUT,
+			     1u, MHD_OPTION_NOTIFY_CONNECTION, on_conn, &o, MHD_OPTION_END);
 	ck_assert_ptr_nonnull(d);
 	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	/* Connections that close every way, while the watchdog shuts others

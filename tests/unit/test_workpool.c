@@ -39,8 +39,8 @@ static void sleep_ms(long ms)
 static void wait_for(atomic_int *v, int want, const char *what)
 {
 	for (long waited = 0; atomic_load(v) < want; waited += 10) {
-		ck_assert_msg(waited < HANG_DEADLINE_MS, "%s: still %d of %d after %ld s",
-			      what, atomic_load(v), want, HANG_DEADLINE_MS / 1000);
+		ck_assert_msg(waited < HANG_DEADLINE_MS, "%s: still %d of %d after %ld s", what,
+			      atomic_load(v), want, HANG_DEADLINE_MS / 1000);
 		sleep_ms(10);
 	}
 }
@@ -154,7 +154,7 @@ START_TEST(full_queue_busy)
 	gate_init(&g);
 	ck_assert_ptr_nonnull(wp);
 	ck_assert_int_eq(workpool_submit(wp, gate_job, &g), 0);
-	gate_wait_started(&g); /* the only worker is now busy */
+	gate_wait_started(&g);                                   /* the only worker is now busy */
 	ck_assert_int_eq(workpool_submit(wp, count_job, &c), 0); /* fills the queue */
 	ck_assert_uint_eq(pending(wp), 2);
 	ck_assert_int_eq(workpool_submit(wp, count_job, &c), TOKEND_EBUSY);

@@ -30,18 +30,18 @@
 
 struct torture {
 	const char *name;
-	bool own_thread;               /* run each time on a new thread (per-thread state) */
-	bool recheck;                  /* after each failed run, a clean one on the same
+	bool own_thread;                 /* run each time on a new thread (per-thread state) */
+	bool recheck;                    /* after each failed run, a clean one on the same
 					* objects passes check(rc, false): not poisoned */
-	void (*setup)(void);           /* not armed: the state one run starts from */
-	int (*run)(void);              /* armed */
+	void (*setup)(void);             /* not armed: the state one run starts from */
+	int (*run)(void);                /* armed */
 	void (*check)(int rc, bool hit); /* not armed: the outcome is clean */
-	void (*teardown)(void);        /* not armed: frees what setup and run made */
+	void (*teardown)(void);          /* not armed: frees what setup and run made */
 };
 
-static char base[64];                      /* the suite's scratch directory */
-static volatile const char *cur_name = "";  /* the operation running */
-static volatile long cur_n;                 /* the allocation that fails in this run */
+static char base[64];                            /* the suite's scratch directory */
+static volatile const char *cur_name = "";       /* the operation running */
+static volatile long cur_n;                      /* the allocation that fails in this run */
 static int saved_stderr = -1, saved_stdout = -1; /* while quiet() */
 
 /* On a crash, says which operation and which failed allocation. */
@@ -144,15 +144,17 @@ static void torture(const struct torture *t)
 	t->teardown();
 	ERR_clear_error();
 	base_blocks = fi_outstanding();
-	step = total <= TORTURE_FULL || all ? 1
-					     : (total - TORTURE_FULL) / (TORTURE_RUNS - TORTURE_FULL) + 1;
+	step = total <= TORTURE_FULL || all
+		       ? 1
+		       : (total - TORTURE_FULL) / (TORTURE_RUNS - TORTURE_FULL) + 1;
 	for (n = 1;; n += n < TORTURE_FULL ? 1 : step) {
 		long left;
 		cur_n = n;
 		t->setup();
 		rc = armed(t, n, &count, &hit);
 		if (getenv("TORTURE_DEBUG"))
-			fprintf(stderr, "%s: n=%ld: %ld allocations, rc %d\n", t->name, n, count, rc);
+			fprintf(stderr, "%s: n=%ld: %ld allocations, rc %d\n", t->name, n, count,
+				rc);
 		ck_assert_msg(hit || rc == 0, "%s: allocation %ld: fails without injection: %d",
 			      t->name, n, rc);
 		t->check(rc, hit);

@@ -76,6 +76,7 @@ out:
 }
 
 /* unit_main() for a static char base[] array of the suite. */
-#define UNIT_MAIN(suite, name, base, prepare) unit_main((suite), (name), (base), sizeof(base), (prepare))
+#define UNIT_MAIN(suite, name, base, prepare) \
+	unit_main((suite), (name), (base), sizeof(base), (prepare))
 
 #endif

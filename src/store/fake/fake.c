@@ -38,8 +38,8 @@
 
 /* Lifecycle. */
 
-static int fake_open(const char *target, long busy_timeout_ms, struct store_db **out,
-		     char *errbuf, size_t errlen)
+static int fake_open(const char *target, long busy_timeout_ms, struct store_db **out, char *errbuf,
+		     size_t errlen)
 {
 	struct store_db *db = calloc(1, sizeof(*db));
 
@@ -76,12 +76,10 @@ static int fake_ping(struct store_db *db, long timeout_ms)
 }
 
 /* The schema is the structs: migrating only records the version in force. */
-static int fake_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf,
-			size_t errlen)
+static int fake_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen)
 {
-	int latest = store_migration_count
-			     ? store_migrations[store_migration_count - 1].version
-			     : 0;
+	int latest = store_migration_count ? store_migrations[store_migration_count - 1].version
+					   : 0;
 
 	(void)errbuf;
 	(void)errlen;
@@ -178,7 +176,8 @@ static int fake_user_get(struct store_db *db, enum store_user_key by, const char
 			 struct store_user *out)
 {
 	const struct fstate *s = fake_read(db);
-	const struct fuser *r = by == STORE_BY_NAME ? fake_user_by_name(s, key) : fake_user_find(s, key);
+	const struct fuser *r = by == STORE_BY_NAME ? fake_user_by_name(s, key)
+						    : fake_user_find(s, key);
 	int rc = TOKEND_ENOTFOUND;
 
 	if (r != NULL) {
@@ -299,7 +298,6 @@ static int by_username(const void *a, const void *b)
 {
 	return strcmp(((const struct fuser *)a)->u.username, ((const struct fuser *)b)->u.username);
 }
-
 
 static int fake_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg),
 			  void *arg)
@@ -522,7 +520,8 @@ static int fake_sessions_end(struct store_tx *tx, const char *sid, const char *u
 	}
 	for (size_t i = 0; rc == 0 && i < NROWS(s, T_SESSIONS); i++) {
 		struct fsession *se = ROW(s, T_SESSIONS, struct fsession, i);
-		if (se->revoked || !fake_eq(se->user, user_uuid) || (sid != NULL && !fake_eq(se->id, sid)))
+		if (se->revoked || !fake_eq(se->user, user_uuid) ||
+		    (sid != NULL && !fake_eq(se->id, sid)))
 			continue;
 		se->revoked = true;
 		se->revoked_at = now;

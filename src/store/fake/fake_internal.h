@@ -159,8 +159,7 @@ int fake_api_version(struct store_db *db, const char *team_uuid, const char *use
 		     bool *member, int64_t *version);
 int fake_api_list(struct store_db *db, const char *user_uuid, const char *team_uuid, int64_t now,
 		  int (*fn)(const struct store_api_token *t, void *arg), void *arg);
-int fake_api_by_digest(struct store_db *db, const unsigned char digest[32],
-		       char jti[UUID_STR_LEN]);
+int fake_api_by_digest(struct store_db *db, const unsigned char digest[32], char jti[UUID_STR_LEN]);
 int fake_api_delete(struct store_tx *tx, const char *jti, const char *user_uuid,
 		    const char *team_uuid, int64_t now, long *deleted);
 int fake_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *team_uuid);

@@ -14,14 +14,10 @@
 #include "tokend/util.h"
 
 static const size_t row_size[T_N] = {
-	[T_USERS] = sizeof(struct fuser),
-	[T_TEAMS] = sizeof(struct fteam),
-	[T_MEMBERS] = sizeof(struct fmember),
-	[T_SESSIONS] = sizeof(struct fsession),
-	[T_REFRESH] = sizeof(struct frefresh),
-	[T_API] = sizeof(struct store_api_token),
-	[T_VERSIONS] = sizeof(struct fversion),
-	[T_ENDS] = sizeof(struct fend),
+	[T_USERS] = sizeof(struct fuser),       [T_TEAMS] = sizeof(struct fteam),
+	[T_MEMBERS] = sizeof(struct fmember),   [T_SESSIONS] = sizeof(struct fsession),
+	[T_REFRESH] = sizeof(struct frefresh),  [T_API] = sizeof(struct store_api_token),
+	[T_VERSIONS] = sizeof(struct fversion), [T_ENDS] = sizeof(struct fend),
 };
 
 /* A zeroed new row at the end of table tab, or NULL (out of memory). */
@@ -224,7 +220,6 @@ int fake_refresh_del_row(struct fstate *s, size_t i)
 			return fake_session_del_row(s, j, util_now());
 	return 0;
 }
-
 
 /* Copies table tab of the last commit, sorted by cmp: callbacks run unlocked. */
 void *fake_snapshot(struct store_db *db, int tab, int (*cmp)(const void *, const void *), size_t *n)

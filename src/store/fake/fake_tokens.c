@@ -124,7 +124,8 @@ int fake_api_add(struct store_tx *tx, const struct store_api_token *t)
 
 	for (size_t i = 0; i < NROWS(s, T_API); i++) {
 		row = ROW(s, T_API, struct store_api_token, i);
-		if (fake_eq(row->jti, t->jti) || memcmp(row->digest, t->digest, sizeof(t->digest)) == 0)
+		if (fake_eq(row->jti, t->jti) ||
+		    memcmp(row->digest, t->digest, sizeof(t->digest)) == 0)
 			return TOKEND_EEXISTS;
 	}
 	if (fake_user_find(s, t->user_uuid) == NULL || fake_team_find(s, t->team_uuid) == NULL)
@@ -234,7 +235,8 @@ int fake_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *
 
 	for (size_t i = 0; rc == 0 && i < NROWS(s, T_API);) {
 		const struct store_api_token *t = ROW(s, T_API, struct store_api_token, i);
-		if (fake_eq(t->user_uuid, user_uuid) && (team_uuid == NULL || fake_eq(t->team_uuid, team_uuid)))
+		if (fake_eq(t->user_uuid, user_uuid) &&
+		    (team_uuid == NULL || fake_eq(t->team_uuid, team_uuid)))
 			rc = fake_api_del_row(s, i);
 		else
 			i++;
@@ -251,7 +253,8 @@ int fake_api_live(struct store_db *db, const char *jti, const char *user_uuid,
 	*live = false;
 	for (size_t i = 0; i < NROWS(s, T_API); i++) {
 		const struct store_api_token *t = ROW(s, T_API, struct store_api_token, i);
-		if (fake_eq(t->jti, jti) && fake_eq(t->user_uuid, user_uuid) && fake_eq(t->team_uuid, team_uuid))
+		if (fake_eq(t->jti, jti) && fake_eq(t->user_uuid, user_uuid) &&
+		    fake_eq(t->team_uuid, team_uuid))
 			*live = u != NULL && u->u.is_active &&
 				fake_member_find(s, team_uuid, user_uuid) != NULL;
 	}
@@ -277,8 +280,8 @@ int fake_purge(struct store_tx *tx, enum store_purge_table table, int64_t before
 		return TOKEND_EINVAL;
 	for (size_t i = 0; rc == 0 && i < NROWS(s, tab) && (limit < 0 || n < limit);) {
 		int64_t due = tab == T_REFRESH ? ROW(s, T_REFRESH, struct frefresh, i)->r.expires_at
-			      : tab == T_API   ? ROW(s, T_API, struct store_api_token, i)->expires_at
-					       : ROW(s, T_ENDS, struct fend, i)->ended_at;
+			      : tab == T_API ? ROW(s, T_API, struct store_api_token, i)->expires_at
+					     : ROW(s, T_ENDS, struct fend, i)->ended_at;
 		if (due > before) {
 			i++;
 			continue;

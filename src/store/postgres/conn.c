@@ -113,8 +113,8 @@ int store_pg_error(struct store_pg_conn *c, const PGresult *r, const char *what)
 		c->broken = true;
 		store_pg_where(c->pg, where, sizeof(where));
 		log_line(msg ? msg : PQerrorMessage(c->pg), line, sizeof(line));
-		log_error("store: %s: %s: connection lost (reconnecting at the next call): %s", what,
-			  where, line);
+		log_error("store: %s: %s: connection lost (reconnecting at the next call): %s",
+			  what, where, line);
 		metrics_store_error();
 		return TOKEND_EDB;
 	}
@@ -167,8 +167,8 @@ static int not_text(struct store_pg_conn *c, const struct store_pg_stmt *s, PGre
 	return *res != NULL ? 0 : TOKEND_ENOMEM;
 }
 
-int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s,
-		 const char *const *params, const int *lens, PGresult **res)
+int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
+		 const int *lens, PGresult **res)
 {
 	int formats[16] = {0};
 	char name[16];
@@ -230,8 +230,8 @@ int store_pg_change1(struct store_pg_conn *c, const struct store_pg_stmt *s,
 	return rc;
 }
 
-int store_pg_int(struct store_pg_conn *c, const struct store_pg_stmt *s,
-		 const char *const *params, bool *found, int64_t *v)
+int store_pg_int(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
+		 bool *found, int64_t *v)
 {
 	PGresult *r;
 	int rc = store_pg_run(c, s, params, NULL, &r);
@@ -281,7 +281,7 @@ static int conn_setup(struct store_pg_conn *c)
 				  "set_config('statement_timeout', $2, false)";
 	long lock_ms = c->db->busy_timeout_ms > 0 ? c->db->busy_timeout_ms : 1;
 	long stmt_ms = lock_ms + 1000 > PG_STATEMENT_TIMEOUT_MS ? lock_ms + 1000
-								 : PG_STATEMENT_TIMEOUT_MS;
+								: PG_STATEMENT_TIMEOUT_MS;
 	char a[PG_I64_LEN], b[PG_I64_LEN];
 	const char *params[] = {store_pg_i64(a, lock_ms), store_pg_i64(b, stmt_ms)};
 	PGresult *r = PQexecParams(c->pg, sql, 2, NULL, params, NULL, NULL, 0);
@@ -303,10 +303,20 @@ static int conn_setup(struct store_pg_conn *c)
 static int conn_connect(struct store_db *db, struct store_pg_conn **out, char *errbuf,
 			size_t errlen)
 {
-	const char *const keys[] = {"connect_timeout", "tcp_user_timeout", "keepalives_idle",
-				    "client_encoding", "fallback_application_name", "dbname", NULL};
-	const char *const vals[] = {PG_CONNECT_TIMEOUT_S, PG_TCP_USER_TIMEOUT_MS, "30", "UTF8",
-				    "tokend", db->target, NULL};
+	const char *const keys[] = {"connect_timeout",
+				    "tcp_user_timeout",
+				    "keepalives_idle",
+				    "client_encoding",
+				    "fallback_application_name",
+				    "dbname",
+				    NULL};
+	const char *const vals[] = {PG_CONNECT_TIMEOUT_S,
+				    PG_TCP_USER_TIMEOUT_MS,
+				    "30",
+				    "UTF8",
+				    "tokend",
+				    db->target,
+				    NULL};
 	struct store_pg_conn *c = calloc(1, sizeof(*c));
 	char where[160], line[320];
 
@@ -432,8 +442,8 @@ struct store_pg_conn *store_pg_tx_conn(struct store_tx *tx)
 	return c->broken ? NULL : c;
 }
 
-int store_pg_open(const char *target, long busy_timeout_ms, struct store_db **out,
-		  char *errbuf, size_t errlen)
+int store_pg_open(const char *target, long busy_timeout_ms, struct store_db **out, char *errbuf,
+		  size_t errlen)
 {
 	struct store_db *db = calloc(1, sizeof(*db));
 	struct store_pg_conn *c;

@@ -140,8 +140,7 @@ static int apply(struct store_pg_conn *c, const struct store_migration *m, char 
 	return rc;
 }
 
-int store_pg_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf,
-		     size_t errlen)
+int store_pg_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
 	int latest = store_pg_migration_count
@@ -173,8 +172,8 @@ int store_pg_migrate(struct store_db *db, int *version, bool *fresh, char *errbu
 
 			store_pg_where(c->pg, where, sizeof(where));
 			snprintf(errbuf, errlen,
-				 "%s: schema version %d is newer than this tokend knows (%d)", where,
-				 v, latest);
+				 "%s: schema version %d is newer than this tokend knows (%d)",
+				 where, v, latest);
 			return end(c, TOKEND_EDB, errbuf, errlen);
 		}
 		/* Re-read under the lock: another instance may have applied some. */

@@ -83,10 +83,10 @@ enum store_pg_stmt_id {
 /* One prepared statement: its id, its SQL ($1..$n, all text but those in binary). */
 struct store_pg_stmt {
 	enum store_pg_stmt_id id;
-	const char *what;  /* the op's name, for the log */
+	const char *what; /* the op's name, for the log */
 	const char *sql;
 	int nparams;
-	unsigned binary;   /* bit i set: parameter i+1 is bytes (BYTEA), sent in binary */
+	unsigned binary; /* bit i set: parameter i+1 is bytes (BYTEA), sent in binary */
 };
 
 struct store_pg_conn;
@@ -102,17 +102,17 @@ struct store_pg_conn {
 	struct store_db *db;
 	struct store_pg_conn *next; /* db->conns */
 	struct store_tx tx;
-	bool broken;  /* a connection error was seen: the next store_pg_conn() reconnects */
-	bool in_tx;   /* between write_begin and write_end */
-	bool failed;  /* a statement of the open transaction failed: it cannot commit */
+	bool broken; /* a connection error was seen: the next store_pg_conn() reconnects */
+	bool in_tx;  /* between write_begin and write_end */
+	bool failed; /* a statement of the open transaction failed: it cannot commit */
 	bool prepared[PG_STMT_COUNT];
 };
 
 struct store_db {
-	char *target;          /* as given to open: may hold a password, never logged */
-	long busy_timeout_ms;  /* lock_timeout of every connection */
-	pthread_key_t key;     /* the calling thread's struct store_pg_conn */
-	pthread_mutex_t lock;  /* guards conns */
+	char *target;         /* as given to open: may hold a password, never logged */
+	long busy_timeout_ms; /* lock_timeout of every connection */
+	pthread_key_t key;    /* the calling thread's struct store_pg_conn */
+	pthread_mutex_t lock; /* guards conns */
 	struct store_pg_conn *conns;
 	/* After a failed connection: no thread tries again before this (monotonic ms). */
 	_Atomic int64_t down_until_ms;
@@ -143,8 +143,8 @@ struct store_pg_conn *store_pg_tx_conn(struct store_tx *tx);
  * statement timeout), else TOKEND_EDB, logged with s->what and counted; a
  * connection error marks c broken. Any error fails an open transaction.
  */
-int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s,
-		 const char *const *params, const int *lens, PGresult **res);
+int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
+		 const int *lens, PGresult **res);
 
 /* As store_pg_run; *changed = the rows the command touched. */
 int store_pg_change(struct store_pg_conn *c, const struct store_pg_stmt *s,
@@ -155,8 +155,8 @@ int store_pg_change1(struct store_pg_conn *c, const struct store_pg_stmt *s,
 		     const char *const *params);
 
 /* Runs a statement of one row and one column read as an integer; *found = a row came. */
-int store_pg_int(struct store_pg_conn *c, const struct store_pg_stmt *s,
-		 const char *const *params, bool *found, int64_t *v);
+int store_pg_int(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
+		 bool *found, int64_t *v);
 
 /* Maps a failed result (or NULL) on c to an error code; logs, counts, marks broken. */
 int store_pg_error(struct store_pg_conn *c, const PGresult *r, const char *what);
@@ -173,8 +173,8 @@ static inline bool store_pg_null(const PGresult *r, int row, int col)
 void store_pg_where(PGconn *pg, char *out, size_t outlen);
 
 /* conn.c */
-int store_pg_open(const char *target, long busy_timeout_ms, struct store_db **out,
-		  char *errbuf, size_t errlen);
+int store_pg_open(const char *target, long busy_timeout_ms, struct store_db **out, char *errbuf,
+		  size_t errlen);
 void store_pg_close(struct store_db *db);
 int store_pg_ping(struct store_db *db, long timeout_ms);
 const char *store_pg_local_path(struct store_db *db);
@@ -186,8 +186,7 @@ int store_pg_write_begin(struct store_db *db, struct store_tx **tx);
 int store_pg_write_end(struct store_tx *tx, int rc);
 
 /* migrate.c */
-int store_pg_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf,
-		     size_t errlen);
+int store_pg_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen);
 
 /* users.c */
 int store_pg_user_add(struct store_tx *tx, const struct store_user *u);
@@ -218,20 +217,17 @@ int store_pg_session_add(struct store_tx *tx, const char *sid, const char *user_
 int store_pg_session_state(struct store_db *db, const char *sid, const char *user_uuid,
 			   enum store_session *state);
 int store_pg_session_ended(struct store_db *db, const char *sid, bool *ended);
-int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid,
-			  int64_t now, long *ended);
+int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
+			  long *ended);
 int store_pg_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,
 				void *arg);
 
 /* tokens.c */
 int store_pg_refresh_add(struct store_tx *tx, const struct store_refresh *r);
-int store_pg_refresh_state(struct store_tx *tx, const char *jti,
-			   struct store_refresh_state *out);
+int store_pg_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out);
 int store_pg_refresh_row(struct store_tx *tx, const char *jti, struct store_refresh *out);
-int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now,
-			 const char *next_jti);
-int store_pg_refresh_live(struct store_db *db, const char *jti, const char *user_uuid,
-			  bool *live);
+int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti);
+int store_pg_refresh_live(struct store_db *db, const char *jti, const char *user_uuid, bool *live);
 int store_pg_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid,
 		       int64_t now, long *count);
 int store_pg_api_add(struct store_tx *tx, const struct store_api_token *t);
@@ -249,7 +245,7 @@ int store_pg_api_live(struct store_db *db, const char *jti, const char *user_uui
 		      const char *team_uuid, bool *live);
 int store_pg_purge(struct store_tx *tx, enum store_purge_table t, int64_t before, long limit,
 		   long *deleted);
-int store_pg_key_in_use(struct store_db *db, const char *kid, int64_t now,
-			long access_lifetime, bool *in_use);
+int store_pg_key_in_use(struct store_db *db, const char *kid, int64_t now, long access_lifetime,
+			bool *in_use);
 
 #endif

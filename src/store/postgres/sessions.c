@@ -107,8 +107,8 @@ int store_pg_session_ended(struct store_db *db, const char *sid, bool *ended)
 	return 0;
 }
 
-int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid,
-			  int64_t now, long *ended)
+int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
+			  long *ended)
 {
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	char at[PG_I64_LEN];

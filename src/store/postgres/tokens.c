@@ -87,9 +87,9 @@ static const struct store_pg_stmt api_list = {
 	"FROM api_tokens WHERE user_uuid = $1 AND team_uuid = $2 AND expires_at > $3 "
 	"ORDER BY issued_at DESC, seq DESC",
 	3, 0};
-static const struct store_pg_stmt api_by_digest = {
-	PG_API_BY_DIGEST, "api by digest", "SELECT jti FROM api_tokens WHERE digest = $1", 1,
-	1u << 0};
+static const struct store_pg_stmt api_by_digest = {PG_API_BY_DIGEST, "api by digest",
+						   "SELECT jti FROM api_tokens WHERE digest = $1",
+						   1, 1u << 0};
 static const struct store_pg_stmt api_delete = {
 	PG_API_DELETE, "api delete",
 	"DELETE FROM api_tokens "
@@ -98,9 +98,9 @@ static const struct store_pg_stmt api_delete = {
 static const struct store_pg_stmt api_delete_member = {
 	PG_API_DELETE_MEMBER, "member tokens delete",
 	"DELETE FROM api_tokens WHERE user_uuid = $1 AND team_uuid = $2", 2, 0};
-static const struct store_pg_stmt api_delete_user = {
-	PG_API_DELETE_USER, "user tokens delete", "DELETE FROM api_tokens WHERE user_uuid = $1",
-	1, 0};
+static const struct store_pg_stmt api_delete_user = {PG_API_DELETE_USER, "user tokens delete",
+						     "DELETE FROM api_tokens WHERE user_uuid = $1",
+						     1, 0};
 static const struct store_pg_stmt api_live = {
 	PG_API_LIVE, "api live",
 	"SELECT 1 FROM api_tokens a "
@@ -163,8 +163,7 @@ int store_pg_refresh_add(struct store_tx *tx, const struct store_refresh *r)
 	return c ? store_pg_run(c, &refresh_add, params, NULL, NULL) : TOKEND_EDB;
 }
 
-int store_pg_refresh_state(struct store_tx *tx, const char *jti,
-			   struct store_refresh_state *out)
+int store_pg_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out)
 {
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	const char *params[] = {jti};
@@ -223,8 +222,7 @@ int store_pg_refresh_row(struct store_tx *tx, const char *jti, struct store_refr
 	return rc;
 }
 
-int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now,
-			 const char *next_jti)
+int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti)
 {
 	struct store_pg_conn *c = store_pg_tx_conn(tx);
 	char at[PG_I64_LEN];
@@ -234,8 +232,8 @@ int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now,
 }
 
 /* Runs an existence query s on the thread's connection: *found = it returned a row. */
-static int exists(struct store_db *db, const struct store_pg_stmt *s,
-		  const char *const *params, bool *found)
+static int exists(struct store_db *db, const struct store_pg_stmt *s, const char *const *params,
+		  bool *found)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
 	int64_t v;
@@ -246,8 +244,7 @@ static int exists(struct store_db *db, const struct store_pg_stmt *s,
 	return store_pg_int(c, s, params, found, &v);
 }
 
-int store_pg_refresh_live(struct store_db *db, const char *jti, const char *user_uuid,
-			  bool *live)
+int store_pg_refresh_live(struct store_db *db, const char *jti, const char *user_uuid, bool *live)
 {
 	const char *params[] = {jti, user_uuid};
 
@@ -308,8 +305,7 @@ int store_pg_api_version(struct store_db *db, const char *team_uuid, const char 
 }
 
 int store_pg_api_list(struct store_db *db, const char *user_uuid, const char *team_uuid,
-		      int64_t now, int (*fn)(const struct store_api_token *t, void *arg),
-		      void *arg)
+		      int64_t now, int (*fn)(const struct store_api_token *t, void *arg), void *arg)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
 	char at[PG_I64_LEN];
@@ -387,8 +383,8 @@ int store_pg_api_delete_all(struct store_tx *tx, const char *user_uuid, const ch
 
 	if (c == NULL)
 		return TOKEND_EDB;
-	return store_pg_change(c, team_uuid ? &api_delete_member : &api_delete_user, params,
-			       NULL, &n);
+	return store_pg_change(c, team_uuid ? &api_delete_member : &api_delete_user, params, NULL,
+			       &n);
 }
 
 int store_pg_api_live(struct store_db *db, const char *jti, const char *user_uuid,
@@ -427,8 +423,8 @@ int store_pg_purge(struct store_tx *tx, enum store_purge_table t, int64_t before
 	return rc;
 }
 
-int store_pg_key_in_use(struct store_db *db, const char *kid, int64_t now,
-			long access_lifetime, bool *in_use)
+int store_pg_key_in_use(struct store_db *db, const char *kid, int64_t now, long access_lifetime,
+			bool *in_use)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
 	char n[PG_I64_LEN], a[PG_I64_LEN];

@@ -28,13 +28,15 @@ static const struct store_pg_stmt user_by_uuid = {
 	"SELECT uuid, username, '', is_active, created_at, coalesce(last_login, 0) "
 	"FROM users WHERE uuid = $1",
 	1, 0};
-static const struct store_pg_stmt user_uuid_of = {
-	PG_USER_UUID, "user uuid", "SELECT uuid FROM users WHERE username = $1", 1, 0};
-static const struct store_pg_stmt user_set_pw = {
-	PG_USER_SET_PW, "user passwd", "UPDATE users SET password = $2 WHERE uuid = $1", 2, 0};
+static const struct store_pg_stmt user_uuid_of = {PG_USER_UUID, "user uuid",
+						  "SELECT uuid FROM users WHERE username = $1", 1,
+						  0};
+static const struct store_pg_stmt user_set_pw = {PG_USER_SET_PW, "user passwd",
+						 "UPDATE users SET password = $2 WHERE uuid = $1",
+						 2, 0};
 static const struct store_pg_stmt user_set_active = {
-	PG_USER_SET_ACTIVE, "user set active", "UPDATE users SET is_active = $2 WHERE uuid = $1",
-	2, 0};
+	PG_USER_SET_ACTIVE, "user set active", "UPDATE users SET is_active = $2 WHERE uuid = $1", 2,
+	0};
 /* 0 rows: the user was disabled or deleted while the login hashed. */
 static const struct store_pg_stmt user_touch = {
 	PG_USER_TOUCH, "login touch",
@@ -54,10 +56,10 @@ static const struct store_pg_stmt user_lock_sessions = {
 static const struct store_pg_stmt user_lock_members = {
 	PG_USER_LOCK_MEMBERS, "user delete",
 	"SELECT 1 FROM team_members WHERE user_uuid = $1 ORDER BY team_uuid FOR UPDATE", 1, 0};
-static const struct store_pg_stmt user_delete = {
-	PG_USER_DELETE, "user delete", "DELETE FROM users WHERE uuid = $1", 1, 0};
-static const struct store_pg_stmt user_count = {
-	PG_USER_COUNT, "user count", "SELECT count(*) FROM users", 0, 0};
+static const struct store_pg_stmt user_delete = {PG_USER_DELETE, "user delete",
+						 "DELETE FROM users WHERE uuid = $1", 1, 0};
+static const struct store_pg_stmt user_count = {PG_USER_COUNT, "user count",
+						"SELECT count(*) FROM users", 0, 0};
 static const struct store_pg_stmt user_list = {
 	PG_USER_LIST, "user list",
 	"SELECT uuid, username, '', is_active, created_at, coalesce(last_login, 0) "
@@ -128,8 +130,7 @@ int store_pg_user_get(struct store_db *db, enum store_user_key by, const char *k
 
 	if (c == NULL)
 		return TOKEND_EDB;
-	rc = store_pg_run(c, by == STORE_BY_NAME ? &user_by_name : &user_by_uuid, params, NULL,
-			  &r);
+	rc = store_pg_run(c, by == STORE_BY_NAME ? &user_by_name : &user_by_uuid, params, NULL, &r);
 	if (rc != 0)
 		return rc;
 	if (PQntuples(r) == 0) {

@@ -111,8 +111,8 @@ sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id, const char *sql)
 	sqlite3_stmt *s = c->stmts[id];
 
 	if (s == NULL) {
-		if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
-				       NULL) != SQLITE_OK) {
+		if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+		    SQLITE_OK) {
 			log_error("store: prepare: %s", sqlite3_errmsg(c->db));
 			metrics_store_error();
 			return NULL;
@@ -291,8 +291,7 @@ int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what)
 	return rc;
 }
 
-int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n,
-		    bool *found)
+int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n, bool *found)
 {
 	int rc;
 

@@ -33,9 +33,8 @@ int sq_migrate(struct store_db *st, int *version, bool *fresh, char *errbuf, siz
 {
 	struct conn *c = store_db_conn(st);
 	int v = 0;
-	int latest = store_migration_count
-			     ? store_migrations[store_migration_count - 1].version
-			     : 0;
+	int latest = store_migration_count ? store_migrations[store_migration_count - 1].version
+					   : 0;
 
 	if (c == NULL || user_version(c, &v) != 0) {
 		snprintf(errbuf, errlen, "%s: cannot read schema version", st->path);
@@ -45,8 +44,8 @@ int sq_migrate(struct store_db *st, int *version, bool *fresh, char *errbuf, siz
 		*fresh = v == 0;
 	if (v > latest) {
 		snprintf(errbuf, errlen,
-			 "%s: schema version %d is newer than this tokend knows (%d)", st->path,
-			 v, latest);
+			 "%s: schema version %d is newer than this tokend knows (%d)", st->path, v,
+			 latest);
 		return TOKEND_EDB;
 	}
 	for (unsigned i = 0; i < store_migration_count; i++) {
@@ -60,7 +59,8 @@ int sq_migrate(struct store_db *st, int *version, bool *fresh, char *errbuf, siz
 			continue;
 		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
 		if (sq_write_begin(st, &tx) != 0) {
-			snprintf(errbuf, errlen, "%s: migration %s: cannot begin", st->path, m->name);
+			snprintf(errbuf, errlen, "%s: migration %s: cannot begin", st->path,
+				 m->name);
 			return TOKEND_EDB;
 		}
 		w = tx->c;
@@ -94,4 +94,3 @@ int sq_migrate(struct store_db *st, int *version, bool *fresh, char *errbuf, siz
 		*version = v;
 	return 0;
 }
-

@@ -35,8 +35,7 @@ static const char *const stmt_sql[S_COUNT] = {
 				 "ORDER BY seq",
 };
 
-int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid,
-		   int64_t created_at)
+int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t created_at)
 {
 	sqlite3_stmt *s = STMT(tx->c, S_SESSION_ADD);
 
@@ -127,8 +126,7 @@ int sq_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid,
 	return rc;
 }
 
-int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,
-			  void *arg)
+int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn, void *arg)
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_SESSION_ENDS_SINCE) : NULL;

@@ -89,9 +89,9 @@ struct store_db {
 	bool ident_known;
 	dev_t dev;
 	ino_t ino;
-	pthread_key_t key;        /* this thread's struct conn */
-	pthread_mutex_t lock;     /* guards conns */
-	struct conn *conns;       /* every open connection */
+	pthread_key_t key;    /* this thread's struct conn */
+	pthread_mutex_t lock; /* guards conns */
+	struct conn *conns;   /* every open connection */
 	/* Held from BEGIN IMMEDIATE to COMMIT/ROLLBACK: this process's writers
 	 * queue here instead of in SQLite's busy handler, which sleeps in
 	 * milliseconds. (One writer is all SQLite runs at a time anyway.) */
@@ -103,16 +103,16 @@ struct store_db {
 	/* Checkpoints (store_sqlite.c, checkpoint_due): copies run on the
 	 * checkpointer thread outside write_lock; the rare pass that lets the
 	 * WAL start over runs under it. */
-	atomic_int wal_frames;      /* the WAL's size after the last commit */
-	int ckpt_mark;              /* wal_frames at the last copy (write_lock) */
-	atomic_bool ckpt_running;   /* a copy is under way */
-	pthread_mutex_t ckpt_lock;  /* guards ckpt_wanted and ckpt_stop */
+	atomic_int wal_frames;     /* the WAL's size after the last commit */
+	int ckpt_mark;             /* wal_frames at the last copy (write_lock) */
+	atomic_bool ckpt_running;  /* a copy is under way */
+	pthread_mutex_t ckpt_lock; /* guards ckpt_wanted and ckpt_stop */
 	pthread_cond_t ckpt_cond;
 	bool ckpt_wanted, ckpt_stop;
-	bool ckpt_started;          /* the thread runs (write_lock) */
+	bool ckpt_started; /* the thread runs (write_lock) */
 	pthread_t ckpt_thread;
-	struct conn *checkpointer;  /* the thread's connection */
-	struct store_tx tx;         /* write_begin's, under write_lock */
+	struct conn *checkpointer; /* the thread's connection */
+	struct store_tx tx;        /* write_begin's, under write_lock */
 };
 
 /* Opens a connection to st's file; registered ones are closed by store_close. */
@@ -149,8 +149,7 @@ int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
  * Runs statement s with text parameters params[0..n) on c and sets *found
  * to whether it returned a row (an existence check).
  */
-int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n,
-		    bool *found);
+int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n, bool *found);
 
 /* Binds a NUL-terminated string that outlives the statement's step. */
 void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);
@@ -177,48 +176,41 @@ int sq_user_set_active(struct store_tx *tx, const char *uuid, bool active);
 int sq_user_touch_login(struct store_tx *tx, const char *uuid, int64_t now);
 int sq_user_delete(struct store_tx *tx, const char *uuid);
 int sq_user_count(struct store_db *db, long *count);
-int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg),
-		 void *arg);
+int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg), void *arg);
 int sq_team_add(struct store_tx *tx, const struct store_team *t);
-int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref,
-		struct store_team *out);
-int sq_team_list(struct store_db *db, int (*fn)(const struct store_team *t, void *arg),
-		 void *arg);
+int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref, struct store_team *out);
+int sq_team_list(struct store_db *db, int (*fn)(const struct store_team *t, void *arg), void *arg);
 int sq_member_set(struct store_tx *tx, const char *team_uuid, const char *user_uuid,
 		  const char *role);
 int sq_member_remove(struct store_tx *tx, const char *team_uuid, const char *user_uuid);
-int sq_member_is(struct store_db *db, const char *team_uuid, const char *user_uuid,
-		 bool *member);
+int sq_member_is(struct store_db *db, const char *team_uuid, const char *user_uuid, bool *member);
 /* sessions.c */
-int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid,
-		   int64_t created_at);
+int sq_session_add(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t created_at);
 int sq_session_state(struct store_db *db, const char *sid, const char *user_uuid,
 		     enum store_session *state);
 int sq_session_ended(struct store_db *db, const char *sid, bool *ended);
 int sq_sessions_end(struct store_tx *tx, const char *sid, const char *user_uuid, int64_t now,
 		    long *ended);
-int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn,
-			  void *arg);
+int sq_session_ends_since(struct store_db *db, int64_t after, store_session_end_fn fn, void *arg);
 /* tokens.c */
 int sq_refresh_add(struct store_tx *tx, const struct store_refresh *r);
 int sq_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out);
 int sq_refresh_row(struct store_tx *tx, const char *jti, struct store_refresh *out);
 int sq_refresh_use(struct store_tx *tx, const char *jti, int64_t now, const char *next_jti);
 int sq_refresh_live(struct store_db *db, const char *jti, const char *user_uuid, bool *live);
-int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid,
-		 int64_t now, long *count);
+int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid, int64_t now,
+		 long *count);
 int sq_api_add(struct store_tx *tx, const struct store_api_token *t);
-int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid,
-		   bool *member, int64_t *version);
+int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid, bool *member,
+		   int64_t *version);
 int sq_api_list(struct store_db *db, const char *user_uuid, const char *team_uuid, int64_t now,
 		int (*fn)(const struct store_api_token *t, void *arg), void *arg);
-int sq_api_by_digest(struct store_db *db, const unsigned char digest[32],
-		     char jti[UUID_STR_LEN]);
+int sq_api_by_digest(struct store_db *db, const unsigned char digest[32], char jti[UUID_STR_LEN]);
 int sq_api_delete(struct store_tx *tx, const char *jti, const char *user_uuid,
 		  const char *team_uuid, int64_t now, long *deleted);
 int sq_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *team_uuid);
-int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid,
-		const char *team_uuid, bool *live);
+int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid, const char *team_uuid,
+		bool *live);
 int sq_purge(struct store_tx *tx, enum store_purge_table t, int64_t before, long limit,
 	     long *deleted);
 int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access_lifetime,

@@ -201,8 +201,8 @@ int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access
 	return rc == SQLITE_ROW ? 0 : store_db_error(c, "key in use");
 }
 
-int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid,
-		 int64_t now, long *count)
+int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid, int64_t now,
+		 long *count)
 {
 	sqlite3_stmt *s = STMT(tx->c, S_API_COUNT);
 	int rc;
@@ -237,8 +237,8 @@ int sq_api_add(struct store_tx *tx, const struct store_api_token *t)
 	return store_db_exec(tx->c, s, "api add");
 }
 
-int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid,
-		   bool *member, int64_t *version)
+int sq_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid, bool *member,
+		   int64_t *version)
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_API_VERSION) : NULL;
@@ -291,8 +291,7 @@ int sq_api_list(struct store_db *db, const char *user_uuid, const char *team_uui
 	return rc == SQLITE_DONE ? 0 : store_db_error(c, "api list");
 }
 
-int sq_api_by_digest(struct store_db *db, const unsigned char digest[32],
-		     char jti[UUID_STR_LEN])
+int sq_api_by_digest(struct store_db *db, const unsigned char digest[32], char jti[UUID_STR_LEN])
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_API_BY_DIGEST) : NULL;
@@ -343,8 +342,8 @@ int sq_api_delete_all(struct store_tx *tx, const char *user_uuid, const char *te
 	return store_db_exec(tx->c, s, "api delete all");
 }
 
-int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid,
-		const char *team_uuid, bool *live)
+int sq_api_live(struct store_db *db, const char *jti, const char *user_uuid, const char *team_uuid,
+		bool *live)
 {
 	const char *params[] = {jti, user_uuid, team_uuid};
 	struct conn *c = store_db_conn(db);

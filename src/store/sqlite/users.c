@@ -162,8 +162,7 @@ int sq_user_count(struct store_db *db, long *count)
 	return rc == SQLITE_ROW ? 0 : store_db_error(c, "user count");
 }
 
-int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg),
-		 void *arg)
+int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg), void *arg)
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_USER_LIST) : NULL;
@@ -204,8 +203,7 @@ static void team_from_row(sqlite3_stmt *s, struct store_team *t)
 	t->members = (long)sqlite3_column_int64(s, 3);
 }
 
-int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref,
-		struct store_team *out)
+int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref, struct store_team *out)
 {
 	struct conn *c = tx != NULL ? tx->c : store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_TEAM_GET) : NULL;
@@ -223,8 +221,7 @@ int sq_team_get(struct store_db *db, struct store_tx *tx, const char *ref,
 	return rc == SQLITE_DONE ? TOKEND_ENOTFOUND : store_db_error(c, "team get");
 }
 
-int sq_team_list(struct store_db *db, int (*fn)(const struct store_team *t, void *arg),
-		 void *arg)
+int sq_team_list(struct store_db *db, int (*fn)(const struct store_team *t, void *arg), void *arg)
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_TEAM_LIST) : NULL;
@@ -263,8 +260,7 @@ int sq_member_remove(struct store_tx *tx, const char *team_uuid, const char *use
 	return change2(tx, S_MEMBER_REMOVE, team_uuid, user_uuid, "member remove");
 }
 
-int sq_member_is(struct store_db *db, const char *team_uuid, const char *user_uuid,
-		 bool *member)
+int sq_member_is(struct store_db *db, const char *team_uuid, const char *user_uuid, bool *member)
 {
 	const char *params[] = {team_uuid, user_uuid};
 	struct conn *c = store_db_conn(db);

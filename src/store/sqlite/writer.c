@@ -224,7 +224,7 @@ static int ping_exec(struct conn *c, const char *sql, long timeout_ms, long rest
 	if (rc == SQLITE_OK)
 		return 0;
 	return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? TOKEND_EBUSY
-									 : TOKEND_EDB;
+									  : TOKEND_EDB;
 }
 
 int sq_ping(struct store_db *st, long timeout_ms)
@@ -258,4 +258,3 @@ out:
 		metrics_store_error();
 	return rc;
 }
-
