@@ -7,7 +7,7 @@ PYTHON      ?= /usr/bin/python3
 CMAKE_FLAGS ?=
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test test-unit test-api test-pg test-asan test-torture fuzz coverage bench clean format check-style
+.PHONY: all deps build run test test-unit test-api test-pg test-asan test-torture run-api run-pg run-asan fuzz coverage bench clean format check-style
 
 all: build
 
@@ -23,17 +23,27 @@ run: build
 	@mkdir -p var
 	$(BUILD)/tokend serve --demo
 
+# The three long parts (the black-box suite on SQLite, the PostgreSQL part,
+# the ASan build and run) go side by side (scripts/parallel): they spend
+# most of their time waiting, and one after the other they took 20 minutes
+# of CI's budget of 15.
 test: build
 	@scripts/check-style
 	@cd $(BUILD) && ctest --output-on-failure -E test_torture
-	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
-	@$(MAKE) --no-print-directory test-pg
 	@JOBS=$(JOBS) fuzz/run $(FUZZ_TEST_SECONDS)
 	@$(MAKE) --no-print-directory test-torture
-	@$(MAKE) --no-print-directory test-asan
+	@$(PYTHON) scripts/parallel \
+		"black-box, SQLite" "$(MAKE) --no-print-directory run-api" \
+		"PostgreSQL" "$(MAKE) --no-print-directory run-pg" \
+		"ASan" "$(MAKE) --no-print-directory run-asan"
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
+	@$(MAKE) --no-print-directory run-asan
+
+# The recipes of test-api, test-pg and test-asan without their dependencies
+# (`make test` builds first, then runs them side by side).
+run-asan:
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTOKEND_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_ASAN) -j $(JOBS) -- --no-print-directory
 	@cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -52,6 +62,9 @@ test-asan: deps
 # 0.4-1.1 s on this machine's shared disk and 40-90 ms in tmpfs (the
 # black-box pass: 48 s instead of 7 s for test_config/cli/login/logout).
 test-pg: build
+	@$(MAKE) --no-print-directory run-pg
+
+run-pg:
 	@base=/tmp; if [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; fi; \
 	d=$$(mktemp -u -d $$base/tokend-pg.XXXXXX); \
 	trap '$(PYTHON) tests/pgtmp.py stop "$$d"' EXIT; trap 'exit 130' INT TERM; \
@@ -73,6 +86,9 @@ test-unit: build
 	@cd $(BUILD) && ctest --output-on-failure
 
 test-api: build
+	@$(MAKE) --no-print-directory run-api
+
+run-api:
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 
 # The benchmark (not part of `make test`): release build, wrk against tokend
