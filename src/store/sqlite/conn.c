@@ -308,6 +308,19 @@ int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, 
 	return 0;
 }
 
+int store_db_int(struct conn *c, sqlite3_stmt *s, const char *what, int64_t *out)
+{
+	int rc;
+
+	if (s == NULL)
+		return TOKEND_EDB;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	store_db_done(s);
+	return rc == SQLITE_ROW ? 0 : store_db_error(c, what);
+}
+
 static const char *sq_local_path(struct store_db *db)
 {
 	return db->path;

@@ -151,6 +151,12 @@ int store_db_exec_changes(struct conn *c, sqlite3_stmt *s, const char *what);
  */
 int store_db_exists(struct conn *c, sqlite3_stmt *s, const char *const *params, int n, bool *found);
 
+/*
+ * Steps bound statement s (NULL: TOKEND_EDB), which returns one row, and
+ * puts its first column in *out; resets s. Errors are logged about what.
+ */
+int store_db_int(struct conn *c, sqlite3_stmt *s, const char *what, int64_t *out);
+
 /* Binds a NUL-terminated string that outlives the statement's step. */
 void store_db_bind_text(sqlite3_stmt *s, int i, const char *v);
 

@@ -187,6 +187,7 @@ int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access
 {
 	struct conn *c = store_db_conn(db);
 	sqlite3_stmt *s = c ? STMT(c, S_KEY_IN_USE) : NULL;
+	int64_t v = 1;
 	int rc;
 
 	if (s == NULL)
@@ -194,17 +195,17 @@ int sq_key_in_use(struct store_db *db, const char *kid, int64_t now, long access
 	store_db_bind_text(s, 1, kid);
 	sqlite3_bind_int64(s, 2, now);
 	sqlite3_bind_int64(s, 3, access_lifetime);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*in_use = sqlite3_column_int(s, 0) != 0;
-	store_db_done(s);
-	return rc == SQLITE_ROW ? 0 : store_db_error(c, "key in use");
+	rc = store_db_int(c, s, "key in use", &v);
+	if (rc == 0)
+		*in_use = v != 0;
+	return rc;
 }
 
 int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uuid, int64_t now,
 		 long *count)
 {
 	sqlite3_stmt *s = STMT(tx->c, S_API_COUNT);
+	int64_t n = 0;
 	int rc;
 
 	if (s == NULL)
@@ -212,11 +213,10 @@ int sq_api_count(struct store_tx *tx, const char *user_uuid, const char *team_uu
 	store_db_bind_text(s, 1, user_uuid);
 	store_db_bind_text(s, 2, team_uuid);
 	sqlite3_bind_int64(s, 3, now);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*count = (long)sqlite3_column_int64(s, 0);
-	store_db_done(s);
-	return rc == SQLITE_ROW ? 0 : store_db_error(tx->c, "api count");
+	rc = store_db_int(tx->c, s, "api count", &n);
+	if (rc == 0)
+		*count = (long)n;
+	return rc;
 }
 
 int sq_api_add(struct store_tx *tx, const struct store_api_token *t)

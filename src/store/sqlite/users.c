@@ -150,16 +150,12 @@ int sq_user_delete(struct store_tx *tx, const char *uuid)
 int sq_user_count(struct store_db *db, long *count)
 {
 	struct conn *c = store_db_conn(db);
-	sqlite3_stmt *s = c ? STMT(c, S_USER_COUNT) : NULL;
-	int rc;
+	int64_t n = 0;
+	int rc = c ? store_db_int(c, STMT(c, S_USER_COUNT), "user count", &n) : TOKEND_EDB;
 
-	if (s == NULL)
-		return TOKEND_EDB;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*count = (long)sqlite3_column_int64(s, 0);
-	store_db_done(s);
-	return rc == SQLITE_ROW ? 0 : store_db_error(c, "user count");
+	if (rc == 0)
+		*count = (long)n;
+	return rc;
 }
 
 int sq_user_list(struct store_db *db, int (*fn)(const struct store_user *u, void *arg), void *arg)
