@@ -34,6 +34,7 @@
 #include "tokend/store.h"
 #include "tokend/util.h"
 #include "unit.h"
+#include "unit_sqlite.h"
 
 #define HASH \
 	"pbkdf2_sha256$1000$saltsaltsaltsaltsaltsa$Ky5++Gmc6m6vqR9JKrz/VeuXzXh64CMJ6d6nEpzLQ7Y="
@@ -239,18 +240,7 @@ static void external(const char *sql)
 
 static long count(const char *sql)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	long n = -1;
-
-	ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return n;
+	return unit_sql_count(dbpath, sql);
 }
 
 static long ends_of(const char *sid)
