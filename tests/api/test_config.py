@@ -6,10 +6,11 @@ import pathlib
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
-from conftest import LOGIN, REPO, child_env, expect_detail, expect_json
+from conftest import HANG, LOGIN, REPO, child_env, expect_detail, expect_json
 
 DEFAULTS = {
     ("server", "listen"): "127.0.0.1:8000",
@@ -376,12 +377,19 @@ def test_every_key_is_documented_in_the_repo_config(factory):
 
 # ---------------------------------------------------------------- HTTP threads
 
-def http_threads(srv):
+def http_threads(srv, expected):
     """libmicrohttpd's threads of the running server: MHD-worker in a pool,
-    MHD-single when there is one."""
+    MHD-single when there is one. Each thread names itself once it runs,
+    which may be after 'listening on' is printed: poll until the count is
+    the expected one, or HANG bounds the wait, and return the last count."""
     tasks = pathlib.Path(f"/proc/{srv.proc.pid}/task")
-    return sum(1 for t in tasks.iterdir()
-               if (t / "comm").read_text().startswith(("MHD-worker", "MHD-single")))
+    deadline = time.monotonic() + HANG
+    while True:
+        count = sum(1 for t in tasks.iterdir()
+                    if (t / "comm").read_text().startswith(("MHD-worker", "MHD-single")))
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -391,10 +399,10 @@ def http_threads(srv):
 def test_server_threads_sets_the_http_thread_pool(factory, value, expected):
     inst = factory()
     srv = inst.start(env={"TOKEND_SERVER_THREADS": value})
-    assert http_threads(srv) == expected
+    assert http_threads(srv, expected) == expected
     assert srv.post("/api/auth/jwt/verify/", data={"token": "x"}).status_code == 401
 
 
 def test_threads_flag_sets_the_http_thread_pool(factory):
     srv = factory().start(serve_args=["--threads", "1"])
-    assert http_threads(srv) == 1
+    assert http_threads(srv, 1) == 1
