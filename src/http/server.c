@@ -1,20 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * This module implements the HTTP server on libmicrohttpd's internal thread
- * pool. It enforces the limits of API.md while reading (header
- * block, body size counted as it arrives; the whole-request deadline and
- * clients gone mid-request are the watchdog's, fed from the connection
- * life cycle here), refuses connections past the limit at accept, names
- * the client (the peer, or behind trusted proxies the address they forward
- * for: forwarded.h) and refuses a client's requests in flight past
- * server.per_client_requests (inflight.h) with 429, gives each request an
- * id (X-Request-Id on every answer and in its access line; a trusted
- * proxy's own when sane), rejects
- * the framing libmicrohttpd 0.9.75 mishandles (Content-Length with Transfer-Encoding, unknown Transfer-Encoding), routes
- * the request, decodes its body and runs its handler inline; a handler
- * with slow work left (a password hash) has it run on the bounded worker
- * pool with the connection suspended. Responses are queued on the second handler call or later, never the
- * first, except to answer bad framing (which closes the connection).
+ * pool. It enforces the limits of API.md while reading (header block; body
+ * size counted as it arrives; the whole-request deadline and clients gone
+ * mid-request are the watchdog's, fed from the connection life cycle here),
+ * refuses connections past the limit at accept, names the client (the peer,
+ * or behind trusted proxies whom they forward for: forwarded.h), answers 429
+ * past server.per_client_requests in flight per client (inflight.h), gives
+ * each request an id (X-Request-Id, also in its access line), rejects the
+ * framing libmicrohttpd 0.9.75 mishandles (framing.h), routes the request,
+ * decodes its body and runs its handler inline. Slow work left by a handler
+ * (a password hash) runs on the bounded worker pool with the connection
+ * suspended. Responses are queued on the second handler call or later,
+ * never the first, except to answer bad framing (which closes the
+ * connection).
  */
 #include "tokend/server.h"
 
