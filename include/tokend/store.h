@@ -14,18 +14,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tokend/password.h"
 #include "tokend/util.h"
 
 #define STORE_NAME_MAX 150 /* usernames and team names, bytes */
 #define STORE_KID_MAX 16   /* key ids, bytes (tokend's are JWTSIGN_KID_LEN hex) */
+/* An encoded password hash, bytes: the store keeps what crypto makes, so
+ * handlers/auth_jwt.c asserts PASSWORD_HASH_MAX fits. */
+#define STORE_HASH_MAX 256
 
 struct store; /* opaque */
 
 struct store_user {
 	char uuid[UUID_STR_LEN];
 	char username[STORE_NAME_MAX + 1];
-	char password[PASSWORD_HASH_MAX + 1]; /* the encoded hash; wiped after use */
+	char password[STORE_HASH_MAX + 1]; /* the encoded hash; wiped after use */
 	bool is_active;
 	int64_t created_at;
 	int64_t last_login; /* 0 = never */

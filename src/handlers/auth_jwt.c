@@ -37,6 +37,9 @@
 #include "tokend/throttle.h"
 #include "tokend/util.h"
 
+/* A user row holds any hash crypto makes or accepts. */
+static_assert(PASSWORD_HASH_MAX <= STORE_HASH_MAX, "store_user.password is too short");
+
 static const char no_account[] = "No active account found with the given credentials";
 
 /*
