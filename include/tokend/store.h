@@ -207,7 +207,12 @@ enum store_session {
 	STORE_SESSION_NO_USER,  /* no such user */
 };
 
-/* What session sid of user_uuid is now (one indexed lookup of each table). */
+/*
+ * What session sid of user_uuid is now (one indexed lookup of each table).
+ * Once store_sessions_watch runs, a session this thread found live is not
+ * looked up again until it ends (the ends in memory tell, as for
+ * store_session_ended).
+ */
 int store_session_state(struct store *st, const char *sid, const char *user_uuid,
 			enum store_session *state);
 
