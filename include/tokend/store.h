@@ -374,7 +374,10 @@ int store_api_token_add(struct store *st, const struct store_api_token *t, const
 /*
  * *member = team_uuid exists and user_uuid belongs to it, and *version is
  * the version of user's tokens in that team: bumped by every change to
- * them, by any process (0 = never had one). One indexed lookup.
+ * them, by any process (0 = never had one). One indexed lookup, or none
+ * where one host writes the database: this thread's last answer for the
+ * pair holds while no process has committed a write since, and for at most
+ * a second (writers outside tokend bump no counter; src/store/listing_memo.c).
  */
 int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
 			    bool *member, int64_t *version);

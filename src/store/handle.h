@@ -53,6 +53,17 @@ void store_ends_close(struct store *st);
 int store_ends_live_known(struct store *st, const char *sid, const char *user_uuid);
 void store_ends_live_remember(struct store *st, const char *sid, const char *user_uuid);
 
+/*
+ * The memo of listing versions (listing_memo.c), per thread: _get gives
+ * what store_api_token_version found for (team, user) if the backend's
+ * commit mark is still the one read before that lookup, and the lookup is
+ * under a second old; _put keeps a lookup's result with that mark.
+ */
+bool store_listing_memo_get(struct store *st, const char *team, const char *user, bool *member,
+			    int64_t *version);
+void store_listing_memo_put(struct store *st, const char *team, const char *user,
+			    const struct store_commit_mark *mark, bool member, int64_t version);
+
 /* After a commit that may have ended a session: other processes reload. */
 void store_ends_bump(struct store *st);
 

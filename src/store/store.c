@@ -629,9 +629,20 @@ int store_api_token_add(struct store *st, const struct store_api_token *t, const
 int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
 			    bool *member, int64_t *version)
 {
+	struct store_commit_mark mark;
+	bool marked;
+	int rc;
+
 	*member = false;
 	*version = 0;
-	return st->be->api_version(st->db, team_uuid, user_uuid, member, version);
+	if (store_listing_memo_get(st, team_uuid, user_uuid, member, version))
+		return 0;
+	/* Read before the lookup: a commit in between only voids the memo. */
+	marked = st->be->commit_mark != NULL && st->be->commit_mark(st->db, &mark);
+	rc = st->be->api_version(st->db, team_uuid, user_uuid, member, version);
+	if (rc == 0 && marked)
+		store_listing_memo_put(st, team_uuid, user_uuid, &mark, *member, *version);
+	return rc;
 }
 
 int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,
