@@ -207,7 +207,12 @@ enum store_session {
 	STORE_SESSION_NO_USER,  /* no such user */
 };
 
-/* What session sid of user_uuid is now (one indexed lookup of each table). */
+/*
+ * What session sid of user_uuid is now (one indexed lookup of each table).
+ * Once store_sessions_watch runs, a session this thread found live is not
+ * looked up again until it ends (the ends in memory tell, as for
+ * store_session_ended).
+ */
 int store_session_state(struct store *st, const char *sid, const char *user_uuid,
 			enum store_session *state);
 
@@ -369,7 +374,10 @@ int store_api_token_add(struct store *st, const struct store_api_token *t, const
 /*
  * *member = team_uuid exists and user_uuid belongs to it, and *version is
  * the version of user's tokens in that team: bumped by every change to
- * them, by any process (0 = never had one). One indexed lookup.
+ * them, by any process (0 = never had one). One indexed lookup, or none
+ * where one host writes the database: this thread's last answer for the
+ * pair holds while no process has committed a write since, and for at most
+ * a second (writers outside tokend bump no counter; src/store/listing_memo.c).
  */
 int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
 			    bool *member, int64_t *version);

@@ -462,77 +462,118 @@ static const char *claims_check(const json_t *p, const struct jwtsign_policy *po
 	return NULL;
 }
 
-/* Copies the n-character string value after `"key":"` in p, or fails. */
-static bool fast_str(const char *p, const char *key, char *out, size_t cap)
-{
-	const char *v = strstr(p, key);
-	const char *end;
+/* A cursor over the decoded payload of the fast path. */
+struct canon {
+	const char *p, *end;
+};
 
-	if (v == NULL)
+/* Consumes the literal s (n bytes) at the cursor. */
+static bool canon_lit(struct canon *c, const char *s, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0)
 		return false;
-	v += strlen(key);
-	end = strchr(v, '"');
-	if (end == NULL || (size_t)(end - v) >= cap)
-		return false;
-	memcpy(out, v, (size_t)(end - v));
-	out[end - v] = '\0';
+	c->p += n;
 	return true;
 }
 
-static bool fast_int(const char *p, const char *key, int64_t *out)
+/* An integer exactly as "%lld" writes it: no '+', no leading zero, no "-0". */
+static bool canon_int(struct canon *c, int64_t *out)
 {
-	const char *v = strstr(p, key);
-	char *end;
+	bool neg = c->p < c->end && *c->p == '-';
+	const char *q = c->p + neg;
+	uint64_t v = 0;
+	size_t digits = 0;
 
-	if (v == NULL)
+	while (q < c->end && *q >= '0' && *q <= '9') {
+		unsigned d = (unsigned)(*q - '0');
+		if (v > ((uint64_t)INT64_MAX - d) / 10)
+			return false; /* INT64_MIN too: the full path has it */
+		v = v * 10 + d;
+		q++;
+		digits++;
+	}
+	if (digits == 0 || (digits > 1 && c->p[neg] == '0') || (neg && v == 0))
 		return false;
-	*out = (int64_t)strtoll(v + strlen(key), &end, 10);
-	return *end == ',' || *end == '}';
+	*out = neg ? -(int64_t)v : (int64_t)v;
+	c->p = q;
+	return true;
 }
 
+/* A string of plain() characters, copied into out (cap bytes with its NUL). */
+static bool canon_str(struct canon *c, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	if (!canon_lit(c, "\"", 1))
+		return false;
+	for (; c->p < c->end && *c->p != '"'; c->p++) {
+		char ch = *c->p;
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '-' ||
+		      ch == '_') ||
+		    n + 1 >= cap)
+			return false;
+		out[n++] = ch;
+	}
+	if (c->p == c->end)
+		return false;
+	c->p++;
+	out[n] = '\0';
+	return true;
+}
+
+/* An optional member ,"key":"<non-empty plain string>"; out stays "" without it. */
+static bool canon_opt(struct canon *c, const char *key, size_t klen, char *out, size_t cap)
+{
+	out[0] = '\0';
+	if (!canon_lit(c, key, klen))
+		return true;
+	return canon_str(c, out, cap) && out[0] != '\0';
+}
+
+#define LIT(c, s) canon_lit((c), (s), sizeof(s) - 1)
+
 /*
- * The fast path for payloads in exactly the form tokend mints (sorted keys,
- * no spaces, our claims only): the values are picked out by name, written
- * again with claims_text(), and accepted only if that gives back the very
- * same bytes, so duplicates, odd types or extra claims all take the full
- * JSON path. Not used when the policy asks for iss or aud.
+ * The fast path for payloads in exactly the form tokend mints (claims_text:
+ * sorted keys, no spaces, our claims only, plain strings): one pass that
+ * reads the claims in that order and accepts only those very bytes, so
+ * duplicates, odd types, escapes or extra claims all take the full JSON
+ * path (fuzz/fuzz_jwt.c checks that both paths agree). Not used when the
+ * policy asks for iss or aud. It replaced a search per claim and a
+ * re-serialisation with snprintf: 7 % of a verify (perf).
  */
 static const char *fast_claims(const char *b64, size_t b64len, const struct jwtsign_policy *pol,
 			       struct jwtsign_token *out, bool *done)
 {
-	char payload[CLAIMS_MAX], again[CLAIMS_MAX];
-	size_t n, m;
-	struct jwtsign_claims c = {0};
+	char payload[CLAIMS_MAX];
+	size_t n;
+	struct canon c;
 
 	*done = false;
 	if (pol->full_json || (pol->issuer && pol->issuer[0]) ||
 	    (pol->audience && pol->audience[0]) ||
-	    util_b64url_decode(b64, b64len, (unsigned char *)payload, sizeof(payload) - 1, &n) != 0)
+	    util_b64url_decode(b64, b64len, (unsigned char *)payload, sizeof(payload), &n) != 0)
 		return NULL;
-	payload[n] = '\0';
-	if (!fast_int(payload, "\"exp\":", &out->exp) ||
-	    !fast_int(payload, "\"iat\":", &out->iat) ||
-	    !fast_str(payload, "\"jti\":\"", out->jti, sizeof(out->jti)) ||
-	    !fast_str(payload, "\"token_type\":\"", out->token_type, sizeof(out->token_type)) ||
-	    !fast_str(payload, "\"user_id\":\"", out->user_id, sizeof(out->user_id)))
+	c.p = payload;
+	c.end = payload + n;
+	if (!LIT(&c, "{\"exp\":") || !canon_int(&c, &out->exp) || !LIT(&c, ",\"iat\":") ||
+	    !canon_int(&c, &out->iat) || !LIT(&c, ",\"jti\":") ||
+	    !canon_str(&c, out->jti, sizeof(out->jti)) ||
+	    !canon_opt(&c, ",\"sid\":", 7, out->sid, sizeof(out->sid)) ||
+	    !canon_opt(&c, ",\"team_uuid\":", 13, out->team_uuid, sizeof(out->team_uuid)) ||
+	    !LIT(&c, ",\"token_type\":") ||
+	    !canon_str(&c, out->token_type, sizeof(out->token_type)) || !LIT(&c, ",\"user_id\":") ||
+	    !canon_str(&c, out->user_id, sizeof(out->user_id)) || !LIT(&c, "}") || c.p != c.end) {
+		/* The full path starts from a clean slate. */
+		out->jti[0] = out->sid[0] = out->team_uuid[0] = out->token_type[0] =
+			out->user_id[0] = '\0';
+		out->exp = out->iat = 0;
 		return NULL;
-	if (!fast_str(payload, "\"team_uuid\":\"", out->team_uuid, sizeof(out->team_uuid)))
-		out->team_uuid[0] = '\0';
-	if (!fast_str(payload, "\"sid\":\"", out->sid, sizeof(out->sid)))
-		out->sid[0] = '\0';
-	c.token_type = out->token_type;
-	c.sid = out->sid[0] ? out->sid : NULL;
-	c.jti = out->jti;
-	c.user_id = out->user_id;
-	c.team_uuid = out->team_uuid[0] ? out->team_uuid : NULL;
-	c.iat = out->iat;
-	c.exp = out->exp;
-	m = claims_text(&c, again, sizeof(again));
-	if (m != n || memcmp(again, payload, n) != 0)
-		return NULL;
+	}
 	*done = true;
 	return claims_valid(out, 0, pol);
 }
+
+#undef LIT
 
 /* jwtsign_check() with the set loaded now; *unknown when its kid is not in it. */
 static int check_once(const struct jwtsign_keys *keys, const char *token, size_t len,

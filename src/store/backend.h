@@ -58,6 +58,11 @@ enum store_user_key { STORE_BY_NAME, STORE_BY_UUID };
 /* One row of the session_ends log (a session that ended, in commit order). */
 typedef int (*store_session_end_fn)(int64_t seq, const char *sid, int64_t ended_at, void *arg);
 
+/* backend->commit_mark()'s fingerprint; compared whole. */
+struct store_commit_mark {
+	uint64_t w[3];
+};
+
 struct store_backend {
 	const char *name; /* "sqlite", "postgres", "fake" */
 	/*
@@ -79,6 +84,13 @@ struct store_backend {
 	/* A path naming the database on this host ("" when none: in memory);
 	 * store.c keeps the session counter beside it. */
 	const char *(*local_path)(struct store_db *db);
+	/*
+	 * Optional (NULL: none). A fingerprint of the last commit any process
+	 * made to the database, read without a lock or a query: two equal
+	 * marks mean no commit in between. false when it cannot be read now
+	 * (then nothing may be concluded).
+	 */
+	bool (*commit_mark)(struct store_db *db, struct store_commit_mark *out);
 
 	/* Transactions. */
 	int (*read_begin)(struct store_db *db); /* as store_read_begin() */

@@ -12,6 +12,7 @@
  * instance fails verification on every other at once, by the database alone.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "store/session_cache.h"
@@ -141,7 +142,77 @@ int store_sessions_watch(struct store *st, long horizon)
 	return rc;
 }
 
+static int ends_check(struct store *st, const char *sid, bool *ended);
+
 int store_session_ended(struct store *st, const char *sid, bool *ended)
+{
+	int rc = ends_check(st, sid, ended);
+
+	return rc == TOKEND_ENOTFOUND ? st->be->session_ended(st->db, sid, ended) : rc;
+}
+
+/*
+ * The memo: direct-mapped by session id, per thread (no lock). A session
+ * enters it only from a lookup that found it live for that user (the user
+ * active and there), and leaves it by ending, which puts it among the ends
+ * that every hit checks first: logout, passwd, disable and delete all end
+ * the sessions (each backend's 005 triggers). A miss costs the lookup, as
+ * without the memo. 256 slots: 16 KiB per thread that authenticates.
+ */
+#define LIVE_SLOTS 256
+
+struct live_slot {
+	uint64_t store_id; /* 0: empty (store ids start at 1) */
+	unsigned char id[SESSION_ID_LEN];
+	char user[UUID_STR_LEN];
+};
+
+static _Thread_local struct live_slot live_slots[LIVE_SLOTS];
+
+static struct live_slot *live_slot(const unsigned char id[SESSION_ID_LEN])
+{
+	/* Session ids are random uuids: their bytes are already a hash. */
+	return &live_slots[((unsigned)id[0] | (unsigned)id[1] << 8) % LIVE_SLOTS];
+}
+
+int store_ends_live_known(struct store *st, const char *sid, const char *user_uuid)
+{
+	unsigned char id[SESSION_ID_LEN];
+	struct live_slot *s;
+	bool ended = true;
+	int rc;
+
+	if (st->ends == NULL || !session_id_parse(sid, id))
+		return TOKEND_ENOTFOUND;
+	s = live_slot(id);
+	if (s->store_id != st->id || memcmp(s->id, id, SESSION_ID_LEN) != 0 ||
+	    strcmp(s->user, user_uuid) != 0)
+		return TOKEND_ENOTFOUND;
+	rc = ends_check(st, sid, &ended);
+	if (rc != 0)
+		return rc;
+	if (ended) {
+		s->store_id = 0;
+		return TOKEND_ENOTFOUND;
+	}
+	return 0;
+}
+
+void store_ends_live_remember(struct store *st, const char *sid, const char *user_uuid)
+{
+	unsigned char id[SESSION_ID_LEN];
+	struct live_slot *s;
+
+	if (st->ends == NULL || !session_id_parse(sid, id) || strlen(user_uuid) >= UUID_STR_LEN)
+		return;
+	s = live_slot(id);
+	s->store_id = st->id;
+	memcpy(s->id, id, SESSION_ID_LEN);
+	memcpy(s->user, user_uuid, strlen(user_uuid) + 1);
+}
+
+/* *ended from the ends in memory; TOKEND_ENOTFOUND when they cannot tell. */
+static int ends_check(struct store *st, const char *sid, bool *ended)
 {
 	unsigned char id[SESSION_ID_LEN];
 	uint64_t counter;
@@ -150,7 +221,7 @@ int store_session_ended(struct store *st, const char *sid, bool *ended)
 	*ended = true;
 	/* st->ends is set once, before the server's threads start. */
 	if (st->ends == NULL || !session_id_parse(sid, id))
-		return st->be->session_ended(st->db, sid, ended);
+		return TOKEND_ENOTFOUND;
 	counter = session_counter_get(st->ends_counter);
 	if (counter != atomic_load(&st->ends_seen)) {
 		/* Another writer ended a session: wait for the reload. */

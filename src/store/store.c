@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,9 @@ static bool is_postgres(const char *target)
 	return *p == '=';
 }
 
+/* Each open store's id (struct store.id), from 1. */
+static _Atomic uint64_t store_ids;
+
 int store_open_backend(const struct store_backend *be, const char *target, long busy_timeout_ms,
 		       struct store **out, char *errbuf, size_t errlen)
 {
@@ -49,6 +53,7 @@ int store_open_backend(const struct store_backend *be, const char *target, long 
 	if (st == NULL)
 		return TOKEND_ENOMEM;
 	st->be = be;
+	st->id = atomic_fetch_add(&store_ids, 1) + 1;
 	rc = be->open(target, busy_timeout_ms, &st->db, errbuf, errlen);
 	if (rc != 0) {
 		free(st);
@@ -334,8 +339,25 @@ int store_login_record(struct store *st, const struct store_refresh *r)
 int store_session_state(struct store *st, const char *sid, const char *user_uuid,
 			enum store_session *state)
 {
+	int rc;
+
 	*state = STORE_SESSION_ENDED;
-	return st->be->session_state(st->db, sid, user_uuid, state);
+	/*
+	 * A session this thread found live, and not ended since (the ends in
+	 * memory say so), is not looked up again: a query and a read
+	 * transaction fewer on every Bearer request (session_ends.c).
+	 */
+	rc = store_ends_live_known(st, sid, user_uuid);
+	if (rc == 0) {
+		*state = STORE_SESSION_LIVE;
+		return 0;
+	}
+	if (rc != TOKEND_ENOTFOUND)
+		return rc;
+	rc = st->be->session_state(st->db, sid, user_uuid, state);
+	if (rc == 0 && *state == STORE_SESSION_LIVE)
+		store_ends_live_remember(st, sid, user_uuid);
+	return rc;
 }
 
 int store_session_end(struct store *st, const char *sid, const char *user_uuid, int64_t now,
@@ -607,9 +629,20 @@ int store_api_token_add(struct store *st, const struct store_api_token *t, const
 int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
 			    bool *member, int64_t *version)
 {
+	struct store_commit_mark mark;
+	bool marked;
+	int rc;
+
 	*member = false;
 	*version = 0;
-	return st->be->api_version(st->db, team_uuid, user_uuid, member, version);
+	if (store_listing_memo_get(st, team_uuid, user_uuid, member, version))
+		return 0;
+	/* Read before the lookup: a commit in between only voids the memo. */
+	marked = st->be->commit_mark != NULL && st->be->commit_mark(st->db, &mark);
+	rc = st->be->api_version(st->db, team_uuid, user_uuid, member, version);
+	if (rc == 0 && marked)
+		store_listing_memo_put(st, team_uuid, user_uuid, &mark, *member, *version);
+	return rc;
 }
 
 int store_api_token_list(struct store *st, const char *user_uuid, const char *team_uuid,

@@ -9,6 +9,7 @@
  */
 #include <check.h>
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -589,6 +590,51 @@ START_TEST(token_version)
 }
 END_TEST
 
+/* One write by another connection, as an operator's sqlite3 shell makes it. */
+static void outside_write(const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/*
+ * The version is remembered per thread (src/store/listing_memo.c), yet any
+ * commit by anyone, here a connection outside the store, is seen by the
+ * very next call: the memo holds only while SQLite's WAL-index header is
+ * the one read before its lookup.
+ */
+START_TEST(token_version_outside_write)
+{
+	struct world w;
+	struct store_api_token t;
+	int64_t now = util_now(), v1, v2, v3;
+	bool member = false;
+	char sql[256];
+
+	make_world(&w);
+	token_of(&t, w.alice, w.red, now, now + 3600, "a");
+	ck_assert_int_eq(store_api_token_add(st, &t, t.jti, 10), 0);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v1), 0);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v2), 0);
+	ck_assert_int_eq(v2, v1); /* nothing changed: the memo answers */
+
+	snprintf(sql, sizeof sql, "DELETE FROM api_tokens WHERE jti = '%s'", t.jti);
+	outside_write(sql);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v3), 0);
+	ck_assert_int_gt(v3, v2);
+	ck_assert(member);
+
+	snprintf(sql, sizeof sql, "DELETE FROM team_members WHERE user_uuid = '%s'", w.alice);
+	outside_write(sql);
+	ck_assert_int_eq(store_api_token_version(st, w.red, w.alice, &member, &v3), 0);
+	ck_assert(!member); /* a membership removed behind our back is seen at once */
+}
+END_TEST
+
 START_TEST(user_get_by_uuid)
 {
 	struct world w;
@@ -634,6 +680,7 @@ static Suite *api_store_suite(void)
 	tcase_add_test(tc, live_after_delete_only_that_one);
 	tcase_add_test(tc, team_is_member);
 	tcase_add_test(tc, token_version);
+	tcase_add_test(tc, token_version_outside_write);
 	tcase_add_test(tc, user_get_by_uuid);
 	suite_add_tcase(s, tc);
 	return s;

@@ -7,17 +7,24 @@
  * timeout; its prepared statements are kept for the connection's life.
  * writer.c runs the write transactions, the other files the rows.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/sqlite/sqlite.h"
 #include "tokend/err.h"
 #include "tokend/log.h"
 #include "tokend/metrics.h"
+
+/* The WAL-index header's two copies (sq_commit_mark), in bytes and words. */
+#define SHM_HDR_BYTES 96
+#define SHM_HDR_WORDS 12
 
 void store_db_conn_free(struct conn *c)
 {
@@ -272,6 +279,8 @@ static void sq_close(struct store_db *st)
 	}
 	if (st->writer != NULL)
 		store_db_conn_free(st->writer);
+	if (atomic_load(&st->shm) != NULL)
+		munmap((void *)atomic_load(&st->shm), SHM_HDR_BYTES);
 	pthread_key_delete(st->key);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->write_lock);
@@ -326,6 +335,67 @@ static const char *sq_local_path(struct store_db *db)
 	return db->path;
 }
 
+/*
+ * The commit mark (backend.h) is SQLite's WAL-index header: the -shm
+ * file's first 96 bytes hold two copies of a 48-byte header that every
+ * commit of every process rewrites, the second copy first
+ * (https://sqlite.org/walformat.html, "The WAL-Index Header"; SQLite's
+ * own readers compare the two copies, as here). Its words: [2] iChange,
+ * a count of commits; byte 12 isInit; [4] mxFrame, the last
+ * frame; [6..7] that frame's checksum; [8..9] the WAL's salts, new each
+ * time the WAL starts over. SQLite unlinks the file when the last
+ * connection of every process closes; this process keeps its connections
+ * while it serves, and a memo that trusts a mark lives a second at most.
+ */
+static const uint32_t *shm_map(struct store_db *db)
+{
+	const uint32_t *expected = NULL;
+	size_t n = strlen(db->path);
+	char *path = malloc(n + sizeof("-shm"));
+	struct stat sb;
+	void *p = MAP_FAILED;
+	int fd = -1;
+
+	if (path != NULL) {
+		memcpy(path, db->path, n);
+		memcpy(path + n, "-shm", sizeof("-shm"));
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		free(path);
+	}
+	if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= SHM_HDR_BYTES)
+		p = mmap(NULL, SHM_HDR_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+	if (fd >= 0)
+		close(fd);
+	if (p == MAP_FAILED) {
+		atomic_store(&db->shm_failed, true); /* no mark: every lookup runs */
+		return NULL;
+	}
+	if (!atomic_compare_exchange_strong(&db->shm, &expected, p)) {
+		munmap(p, SHM_HDR_BYTES); /* another thread mapped it first */
+		return expected;
+	}
+	return p;
+}
+
+static bool sq_commit_mark(struct store_db *db, struct store_commit_mark *out)
+{
+	const uint32_t *h = atomic_load_explicit(&db->shm, memory_order_acquire);
+	uint32_t a[SHM_HDR_WORDS], b[SHM_HDR_WORDS];
+
+	if (h == NULL && (atomic_load(&db->shm_failed) || (h = shm_map(db)) == NULL))
+		return false;
+	for (int i = 0; i < SHM_HDR_WORDS; i++)
+		a[i] = __atomic_load_n(&h[i], __ATOMIC_ACQUIRE);
+	for (int i = 0; i < SHM_HDR_WORDS; i++)
+		b[i] = __atomic_load_n(&h[SHM_HDR_WORDS + i], __ATOMIC_ACQUIRE);
+	if (memcmp(a, b, sizeof(a)) != 0 || ((const unsigned char *)a)[12] == 0)
+		return false; /* being rewritten, or not set up */
+	out->w[0] = a[2] | (uint64_t)a[4] << 32;
+	out->w[1] = a[8] | (uint64_t)a[9] << 32;
+	out->w[2] = a[6] | (uint64_t)a[7] << 32;
+	return true;
+}
+
 const struct store_backend store_sqlite_backend = {
 	.name = "sqlite",
 	.single_host = true,
@@ -334,6 +404,7 @@ const struct store_backend store_sqlite_backend = {
 	.ping = sq_ping,
 	.migrate = sq_migrate,
 	.local_path = sq_local_path,
+	.commit_mark = sq_commit_mark,
 	.read_begin = sq_read_begin,
 	.read_end = sq_read_end,
 	.write_begin = sq_write_begin,

@@ -113,6 +113,10 @@ struct store_db {
 	pthread_t ckpt_thread;
 	struct conn *checkpointer; /* the thread's connection */
 	struct store_tx tx;        /* write_begin's, under write_lock */
+	/* The -shm file's first page, mapped read-only when the commit mark is
+	 * first read (conn.c, sq_commit_mark); shm_failed: it cannot be. */
+	_Atomic(const uint32_t *) shm;
+	atomic_bool shm_failed;
 };
 
 /* Opens a connection to st's file; registered ones are closed by store_close. */
