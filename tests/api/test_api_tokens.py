@@ -9,18 +9,16 @@ test_bearer_auth.py.
 
 import calendar
 import hashlib
-import re
 import sqlite3
 import threading
 import time
 import uuid as uuidlib
-from pathlib import Path
 
 import jwt
 import pytest
 
 from conftest import (UUID_RE, b64url_decode, db_rows, decode_token, expect_json,
-                      expect_tokens, sqlite_only)
+                      expect_tokens, sqlite_only, sqlite_undo_006)
 
 API = "/api/openapi/token/"
 VERIFY = "/api/auth/jwt/verify/"
@@ -468,19 +466,10 @@ def test_migration_006_counts_the_tokens_already_held(factory):
     name, pw = f"m-{uuidlib.uuid4().hex[:8]}", "pw-" + uuidlib.uuid4().hex
     uid = inst.add_user(name, pw)
     inst.cli_ok("team", "add-member", team, name)
-    v003 = (Path(__file__).resolve().parents[2] / "sql" / "sqlite" /
-            "003_api_token_versions.sql").read_text()
-    triggers = re.findall(r"CREATE TRIGGER api_tokens_version_(?:insert|delete|update) .*?END;",
-                          v003, re.S)
-    assert len(triggers) == 3
     con = sqlite3.connect(str(inst.db))
     try:
-        # Back to version 5: 006's triggers and column go, 003's triggers return.
-        con.executescript("DROP TRIGGER api_tokens_version_insert;"
-                          "DROP TRIGGER api_tokens_version_delete;"
-                          "DROP TRIGGER api_tokens_version_update;"
-                          "ALTER TABLE api_token_versions DROP COLUMN tokens;"
-                          + "\n".join(triggers) + "PRAGMA user_version = 5;")
+        sqlite_undo_006(con)
+        con.execute("PRAGMA user_version = 5")
         now = int(time.time())
         for i, exp in enumerate([now + DAY] * 3 + [now - 10] * 2):
             con.execute("INSERT INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, issued_at, "
