@@ -128,6 +128,20 @@ def sqlite_only(reason):
     return pytest.mark.skipif(ON_PG, reason=f"SQLite only: {reason}")
 
 
+def sqlite_undo_006(con):
+    """Takes a SQLite store back from version 6 to 5 (sqlite3 connection
+    con; the caller sets user_version): 006's column goes, and 003's
+    triggers on api_tokens come back in place of 006's."""
+    v003 = (REPO / "sql" / "sqlite" / "003_api_token_versions.sql").read_text()
+    triggers = re.findall(r"CREATE TRIGGER api_tokens_version_(?:insert|delete|update) .*?END;",
+                          v003, re.S)
+    assert len(triggers) == 3
+    con.executescript("DROP TRIGGER api_tokens_version_insert;"
+                      "DROP TRIGGER api_tokens_version_delete;"
+                      "DROP TRIGGER api_tokens_version_update;"
+                      "ALTER TABLE api_token_versions DROP COLUMN tokens;" + "\n".join(triggers))
+
+
 class PgDatabases:
     """Databases on one PostgreSQL server (admin_url: its maintenance
     database): one per installation, copied from a migrated template

@@ -9,6 +9,7 @@ test_bearer_auth.py.
 
 import calendar
 import hashlib
+import sqlite3
 import threading
 import time
 import uuid as uuidlib
@@ -17,7 +18,7 @@ import jwt
 import pytest
 
 from conftest import (UUID_RE, b64url_decode, db_rows, decode_token, expect_json,
-                      expect_tokens)
+                      expect_tokens, sqlite_only, sqlite_undo_006)
 
 API = "/api/openapi/token/"
 VERIFY = "/api/auth/jwt/verify/"
@@ -411,6 +412,82 @@ def test_lifetimes_and_cap_follow_config_expired_do_not_count(factory):
     w.issued(team, u, "issue after a delete")
     expect_json(w.issue(team, u), 409, "at the cap after refilling")
     assert not problems, "; ".join(problems)
+
+
+def test_cap_gives_back_the_places_of_every_kind_of_delete(factory):
+    """Migration 006 counts each user's token rows in a team: a delete, a
+    removal from the team, `user disable --revoke` and a purge of expired
+    rows each give back exactly the places they free, and the count kept in
+    the store is the rows' number after each."""
+    cap = 2
+    inst, srv = factory.server(env={"TOKEND_TOKENS_API_MAX_TOKENS": cap}, label="cap-2 server")
+    w = World(inst, srv)
+    team = w.team()
+    u = w.user(team)
+
+    def fill(what):
+        got = [w.issued(team, u, f"{what}: {i + 1} of {cap}") for i in range(cap)]
+        expect_json(w.issue(team, u), 409, f"{what}: past the cap")
+        counted = db_rows(inst.database, "SELECT tokens FROM api_token_versions "
+                          "WHERE user_uuid = ? AND team_uuid = ?", (u.uid, team))
+        assert counted == [{"tokens": len(w.db_tokens(u, team))}], (what, counted)
+        return got
+
+    toks = fill("first")
+    assert w.deleted(team, u, {"token_issuer_uuids": [t["token_issuer_uuid"] for t in toks]}) == (2, 2)
+    fill("after a delete of both")
+    inst.cli_ok("team", "remove-member", team, u.name)
+    w.add_member(team, u)
+    fill("after leaving the team and joining again")
+    inst.cli_ok("user", "disable", u.name, "--revoke")
+    inst.cli_ok("user", "enable", u.name)
+    w.login(u)
+    toks = fill("after a disable that deletes the tokens")
+    w.deleted(team, u, {"token_issuer_uuids": [t["token_issuer_uuid"] for t in toks]})
+    short_exp = int(time.time()) + 3
+    for i in range(cap):
+        w.issued(team, u, f"short-lived {i}", json={"expires_at": rfc3339(short_exp)})
+    while time.time() < short_exp + 1.2:
+        time.sleep(0.2)
+    inst.cli_ok("purge")
+    assert w.db_tokens(u, team) == [], "the purge left expired tokens"
+    fill("after a purge of the expired")
+
+
+@sqlite_only("rolls the schema back with PRAGMA user_version (tests/pg covers 006 on PostgreSQL)")
+def test_migration_006_counts_the_tokens_already_held(factory):
+    """A store at version 5 whose user holds 3 live and 2 expired tokens
+    migrates to 6 with a count of 5 rows, and the cap (4) then lets exactly
+    one more through."""
+    inst = factory(env={"TOKEND_TOKENS_API_MAX_TOKENS": 4})
+    inst.cli_ok("migrate")
+    w = World(inst, None)
+    team = w.team()
+    name, pw = f"m-{uuidlib.uuid4().hex[:8]}", "pw-" + uuidlib.uuid4().hex
+    uid = inst.add_user(name, pw)
+    inst.cli_ok("team", "add-member", team, name)
+    con = sqlite3.connect(str(inst.db))
+    try:
+        sqlite_undo_006(con)
+        con.execute("PRAGMA user_version = 5")
+        now = int(time.time())
+        for i, exp in enumerate([now + DAY] * 3 + [now - 10] * 2):
+            con.execute("INSERT INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, issued_at, "
+                        "updated_at, expires_at) VALUES (?, ?, ?, ?, 'k', ?, ?, ?)",
+                        (str(uuidlib.uuid4()), hashlib.sha256(bytes([i])).digest(), uid, team,
+                         now - 100, now - 100, exp))
+        con.commit()
+    finally:
+        con.close()
+    assert inst.schema_version() == 5
+    inst.cli_ok("migrate")
+    assert inst.schema_version() == 6
+    assert db_rows(inst.database, "SELECT tokens FROM api_token_versions WHERE user_uuid = ? "
+                   "AND team_uuid = ?", (uid, team)) == [{"tokens": 5}]
+    w.srv = inst.start(label="migrated to 006")
+    u = w.login(User(name, uid, pw, None, None))
+    w.issued(team, u, "the fourth live token")
+    expect_json(w.issue(team, u), 409, "a fifth live token")
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import jwt
 import pytest
 
 from conftest import (NO_ACCOUNT, UUID_RE, WWW_AUTH, claims_of, db_rows, expect_invalid,
-                      expect_json, expect_tokens, expect_verified, sqlite_only)
+                      expect_json, expect_tokens, expect_verified, sqlite_only,
+                      sqlite_undo_006)
 
 REFRESH = "/api/auth/jwt/refresh/"
 VERIFY = "/api/auth/jwt/verify/"
@@ -345,7 +346,8 @@ def test_migration_backfills_one_session_per_family(factory):
     uid = inst.add_user(f"m-{uuidlib.uuid4().hex[:8]}", "pw")
     con = sqlite3.connect(str(inst.db))
     try:
-        # Back to version 3: 005's objects go first, then 004's.
+        # Back to version 3: 006's objects go first, then 005's, then 004's.
+        sqlite_undo_006(con)
         con.executescript("DROP TRIGGER users_disabled_sessions_end; DROP TABLE session_ends;"
                           "DROP TRIGGER refresh_tokens_session_gone; DROP TABLE sessions;"
                           "PRAGMA user_version = 3;")

@@ -13,6 +13,8 @@ Properties proved:
     row, cascades of a user's and a team's deletion;
   - 005: session_ends rows for a revocation, a deletion of a live session,
     a user's deletion; disabling a user ends their live sessions;
+  - 006: every pair's token count equals its rows after each of those
+    statements; a store at 005 with tokens migrates to the right counts;
   - under concurrency (two instances): two transactions deleting a family's
     last two refresh rows leave no session behind; concurrent bumps of one
     pair are serialised, not lost.
@@ -50,6 +52,13 @@ DEADLINE = 30  # seconds; bounds a hang only
 U1, U2 = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
 T1, T2 = "10000000-0000-4000-8000-000000000001", "10000000-0000-4000-8000-000000000002"
 _names = itertools.count()
+# 006: pairs whose count is not their number of api_tokens rows, and rows
+# of a pair without one.
+WRONG_COUNTS = ("SELECT (SELECT count(*) FROM api_token_versions v WHERE tokens <> "
+                "(SELECT count(*) FROM api_tokens a WHERE a.user_uuid = v.user_uuid "
+                "AND a.team_uuid = v.team_uuid)) + (SELECT count(*) FROM api_tokens a "
+                "WHERE NOT EXISTS (SELECT 1 FROM api_token_versions v "
+                "WHERE v.user_uuid = a.user_uuid AND v.team_uuid = a.team_uuid)) AS n")
 
 
 # --------------------------------------------------------------------------
@@ -108,9 +117,10 @@ class Twin:
         return a
 
     def same_state(self):
+        assert self.same(WRONG_COUNTS) == [{"n": 0}], "a count is not its pair's rows (006)"
         return {
-            "versions": self.same("SELECT user_uuid, team_uuid, version FROM api_token_versions "
-                                  "ORDER BY user_uuid, team_uuid"),
+            "versions": self.same("SELECT user_uuid, team_uuid, version, tokens "
+                                  "FROM api_token_versions ORDER BY user_uuid, team_uuid"),
             "tokens": self.same("SELECT jti, digest, user_uuid, team_uuid, kid, name, issued_at, "
                                 "updated_at, expires_at FROM api_tokens ORDER BY jti"),
             "sessions": self.same("SELECT id, user_uuid, created_at, revoked_at FROM sessions ORDER BY id"),
@@ -580,8 +590,52 @@ def test_concurrent_bumps_of_one_pair_are_not_lost(pgdb):
         a.commit()
         _finish(th, box)
         b.commit()
-        assert setup.rows("SELECT version FROM api_token_versions") == [{"version": 2}]
+        assert setup.rows("SELECT version, tokens FROM api_token_versions") == [
+            {"version": 2, "tokens": 2}]
     finally:
         a.close()
         b.close()
         setup.close()
+
+
+# --------------------------------------------------------------------------
+# 006: token counts of a store that had tokens before it
+
+
+def test_006_counts_the_rows_already_there(pg):
+    """A database at 005 with tokens of three pairs (one without a version
+    row, as tokens from before 003) migrates to 006 with their row counts,
+    expired rows included, and the triggers keep them from then on."""
+    name = f"m{next(_names)}"
+    url = pg.create_database(name)
+    con = psycopg2.connect(url)
+    try:
+        with con, con.cursor() as cur:
+            for f in PG_MIGRATIONS[:5]:
+                cur.execute(f.read_text())
+            cur.execute("INSERT INTO users (uuid, username, password, created_at) VALUES "
+                        "('u1', 'a', 'x', 1), ('u2', 'b', 'x', 1);"
+                        "INSERT INTO teams (uuid, name, created_at) VALUES ('t1', 'r', 1), "
+                        "('t2', 'b', 1);")
+            for i, (u, t, exp) in enumerate([("u1", "t1", 5), ("u1", "t1", 9e9), ("u1", "t1", 9e9),
+                                             ("u2", "t1", 9e9), ("u1", "t2", 9e9)]):
+                cur.execute("INSERT INTO api_tokens (jti, digest, user_uuid, team_uuid, kid, "
+                            "issued_at, updated_at, expires_at) VALUES (%s, %s, %s, %s, 'k', 1, 1, "
+                            "%s)", (f"j{i}", bytes([i]) * 32, u, t, int(exp)))
+            cur.execute("DELETE FROM api_token_versions WHERE team_uuid = 't2'")
+        with con, con.cursor() as cur:
+            cur.execute(PG_MIGRATIONS[5].read_text())
+        with con, con.cursor() as cur:
+            cur.execute("SELECT user_uuid, team_uuid, tokens, version > 0 FROM api_token_versions "
+                        "ORDER BY 1, 2")
+            assert cur.fetchall() == [("u1", "t1", 3, True), ("u1", "t2", 1, True),
+                                      ("u2", "t1", 1, True)]
+            cur.execute("DELETE FROM api_tokens WHERE expires_at <= 5")
+            cur.execute("DELETE FROM users WHERE uuid = 'u2'")
+            cur.execute(WRONG_COUNTS)
+            assert cur.fetchone()[0] == 0
+            cur.execute("SELECT tokens FROM api_token_versions ORDER BY user_uuid, team_uuid")
+            assert [r[0] for r in cur.fetchall()] == [2, 1, 0]
+    finally:
+        con.close()
+        pg.drop_database(name)

@@ -32,7 +32,9 @@
  * - deleting a user takes its sessions, tokens and memberships with it;
  * - the API-token cap: exactly cap live tokens, then ECONFLICT (expired
  *   tokens and other teams do not count); 50 concurrent issues never
- *   exceed it;
+ *   exceed it; a delete, a purge, leaving the team and a disable that
+ *   deletes tokens each give back exactly the places they free, and
+ *   expired rows not yet purged take none;
  * - the list shows a user's unexpired tokens in a team, newest first; the
  *   delete removes only those; the version goes up on every add and delete
  *   (and with a member's removal), and is 0 with member = false for a
@@ -684,6 +686,69 @@ static void rule_api_cap(struct fx *f)
 	ck_assert_int_eq(api_add(f->st, &t, cap), 0);
 }
 
+/* Issues tokens of alice in Red at now (expiring at exp) until one is
+ * refused under cap; returns how many were issued. */
+static long fill(const struct fx *f, long cap, int64_t now, int64_t exp,
+		 struct store_api_token *last)
+{
+	struct store_api_token t;
+	long n = 0;
+	int rc;
+
+	for (;;) {
+		api_new(f, &t, f->alice, f->red, now, exp);
+		rc = api_add(f->st, &t, cap);
+		if (rc != 0)
+			break;
+		*last = t;
+		ck_assert_int_le(++n, cap);
+	}
+	ck_assert_int_eq(rc, TOKEND_ECONFLICT);
+	return n;
+}
+
+/*
+ * The cap counts live tokens however the rows went: every path that
+ * deletes a token gives its place back, and expired rows still waiting
+ * for the purge (rows >= cap) take none.
+ */
+static void rule_api_cap_after_deletes(struct fx *f)
+{
+	struct store_api_token last, bobs;
+	const char *jtis[1];
+	const long cap = 3;
+	const int64_t t1 = f->t0 + 10, t2 = f->t0 + 20;
+	long deleted = 0, n = 0;
+
+	ck_assert_int_eq(fill(f, cap, f->t0, t1, &last), cap);
+	/* At t1 the three have expired but are still rows: three more. */
+	ck_assert_int_eq(fill(f, cap, t1, t1 + LIFE, &last), cap);
+	ck_assert_int_eq(api_count(f, f->alice, f->red, t1), cap);
+	/* The purge of the expired ones frees nothing live. */
+	ck_assert_int_eq(store_purge(f->st, t1, 10000, &n), 0);
+	ck_assert_int_ge(n, cap);
+	ck_assert_int_eq(fill(f, cap, t1, t1 + LIFE, &last), 0);
+	/* A delete: one place, exactly. */
+	jtis[0] = last.jti;
+	ck_assert_int_eq(store_api_token_delete(f->st, f->alice, f->red, t1, jtis, 1, &deleted), 0);
+	ck_assert_int_eq(deleted, 1);
+	ck_assert_int_eq(fill(f, cap, t1, t1 + LIFE, &last), 1);
+	/* Leaving the team and joining again: all three places. */
+	ck_assert_int_eq(store_team_remove_member(f->st, f->red_name, f->alice_name), 0);
+	ck_assert_int_eq(store_team_add_member(f->st, f->red_name, f->alice_name, "member"), 0);
+	ck_assert_int_eq(fill(f, cap, t2, t2 + LIFE, &last), cap);
+	/* A disable that deletes the tokens (every team): all three again. */
+	ck_assert_int_eq(store_user_disable(f->st, f->alice_name, t2, true), 0);
+	ck_assert_int_eq(store_user_set_active(f->st, f->alice_name, true), 0);
+	ck_assert_int_eq(fill(f, cap, t2, t2 + LIFE, &last), cap);
+	/* bob's tokens and his deletion leave alice's count alone. */
+	api_new(f, &bobs, f->bob, f->red, t2, t2 + LIFE);
+	ck_assert_int_eq(api_add(f->st, &bobs, cap), 0);
+	ck_assert_int_eq(store_user_delete(f->st, f->bob_name), 0);
+	ck_assert_int_eq(fill(f, cap, t2, t2 + LIFE, &last), 0);
+	ck_assert_int_eq(api_count(f, f->alice, f->red, t2), cap);
+}
+
 struct issue {
 	const struct fx *f;
 	pthread_barrier_t *go;
@@ -1078,6 +1143,7 @@ static const struct rule rules[] = {
 	RULE(user_sessions_end),
 	RULE(user_delete_cascades),
 	RULE(api_cap),
+	RULE(api_cap_after_deletes),
 	RULE(api_cap_concurrent),
 	RULE(api_list_delete_version),
 	RULE(api_live_membership),

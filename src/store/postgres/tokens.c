@@ -66,8 +66,10 @@ static const struct store_pg_stmt api_lock = {
 	"SELECT 1 FROM team_members WHERE team_uuid = $1 AND user_uuid = $2 FOR UPDATE", 2, 0};
 static const struct store_pg_stmt api_count = {
 	PG_API_COUNT, "api count",
-	"SELECT count(*) FROM api_tokens WHERE user_uuid = $1 AND team_uuid = $2 "
-	"AND expires_at > $3",
+	"SELECT coalesce((SELECT tokens FROM api_token_versions "
+	"WHERE user_uuid = $1 AND team_uuid = $2), 0) - "
+	"(SELECT count(*) FROM api_tokens WHERE user_uuid = $1 AND team_uuid = $2 "
+	"AND expires_at <= $3)",
 	3, 0};
 static const struct store_pg_stmt api_add = {
 	PG_API_ADD, "api add",
