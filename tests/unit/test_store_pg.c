@@ -13,7 +13,10 @@
  *   refresh rows, the session_ends log; deleting a user while another
  *   transaction holds its session waits for it (no deadlock);
  * - refresh rows: state, row, use once, liveness; refresh_state of a second
- *   transaction waits for the first and sees its use;
+ *   transaction waits for the first and sees its use; a rotation's use and
+ *   new row, sent with the COMMIT (conn.c's pipeline), commit both or, when
+ *   a writer that ignores the session's lock used the row meanwhile,
+ *   neither (TOKEND_EBUSY), and the connection serves the next transaction;
  * - API tokens: count, add, versions bumped by the schema's triggers, list
  *   newest first, digest lookup, deletes, liveness; four threads issuing at
  *   once under a cap of 3 (api_count, then api_add) add exactly 3;
@@ -415,6 +418,59 @@ START_TEST(refresh)
 }
 END_TEST
 
+/* The use and the new row travel with the COMMIT: both or neither. */
+START_TEST(rotation_pipelined)
+{
+	char bob[UUID_STR_LEN], sid[UUID_STR_LEN], sql[160];
+	struct store_refresh_state rs;
+	struct store_refresh next = {.issued_at = NOW + 1, .expires_at = NOW + 100};
+	struct store_tx *tx;
+	PGconn *pg = admin();
+
+	user_make("bob", bob);
+	login(bob, sid, NOW + 100);
+	memcpy(next.family, sid, UUID_STR_LEN);
+	memcpy(next.user_uuid, bob, UUID_STR_LEN);
+	snprintf(next.kid, sizeof next.kid, "k1");
+	ck_assert_int_eq(util_uuid_new(next.access_jti), 0);
+
+	/* used behind the lock's back (a hand-written UPDATE): nothing commits */
+	ck_assert_int_eq(util_uuid_new(next.jti), 0);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert(be->refresh_state(tx, sid, &rs) == 0 && rs.found && !rs.used);
+	snprintf(sql, sizeof sql, "UPDATE refresh_tokens SET used_at = 7 WHERE jti = '%s'", sid);
+	admin_exec(pg, sql);
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, next.jti), 0);
+	ck_assert_int_eq(be->refresh_add(tx, &next), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), TOKEND_EBUSY);
+	snprintf(sql, sizeof sql, "SELECT count(*) FROM refresh_tokens WHERE jti = '%s'", next.jti);
+	ck_assert_int_eq(admin_exec(pg, sql), 0);
+	snprintf(sql, sizeof sql, "SELECT used_at FROM refresh_tokens WHERE jti = '%s'", sid);
+	ck_assert_int_eq(admin_exec(pg, sql), 7);
+
+	/* the same connection, the next transaction: a rotation that commits */
+	snprintf(sql, sizeof sql, "UPDATE refresh_tokens SET used_at = NULL WHERE jti = '%s'", sid);
+	admin_exec(pg, sql);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert(be->refresh_state(tx, sid, &rs) == 0 && rs.found && !rs.used);
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, next.jti), 0);
+	/* a second use in the same transaction asks the database: already used */
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 2, next.jti), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_end(tx, TOKEND_ENOTFOUND), TOKEND_ENOTFOUND);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert(be->refresh_state(tx, sid, &rs) == 0 && rs.found && !rs.used);
+	ck_assert_int_eq(be->refresh_use(tx, sid, NOW + 1, next.jti), 0);
+	ck_assert_int_eq(be->refresh_add(tx, &next), 0);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert_int_eq(be->write_begin(db, &tx), 0);
+	ck_assert(be->refresh_state(tx, sid, &rs) == 0 && rs.used);
+	ck_assert_str_eq(rs.replaced_by, next.jti);
+	ck_assert_int_eq(be->write_end(tx, 0), 0);
+	ck_assert(live_of(next.jti, bob));
+	PQfinish(pg);
+}
+END_TEST
+
 /* A transaction on a thread of its own: refresh_state of jti, else deleting user, else a purge. */
 struct racer {
 	const char *jti, *user;
@@ -764,6 +820,7 @@ static Suite *store_pg_suite(void)
 	tcase_add_test(tc, teams_members);
 	tcase_add_test(tc, sessions);
 	tcase_add_test(tc, refresh);
+	tcase_add_test(tc, rotation_pipelined);
 	tcase_add_test(tc, api_tokens);
 	tcase_add_test(tc, locked_session);
 	tcase_add_test(tc, api_cap_threads);

@@ -5,7 +5,9 @@
  * SQLite backend keeps one per thread: a shared connection would share one
  * transaction), the prepared statements of each connection (prepared once,
  * at their first use, run with PQexecPrepared and text parameters), the
- * mapping of PostgreSQL's errors to ours, and the readiness ping.
+ * mapping of PostgreSQL's errors to ours, the pipeline of a write
+ * transaction (libpq's pipeline mode: a round trip per answer waited for,
+ * not per statement), and the readiness ping.
  *
  * A connection error never reads as an answer: the op that meets it
  * returns TOKEND_EDB (the HTTP layer answers 503) and marks the connection
@@ -123,6 +125,13 @@ int store_pg_error(struct store_pg_conn *c, const PGresult *r, const char *what)
 	if (strcmp(st, "23503") == 0)
 		return TOKEND_ENOTFOUND;
 	log_line(msg, line, sizeof(line));
+	/* Division by zero: only tokens.c's refresh_use_locked divides, and
+	 * only when the row it used under its lock was used by another. */
+	if (strcmp(st, "22012") == 0) {
+		log_warn("store: %s: the row changed under the transaction's lock", what);
+		metrics_store_error();
+		return TOKEND_EBUSY;
+	}
 	if (strcmp(st, "55P03") == 0 || strcmp(st, "57014") == 0) {
 		log_warn("store: %s: %s (%s)", what, line, st);
 		metrics_store_error(); /* busy counts, as SQLite's SQLITE_BUSY does */
@@ -167,6 +176,209 @@ static int not_text(struct store_pg_conn *c, const struct store_pg_stmt *s, PGre
 	return *res != NULL ? 0 : TOKEND_ENOMEM;
 }
 
+/* true when some text parameter of s is not UTF-8 (see not_text). */
+static bool params_not_text(const struct store_pg_stmt *s, const char *const *params)
+{
+	for (int i = 0; i < s->nparams; i++)
+		if (((s->binary >> i) & 1u) == 0 && params[i] != NULL &&
+		    !util_utf8_valid(params[i], strlen(params[i])))
+			return true;
+	return false;
+}
+
+/*
+ * The write transaction's pipeline (libpq's pipeline mode). A transaction
+ * costs a round trip per answer it waits for, not per statement: BEGIN
+ * travels with the first statement, a statement nobody reads the answer of
+ * (store_pg_defer) with the next one or with the COMMIT, and the first
+ * statement's Parse with its execution. The server runs each command as it
+ * arrives; an error makes it skip the rest up to the Sync (their results
+ * are PGRES_PIPELINE_ABORTED), and the transaction is then failed. Only
+ * writer.c's transactions are piped: a migration and every (db) lookup use
+ * the connection as before, one statement, one answer.
+ */
+static const struct store_pg_stmt tx_begin = {PG_TX_BEGIN, "begin", "BEGIN", 0, 0};
+static const struct store_pg_stmt tx_commit = {PG_TX_COMMIT, "commit", "COMMIT", 0, 0};
+static const struct store_pg_stmt tx_rollback = {PG_TX_ROLLBACK, "rollback", "ROLLBACK", 0, 0};
+
+/* Queues one command (Parse first if s is new to c); 0 or TOKEND_EDB (logged). */
+static int pipe_send(struct store_pg_conn *c, const struct store_pg_stmt *s,
+		     const char *const *params, const int *lens)
+{
+	int formats[16] = {0};
+	char name[16];
+
+	if (c->nsent + 2 > PG_PIPELINE_MAX ||
+	    s->nparams > (int)(sizeof(formats) / sizeof(formats[0]))) {
+		/* our bug: store_pg_defer syncs before the pipeline is full */
+		log_error("store: %s: the pipeline is full", s->what);
+		metrics_store_error();
+		c->failed = true;
+		return TOKEND_EDB;
+	}
+	snprintf(name, sizeof(name), "t%d", (int)s->id);
+	if (!c->prepared[s->id]) {
+		if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL))
+			return store_pg_error(c, NULL, s->what);
+		/* sent: a second use in this pipeline must not Parse it again */
+		c->prepared[s->id] = true;
+		c->sent[c->nsent++] = (struct store_pg_sent){s, true};
+	}
+	for (int i = 0; i < s->nparams; i++)
+		formats[i] = (s->binary >> i) & 1u ? 1 : 0;
+	if (!PQsendQueryPrepared(c->pg, name, s->nparams, params, lens, s->binary ? formats : NULL,
+				 0))
+		return store_pg_error(c, NULL, s->what);
+	c->sent[c->nsent++] = (struct store_pg_sent){s, false};
+	return 0;
+}
+
+/* Enters pipeline mode and queues the BEGIN, unless done already. */
+static int pipe_open(struct store_pg_conn *c)
+{
+	if (c->begun)
+		return 0;
+	if (!PQenterPipelineMode(c->pg))
+		return store_pg_error(c, NULL, "begin");
+	c->begun = true;
+	return pipe_send(c, &tx_begin, NULL, NULL);
+}
+
+/*
+ * Syncs the pipeline and reads every answer in flight, in order. *last (if
+ * not NULL) gets the result of the last command when it succeeded. Returns
+ * 0 or the first error (logged, counted by store_pg_error; the transaction
+ * is then failed). A connection lost meanwhile marks c broken: PQreset
+ * leaves pipeline mode with the rest.
+ */
+static int pipe_sync(struct store_pg_conn *c, PGresult **last)
+{
+	int n = c->nsent;
+	int rc = 0;
+	PGresult *r;
+
+	if (last != NULL)
+		*last = NULL;
+	c->nsent = 0;
+	if (!PQpipelineSync(c->pg))
+		return store_pg_error(c, NULL, n > 0 ? c->sent[n - 1].s->what : "commit");
+	for (int i = 0; i < n; i++) {
+		const struct store_pg_sent *p = &c->sent[i];
+		ExecStatusType st;
+
+		r = PQgetResult(c->pg);
+		if (r == NULL) /* the connection is gone: nothing more will come */
+			return store_pg_error(c, NULL, p->s->what);
+		st = PQresultStatus(r);
+		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+			if (!p->prepare && i == n - 1 && last != NULL)
+				*last = r;
+			else
+				PQclear(r);
+		} else {
+			if (p->prepare)
+				c->prepared[p->s->id] = false; /* not prepared after all */
+			if (st != PGRES_PIPELINE_ABORTED && rc == 0)
+				rc = store_pg_error(c, r, p->s->what);
+			else if (rc == 0)
+				rc = store_pg_error(c, NULL, p->s->what); /* aborted, not by us? */
+			PQclear(r);
+		}
+		/* each command's results end with a NULL (one statement, one result) */
+		for (int extra = 0; (r = PQgetResult(c->pg)) != NULL; extra++) {
+			PQclear(r);
+			if (extra >= 2) {
+				c->broken = true; /* not libpq's protocol: start afresh */
+				break;
+			}
+		}
+		if (c->broken)
+			break;
+	}
+	if (c->broken) {
+		if (last != NULL && *last != NULL) {
+			PQclear(*last);
+			*last = NULL;
+		}
+		return rc != 0 ? rc : TOKEND_EDB;
+	}
+	r = PQgetResult(c->pg);
+	if (r == NULL || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+		int e = store_pg_error(c, r, "pipeline sync");
+		if (rc == 0)
+			rc = e;
+	}
+	PQclear(r);
+	if (rc != 0 && last != NULL && *last != NULL) {
+		PQclear(*last);
+		*last = NULL;
+	}
+	return rc;
+}
+
+int store_pg_defer(struct store_pg_conn *c, const struct store_pg_stmt *s,
+		   const char *const *params, const int *lens)
+{
+	int rc;
+
+	if (!c->piped)
+		return store_pg_run(c, s, params, lens, NULL);
+	if (c->broken || c->failed)
+		return TOKEND_EDB; /* logged when it broke or failed */
+	if (params_not_text(s, params))
+		return not_text(c, s, NULL);
+	rc = pipe_open(c);
+	/* room for this command and, later, the COMMIT: else answer what is in flight */
+	if (rc == 0 && c->nsent + 4 > PG_PIPELINE_MAX)
+		rc = pipe_sync(c, NULL);
+	if (rc == 0)
+		rc = pipe_send(c, s, params, lens);
+	return rc;
+}
+
+int store_pg_tx_end(struct store_pg_conn *c, bool commit)
+{
+	PGresult *r = NULL;
+	int rc = 0;
+
+	if (!c->begun)
+		return 0; /* nothing was sent: there is nothing to commit or roll back */
+	if (!c->broken && (commit || c->nsent > 0)) {
+		rc = pipe_send(c, commit ? &tx_commit : &tx_rollback, NULL, NULL);
+		if (rc == 0)
+			rc = pipe_sync(c, &r);
+		/* COMMIT of a failed transaction answers "ROLLBACK", without an error. */
+		if (rc == 0 && commit && strcmp(PQcmdStatus(r), "COMMIT") != 0) {
+			log_error("store: commit: the server answered %s", PQcmdStatus(r));
+			metrics_store_error();
+			rc = TOKEND_EDB;
+		}
+		PQclear(r);
+	}
+	if (!c->broken && !PQexitPipelineMode(c->pg)) {
+		/* our bug: answers left unread; a new connection is the safe state */
+		int e = store_pg_error(c, NULL, "pipeline end");
+		rc = rc != 0 ? rc : e;
+		c->broken = true;
+	}
+	/*
+	 * An error skips every command after it up to the Sync, a COMMIT or a
+	 * ROLLBACK too: the transaction is left open and failed. End it.
+	 */
+	if (!c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+	    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		r = PQexec(c->pg, "ROLLBACK");
+		if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
+			(void)store_pg_error(c, r, "rollback");
+		PQclear(r);
+	}
+	if (c->broken && rc == 0)
+		rc = TOKEND_EDB; /* logged when it broke */
+	c->begun = false;
+	c->nsent = 0;
+	return commit ? rc : 0;
+}
+
 int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
 		 const int *lens, PGresult **res)
 {
@@ -181,12 +393,23 @@ int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s, const c
 		return TOKEND_EDB; /* logged when it broke or failed */
 	if (s->nparams > (int)(sizeof(formats) / sizeof(formats[0])))
 		return TOKEND_EDB; /* our bug: a statement with more parameters than this */
-	for (int i = 0; i < s->nparams; i++) {
-		formats[i] = (s->binary >> i) & 1u ? 1 : 0;
-		if (formats[i] == 0 && params[i] != NULL &&
-		    !util_utf8_valid(params[i], strlen(params[i])))
-			return not_text(c, s, res);
+	if (params_not_text(s, params))
+		return not_text(c, s, res);
+	if (c->piped) {
+		r = NULL; /* stays NULL unless the statement succeeded */
+		rc = pipe_open(c);
+		if (rc == 0)
+			rc = pipe_send(c, s, params, lens);
+		if (rc == 0)
+			rc = pipe_sync(c, &r);
+		if (res != NULL)
+			*res = r;
+		else
+			PQclear(r);
+		return rc;
 	}
+	for (int i = 0; i < s->nparams; i++)
+		formats[i] = (s->binary >> i) & 1u ? 1 : 0;
 	rc = prepare(c, s);
 	if (rc != 0)
 		return rc;
@@ -291,6 +514,9 @@ static int conn_setup(struct store_pg_conn *c)
 		rc = store_pg_error(c, r, "connection setup");
 	PQclear(r);
 	memset(c->prepared, 0, sizeof(c->prepared));
+	/* a new session: PQreset left pipeline mode with the old one */
+	c->begun = false;
+	c->nsent = 0;
 	c->broken = rc != 0;
 	return rc;
 }

@@ -27,6 +27,10 @@ extern const unsigned store_pg_migration_count;
 
 /* Every prepared statement of the backend; the name sent to PQprepare is "t<id>". */
 enum store_pg_stmt_id {
+	/* conn.c: a write transaction's ends */
+	PG_TX_BEGIN,
+	PG_TX_COMMIT,
+	PG_TX_ROLLBACK,
 	/* users.c */
 	PG_USER_ADD,
 	PG_USER_BY_NAME,
@@ -61,6 +65,7 @@ enum store_pg_stmt_id {
 	PG_REFRESH_GET,
 	PG_REFRESH_ROW,
 	PG_REFRESH_USE,
+	PG_REFRESH_USE_LOCKED,
 	PG_REFRESH_LIVE,
 	PG_API_LOCK,
 	PG_API_COUNT,
@@ -96,6 +101,15 @@ struct store_tx {
 	struct store_pg_conn *conn;
 };
 
+/* The most commands one pipeline holds before it is synced (conn.c). */
+#define PG_PIPELINE_MAX 16
+
+/* A command sent down the pipeline whose result has not been read yet. */
+struct store_pg_sent {
+	const struct store_pg_stmt *s;
+	bool prepare; /* its Parse, else its execution */
+};
+
 /* One libpq connection, used by one thread at a time (its owner's). */
 struct store_pg_conn {
 	PGconn *pg;
@@ -103,8 +117,21 @@ struct store_pg_conn {
 	struct store_pg_conn *next; /* db->conns */
 	struct store_tx tx;
 	bool broken; /* a connection error was seen: the next store_pg_conn() reconnects */
-	bool in_tx;  /* between write_begin and write_end */
+	bool in_tx;  /* between write_begin and write_end (or a migration's BEGIN and end) */
 	bool failed; /* a statement of the open transaction failed: it cannot commit */
+	/*
+	 * A write transaction (write_begin): its statements go down one
+	 * libpq pipeline, BEGIN with the first of them (begun), deferred ones
+	 * (store_pg_defer) with the next that needs an answer or with the
+	 * COMMIT. sent[] are the commands in flight, in order.
+	 */
+	bool piped;
+	bool begun;
+	int nsent;
+	struct store_pg_sent sent[PG_PIPELINE_MAX];
+	/* The refresh row this transaction found unused under its session's
+	 * lock (tokens.c: refresh_state), "" when none. */
+	char unused_jti[UUID_STR_LEN];
 	bool prepared[PG_STMT_COUNT];
 };
 
@@ -145,6 +172,23 @@ struct store_pg_conn *store_pg_tx_conn(struct store_tx *tx);
  */
 int store_pg_run(struct store_pg_conn *c, const struct store_pg_stmt *s, const char *const *params,
 		 const int *lens, PGresult **res);
+
+/*
+ * Sends statement s down the open write transaction's pipeline without
+ * waiting for its answer: the answer is read with the next statement that
+ * needs one, or with the COMMIT, and an error in it fails the transaction
+ * there (that statement's, or write_end's, return value). For statements
+ * whose result nobody reads. Outside a write transaction: store_pg_run.
+ */
+int store_pg_defer(struct store_pg_conn *c, const struct store_pg_stmt *s,
+		   const char *const *params, const int *lens);
+
+/*
+ * Ends the write transaction of c: COMMIT (commit true) or ROLLBACK, with
+ * whatever is still in flight, and leaves pipeline mode. 0 or the first
+ * error of the transaction's remaining answers or of the COMMIT.
+ */
+int store_pg_tx_end(struct store_pg_conn *c, bool commit);
 
 /* As store_pg_run; *changed = the rows the command touched. */
 int store_pg_change(struct store_pg_conn *c, const struct store_pg_stmt *s,

@@ -119,6 +119,7 @@ int store_pg_sessions_end(struct store_tx *tx, const char *sid, const char *user
 		*ended = 0;
 	if (c == NULL)
 		return TOKEND_EDB;
+	c->unused_jti[0] = '\0'; /* refresh rows change: refresh_use asks the database */
 	store_pg_i64(at, now);
 	if (sid != NULL) {
 		const char *p_end[] = {sid, user_uuid, at};

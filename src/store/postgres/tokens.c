@@ -17,6 +17,19 @@
  *   concurrent issues for one user in one team cannot pass the cap.
  * refresh_use is one conditional UPDATE: of two uses of one token, the
  * second finds it used (0 rows).
+ *
+ * Round trips (conn.c's pipeline): a rotation waits for two answers, the
+ * state (BEGIN, the lock and the read go together) and the COMMIT, which
+ * carries the use and the new row. The new row's insert is deferred: nobody
+ * reads its answer, and an error in it fails the COMMIT. The use is
+ * deferred only when this transaction has just read the row unused under
+ * its session's lock (refresh_state): every writer of a refresh row takes
+ * that lock first (sessions.c, the purge, a user's deletion), so the
+ * UPDATE cannot find it used. Should something that ignores the lock (a
+ * hand-written UPDATE) have used it all the same, refresh_use_locked fails
+ * the statement (a division by zero, 22012) and with it the COMMIT: the
+ * rotation answers 503 (TOKEND_EBUSY) and nothing is written. A token is
+ * spent once either way.
  */
 #include <string.h>
 
@@ -53,6 +66,12 @@ static const struct store_pg_stmt refresh_use = {
 	PG_REFRESH_USE, "refresh use",
 	"UPDATE refresh_tokens SET used_at = $2, replaced_by = $3 "
 	"WHERE jti = $1 AND used_at IS NULL",
+	3, 0};
+/* refresh_use that fails (22012) unless it used the row: see the top of this file. */
+static const struct store_pg_stmt refresh_use_locked = {
+	PG_REFRESH_USE_LOCKED, "refresh use",
+	"WITH u AS (UPDATE refresh_tokens SET used_at = $2, replaced_by = $3 "
+	"WHERE jti = $1 AND used_at IS NULL RETURNING 1) SELECT 1 / count(*) FROM u",
 	3, 0};
 static const struct store_pg_stmt refresh_live = {
 	PG_REFRESH_LIVE, "refresh live",
@@ -162,7 +181,7 @@ int store_pg_refresh_add(struct store_tx *tx, const struct store_refresh *r)
 				store_pg_i64(iat, r->issued_at),
 				store_pg_i64(exp, r->expires_at)};
 
-	return c ? store_pg_run(c, &refresh_add, params, NULL, NULL) : TOKEND_EDB;
+	return c ? store_pg_defer(c, &refresh_add, params, NULL) : TOKEND_EDB;
 }
 
 int store_pg_refresh_state(struct store_tx *tx, const char *jti, struct store_refresh_state *out)
@@ -175,8 +194,9 @@ int store_pg_refresh_state(struct store_tx *tx, const char *jti, struct store_re
 	memset(out, 0, sizeof(*out));
 	if (c == NULL)
 		return TOKEND_EDB;
-	/* First the lock (a separate statement: see the top of this file). */
-	rc = store_pg_run(c, &refresh_lock, params, NULL, NULL);
+	/* First the lock (a separate statement: see the top of this file),
+	 * sent with the read: one round trip. */
+	rc = store_pg_defer(c, &refresh_lock, params, NULL);
 	if (rc == 0)
 		rc = store_pg_run(c, &refresh_get, params, NULL, &r);
 	if (rc != 0)
@@ -192,6 +212,11 @@ int store_pg_refresh_state(struct store_tx *tx, const char *jti, struct store_re
 		out->active = store_pg_get_i64(r, 0, 5) != 0;
 		out->session_created_at = store_pg_get_i64(r, 0, 6);
 	}
+	/* Unrevoked: its session row exists, and this transaction holds its lock. */
+	if (out->found && !out->used && !out->revoked && c->piped)
+		memcpy(c->unused_jti, jti, strnlen(jti, UUID_STR_LEN - 1) + 1);
+	else
+		c->unused_jti[0] = '\0';
 	PQclear(r);
 	return 0;
 }
@@ -230,7 +255,13 @@ int store_pg_refresh_use(struct store_tx *tx, const char *jti, int64_t now, cons
 	char at[PG_I64_LEN];
 	const char *params[] = {jti, store_pg_i64(at, now), next_jti};
 
-	return c ? store_pg_change1(c, &refresh_use, params) : TOKEND_EDB;
+	if (c == NULL)
+		return TOKEND_EDB;
+	if (c->unused_jti[0] != '\0' && strcmp(c->unused_jti, jti) == 0) {
+		c->unused_jti[0] = '\0'; /* used now: a second use is asked of the database */
+		return store_pg_defer(c, &refresh_use_locked, params, NULL);
+	}
+	return store_pg_change1(c, &refresh_use, params);
 }
 
 /* Runs an existence query s on the thread's connection: *found = it returned a row. */
@@ -290,7 +321,8 @@ int store_pg_api_add(struct store_tx *tx, const struct store_api_token *t)
 				store_pg_i64(exp, t->expires_at)};
 	const int lens[] = {0, (int)sizeof(t->digest), 0, 0, 0, 0, 0, 0, 0};
 
-	return c ? store_pg_run(c, &api_add, params, lens, NULL) : TOKEND_EDB;
+	/* Deferred to the COMMIT, which fails with it (EEXISTS, ENOTFOUND). */
+	return c ? store_pg_defer(c, &api_add, params, lens) : TOKEND_EDB;
 }
 
 int store_pg_api_version(struct store_db *db, const char *team_uuid, const char *user_uuid,
@@ -414,6 +446,7 @@ int store_pg_purge(struct store_tx *tx, enum store_purge_table t, int64_t before
 	*deleted = 0;
 	if (c == NULL)
 		return TOKEND_EDB;
+	c->unused_jti[0] = '\0'; /* refresh rows change: refresh_use asks the database */
 	if ((unsigned)t >= STORE_PURGE_TABLES)
 		return TOKEND_EINVAL;
 	rc = store_pg_change(c, purges[t], params, NULL, deleted);

@@ -205,6 +205,7 @@ int store_pg_user_delete(struct store_tx *tx, const char *uuid)
 
 	if (c == NULL)
 		return TOKEND_EDB;
+	c->unused_jti[0] = '\0'; /* refresh rows change: refresh_use asks the database */
 	rc = store_pg_run(c, &user_lock_sessions, params, NULL, NULL);
 	if (rc == 0)
 		rc = store_pg_run(c, &user_lock_members, params, NULL, NULL);

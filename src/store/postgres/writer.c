@@ -14,6 +14,11 @@
  * user's row (an insert's foreign key, a disable, the delete). The purge
  * waits for no one: it skips rows (and sessions) others hold.
  *
+ * Round trips: BEGIN is not sent by write_begin but with the transaction's
+ * first statement, and the COMMIT carries whatever the ops deferred (an
+ * insert nobody reads the answer of): conn.c's pipeline. A rotation is two
+ * round trips, not six (tokens.c).
+ *
  * Read snapshots are no-ops, by choice and unmeasured: every (db) lookup is
  * one statement, consistent in itself at READ COMMITTED, and a REPEATABLE
  * READ READ ONLY transaction around a request's lookups would cost two more
@@ -39,28 +44,9 @@ void store_pg_read_end(struct store_db *db)
 	(void)db;
 }
 
-/* Runs a transaction command (no parameters) on c: 0 or an error. */
-static int tx_command(struct store_pg_conn *c, const char *sql, const char *expect)
-{
-	PGresult *r = PQexec(c->pg, sql);
-	int rc = 0;
-
-	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK)
-		rc = store_pg_error(c, r, sql);
-	/* COMMIT of a failed transaction answers "ROLLBACK", without an error. */
-	else if (strcmp(PQcmdStatus(r), expect) != 0) {
-		log_error("store: %s: the server answered %s", sql, PQcmdStatus(r));
-		metrics_store_error();
-		rc = TOKEND_EDB;
-	}
-	PQclear(r);
-	return rc;
-}
-
 int store_pg_write_begin(struct store_db *db, struct store_tx **tx)
 {
 	struct store_pg_conn *c = store_pg_conn(db);
-	int rc;
 
 	*tx = NULL;
 	if (c == NULL)
@@ -71,11 +57,11 @@ int store_pg_write_begin(struct store_db *db, struct store_tx **tx)
 		metrics_store_error();
 		return TOKEND_EDB;
 	}
-	rc = tx_command(c, "BEGIN", "BEGIN");
-	if (rc != 0)
-		return rc;
+	/* BEGIN goes with the transaction's first statement (conn.c's pipeline). */
 	c->in_tx = true;
+	c->piped = true;
 	c->failed = false;
+	c->unused_jti[0] = '\0';
 	*tx = &c->tx;
 	return 0;
 }
@@ -92,12 +78,15 @@ int store_pg_write_end(struct store_tx *tx, int rc)
 		metrics_store_error();
 		rc = TOKEND_EDB;
 	}
-	if (rc == 0)
-		rc = tx_command(c, "COMMIT", "COMMIT");
-	if (rc != 0 && !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
-	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-		(void)tx_command(c, "ROLLBACK", "ROLLBACK");
+	if (rc == 0) {
+		rc = store_pg_tx_end(c, true);
+	} else {
+		/* what is still in flight is read, and the ROLLBACK after it */
+		(void)store_pg_tx_end(c, false);
+	}
 	c->in_tx = false;
+	c->piped = false;
 	c->failed = false;
+	c->unused_jti[0] = '\0';
 	return rc;
 }
