@@ -520,6 +520,10 @@ def main():
     ap.add_argument("--postgres", action="store_true",
                     help="verify, list, refresh, issue+delete on SQLite, PostgreSQL and two "
                          "instances on PostgreSQL behind nginx")
+    ap.add_argument("--scale", action="store_true",
+                    help="verify, list and refresh on a database of 1,000,000 users, "
+                         "3,000,000 refresh rows and 1,000,000 API tokens against a small "
+                         "one (bench/scale.py)")
     args = ap.parse_args()
     D = args.duration
 
@@ -535,6 +539,9 @@ def main():
 
     if args.postgres:
         return main_postgres(args, binary, commit)
+    if args.scale:
+        import scale
+        return scale.main(args, binary, commit)
     tmp = tempfile.mkdtemp(prefix="tokend-bench-")
     rows, notes = [], []
     td_env = dict(TD_ENV)
