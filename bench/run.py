@@ -4,11 +4,19 @@
 
 Builds the release configuration, starts tokend on a loopback port with a
 fresh temporary database, seeds it through the CLI, and drives each route
-with wrk (2 threads, keep-alive, fixed duration). The ceiling is nginx
-answering `return 200 '{}'` on another loopback port, measured in the same
-run with the same wrk settings. Every figure is reported as req/s, p50, p99
-and its ratio to that ceiling, with the server's RSS after the scenario; the
-table goes to stdout and to bench/results/<date>-<commit>.md.
+with wrk (2 threads, keep-alive, fixed duration). There are two ceilings,
+each measured before the first scenario and after the last with the same
+wrk settings: nginx answering `return 200 '{}'` on another loopback port,
+and bare libmicrohttpd (bench/mhd_ceiling.c, compiled here) with tokend's
+daemon flags, thread count and limits answering the same. Every figure is
+reported as req/s, p50, p99 and its ratio to nginx (and, for the read
+routes, to libmicrohttpd), with the server's RSS after the scenario and,
+for the write routes, commits/s from tokend_store_commits_total; the table
+goes to stdout and to bench/results/<date>-<commit>.md.
+
+`--scale` (`make bench BENCH_ARGS=--scale`, bench/scale.py) runs verify,
+list and refresh on a seeded database of 1,000,000 users against a small
+one.
 
 `--postgres` (`make bench BENCH_ARGS=--postgres`) runs instead the routes
 that write or look up (verify, list, refresh, issue+delete) on three
