@@ -92,7 +92,11 @@ run-api:
 	@TOKEND_BIN=$(CURDIR)/$(BUILD)/tokend $(PYTHON) -m pytest -q -p no:cacheprovider tests/api
 
 # The benchmark (not part of `make test`): release build, wrk against tokend
-# and an nginx ceiling on loopback; report in bench/results/.
+# and two ceilings on loopback, nginx and bare libmicrohttpd
+# (bench/mhd_ceiling.c, compiled by bench/run.py into build-bench/); report
+# in bench/results/. BENCH_ARGS=--scale: the same reads and refresh on a
+# database of a million users (bench/scale.py); --postgres: SQLite against
+# PostgreSQL. docs/performance.md describes each.
 bench:
 	@scripts/install-deps --bench
 	@$(PYTHON) bench/run.py $(BENCH_ARGS)
