@@ -87,6 +87,9 @@ void metrics_key_check(enum metrics_key_check why, bool read, bool loaded);
 /* Counts one error of the store (a failed query, an unavailable database). */
 void metrics_store_error(void);
 
+/* Counts one COMMIT of a write transaction that succeeded (each backend). */
+void metrics_store_commit(void);
+
 /*
  * Sets (or, with fn NULL, clears) the source of the gauges; fn is called
  * under the module's lock during a scrape, so clearing it waits for a

@@ -58,7 +58,7 @@ struct block {
 	mcount sum_us[N_ROUTES];
 	mcount logins[METRICS_LOGIN_N];
 	mcount refresh[METRICS_REFRESH_N];
-	mcount issued, deleted, store_errors;
+	mcount issued, deleted, store_errors, store_commits;
 	mcount key_checks[METRICS_KEY_CHECK_N];
 	mcount key_reads[2]; /* failed, loaded */
 	struct block *next;  /* in blocks (lock) */
@@ -218,6 +218,14 @@ void metrics_store_error(void)
 
 	if (enabled && (b = mine()) != NULL)
 		add(&b->store_errors, 1);
+}
+
+void metrics_store_commit(void)
+{
+	struct block *b;
+
+	if (enabled && (b = mine()) != NULL)
+		add(&b->store_commits, 1);
 }
 
 void metrics_key_check(enum metrics_key_check why, bool read, bool loaded)
@@ -391,6 +399,9 @@ char *metrics_render(void)
 	put_head(&out, "tokend_store_errors_total", "counter",
 		 "Store operations that failed (database errors, busy, unavailable).");
 	put_one(&out, "tokend_store_errors_total", NULL, NULL, get(&total->store_errors));
+	put_head(&out, "tokend_store_commits_total", "counter",
+		 "COMMITs of write transactions that succeeded (one per write request).");
+	put_one(&out, "tokend_store_commits_total", NULL, NULL, get(&total->store_commits));
 	put_head(&out, "tokend_key_dir_checks_total", "counter",
 		 "Looks at the key directory (SIGHUP, the periodic check, a token of an "
 		 "unknown kid), by trigger.");

@@ -117,7 +117,8 @@ def test_content_type_and_build_info(srv):
     for outcome in ("rotated", "grace_replay", "reuse_revoked", "session_ended"):
         assert ("tokend_refresh_total", (("outcome", outcome),)) in samples, outcome
     for name in ("tokend_api_tokens_issued_total", "tokend_api_tokens_deleted_total",
-                 "tokend_store_errors_total", "tokend_hash_queue_depth",
+                 "tokend_store_errors_total", "tokend_store_commits_total",
+                 "tokend_hash_queue_depth",
                  "tokend_hash_workers_busy", "tokend_open_connections"):
         assert (name, ()) in samples, f"{name} missing from\n{text}"
     assert value(samples, "tokend_open_connections") >= 1, "the scrape's own connection"

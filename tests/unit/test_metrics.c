@@ -111,10 +111,12 @@ START_TEST(disabled_counts_nothing)
 	metrics_request(0, 200, 10);
 	metrics_login(METRICS_LOGIN_SUCCESS);
 	metrics_store_error();
+	metrics_store_commit();
 	text = metrics_render();
 	ck_assert(!has(text, "tokend_http_requests_total{"));
 	ck_assert(has(text, "tokend_logins_total{outcome=\"success\"} 0\n"));
 	ck_assert(has(text, "tokend_store_errors_total 0\n"));
+	ck_assert(has(text, "tokend_store_commits_total 0\n"));
 	free(text);
 }
 END_TEST

@@ -376,6 +376,8 @@ int store_pg_tx_end(struct store_pg_conn *c, bool commit)
 		rc = TOKEND_EDB; /* logged when it broke */
 	c->begun = false;
 	c->nsent = 0;
+	if (commit && rc == 0)
+		metrics_store_commit();
 	return commit ? rc : 0;
 }
 

@@ -175,10 +175,13 @@ int sq_write_end(struct store_tx *tx, int rc)
 	struct conn *c = tx->c;
 	sqlite3_stmt *s = STMT(c, rc == 0 ? S_COMMIT : S_ROLLBACK);
 
-	if (s != NULL && rc == 0)
+	if (s != NULL && rc == 0) {
 		rc = store_db_exec(c, s, "commit");
-	else if (rc == 0)
+		if (rc == 0)
+			metrics_store_commit();
+	} else if (rc == 0) {
 		rc = TOKEND_EDB;
+	}
 	if (rc != 0 && !sqlite3_get_autocommit(c->db)) {
 		s = STMT(c, S_ROLLBACK);
 		if (s != NULL)
