@@ -522,7 +522,7 @@ def main_postgres(args, binary, commit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per scenario")
-    ap.add_argument("--soak", type=int, default=300, help="seconds of the mixed soak run")
+    ap.add_argument("--soak", type=int, default=240, help="seconds of the mixed soak run")
     ap.add_argument("--idle", type=int, default=10000, help="idle keep-alive connections")
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--postgres", action="store_true",
@@ -773,6 +773,16 @@ def main():
               f"{'yes' if abs(drift) <= 5 else '**no**'}).",
               f"- One PBKDF2-SHA256 hash at {iterations} iterations on one core: "
               f"{hash_s * 1000:.1f} ms (Python's hashlib, OpenSSL)."]
+    # Issue at 50,000 live tokens against issue at 0 (bench/issue_scale.py:
+    # a team per level, seeded through SQL, the same server).
+    import issue_scale
+    flat = issue_scale.run(args.build, levels=(0, 50000), reps=2, duration=3)
+    at0, at50k = flat[0]["rps"], flat[1]["rps"]
+    ratio = at50k / at0 if at0 else 0
+    lines.append(f"- Issue with 50,000 live tokens in the team: {at50k:,.0f}/s against "
+                 f"{at0:,.0f}/s with none ({ratio:.2f} ×; target ≥ 0.9: "
+                 f"{'yes' if ratio >= 0.9 else '**no**'}; bench/issue_scale.py, wrk -c32, "
+                 f"median of 2 × 3 s).")
     lines += [f"- {n}" for n in notes]
     lines += ["", "Commands (the harness: `make bench`, i.e. `/usr/bin/python3 bench/run.py`):",
               "", "```"]
@@ -783,7 +793,7 @@ def main():
     print(report)
     # Only full runs (the defaults) go to bench/results/; trial runs with
     # shorter settings go to the temporary directory.
-    full = (D, args.soak, args.idle) == (10, 300, 10000)
+    full = (D, args.soak, args.idle) == (10, 240, 10000)
     out = os.path.join(ROOT, "bench", "results" if full else tmp,
                        f"{time.strftime('%Y-%m-%d-%H%M', time.gmtime())}-{commit}.md")
     with open(out, "w") as f:

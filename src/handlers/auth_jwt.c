@@ -547,8 +547,9 @@ int handler_jwt_verify(const struct handler_ctx *ctx, struct handler_result *res
 	 * Bearer authentication does. An access token minted before sessions
 	 * existed (no sid) lives out its few minutes unless its user is
 	 * disabled or deleted (looked up).
-	 * Bearer authentication keeps its lookup: it answers user_not_found
-	 * and user_inactive, and reads the user anyway.
+	 * Bearer authentication looks the session up for its user (it answers
+	 * user_not_found and user_inactive), and then remembers it live per
+	 * thread until the ends in memory say otherwise (store_session_state).
 	 */
 	if (strcmp(t.token_type, "refresh") == 0)
 		rc = store_refresh_live(app->store, t.jti, t.user_id, &live);
