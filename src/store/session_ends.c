@@ -142,13 +142,48 @@ int store_sessions_watch(struct store *st, long horizon)
 	return rc;
 }
 
-static int ends_check(struct store *st, const char *sid, bool *ended);
+/*
+ * *ended = session id is among the ends in memory (st->ends, set once
+ * before the server's threads start), reloaded first as
+ * store_session_ended says.
+ */
+static int ends_check(struct store *st, const unsigned char id[SESSION_ID_LEN], bool *ended)
+{
+	uint64_t counter;
+	int rc = 0;
+
+	*ended = true;
+	counter = session_counter_get(st->ends_counter);
+	if (counter != atomic_load(&st->ends_seen)) {
+		/* Another writer ended a session: wait for the reload. */
+		pthread_mutex_lock(&st->ends_lock);
+		counter = session_counter_get(st->ends_counter);
+		if (counter != atomic_load(&st->ends_seen))
+			rc = ends_reload(st, counter);
+		pthread_mutex_unlock(&st->ends_lock);
+	} else if (mono_ms() - atomic_load(&st->ends_loaded_ms) >= ENDS_RELOAD_MS &&
+		   pthread_mutex_trylock(&st->ends_lock) == 0) {
+		/* The periodic reload, for writers that do not bump: one thread
+		 * runs it; the others answer from the set meanwhile. */
+		if (mono_ms() - atomic_load(&st->ends_loaded_ms) >= ENDS_RELOAD_MS)
+			rc = ends_reload(st, session_counter_get(st->ends_counter));
+		pthread_mutex_unlock(&st->ends_lock);
+	}
+	if (rc != 0)
+		return rc;
+	*ended = session_set_has(st->ends, id);
+	return 0;
+}
 
 int store_session_ended(struct store *st, const char *sid, bool *ended)
 {
-	int rc = ends_check(st, sid, ended);
+	unsigned char id[SESSION_ID_LEN];
 
-	return rc == TOKEND_ENOTFOUND ? st->be->session_ended(st->db, sid, ended) : rc;
+	*ended = true; /* fail closed */
+	/* Not watched, or not a lower-case uuid: looked up. */
+	if (st->ends == NULL || !session_id_parse(sid, id))
+		return st->be->session_ended(st->db, sid, ended);
+	return ends_check(st, id, ended);
 }
 
 /*
@@ -188,7 +223,7 @@ int store_ends_live_known(struct store *st, const char *sid, const char *user_uu
 	if (s->store_id != st->id || memcmp(s->id, id, SESSION_ID_LEN) != 0 ||
 	    strcmp(s->user, user_uuid) != 0)
 		return TOKEND_ENOTFOUND;
-	rc = ends_check(st, sid, &ended);
+	rc = ends_check(st, id, &ended);
 	if (rc != 0)
 		return rc;
 	if (ended) {
@@ -209,37 +244,4 @@ void store_ends_live_remember(struct store *st, const char *sid, const char *use
 	s->store_id = st->id;
 	memcpy(s->id, id, SESSION_ID_LEN);
 	memcpy(s->user, user_uuid, strlen(user_uuid) + 1);
-}
-
-/* *ended from the ends in memory; TOKEND_ENOTFOUND when they cannot tell. */
-static int ends_check(struct store *st, const char *sid, bool *ended)
-{
-	unsigned char id[SESSION_ID_LEN];
-	uint64_t counter;
-	int rc = 0;
-
-	*ended = true;
-	/* st->ends is set once, before the server's threads start. */
-	if (st->ends == NULL || !session_id_parse(sid, id))
-		return TOKEND_ENOTFOUND;
-	counter = session_counter_get(st->ends_counter);
-	if (counter != atomic_load(&st->ends_seen)) {
-		/* Another writer ended a session: wait for the reload. */
-		pthread_mutex_lock(&st->ends_lock);
-		counter = session_counter_get(st->ends_counter);
-		if (counter != atomic_load(&st->ends_seen))
-			rc = ends_reload(st, counter);
-		pthread_mutex_unlock(&st->ends_lock);
-	} else if (mono_ms() - atomic_load(&st->ends_loaded_ms) >= ENDS_RELOAD_MS &&
-		   pthread_mutex_trylock(&st->ends_lock) == 0) {
-		/* The periodic reload, for writers that do not bump: one thread
-		 * runs it; the others answer from the set meanwhile. */
-		if (mono_ms() - atomic_load(&st->ends_loaded_ms) >= ENDS_RELOAD_MS)
-			rc = ends_reload(st, session_counter_get(st->ends_counter));
-		pthread_mutex_unlock(&st->ends_lock);
-	}
-	if (rc != 0)
-		return rc;
-	*ended = session_set_has(st->ends, id);
-	return 0;
 }
