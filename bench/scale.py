@@ -32,9 +32,7 @@ process started here is stopped before return.
 
 import base64
 import hashlib
-import hmac
 import itertools
-import json
 import os
 import queue
 import random
@@ -222,43 +220,6 @@ def seed(db_path, kid, log=print):
     return counts
 
 
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def mint_pool(td, user_uuid, count, outdir):
-    """run.py's mint_refresh_pool (rows as a login records them, the same
-    claims), with the HS256 signature computed here: PyJWT took 40 µs a
-    token on this machine, and --scale spends four pools."""
-    kid, key = bench.key_bytes(td.keys)
-    now = int(time.time())
-    exp = now + DAY
-    header = b64url(json.dumps({"alg": "HS256", "kid": kid, "typ": "JWT"},
-                               separators=(",", ":"), sort_keys=True).encode())
-    rng = random.Random()
-    rows, per_thread = [], [[] for _ in range(bench.WRK_THREADS)]
-    for i in range(count):
-        jti, access_jti = uuid_of(rng.getrandbits(128)), uuid_of(rng.getrandbits(128))
-        rows.append((jti, user_uuid, kid, access_jti, now, exp))
-        payload = b64url((f'{{"exp":{exp},"iat":{now},"jti":"{jti}","sid":"{jti}",'
-                          f'"token_type":"refresh","user_id":"{user_uuid}"}}').encode())
-        signing = header + b"." + payload
-        sig = b64url(hmac.new(key, signing, hashlib.sha256).digest())
-        per_thread[i % bench.WRK_THREADS].append((signing + b"." + sig).decode())
-    db = sqlite3.connect(td.db, timeout=30)
-    db.executemany("INSERT INTO sessions (id, user_uuid, created_at) VALUES (?, ?, ?)",
-                   ((r[0], r[1], r[4]) for r in rows))
-    db.executemany("INSERT INTO refresh_tokens (jti, family, user_uuid, kid, access_jti, "
-                   "issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   ((r[0], r[0], *r[1:]) for r in rows))
-    db.commit()
-    db.close()
-    os.makedirs(outdir, exist_ok=True)
-    for n, toks in enumerate(per_thread):
-        with open(os.path.join(outdir, f"{n}.txt"), "w") as f:
-            f.write("\n".join(toks) + "\n")
-
-
 def db_bytes(path):
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
@@ -326,7 +287,7 @@ def main(args, binary, commit):
                     td.pools = []
                     for n in range(2):
                         d = os.path.join(tmp, f"refresh-{os.path.basename(td.db)}-{n}")
-                        mint_pool(td, td.user, pool, d)
+                        bench.mint_refresh_pool(td, td.user, pool, d)
                         td.pools.append(d)
             for n, (label, td) in enumerate((("small", small), ("big", big), ("big", big),
                                              ("small", small))):
