@@ -412,13 +412,42 @@ static int refresh_field(const struct handler_ctx *ctx, struct handler_result *r
 struct mint_arg {
 	const struct app *app;
 	json_t **pair;
+	struct store_refresh minted; /* the row *pair was minted from */
 };
 
-/* store_rotation_commit_fn: mints the pair of the row about to be committed. */
+/*
+ * Whether a pair minted from row a is the pair of row b: the same row, and
+ * the access token's expiry, which the session's start may cut, the same.
+ */
+static bool same_pair(const struct app *app, const struct store_refresh *a,
+		      const struct store_refresh *b)
+{
+	int64_t access_exp = b->issued_at + app->cfg.access_lifetime;
+	bool cut = b->session_created_at > 0 &&
+		   access_exp > b->session_created_at + app->cfg.session_lifetime;
+
+	return !cut && a->session_created_at == 0 && strcmp(a->jti, b->jti) == 0 &&
+	       strcmp(a->family, b->family) == 0 && strcmp(a->user_uuid, b->user_uuid) == 0 &&
+	       strcmp(a->kid, b->kid) == 0 && strcmp(a->access_jti, b->access_jti) == 0 &&
+	       a->issued_at == b->issued_at && a->expires_at == b->expires_at;
+}
+
+/*
+ * store_rotation_commit_fn: the pair of the row about to be committed. The
+ * handler minted it before the rotation from what the old token says (its
+ * session, no cut to the session's end), so that the signing runs outside
+ * the store's write lock; the store's row differs only when the session's
+ * end cuts it (or a token minted before sessions names none): then it is
+ * minted again here.
+ */
 static int mint_before_commit(const struct store_refresh *next, void *arg)
 {
 	struct mint_arg *ma = arg;
 
+	if (*ma->pair != NULL && same_pair(ma->app, &ma->minted, next))
+		return 0;
+	json_decref(*ma->pair);
+	*ma->pair = NULL;
 	return mint_pair(ma->app, next, ma->pair);
 }
 
@@ -447,7 +476,13 @@ int handler_jwt_refresh(const struct handler_ctx *ctx, struct handler_result *re
 	 * revokes the family. (The store fills the family and cuts expires_at
 	 * to the session's end first, so the pair is minted from the final row.)
 	 */
-	struct mint_arg ma = {app, &pair};
+	struct mint_arg ma = {app, &pair, next};
+	if (t.sid[0] != '\0') {
+		memcpy(ma.minted.family, t.sid, UUID_STR_LEN);
+		rc = mint_pair(app, &ma.minted, &pair);
+		if (rc != 0)
+			return rc;
+	}
 	rc = store_refresh_rotate_then(app->store, t.jti, t.user_id, pol.now,
 				       app->cfg.refresh_grace, app->cfg.session_lifetime, &next,
 				       &replay, &outcome, mint_before_commit, &ma);
