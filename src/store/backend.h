@@ -105,6 +105,18 @@ struct store_backend {
 	/* COMMIT when rc is 0 (ROLLBACK if that fails), else ROLLBACK;
 	 * returns rc or the COMMIT's error. tx is gone after it. */
 	int (*write_end)(struct store_tx *tx, int rc);
+	/*
+	 * Optional (NULL: store.c runs write_begin, body, write_end): runs
+	 * body(tx, arg) in a write transaction of its own, committed when body
+	 * returns 0 and rolled back otherwise, and returns body's error or the
+	 * COMMIT's, once the transaction has ended. body may run on another
+	 * thread (SQLite: the thread that holds the write lock runs the
+	 * writers queued behind it, one transaction each), so it must not
+	 * depend on the calling thread; the caller blocks until it has run.
+	 * Ends any read snapshot of the thread.
+	 */
+	int (*write_run)(struct store_db *db, int (*body)(struct store_tx *tx, void *arg),
+			 void *arg);
 
 	/* Users. */
 	int (*user_add)(struct store_tx *tx, const struct store_user *u); /* EEXISTS */

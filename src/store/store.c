@@ -476,41 +476,75 @@ static int rotate_step(struct store *st, struct store_tx *tx, const struct store
 	return rc;
 }
 
+/* A rotation's arguments, for its transaction's body (rotate_body). */
+struct rotate_job {
+	struct store *st;
+	const char *old_jti, *user_uuid;
+	int64_t now;
+	long grace, session_lifetime;
+	struct store_refresh *next, *replay;
+	enum store_rotation *outcome;
+	store_rotation_commit_fn fn;
+	void *arg;
+};
+
+/* The rotation inside its transaction (write_run's body: any thread). */
+static int rotate_body(struct store_tx *tx, void *p)
+{
+	struct rotate_job *j = p;
+	struct store_refresh_state rs;
+	bool again = true;
+	int rc = 0;
+
+	*j->outcome = STORE_UNKNOWN; /* a batch's rollback may run it again */
+	/* Twice at most: the second read sees the concurrent rotation as used. */
+	for (int i = 0; rc == 0 && again && i < 2; i++) {
+		rc = j->st->be->refresh_state(tx, j->old_jti, &rs);
+		/* A token must not name another's row. */
+		if (rc != 0 || !rs.found || strcmp(rs.owner, j->user_uuid) != 0) {
+			*j->outcome = STORE_UNKNOWN;
+			again = false;
+			break;
+		}
+		rc = rotate_step(j->st, tx, &rs, j->old_jti, j->now, j->grace, j->session_lifetime,
+				 j->next, j->replay, j->outcome, &again);
+	}
+	if (rc == 0 && again)
+		rc = TOKEND_EBUSY; /* the row changed twice under us: not a decision to make */
+	if (rc == 0 && *j->outcome == STORE_ROTATED && j->fn != NULL)
+		rc = j->fn(j->next, j->arg);
+	return rc;
+}
+
+/* Runs body in a write transaction of its own (backend.h, write_run). */
+static int write_run(struct store *st, int (*body)(struct store_tx *tx, void *arg), void *arg)
+{
+	struct store_tx *tx;
+	int rc;
+
+	if (st->be->write_run != NULL)
+		return st->be->write_run(st->db, body, arg);
+	rc = st->be->write_begin(st->db, &tx);
+	return rc != 0 ? rc : st->be->write_end(tx, body(tx, arg));
+}
+
 int store_refresh_rotate_then(struct store *st, const char *old_jti, const char *user_uuid,
 			      int64_t now, long grace, long session_lifetime,
 			      struct store_refresh *next, struct store_refresh *replay,
 			      enum store_rotation *outcome, store_rotation_commit_fn fn, void *arg)
 {
-	struct store_refresh_state rs;
-	struct store_tx *tx;
-	bool again = true;
+	struct rotate_job j = {st,   old_jti, user_uuid, now, grace, session_lifetime,
+			       next, replay,  outcome,   fn,  arg};
 	int rc;
 
 	*outcome = STORE_UNKNOWN;
-	rc = st->be->write_begin(st->db, &tx);
-	if (rc != 0)
-		return rc;
-	/* Twice at most: the second read sees the concurrent rotation as used. */
-	for (int i = 0; rc == 0 && again && i < 2; i++) {
-		rc = st->be->refresh_state(tx, old_jti, &rs);
-		/* A token must not name another's row. */
-		if (rc != 0 || !rs.found || strcmp(rs.owner, user_uuid) != 0) {
-			*outcome = STORE_UNKNOWN;
-			again = false;
-			break;
-		}
-		rc = rotate_step(st, tx, &rs, old_jti, now, grace, session_lifetime, next, replay,
-				 outcome, &again);
-	}
-	if (rc == 0 && again)
-		rc = TOKEND_EBUSY; /* the row changed twice under us: not a decision to make */
-	if (rc == 0 && *outcome == STORE_ROTATED && fn != NULL)
-		rc = fn(next, arg);
+	rc = write_run(st, rotate_body, &j);
 	if (rc != 0 && *outcome == STORE_ROTATED)
 		*outcome = STORE_UNKNOWN;
-	if (*outcome == STORE_REUSED || *outcome == STORE_EXPIRED)
-		return store_end_sessions_commit(st, tx, rc);
-	return st->be->write_end(tx, rc);
+	/* A reuse or the session's end ended it: other processes' verify sees it. */
+	if (rc == 0 && (*outcome == STORE_REUSED || *outcome == STORE_EXPIRED))
+		store_ends_bump(st);
+	return rc;
 }
 
 int store_refresh_rotate(struct store *st, const char *old_jti, const char *user_uuid, int64_t now,
@@ -605,25 +639,33 @@ static void api_digest(const char *token, unsigned char digest[32])
 	SHA256((const unsigned char *)token, strlen(token), digest);
 }
 
+struct api_add_job {
+	struct store *st;
+	const struct store_api_token *row;
+	long cap;
+};
+
+/* Count and insert share the transaction: concurrent issues never pass the cap. */
+static int api_add_body(struct store_tx *tx, void *p)
+{
+	struct api_add_job *j = p;
+	long live = 0;
+	int rc = j->st->be->api_count(tx, j->row->user_uuid, j->row->team_uuid, j->row->issued_at,
+				      &live);
+
+	if (rc == 0 && live >= j->cap)
+		rc = TOKEND_ECONFLICT;
+	return rc != 0 ? rc : j->st->be->api_add(tx, j->row);
+}
+
 int store_api_token_add(struct store *st, const struct store_api_token *t, const char *token,
 			long cap)
 {
 	struct store_api_token row = *t;
-	struct store_tx *tx;
-	long live = 0;
-	int rc;
+	struct api_add_job j = {st, &row, cap};
 
 	api_digest(token, row.digest);
-	rc = st->be->write_begin(st->db, &tx);
-	if (rc != 0)
-		return rc;
-	/* Count and insert share the transaction: concurrent issues never pass the cap. */
-	rc = st->be->api_count(tx, row.user_uuid, row.team_uuid, row.issued_at, &live);
-	if (rc == 0 && live >= cap)
-		rc = TOKEND_ECONFLICT;
-	if (rc == 0)
-		rc = st->be->api_add(tx, &row);
-	return st->be->write_end(tx, rc);
+	return write_run(st, api_add_body, &j);
 }
 
 int store_api_token_version(struct store *st, const char *team_uuid, const char *user_uuid,
@@ -660,22 +702,34 @@ int store_api_token_find(struct store *st, const char *token, char jti[UUID_STR_
 	return st->be->api_by_digest(st->db, digest, jti);
 }
 
+struct api_delete_job {
+	struct store *st;
+	const char *user_uuid, *team_uuid;
+	int64_t now;
+	const char *const *jtis;
+	size_t n;
+	long count;
+};
+
+static int api_delete_body(struct store_tx *tx, void *p)
+{
+	struct api_delete_job *j = p;
+	int rc = 0;
+
+	j->count = 0; /* a batch's rollback may run it again */
+	for (size_t i = 0; rc == 0 && i < j->n; i++)
+		rc = j->st->be->api_delete(tx, j->jtis[i], j->user_uuid, j->team_uuid, j->now,
+					   &j->count);
+	return rc;
+}
+
 int store_api_token_delete(struct store *st, const char *user_uuid, const char *team_uuid,
 			   int64_t now, const char *const *jtis, size_t n, long *deleted)
 {
-	struct store_tx *tx;
-	long count = 0;
-	int rc;
+	struct api_delete_job j = {st, user_uuid, team_uuid, now, jtis, n, 0};
+	int rc = write_run(st, api_delete_body, &j);
 
-	*deleted = 0;
-	rc = st->be->write_begin(st->db, &tx);
-	if (rc != 0)
-		return rc;
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = st->be->api_delete(tx, jtis[i], user_uuid, team_uuid, now, &count);
-	rc = st->be->write_end(tx, rc);
-	if (rc == 0)
-		*deleted = count;
+	*deleted = rc == 0 ? j.count : 0;
 	return rc;
 }
 

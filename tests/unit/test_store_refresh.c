@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tokend/err.h"
 #include "tokend/store.h"
@@ -368,6 +369,95 @@ START_TEST(concurrent_rotation_one_wins)
 }
 END_TEST
 
+/*
+ * Batched writers (the SQLite backend runs the writers queued behind its
+ * write lock in one transaction): a rotation that fails inside a batch
+ * (here a trigger's RAISE(ROLLBACK) on its new row, as SQLITE_FULL would)
+ * fails alone. Every other rotation of the batch is written once, and the
+ * failed one leaves its old token unused. In each round another connection
+ * holds SQLite's write lock while the rotations start, so that they queue
+ * (the first waits in SQLite's busy handler, the others behind it).
+ */
+#define CHAINS 8
+#define CHAIN_ROUNDS 12
+
+struct chain {
+	struct store_refresh head; /* the chain's newest row */
+	bool poison;               /* this round's new row names the poison kid */
+	int rotated, failed, other;
+};
+
+static void *rotate_once(void *arg)
+{
+	struct chain *c = arg;
+	struct store_refresh next, replay;
+	enum store_rotation o = (enum store_rotation) - 1;
+	int rc;
+
+	row_of(&next, alice, c->poison ? "poison" : "k1", c->head.issued_at, 3600);
+	rc = store_refresh_rotate(st, c->head.jti, alice, c->head.issued_at, 0, 0, &next, &replay,
+				  &o);
+	if (rc != 0 && c->poison) {
+		c->failed++;
+	} else if (rc == 0 && o == STORE_ROTATED && !c->poison) {
+		c->rotated++;
+		c->head = next;
+	} else {
+		c->other++;
+	}
+	return NULL;
+}
+
+START_TEST(batched_rotation_fails_alone)
+{
+	struct chain c[CHAINS];
+	sqlite3 *db = NULL;
+
+	ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_exec(db,
+				      "CREATE TRIGGER poison BEFORE INSERT ON refresh_tokens "
+				      "WHEN NEW.kid = 'poison' BEGIN "
+				      "SELECT RAISE(ROLLBACK, 'poisoned'); END",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	for (int i = 0; i < CHAINS; i++) {
+		memset(&c[i], 0, sizeof c[i]);
+		login(&c[i].head, alice, "k1", util_now(), 3600);
+	}
+	for (int round = 0; round < CHAIN_ROUNDS; round++) {
+		pthread_t t[CHAINS];
+
+		ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+		for (int i = 0; i < CHAINS; i++) {
+			c[i].poison = i % 3 == round % 3; /* some rounds poison none */
+			ck_assert_int_eq(pthread_create(&t[i], NULL, rotate_once, &c[i]), 0);
+		}
+		usleep(100 * 1000); /* lets them queue: the outcome does not depend on it */
+		ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+		for (int i = 0; i < CHAINS; i++)
+			pthread_join(t[i], NULL);
+	}
+	sqlite3_close(db);
+	for (int i = 0; i < CHAINS; i++) {
+		char where[160];
+
+		ck_assert_msg(c[i].other == 0 && c[i].rotated + c[i].failed == CHAIN_ROUNDS,
+			      "chain %d: %d rotated, %d failed, %d other", i, c[i].rotated,
+			      c[i].failed, c[i].other);
+		ck_assert_int_gt(c[i].failed, 0);
+		/* the chain's rows: its login and one per rotation; only the newest is live */
+		snprintf(where, sizeof where,
+			 "family = (SELECT family FROM refresh_tokens WHERE jti = '%.36s')",
+			 c[i].head.jti);
+		ck_assert_int_eq(count_rows(where), c[i].rotated + 1);
+		ck_assert(live(c[i].head.jti));
+	}
+	ck_assert_int_eq(count_rows("kid = 'poison'"), 0);
+	ck_assert_int_eq(count_rows("used_at IS NULL"), CHAINS);
+}
+END_TEST
+
 START_TEST(purge_expired_only_and_bounded)
 {
 	struct store_refresh r, used_next;
@@ -473,6 +563,7 @@ static Suite *store_refresh_suite(void)
 	tcase_add_test(tc, rotate_inactive);
 	tcase_add_test(tc, live_unknown_and_odd_jtis);
 	tcase_add_test(tc, concurrent_rotation_one_wins);
+	tcase_add_test(tc, batched_rotation_fails_alone);
 	tcase_add_test(tc, purge_expired_only_and_bounded);
 	tcase_add_test(tc, key_in_use);
 	suite_add_tcase(s, tc);

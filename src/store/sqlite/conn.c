@@ -117,6 +117,12 @@ sqlite3_stmt *store_db_stmt(struct conn *c, enum stmt_id id, const char *sql)
 {
 	sqlite3_stmt *s = c->stmts[id];
 
+	if (c->in_tx && sqlite3_get_autocommit(c->db)) {
+		log_error("store: the transaction was rolled back: %s", sqlite3_errmsg(c->db));
+		metrics_store_error();
+		return NULL;
+	}
+
 	if (s == NULL) {
 		if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
 		    SQLITE_OK) {
@@ -236,6 +242,7 @@ static int sq_open(const char *path, long busy_timeout_ms, struct store_db **out
 	}
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_mutex_init(&st->write_lock, NULL);
+	pthread_mutex_init(&st->jobs_lock, NULL);
 	pthread_mutex_init(&st->ckpt_lock, NULL);
 	pthread_cond_init(&st->ckpt_cond, NULL);
 	rc = store_db_conn_open(st, &c, true, errbuf, errlen);
@@ -284,6 +291,7 @@ static void sq_close(struct store_db *st)
 	pthread_key_delete(st->key);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->write_lock);
+	pthread_mutex_destroy(&st->jobs_lock);
 	pthread_mutex_destroy(&st->ckpt_lock);
 	pthread_cond_destroy(&st->ckpt_cond);
 	free(st->path);
@@ -409,6 +417,7 @@ const struct store_backend store_sqlite_backend = {
 	.read_end = sq_read_end,
 	.write_begin = sq_write_begin,
 	.write_end = sq_write_end,
+	.write_run = sq_write_run,
 	.user_add = sq_user_add,
 	.user_get = sq_user_get,
 	.user_uuid = sq_user_uuid,

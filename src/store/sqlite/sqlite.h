@@ -73,6 +73,11 @@ struct conn {
 	sqlite3_stmt *stmts[S_COUNT];
 	struct store_db *owner;
 	struct conn *next; /* in owner->conns */
+	/* The writer inside a write transaction (under write_lock): when
+	 * SQLite rolls it back itself (SQLITE_FULL, IOERR, NOMEM, a trigger's
+	 * RAISE(ROLLBACK)), its later statements must fail, not run on their
+	 * own in autocommit (store_db_stmt). */
+	bool in_tx;
 };
 
 /* The one write transaction of the process: the writer under write_lock. */
@@ -100,6 +105,11 @@ struct store_db {
 	 * no other writer in the process its page cache stays warm (a commit
 	 * by another connection would empty it). Not in conns. */
 	struct conn *writer;
+	/* sq_write_run's queue (writer.c): jobs waiting for the thread that
+	 * holds the lead to run them; lead_taken: a thread has it. */
+	pthread_mutex_t jobs_lock;
+	struct store_job *jobs_head, *jobs_tail;
+	bool lead_taken;
 	/* Checkpoints (store_sqlite.c, checkpoint_due): copies run on the
 	 * checkpointer thread outside write_lock; the rare pass that lets the
 	 * WAL start over runs under it. */
@@ -174,6 +184,7 @@ int sq_read_begin(struct store_db *db);
 void sq_read_end(struct store_db *db);
 int sq_write_begin(struct store_db *db, struct store_tx **tx);
 int sq_write_end(struct store_tx *tx, int rc);
+int sq_write_run(struct store_db *db, int (*body)(struct store_tx *tx, void *arg), void *arg);
 /* migrate.c */
 int sq_migrate(struct store_db *db, int *version, bool *fresh, char *errbuf, size_t errlen);
 /* users.c */
