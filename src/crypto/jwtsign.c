@@ -405,10 +405,11 @@ static const char *claims_valid(struct jwtsign_token *out, int64_t nbf,
 		return "Token has no valid jti or user_id";
 	if (out->sid[0] != '\0' && !util_uuid_valid(out->sid))
 		return "Token has no valid sid";
+	/* Whole fields cleared: no byte of a dropped claim stays in *out. */
 	if (strcmp(out->token_type, "api") == 0)
-		out->sid[0] = '\0'; /* API tokens belong to no session */
+		memset(out->sid, 0, sizeof(out->sid)); /* API tokens belong to no session */
 	if (strcmp(out->token_type, "api") != 0)
-		out->team_uuid[0] = '\0';
+		memset(out->team_uuid, 0, sizeof(out->team_uuid));
 	else if (!util_uuid_valid(out->team_uuid))
 		return "Token has no valid team_uuid";
 	return NULL;
@@ -564,8 +565,11 @@ static const char *fast_claims(const char *b64, size_t b64len, const struct jwts
 	    !canon_str(&c, out->token_type, sizeof(out->token_type)) || !LIT(&c, ",\"user_id\":") ||
 	    !canon_str(&c, out->user_id, sizeof(out->user_id)) || !LIT(&c, "}") || c.p != c.end) {
 		/* The full path starts from a clean slate. */
-		out->jti[0] = out->sid[0] = out->team_uuid[0] = out->token_type[0] =
-			out->user_id[0] = '\0';
+		memset(out->jti, 0, sizeof(out->jti));
+		memset(out->sid, 0, sizeof(out->sid));
+		memset(out->team_uuid, 0, sizeof(out->team_uuid));
+		memset(out->token_type, 0, sizeof(out->token_type));
+		memset(out->user_id, 0, sizeof(out->user_id));
 		out->exp = out->iat = 0;
 		return NULL;
 	}
