@@ -37,6 +37,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -167,6 +168,28 @@ class MhdCeiling:
         code = self.proc.wait(10)
         self.proc.stdout.close()
         return code
+
+
+LOG_TAIL = 256 * 1024
+
+
+def tidy(tmp):
+    """Deletes what a finished run left in tmp but its reports and the last
+    LOG_TAIL bytes of each log: the databases, keys, token pools and access
+    logs came to 4-5 GB a full run."""
+    for name in os.listdir(tmp):
+        path = os.path.join(tmp, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.endswith(".log") and os.path.getsize(path) > LOG_TAIL:
+            with open(path, "rb") as f:
+                f.seek(-LOG_TAIL, os.SEEK_END)
+                tail = f.read()
+            with open(path, "wb") as f:
+                f.write(tail)
+        elif not name.endswith((".log", ".md")):
+            os.unlink(path)
+    print(f"kept the reports and the logs' last {LOG_TAIL // 1024} KiB in {tmp}", file=sys.stderr)
 
 
 def wait_port(port, timeout=10):
@@ -527,6 +550,7 @@ def main_postgres(args, binary, commit):
     with open(out, "w") as f:
         f.write(report)
     print(f"written to {os.path.relpath(out, ROOT)}", file=sys.stderr)
+    tidy(tmp)
 
 
 def main():
@@ -809,6 +833,7 @@ def main():
     with open(out, "w") as f:
         f.write(report)
     print(f"written to {os.path.relpath(out, ROOT)}", file=sys.stderr)
+    tidy(tmp)
 
 
 if __name__ == "__main__":
