@@ -2,7 +2,7 @@
 /*
  * This module implements the users, teams and memberships of the
  * PostgreSQL backend, with their SQL: the statements of the SQLite backend
- * (store_sqlite.c's stmt_sql) with $n parameters. Flags are INTEGER 0/1 as
+ * (src/store/sqlite/users.c's stmt_sql) with $n parameters. Flags are INTEGER 0/1 as
  * in SQLite (sql/postgres/001_init.sql), so they are bound as "0"/"1" and
  * read back the same way. Deleting a user removes its memberships,
  * sessions and tokens by the schema's ON DELETE CASCADE.

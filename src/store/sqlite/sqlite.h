@@ -110,7 +110,7 @@ struct store_db {
 	pthread_mutex_t jobs_lock;
 	struct store_job *jobs_head, *jobs_tail;
 	bool lead_taken;
-	/* Checkpoints (store_sqlite.c, checkpoint_due): copies run on the
+	/* Checkpoints (writer.c, checkpoint_due): copies run on the
 	 * checkpointer thread outside write_lock; the rare pass that lets the
 	 * WAL start over runs under it. */
 	atomic_int wal_frames;     /* the WAL's size after the last commit */
