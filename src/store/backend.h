@@ -107,13 +107,14 @@ struct store_backend {
 	int (*write_end)(struct store_tx *tx, int rc);
 	/*
 	 * Optional (NULL: store.c runs write_begin, body, write_end): runs
-	 * body(tx, arg) in a write transaction of its own, committed when body
-	 * returns 0 and rolled back otherwise, and returns body's error or the
-	 * COMMIT's, once the transaction has ended. body may run on another
-	 * thread (SQLite: the thread that holds the write lock runs the
-	 * writers queued behind it, one transaction each), so it must not
-	 * depend on the calling thread; the caller blocks until it has run.
-	 * Ends any read snapshot of the thread.
+	 * body(tx, arg) in a write transaction, committed when body returns 0
+	 * and rolled back otherwise, and returns body's error or the COMMIT's
+	 * once its write is committed or gone. SQLite may run it on another
+	 * thread, in one transaction with other writes queued beside it
+	 * (sqlite/writer.c), and run it again alone when that transaction is
+	 * rolled back: body must not depend on the calling thread and must
+	 * set every output afresh each time. The caller blocks until it has
+	 * run. Ends any read snapshot of the thread.
 	 */
 	int (*write_run)(struct store_db *db, int (*body)(struct store_tx *tx, void *arg),
 			 void *arg);
